@@ -1,0 +1,1 @@
+//! The online consistent-cut algorithm (see DESIGN.md "Consistency algorithm").
