@@ -1,1 +1,25 @@
-//! repo
+//! A generic, content-addressed backup repository on any `object_store` store.
+//!
+//! This crate implements the repository format that `DESIGN.md` specifies, section by section:
+//! - [`layout`]: the only place object keys are built (`config`, `blobs/`, `manifests/`, `staging/`);
+//! - [`id`]: blob ids (BLAKE3 of the content) and backup ids (UTC time + random suffix);
+//! - [`config`]: the repository `config` object, its format version and the refusal of newer ones;
+//! - [`manifest`]: one manifest per backup, written last with create-only semantics;
+//! - [`check`]: structural verification of manifests against the blobs present.
+//!
+//! It contains no InfluxDB knowledge: an entry is a relative path, a size, a blob id and an opaque
+//! `class` label, and a manifest carries an opaque `source` JSON document that the caller owns.
+//! The test for this boundary: it could back up a directory of photos unchanged.
+
+pub mod check;
+pub mod config;
+pub mod error;
+pub mod id;
+pub mod layout;
+pub mod manifest;
+mod repository;
+
+pub use error::{Error, Result};
+pub use id::{BackupId, BlobId};
+pub use manifest::{Entry, Manifest};
+pub use repository::{BlobIndex, Repository};

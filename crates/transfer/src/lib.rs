@@ -1,1 +1,21 @@
-//! transfer
+//! How bytes move: streaming, hashing, bounded-parallel copies between object stores.
+//!
+//! This crate knows neither InfluxDB nor the backup repository. A copy is "read this object from
+//! store A, write it to store B (under a fixed key or under the hash of its content), expect size
+//! N, tell me the BLAKE3 hash". Large objects stream through multipart uploads with bounded
+//! memory; small ones are read whole (one request each way).
+//!
+//! Retries: `object_store` already retries individual HTTP requests (its `RetryConfig`: 10
+//! retries within 3 minutes by default). This crate adds whole-object retries for what a request
+//! retry cannot fix — a body stream cut mid-way — and reports a source object that no longer
+//! exists as [`Error::Vanished`], so that a caller can re-plan instead of failing.
+
+mod copy;
+mod engine;
+mod error;
+mod progress;
+
+pub use copy::{copy_content_addressed, read_hashed, stream_copy, CasCopy, Copied, CopyOptions};
+pub use engine::for_each_bounded;
+pub use error::{Error, Result};
+pub use progress::{NoProgress, Progress};

@@ -1,0 +1,140 @@
+//! Identifiers: [`BlobId`] names content, [`BackupId`] names a backup.
+//!
+//! Invariants: a `BlobId` is the BLAKE3 hash of the blob's bytes as stored (anyone can check a
+//! blob with `b3sum`); it prints as 64 lowercase hex digits. A `BackupId` is
+//! `YYYYMMDDTHHMMSSZ-xxxxxxxx` (UTC time of the start of the backup, 8 random hex digits), so
+//! that lexical order is time order and two concurrent backups never collide.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+/// BLAKE3 hash of a blob's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobId(pub [u8; 32]);
+
+impl BlobId {
+    /// The id of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        BlobId(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+}
+
+impl From<blake3::Hash> for BlobId {
+    fn from(hash: blake3::Hash) -> Self {
+        BlobId(*hash.as_bytes())
+    }
+}
+
+impl fmt::Display for BlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl FromStr for BlobId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(format!("not a blob id (64 lowercase hex digits): {s:?}"));
+        }
+        blake3::Hash::from_hex(s)
+            .map(BlobId::from)
+            .map_err(|e| format!("not a blob id: {e}"))
+    }
+}
+
+impl Serialize for BlobId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for BlobId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Identifier of one backup.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BackupId(String);
+
+impl BackupId {
+    /// A new id for a backup starting at `at`.
+    pub fn new(at: SystemTime) -> Self {
+        let stamp = humantime::format_rfc3339_seconds(at).to_string();
+        // 2026-11-25T09:44:18Z -> 20261125T094418Z
+        let compact: String = stamp.chars().filter(|c| *c != '-' && *c != ':').collect();
+        BackupId(format!("{compact}-{:08x}", fastrand::u32(..)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for BackupId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let valid = s.len() == 25
+            && s.as_bytes()[8] == b'T'
+            && s.as_bytes()[15] == b'Z'
+            && s.as_bytes()[16] == b'-'
+            && s.bytes().enumerate().all(|(i, b)| {
+                matches!(i, 8 | 15 | 16) || b.is_ascii_digit() || (i > 16 && b.is_ascii_hexdigit())
+            });
+        if valid {
+            Ok(BackupId(s.to_string()))
+        } else {
+            Err(format!(
+                "not a backup id (expected YYYYMMDDTHHMMSSZ-xxxxxxxx, as `list` prints): {s:?}"
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn backup_ids_sort_by_time_and_round_trip() {
+        let a = BackupId::new(UNIX_EPOCH + Duration::from_secs(1_795_599_000));
+        let b = BackupId::new(UNIX_EPOCH + Duration::from_secs(1_795_599_001));
+        assert!(a < b);
+        assert!(a.as_str().starts_with("20261125T"), "{a}");
+        assert_eq!(a.as_str().parse::<BackupId>().unwrap(), a);
+        assert!("latest".parse::<BackupId>().is_err());
+        assert!("20261125T094418Z-zzzzzzzz".parse::<BackupId>().is_err());
+    }
+
+    #[test]
+    fn blob_ids_are_blake3_hex() {
+        let id = BlobId::of(b"hello");
+        assert_eq!(id.to_hex(), blake3::hash(b"hello").to_hex().as_str());
+        assert_eq!(id.to_hex().parse::<BlobId>().unwrap(), id);
+        assert!("ABC".parse::<BlobId>().is_err());
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<BlobId>(&json).unwrap(), id);
+    }
+}

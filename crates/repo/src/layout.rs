@@ -1,0 +1,81 @@
+//! Repository object keys. This is the only module that builds them.
+//!
+//! ```text
+//! config                                  repository config (create-only)
+//! blobs/<2 hex>/<64 hex>                  content, named by BLAKE3 of the bytes
+//! manifests/<backup id>.json              one per backup, create-only, written last
+//! staging/<random>                        in-flight streamed uploads, renamed into blobs/
+//! ```
+//! Keys never contain `#`: `object_store`'s `LocalFileSystem` reserves `name#<digits>` for its
+//! own staging files and hides them from listings.
+
+use crate::{BackupId, BlobId};
+use object_store::path::Path;
+
+/// Key of the repository config.
+pub const CONFIG: &str = "config";
+/// Prefix of all blobs.
+pub const BLOBS: &str = "blobs";
+/// Prefix of all manifests.
+pub const MANIFESTS: &str = "manifests";
+/// Prefix of in-flight uploads.
+pub const STAGING: &str = "staging";
+
+/// Key of a blob: `blobs/ab/abcdef…`.
+pub fn blob_key(id: &BlobId) -> Path {
+    let hex = id.to_hex();
+    Path::from(format!("{BLOBS}/{}/{hex}", &hex[..2]))
+}
+
+/// Parse a blob key back into its id (`None` for anything else under `blobs/`).
+pub fn blob_id_of(key: &Path) -> Option<BlobId> {
+    let mut parts = key.parts();
+    let (top, fan, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if top.as_ref() != BLOBS || parts.next().is_some() {
+        return None;
+    }
+    let id: BlobId = name.as_ref().parse().ok()?;
+    id.to_hex().starts_with(fan.as_ref()).then_some(id)
+}
+
+/// Key of a manifest.
+pub fn manifest_key(id: &BackupId) -> Path {
+    Path::from(format!("{MANIFESTS}/{id}.json"))
+}
+
+/// Parse a manifest key back into its backup id.
+pub fn backup_id_of(key: &Path) -> Option<BackupId> {
+    let name = key.filename()?.strip_suffix(".json")?;
+    let mut parts = key.parts();
+    (parts.next()?.as_ref() == MANIFESTS).then_some(())?;
+    name.parse().ok()
+}
+
+/// A fresh staging key.
+pub fn staging_key() -> Path {
+    Path::from(format!(
+        "{STAGING}/{:016x}{:016x}",
+        fastrand::u64(..),
+        fastrand::u64(..)
+    ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let id = BlobId::of(b"x");
+        let key = blob_key(&id);
+        assert!(key
+            .as_ref()
+            .starts_with(&format!("blobs/{}/", &id.to_hex()[..2])));
+        assert_eq!(blob_id_of(&key), Some(id));
+        assert_eq!(blob_id_of(&Path::from("blobs/00/abc")), None);
+        let backup: BackupId = "20261125T094418Z-0123abcd".parse().unwrap();
+        assert_eq!(backup_id_of(&manifest_key(&backup)), Some(backup));
+        assert!(!staging_key().as_ref().contains('#'));
+    }
+}

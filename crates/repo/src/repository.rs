@@ -1,0 +1,357 @@
+//! [`Repository`]: opening or initialising a repository, listing and loading manifests,
+//! committing a manifest, and the index of blobs present.
+
+use crate::config::{RepoConfig, FORMAT_VERSION};
+use crate::layout;
+use crate::{BackupId, BlobId, Error, Manifest, Result};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// An open repository.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    store: Arc<dyn ObjectStore>,
+    location: String,
+    config: RepoConfig,
+}
+
+/// The blobs present in a repository: id → stored size. Built from one listing of `blobs/`.
+#[derive(Debug, Clone, Default)]
+pub struct BlobIndex {
+    sizes: HashMap<BlobId, u64>,
+}
+
+impl BlobIndex {
+    /// Whether the blob is present.
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.sizes.contains_key(id)
+    }
+
+    /// Stored size of a blob.
+    pub fn size(&self, id: &BlobId) -> Option<u64> {
+        self.sizes.get(id).copied()
+    }
+
+    /// Record a blob written after the listing.
+    pub fn insert(&mut self, id: BlobId, size: u64) {
+        self.sizes.insert(id, size);
+    }
+
+    /// Number of blobs.
+    pub fn len(&self) -> usize {
+        self.sizes.len()
+    }
+
+    /// Whether there are no blobs.
+    pub fn is_empty(&self) -> bool {
+        self.sizes.is_empty()
+    }
+
+    /// Total stored bytes.
+    pub fn total_bytes(&self) -> u64 {
+        self.sizes.values().sum()
+    }
+}
+
+impl Repository {
+    /// Open the repository at `store` (`location` names it in messages).
+    pub async fn open(store: Arc<dyn ObjectStore>, location: impl Into<String>) -> Result<Self> {
+        let location = location.into();
+        let config = match read_config(store.as_ref(), &location).await? {
+            Some(config) => config,
+            None => return Err(Error::NotFound { location }),
+        };
+        Ok(Repository {
+            store,
+            location,
+            config,
+        })
+    }
+
+    /// Open the repository, initialising it first when the location is empty. Refuses a
+    /// non-empty location without a config. Returns whether it was created.
+    pub async fn open_or_init(
+        store: Arc<dyn ObjectStore>,
+        location: impl Into<String>,
+        tool: &str,
+    ) -> Result<(Self, bool)> {
+        let location = location.into();
+        if let Some(config) = read_config(store.as_ref(), &location).await? {
+            return Ok((
+                Repository {
+                    store,
+                    location,
+                    config,
+                },
+                false,
+            ));
+        }
+        if let Some(example) = first_object(store.as_ref()).await? {
+            return Err(Error::Foreign { location, example });
+        }
+        let config = RepoConfig::new(tool);
+        let body = serde_json::to_vec_pretty(&config).map_err(|e| Error::Corrupt {
+            key: layout::CONFIG.into(),
+            reason: e.to_string(),
+        })?;
+        let key = Path::from(layout::CONFIG);
+        let created = store
+            .put_opts(&key, PutPayload::from(body), create_only())
+            .await;
+        match created {
+            Ok(_) => Ok((
+                Repository {
+                    store,
+                    location,
+                    config,
+                },
+                true,
+            )),
+            // Another process initialised it first: use theirs.
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                Ok((Self::open(store, location).await?, false))
+            }
+            Err(e) => Err(Error::store(key, e)),
+        }
+    }
+
+    /// The underlying store (rooted at the repository).
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Where the repository is, as given by the user.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The repository config.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// List every blob present (one paged listing of `blobs/`).
+    pub async fn blob_index(&self) -> Result<BlobIndex> {
+        let prefix = Path::from(layout::BLOBS);
+        let mut index = BlobIndex::default();
+        let mut listing = self.store.list(Some(&prefix));
+        while let Some(meta) = listing
+            .try_next()
+            .await
+            .map_err(|e| Error::store(&prefix, e))?
+        {
+            if let Some(id) = layout::blob_id_of(&meta.location) {
+                index.insert(id, meta.size);
+            }
+        }
+        Ok(index)
+    }
+
+    /// Every backup id, oldest first.
+    pub async fn list_backups(&self) -> Result<Vec<BackupId>> {
+        let prefix = Path::from(layout::MANIFESTS);
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::store(&prefix, e))?;
+        let mut ids: Vec<BackupId> = metas
+            .iter()
+            .filter_map(|m| layout::backup_id_of(&m.location))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Resolve `latest` or a backup id to an existing backup.
+    pub async fn resolve(&self, spec: &str) -> Result<BackupId> {
+        let ids = self.list_backups().await?;
+        if spec == "latest" {
+            return ids.last().cloned().ok_or_else(|| Error::NoSuchBackup {
+                id: "latest (the repository holds no backup yet)".into(),
+            });
+        }
+        let id: BackupId = spec
+            .parse()
+            .map_err(|_| Error::NoSuchBackup { id: spec.into() })?;
+        if ids.contains(&id) {
+            Ok(id)
+        } else {
+            Err(Error::NoSuchBackup { id: spec.into() })
+        }
+    }
+
+    /// Load and parse a manifest, refusing a newer format.
+    pub async fn load_manifest(&self, id: &BackupId) -> Result<Manifest> {
+        let key = layout::manifest_key(id);
+        let bytes = match self.store.get(&key).await {
+            Ok(result) => result.bytes().await.map_err(|e| Error::store(&key, e))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::NoSuchBackup { id: id.to_string() })
+            }
+            Err(e) => return Err(Error::store(&key, e)),
+        };
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        if manifest.format_version > FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: manifest.format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if &manifest.id != id {
+            return Err(Error::Corrupt {
+                key: key.to_string(),
+                reason: format!(
+                    "manifest names backup {} but is stored as {id}",
+                    manifest.id
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// Commit a backup: write its manifest with create-only semantics. Every blob it references
+    /// must already be stored (the caller's duty; see DESIGN.md "Write ordering").
+    pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
+        let key = layout::manifest_key(&manifest.id);
+        let body = serde_json::to_vec(manifest).map_err(|e| Error::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        match self
+            .store
+            .put_opts(&key, PutPayload::from(body), create_only())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(Error::Exists {
+                id: manifest.id.to_string(),
+            }),
+            Err(e) => Err(Error::store(key, e)),
+        }
+    }
+}
+
+fn create_only() -> PutOptions {
+    PutOptions {
+        mode: PutMode::Create,
+        ..PutOptions::default()
+    }
+}
+
+async fn read_config(store: &dyn ObjectStore, location: &str) -> Result<Option<RepoConfig>> {
+    let key = Path::from(layout::CONFIG);
+    let bytes = match store.get(&key).await {
+        Ok(result) => result.bytes().await.map_err(|e| Error::store(&key, e))?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(Error::store(format!("{location}/{key}"), e)),
+    };
+    let config: RepoConfig = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        key: format!("{location}/{key}"),
+        reason: e.to_string(),
+    })?;
+    if config.format_version > FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            found: config.format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(Some(config))
+}
+
+async fn first_object(store: &dyn ObjectStore) -> Result<Option<String>> {
+    let mut listing = store.list(None);
+    let first = listing
+        .try_next()
+        .await
+        .map_err(|e| Error::store("(repository root)", e))?;
+    Ok(first.map(|m| m.location.to_string()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::manifest::Summary;
+    use crate::Entry;
+    use object_store::memory::InMemory;
+
+    fn manifest(id: BackupId, entries: Vec<Entry>) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            id,
+            tool_version: "test".into(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            source: serde_json::json!({"k": "v"}),
+            summary: Summary {
+                entries: entries.len() as u64,
+                bytes: entries.iter().map(|e| e.size).sum(),
+                ..Summary::default()
+            },
+            entries,
+        }
+    }
+
+    #[tokio::test]
+    async fn init_then_open_and_commit_once() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        assert!(matches!(
+            Repository::open(store.clone(), "mem").await,
+            Err(Error::NotFound { .. })
+        ));
+        let (repo, created) = Repository::open_or_init(store.clone(), "mem", "t")
+            .await
+            .unwrap();
+        assert!(created);
+        let (again, created) = Repository::open_or_init(store.clone(), "mem", "t")
+            .await
+            .unwrap();
+        assert!(!created);
+        assert_eq!(again.config(), repo.config());
+
+        let id = BackupId::new(std::time::SystemTime::now());
+        let m = manifest(id.clone(), vec![]);
+        repo.write_manifest(&m).await.unwrap();
+        assert!(matches!(
+            repo.write_manifest(&m).await,
+            Err(Error::Exists { .. })
+        ));
+        assert_eq!(repo.resolve("latest").await.unwrap(), id);
+        assert_eq!(repo.load_manifest(&id).await.unwrap(), m);
+        assert!(matches!(
+            repo.resolve("20000101T000000Z-00000000").await,
+            Err(Error::NoSuchBackup { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn refuses_foreign_and_newer_repositories() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        store
+            .put(&Path::from("photos/cat.jpg"), PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            Repository::open_or_init(store, "mem", "t").await,
+            Err(Error::Foreign { .. })
+        ));
+
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut config = RepoConfig::new("future");
+        config.format_version = FORMAT_VERSION + 1;
+        let body = serde_json::to_vec(&config).unwrap();
+        store.put(&Path::from("config"), body.into()).await.unwrap();
+        assert!(matches!(
+            Repository::open(store, "mem").await,
+            Err(Error::UnsupportedVersion { .. })
+        ));
+    }
+}
