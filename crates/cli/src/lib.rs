@@ -1,1 +1,126 @@
-//! cli
+//! influxdb3-backup: the command-line tool. This crate is the glue: it parses arguments
+//! ([`args`]), builds stores ([`stores`]), runs one orchestration function per command
+//! ([`ops`]) and prints reports ([`output`]) with documented exit codes ([`exit`]).
+//! InfluxDB knowledge lives in `ib3-influx`, the repository format in `ib3-repo`, byte
+//! movement in `ib3-transfer`.
+
+pub mod args;
+pub mod exit;
+pub mod ops;
+pub mod output;
+pub mod progress;
+pub mod stores;
+
+use anyhow::Result;
+use args::{Cli, Command, SourceArgs};
+use exit::{Failure, USAGE};
+use progress::Bar;
+
+/// Run a parsed command line; returns the exit code for a command that completed.
+pub async fn run(cli: Cli) -> Result<u8> {
+    let bar = Bar::new(!cli.json && !cli.quiet);
+    let json = cli.json;
+    match cli.command {
+        Command::Create(args) => {
+            let source = stores::open_node(&args.source, &required_node_id(&args.source)?, false)?;
+            let report = ops::create::create(ops::create::CreateOptions {
+                source,
+                repo: stores::repo_store(&args.repo.repo, true)?,
+                concurrency: args.transfer.concurrency as usize,
+                max_replans: args.max_replans,
+                allow_inconsistent: args.allow_inconsistent,
+                bar,
+            })
+            .await?;
+            output::create(&report, json)
+        }
+        Command::List(args) => {
+            let repo = open_repo(&args.repo.repo).await?;
+            output::list(&ops::list::list(&repo).await?, json)
+        }
+        Command::Verify(args) => {
+            let repo = open_repo(&args.repo.repo).await?;
+            let report = ops::verify::verify(ops::verify::VerifyOptions {
+                repo,
+                backup: args.backup,
+                read_data: args.read_data,
+                concurrency: args.transfer.concurrency as usize,
+                bar,
+            })
+            .await?;
+            output::verify(&report, json)
+        }
+        Command::Inspect(args) => {
+            let source = stores::open_node(&args.source, &required_node_id(&args.source)?, false)?;
+            let report = ops::inspect::inspect(&source, args.transfer.concurrency as usize).await?;
+            output::inspect(&report, json)
+        }
+        Command::Restore(args) => {
+            let repo = open_repo(&args.repo.repo).await?;
+            let id = repo.resolve(&args.backup).await?;
+            let manifest = repo.load_manifest(&id).await?;
+            let record: ops::record::SourceRecord = serde_json::from_value(manifest.source.clone())
+                .map_err(|e| {
+                    Failure::new(
+                        exit::REPOSITORY,
+                        format!("backup {id} is not an InfluxDB 3 backup of this tool: {e}"),
+                    )
+                })?;
+            let node_id = restore_node_id(&args.target, &record)?;
+            let chown = args
+                .chown
+                .as_deref()
+                .map(ops::restore::parse_chown)
+                .transpose()?;
+            if chown.is_some() && args.target.object_store != args::ObjectStoreKind::File {
+                return Err(
+                    Failure::new(USAGE, "--chown applies to a `file` object store only").into(),
+                );
+            }
+            let report = ops::restore::restore(ops::restore::RestoreOptions {
+                repo: (repo.store().clone(), repo.location().to_string()),
+                manifest,
+                record,
+                target: stores::open_node(&args.target, &node_id, !args.dry_run)?,
+                dry_run: args.dry_run,
+                force: args.force,
+                chown,
+                live_check: args.live_check,
+                concurrency: args.transfer.concurrency as usize,
+                bar,
+            })
+            .await?;
+            output::restore(&report, json)
+        }
+    }
+}
+
+async fn open_repo(spec: &str) -> Result<ib3_repo::Repository> {
+    let (store, location) = stores::repo_store(spec, false)?;
+    Ok(ib3_repo::Repository::open(store, location).await?)
+}
+
+fn required_node_id(args: &SourceArgs) -> Result<String> {
+    stores::node_id(args).ok_or_else(|| {
+        Failure::new(USAGE, "no node id given")
+            .hint("pass --node-id (or set INFLUXDB3_NODE_IDENTIFIER_PREFIX), as for `influxdb3 serve`")
+            .into()
+    })
+}
+
+/// The node id to restore under: the backup's, and refuse another (snapshot files name their
+/// Parquet files with the node prefix, so a renamed node would not find its data).
+fn restore_node_id(args: &SourceArgs, record: &ops::record::SourceRecord) -> Result<String> {
+    match stores::node_id(args) {
+        Some(id) if id != record.node_id => Err(Failure::new(
+            USAGE,
+            format!(
+                "this backup is of node {:?}; restoring it as {id:?} is not supported: its snapshot files name every Parquet file under {:?}/",
+                record.node_id, record.node_id
+            ),
+        )
+        .hint(format!("restore with --node-id {} and start the server with that node id", record.node_id))
+        .into()),
+        _ => Ok(record.node_id.clone()),
+    }
+}

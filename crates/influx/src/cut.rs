@@ -1,1 +1,486 @@
-//! The online consistent-cut algorithm (see DESIGN.md "Consistency algorithm").
+//! The online consistent-cut algorithm: capture a restorable set of objects from a node prefix
+//! while the server keeps writing (DESIGN.md "Consistency algorithm").
+//!
+//! One round:
+//! 1. list the node prefix; capture Parquet and unrecognised objects, then snapshot files and
+//!    snapshot checkpoints (only what is not captured yet);
+//! 2. parse the captured snapshots; S = the newest, W = its `wal_file_sequence_number`;
+//! 3. list `wal/` afresh and capture it; the files after W must run contiguously from W+1. If a
+//!    required WAL file vanished, or W+1 is missing, or nothing after W exists while a newer
+//!    snapshot does, the server snapshotted meanwhile and deleted WAL files: re-plan (next round,
+//!    which captures only the difference, with the newer snapshot);
+//! 4. list the catalog; capture its immutable logs (every generation), then the active
+//!    checkpoint last, then any log appended meanwhile;
+//! 5. judge the captured set with [`crate::rules`]; errors trigger another round.
+//!
+//! After `max_replans` rounds a cut that still breaks a rule is an [`Error::Inconsistent`]
+//! (unless the caller allows it, to back up a node that is itself damaged).
+//!
+//! The copying is the caller's: [`Capture`] moves bytes and answers reads of captured objects.
+
+use crate::assess::Reader;
+use crate::catalog::{parse_catalog_file, CatalogFileInfo, CatalogFileKind};
+use crate::layout::{detect, Layout};
+use crate::path::{classify, CatalogGeneration, ObjectClass, Phase};
+use crate::rules::{judge, CapturedSet, Judgement};
+use crate::snapshot::{
+    parse_snapshot, parse_snapshot_checkpoint, PersistedSnapshot, SnapshotCheckpoint,
+};
+use crate::{Error, Result};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+/// An object under the node prefix, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceObject {
+    /// Key relative to the node prefix.
+    pub key: String,
+    /// Size listed.
+    pub size: u64,
+    /// Classification of the key.
+    pub class: ObjectClass,
+}
+
+/// Outcome of capturing one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Captured {
+    /// The object is in the backup with the listed size.
+    Yes,
+    /// The object no longer exists at the source.
+    Vanished,
+}
+
+/// The caller's side of a cut: moving bytes into the backup. [`Reader::read`] answers reads of
+/// captured objects (snapshots, checkpoints, catalog files) from the backup.
+pub trait Capture: Reader {
+    /// Capture `objects` (all of one `phase`) into the backup and return one outcome per object,
+    /// in order. Immutable objects the backup already holds with the same key and size may be
+    /// answered without reading the source; mutable ones must be read again.
+    fn capture(
+        &mut self,
+        phase: Phase,
+        objects: Vec<SourceObject>,
+    ) -> impl Future<Output = Result<Vec<Captured>>> + Send;
+}
+
+/// Tuning of a cut.
+#[derive(Debug, Clone)]
+pub struct CutOptions {
+    /// The node prefix (`node0`), as recorded inside snapshot files.
+    pub node_prefix: String,
+    /// Rounds after the first before giving up.
+    pub max_replans: u32,
+    /// Return a cut that breaks rules instead of failing (its judgement says what is wrong).
+    pub allow_inconsistent: bool,
+}
+
+/// What a cut captured and why it is consistent.
+#[derive(Debug, Clone)]
+pub struct CutReport {
+    /// Layout found.
+    pub layout: Layout,
+    /// Rules applied to the final captured set.
+    pub judgement: Judgement,
+    /// The captured set: relative key → size. Every key here was captured.
+    pub objects: BTreeMap<String, u64>,
+    /// Rounds after the first.
+    pub replans: u32,
+    /// Why each re-plan happened.
+    pub replan_reasons: Vec<String>,
+    /// Objects that vanished from the source during the run.
+    pub vanished: Vec<String>,
+    /// Derived table-index objects left out.
+    pub derived_skipped: u64,
+}
+
+/// Working state of a cut across rounds.
+struct State {
+    objects: BTreeMap<String, u64>,
+    snapshots: BTreeMap<u64, PersistedSnapshot>,
+    checkpoints: BTreeMap<String, SnapshotCheckpoint>,
+    catalog_files: BTreeMap<String, CatalogFileInfo>,
+    vanished: BTreeSet<String>,
+    layout: Option<Layout>,
+    derived_skipped: u64,
+}
+
+/// Capture a consistent cut of the node prefix `source` is rooted at.
+pub async fn take_consistent_cut<C: Capture + Send>(
+    source: &dyn ObjectStore,
+    capture: &mut C,
+    options: &CutOptions,
+) -> Result<CutReport> {
+    let mut state = State {
+        objects: BTreeMap::new(),
+        snapshots: BTreeMap::new(),
+        checkpoints: BTreeMap::new(),
+        catalog_files: BTreeMap::new(),
+        vanished: BTreeSet::new(),
+        layout: None,
+        derived_skipped: 0,
+    };
+    let mut replan_reasons = Vec::new();
+    let mut round = 0u32;
+    loop {
+        let reason = run_round(source, capture, options, &mut state, round == 0).await?;
+        let judgement = state.judge(&options.node_prefix);
+        let reason = reason.or_else(|| {
+            judgement
+                .has_errors()
+                .then(|| format!("the cut breaks a rule: {}", first_error(&judgement)))
+        });
+        match reason {
+            Some(reason) if round < options.max_replans => {
+                tracing::info!(round, %reason, "re-planning the cut");
+                replan_reasons.push(reason);
+                round += 1;
+            }
+            Some(reason) if !options.allow_inconsistent => {
+                return Err(Error::Inconsistent {
+                    message: format!(
+                        "no consistent backup could be captured after {} re-plans: {reason}. \
+                         If the server is snapshotting faster than the backup can follow, retry \
+                         with a higher --max-replans or a higher --concurrency; if the source \
+                         itself is damaged (run `inspect`), --allow-inconsistent backs it up as it is",
+                        options.max_replans
+                    ),
+                });
+            }
+            _ => {
+                return Ok(CutReport {
+                    layout: state.layout.clone().unwrap_or_else(|| detect([])),
+                    judgement,
+                    objects: state.objects,
+                    replans: round,
+                    replan_reasons,
+                    vanished: state.vanished.into_iter().collect(),
+                    derived_skipped: state.derived_skipped,
+                })
+            }
+        }
+    }
+}
+
+fn first_error(judgement: &Judgement) -> String {
+    judgement
+        .findings
+        .first()
+        .map(|f| f.message.clone())
+        .unwrap_or_default()
+}
+
+/// One round; returns why the round must be re-planned, if it must.
+async fn run_round<C: Capture + Send>(
+    source: &dyn ObjectStore,
+    capture: &mut C,
+    options: &CutOptions,
+    state: &mut State,
+    first: bool,
+) -> Result<Option<String>> {
+    let listing = list_classified(source, None).await?;
+    if first {
+        check_is_node(&listing, &options.node_prefix)?;
+    }
+    state.derived_skipped = listing
+        .iter()
+        .filter(|o| o.class == ObjectClass::Derived)
+        .count() as u64;
+    let layout = detect(listing.iter().map(|o| o.key.as_str()));
+    let active = layout.active_catalog;
+    state.layout = Some(layout);
+
+    // 1. Parquet (and unrecognised objects), then snapshot files and checkpoints.
+    for phase in [Phase::Data, Phase::Snapshots] {
+        let todo = state.not_yet_captured(&listing, phase, active);
+        state.capture(capture, phase, todo).await?;
+    }
+    state.parse_snapshots(capture).await?;
+
+    // 2. WAL after the newest captured snapshot, contiguous from W+1.
+    let newest = state.newest_snapshot();
+    let wal_listing = list_classified(source, Some("wal")).await?;
+    let todo = state.not_yet_captured(&wal_listing, Phase::Wal, active);
+    let outcomes = state.capture(capture, Phase::Wal, todo.clone()).await?;
+    let wal_floor = newest.map(|(_, w)| w);
+    let required_vanished = todo.iter().zip(&outcomes).find(|(o, c)| {
+        **c == Captured::Vanished && wal_seq(o).zip(wal_floor).is_none_or(|(s, w)| s > w)
+    });
+    if let Some((object, _)) = required_vanished {
+        return Ok(Some(format!(
+            "{} vanished while it was copied (the server took a snapshot)",
+            object.key
+        )));
+    }
+    if let Some(reason) = wal_needs_replan(source, state, newest).await? {
+        return Ok(Some(reason));
+    }
+
+    // 3. Catalog last: logs of every generation, then the active checkpoint, then late logs.
+    capture_catalog(source, capture, state, active).await?;
+    Ok(None)
+}
+
+/// Whether the captured WAL leaves a hole after the newest captured snapshot that a newer
+/// snapshot explains (then re-plan with it).
+async fn wal_needs_replan(
+    source: &dyn ObjectStore,
+    state: &State,
+    newest: Option<(u64, u64)>,
+) -> Result<Option<String>> {
+    let Some((snapshot_seq, w)) = newest else {
+        return Ok(None);
+    };
+    let after: Vec<u64> = state.wal_seqs().into_iter().filter(|s| *s > w).collect();
+    let hole = match after.first() {
+        Some(first) if *first != w + 1 => Some(format!("WAL file {} is missing", w + 1)),
+        Some(_) => None,
+        None => Some(String::new()),
+    };
+    let Some(hole) = hole else { return Ok(None) };
+    let snapshots = list_classified(source, Some("snapshots")).await?;
+    let newer = snapshots
+        .iter()
+        .filter_map(|o| match o.class {
+            ObjectClass::Snapshot { seq } if seq > snapshot_seq => Some(seq),
+            _ => None,
+        })
+        .max();
+    Ok(newer.map(|seq| {
+        if hole.is_empty() {
+            format!("snapshot {seq} appeared after the WAL was listed; capturing it")
+        } else {
+            format!("{hole} after snapshot {snapshot_seq}: snapshot {seq} covers it")
+        }
+    }))
+}
+
+async fn capture_catalog<C: Capture + Send>(
+    source: &dyn ObjectStore,
+    capture: &mut C,
+    state: &mut State,
+    active: Option<CatalogGeneration>,
+) -> Result<()> {
+    let mut listing = list_classified(source, Some("catalog")).await?;
+    listing.extend(list_classified(source, Some("catalogs")).await?);
+    listing.extend(head_classified(source, "_catalog_checkpoint").await?);
+    let logs = state.not_yet_captured(&listing, Phase::CatalogLogs, active);
+    state.capture(capture, Phase::CatalogLogs, logs).await?;
+    // The checkpoint is overwritten in place: always read it again, last.
+    let checkpoint: Vec<SourceObject> = listing
+        .iter()
+        .filter(|o| o.class.phase(active) == Some(Phase::CatalogCheckpoint))
+        .cloned()
+        .collect();
+    state
+        .capture(capture, Phase::CatalogCheckpoint, checkpoint)
+        .await?;
+    if let Some(generation) = active {
+        let dir = crate::path::catalog_logs_dir(generation).trim_end_matches('/');
+        let late = list_classified(source, Some(dir)).await?;
+        let late = state.not_yet_captured(&late, Phase::CatalogLogs, active);
+        state.capture(capture, Phase::CatalogLogs, late).await?;
+    }
+    state.parse_catalog(capture).await
+}
+
+fn wal_seq(object: &SourceObject) -> Option<u64> {
+    match object.class {
+        ObjectClass::Wal { seq } => Some(seq),
+        _ => None,
+    }
+}
+
+impl State {
+    /// Listed objects of `phase` that are not captured with the listed size, plus mutable ones
+    /// (always re-read).
+    fn not_yet_captured(
+        &self,
+        listing: &[SourceObject],
+        phase: Phase,
+        active: Option<CatalogGeneration>,
+    ) -> Vec<SourceObject> {
+        listing
+            .iter()
+            .filter(|o| o.class.phase(active) == Some(phase))
+            .filter(|o| !o.class.is_immutable() || self.objects.get(&o.key) != Some(&o.size))
+            .cloned()
+            .collect()
+    }
+
+    async fn capture<C: Capture + Send>(
+        &mut self,
+        capture: &mut C,
+        phase: Phase,
+        objects: Vec<SourceObject>,
+    ) -> Result<Vec<Captured>> {
+        if objects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let outcomes = capture.capture(phase, objects.clone()).await?;
+        for (object, outcome) in objects.iter().zip(&outcomes) {
+            match outcome {
+                Captured::Yes => {
+                    self.objects.insert(object.key.clone(), object.size);
+                }
+                Captured::Vanished => {
+                    self.vanished.insert(object.key.clone());
+                    // A mutable object that vanished is no longer part of the cut; an immutable
+                    // one captured in an earlier round stays (its bytes are in the backup).
+                    if !object.class.is_immutable() {
+                        self.objects.remove(&object.key);
+                    }
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn parse_snapshots<C: Capture>(&mut self, capture: &C) -> Result<()> {
+        let keys: Vec<(String, ObjectClass)> = self
+            .objects
+            .keys()
+            .map(|k| (k.clone(), classify(k)))
+            .filter(|(k, class)| match class {
+                ObjectClass::Snapshot { seq } => !self.snapshots.contains_key(seq),
+                ObjectClass::SnapshotCheckpoint { .. } => !self.checkpoints.contains_key(k),
+                _ => false,
+            })
+            .collect();
+        for (key, class) in keys {
+            let bytes = capture.read(&key).await?;
+            match class {
+                ObjectClass::Snapshot { seq } => {
+                    self.snapshots.insert(seq, parse_snapshot(&key, &bytes)?);
+                }
+                _ => {
+                    self.checkpoints
+                        .insert(key.clone(), parse_snapshot_checkpoint(&key, &bytes)?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn parse_catalog<C: Capture>(&mut self, capture: &C) -> Result<()> {
+        let keys: Vec<(String, CatalogGeneration, CatalogFileKind)> = self
+            .objects
+            .keys()
+            .filter_map(|k| match classify(k) {
+                ObjectClass::CatalogLog { generation, .. }
+                    if !self.catalog_files.contains_key(k) =>
+                {
+                    Some((k.clone(), generation, CatalogFileKind::Log))
+                }
+                // Checkpoints change in place: parse what was captured this time.
+                ObjectClass::CatalogCheckpoint { generation } => {
+                    Some((k.clone(), generation, CatalogFileKind::Checkpoint))
+                }
+                _ => None,
+            })
+            .collect();
+        for (key, generation, kind) in keys {
+            let bytes = capture.read(&key).await?;
+            let info = parse_catalog_file(&key, generation, kind, &bytes)?;
+            self.catalog_files.insert(key, info);
+        }
+        Ok(())
+    }
+
+    /// (snapshot sequence, W) of the newest captured snapshot.
+    fn newest_snapshot(&self) -> Option<(u64, u64)> {
+        self.snapshots
+            .iter()
+            .next_back()
+            .map(|(seq, s)| (*seq, s.wal_file_sequence_number))
+    }
+
+    fn wal_seqs(&self) -> Vec<u64> {
+        self.objects
+            .keys()
+            .filter_map(|k| match classify(k) {
+                ObjectClass::Wal { seq } => Some(seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn judge(&self, node_prefix: &str) -> Judgement {
+        let snapshots: Vec<PersistedSnapshot> = self.snapshots.values().cloned().collect();
+        let checkpoints: Vec<SnapshotCheckpoint> = self.checkpoints.values().cloned().collect();
+        judge(&CapturedSet {
+            node_prefix,
+            objects: &self.objects,
+            snapshots: &snapshots,
+            checkpoints: &checkpoints,
+            catalog_files: &self.catalog_files,
+            active_catalog: self.layout.as_ref().and_then(|l| l.active_catalog),
+        })
+    }
+}
+
+/// List every object under `prefix` (relative to the store root), classified, derived included.
+pub async fn list_classified(
+    source: &dyn ObjectStore,
+    prefix: Option<&str>,
+) -> Result<Vec<SourceObject>> {
+    let prefix = prefix.map(Path::from);
+    source
+        .list(prefix.as_ref())
+        .map_ok(|meta| {
+            let key = meta.location.to_string();
+            SourceObject {
+                class: classify(&key),
+                key,
+                size: meta.size,
+            }
+        })
+        .try_collect()
+        .await
+        .map_err(|source| Error::Store {
+            object: prefix
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "(node prefix)".into()),
+            source,
+        })
+}
+
+async fn head_classified(source: &dyn ObjectStore, key: &str) -> Result<Option<SourceObject>> {
+    use object_store::ObjectStoreExt;
+    match source.head(&Path::from(key)).await {
+        Ok(meta) => Ok(Some(SourceObject {
+            key: key.to_string(),
+            size: meta.size,
+            class: classify(key),
+        })),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(source) => Err(Error::Store {
+            object: key.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Refuse an empty prefix, or one with no InfluxDB 3 object in it.
+fn check_is_node(listing: &[SourceObject], node_prefix: &str) -> Result<()> {
+    if listing.is_empty() {
+        return Err(Error::NotANode {
+            message: format!("no objects under the node prefix {node_prefix}/"),
+        });
+    }
+    let recognised = listing
+        .iter()
+        .any(|o| !matches!(o.class, ObjectClass::Unknown));
+    if !recognised {
+        return Err(Error::NotANode {
+            message: format!(
+                "{node_prefix}/ holds {} objects but none is an InfluxDB 3 file (no wal/, snapshots/, dbs/ or catalog); e.g. {}",
+                listing.len(),
+                listing[0].key
+            ),
+        });
+    }
+    Ok(())
+}

@@ -7,6 +7,8 @@
 //! - [`layout`]: detection of the layout generation (catalog v1/v2/v3, Parquet naming);
 //! - [`snapshot`], [`wal`], [`catalog`]: parsers for the fields we need, with header and CRC checks;
 //! - [`rules`]: the consistency rules of a restorable cut, as pure functions returning findings;
+//! - [`assess`]: reading and judging a set of objects (a live source, or a backup's manifest);
+//! - [`inspect`]: the read-only report on a live source;
 //! - [`cut`]: the online algorithm that captures a consistent cut while the server writes.
 //!
 //! It reads source stores, never writes them, and knows nothing of the backup repository or of how
@@ -14,9 +16,11 @@
 //! Facts cited here come from `../shared/docs/influxdb3-storage-format.md`, which in turn cites
 //! the server's source by file and symbol.
 
+pub mod assess;
 pub mod catalog;
 pub mod cut;
 pub mod error;
+pub mod inspect;
 pub mod layout;
 pub mod path;
 pub mod rules;

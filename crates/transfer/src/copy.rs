@@ -100,6 +100,31 @@ pub async fn read_hashed(
     .await
 }
 
+/// Stream an object and hash it without keeping it in memory.
+pub async fn hash_object(
+    store: &dyn ObjectStore,
+    key: &Path,
+    progress: &dyn Progress,
+) -> Result<Copied> {
+    with_retries(CopyOptions::default().retries, || async {
+        let result = store.get(key).await.map_err(|e| Error::read(key, e))?;
+        let mut body = result.into_stream();
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| Error::read(key, e))?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            progress.advance(chunk.len() as u64);
+        }
+        Ok(Copied {
+            size,
+            hash: hasher.finalize(),
+        })
+    })
+    .await
+}
+
 /// Copy `src_key` from `src` to `dst_key` on `dst`, streaming large objects through a multipart
 /// upload, and return the size and hash of what was copied. `expected` size is checked when
 /// given; on a mismatch nothing is left at `dst_key` that claims to be complete.

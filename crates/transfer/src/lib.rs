@@ -15,7 +15,9 @@ mod engine;
 mod error;
 mod progress;
 
-pub use copy::{copy_content_addressed, read_hashed, stream_copy, CasCopy, Copied, CopyOptions};
+pub use copy::{
+    copy_content_addressed, hash_object, read_hashed, stream_copy, CasCopy, Copied, CopyOptions,
+};
 pub use engine::for_each_bounded;
 pub use error::{Error, Result};
 pub use progress::{NoProgress, Progress};

@@ -1,0 +1,185 @@
+//! Command-line arguments, exactly as typed (clap derive). Resolution into stores and options
+//! happens in [`crate::stores`] and the command modules; nothing here does I/O.
+//!
+//! Source options use the names of `influxdb3 serve` (flags and environment variables), so an
+//! operator can reuse the server's settings.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Consistent hot backup and restore for InfluxDB 3.
+#[derive(Debug, Parser)]
+#[command(name = "influxdb3-backup", version, about, long_about = None)]
+pub struct Cli {
+    /// Print the result as one JSON document on stdout (logs and progress go to stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Hide progress bars (they are hidden anyway when stderr is not a terminal).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up a node (hot: the server may keep writing) into a repository.
+    Create(CreateArgs),
+    /// List the backups in a repository.
+    List(ListArgs),
+    /// Verify backups: structure, blobs present, consistency rules; --read-data re-hashes all.
+    Verify(VerifyArgs),
+    /// Report on a live node: layout, databases, snapshot and WAL ranges, problems.
+    Inspect(InspectArgs),
+    /// Restore a backup into an empty node prefix (stop the server first).
+    Restore(RestoreArgs),
+}
+
+/// Kinds of object store, as `influxdb3 serve --object-store` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ObjectStoreKind {
+    /// A local directory (`--data-dir`).
+    File,
+    /// In-process memory (tests only: always empty at start).
+    Memory,
+    /// Amazon S3 or S3-compatible.
+    S3,
+    /// Google Cloud Storage.
+    Google,
+    /// Azure Blob Storage.
+    Azure,
+}
+
+/// Where the InfluxDB 3 node lives (mirrors `influxdb3 serve`).
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Object store the server uses.
+    #[arg(
+        long = "object-store",
+        env = "INFLUXDB3_OBJECT_STORE",
+        value_enum,
+        default_value = "file"
+    )]
+    pub object_store: ObjectStoreKind,
+
+    /// Data directory of a `file` object store [default: ~/.influxdb3]
+    /// (env INFLUXDB3_DB_DIR, or INFLUXDB3_DATA_DIR from 3.11).
+    #[arg(long = "data-dir", env = "INFLUXDB3_DB_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Node id: the object-store prefix of the node
+    /// (env INFLUXDB3_NODE_IDENTIFIER_PREFIX, or INFLUXDB3_NODE_ID from 3.11).
+    #[arg(
+        long = "node-id",
+        alias = "host-id",
+        env = "INFLUXDB3_NODE_IDENTIFIER_PREFIX"
+    )]
+    pub node_id: Option<String>,
+}
+
+/// The backup repository.
+#[derive(Debug, Clone, Args)]
+pub struct RepoArgs {
+    /// Backup repository: a directory path or a `file://` URL.
+    #[arg(long, env = "INFLUXDB3_BACKUP_REPO")]
+    pub repo: String,
+}
+
+/// Transfer tuning shared by commands that move bytes.
+#[derive(Debug, Clone, Args)]
+pub struct TransferArgs {
+    /// Objects transferred in parallel.
+    #[arg(long, env = "INFLUXDB3_BACKUP_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+}
+
+/// `create`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    /// Source.
+    pub source: SourceArgs,
+    #[command(flatten)]
+    /// Repository.
+    pub repo: RepoArgs,
+    #[command(flatten)]
+    /// Transfer tuning.
+    pub transfer: TransferArgs,
+    /// Re-plans allowed when the server snapshots during the backup.
+    #[arg(long, default_value_t = 10)]
+    pub max_replans: u32,
+    /// Write the backup even if the source breaks a consistency rule (a damaged node); the
+    /// manifest records every finding and `verify` reports them.
+    #[arg(long)]
+    pub allow_inconsistent: bool,
+}
+
+/// `list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    /// Repository.
+    pub repo: RepoArgs,
+}
+
+/// `verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    /// Repository.
+    pub repo: RepoArgs,
+    /// Backup id or `latest`; every backup when omitted.
+    pub backup: Option<String>,
+    /// Also read every blob back and check its hash.
+    #[arg(long)]
+    pub read_data: bool,
+    #[command(flatten)]
+    /// Transfer tuning.
+    pub transfer: TransferArgs,
+}
+
+/// `inspect`.
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    /// Source.
+    pub source: SourceArgs,
+    #[command(flatten)]
+    /// Transfer tuning.
+    pub transfer: TransferArgs,
+}
+
+/// `restore`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    /// Repository.
+    pub repo: RepoArgs,
+    /// Backup id or `latest`.
+    #[arg(default_value = "latest")]
+    pub backup: String,
+    #[command(flatten)]
+    /// Target (same options as a source); --node-id defaults to the backup's node.
+    pub target: SourceArgs,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Restore into a node prefix that already holds files: objects of the backup replace
+    /// theirs, and every other object under the prefix is deleted (stale WAL or snapshot files
+    /// would otherwise be replayed by the server).
+    #[arg(long)]
+    pub force: bool,
+    /// Set the owner of restored files and directories (`UID:GID`), e.g. for a Docker volume.
+    #[arg(long, value_name = "UID:GID")]
+    pub chown: Option<String>,
+    /// How long to watch the target's WAL for a running server before a --force restore.
+    #[arg(long, default_value = "1500ms", value_parser = humantime::parse_duration)]
+    pub live_check: std::time::Duration,
+    #[command(flatten)]
+    /// Transfer tuning.
+    pub transfer: TransferArgs,
+}

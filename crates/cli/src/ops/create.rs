@@ -1,0 +1,450 @@
+//! `create`: capture a consistent cut of a node into the repository and commit its manifest.
+//!
+//! Incremental by construction: an immutable source object that the newest backup of the same
+//! node already holds under the same key and size (its blob still present) is recorded again
+//! without reading the source; new content is named by its hash, so identical bytes are stored
+//! once. Mutable objects (the catalog checkpoint) are always read again.
+
+use super::record::{SourceRecord, PRODUCT};
+use super::{now_rfc3339, tool_version};
+use crate::exit::{Failure, NOT_A_NODE};
+use crate::progress::Bar;
+use crate::stores::{discover_nodes, NodeStore};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use ib3_influx::assess::Reader;
+use ib3_influx::cut::{
+    take_consistent_cut, Capture, Captured, CutOptions, CutReport, SourceObject,
+};
+use ib3_influx::path::{ObjectClass, Phase};
+use ib3_influx::rules::{Finding, Severity};
+use ib3_repo::manifest::Summary;
+use ib3_repo::{layout, BackupId, BlobId, BlobIndex, Entry, Manifest, Repository};
+use ib3_transfer::{copy_content_addressed, for_each_bounded, read_hashed, CopyOptions, Progress};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+/// Options of `create`, resolved.
+pub struct CreateOptions {
+    /// The node to back up.
+    pub source: NodeStore,
+    /// The repository store and its location text.
+    pub repo: (Arc<dyn ObjectStore>, String),
+    /// Objects in flight.
+    pub concurrency: usize,
+    /// Re-plans allowed.
+    pub max_replans: u32,
+    /// Write a backup that breaks rules.
+    pub allow_inconsistent: bool,
+    /// Progress bar.
+    pub bar: Bar,
+}
+
+/// What `create` did.
+#[derive(Debug, Serialize)]
+pub struct CreateReport {
+    /// Id of the new backup.
+    pub backup_id: String,
+    /// Repository location.
+    pub repository: String,
+    /// Whether this run initialised the repository.
+    pub repository_created: bool,
+    /// The record stored in the manifest (node, layout, consistent point, findings).
+    pub source: SourceRecord,
+    /// Objects in the backup.
+    pub entries: u64,
+    /// Bytes in the backup.
+    pub bytes: u64,
+    /// Bytes read from the source by this run.
+    pub bytes_read: u64,
+    /// Bytes actually uploaded (new content).
+    pub bytes_uploaded: u64,
+    /// New blobs uploaded.
+    pub blobs_uploaded: u64,
+    /// Entries taken over from the previous backup without reading the source.
+    pub entries_reused: u64,
+    /// Re-plans needed.
+    pub replans: u32,
+    /// Wall time.
+    pub duration_seconds: f64,
+}
+
+#[derive(Default)]
+struct Stats {
+    bytes_read: AtomicU64,
+    bytes_uploaded: AtomicU64,
+    blobs_uploaded: AtomicU64,
+    reused: AtomicU64,
+}
+
+/// The [`Capture`] that stores source objects as repository blobs.
+struct RepoCapture {
+    source: Arc<dyn ObjectStore>,
+    repo: Repository,
+    index: Mutex<BlobIndex>,
+    previous: HashMap<String, Entry>,
+    entries: Mutex<HashMap<String, Entry>>,
+    cache: Mutex<HashMap<String, Bytes>>,
+    wal_findings: Mutex<Vec<Finding>>,
+    stats: Stats,
+    concurrency: usize,
+    copy: CopyOptions,
+    bar: Bar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means another task panicked; the data is still consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Small objects whose bytes the cut reads back (kept in memory for this run).
+fn is_state_file(class: &ObjectClass) -> bool {
+    matches!(
+        class,
+        ObjectClass::Snapshot { .. }
+            | ObjectClass::SnapshotCheckpoint { .. }
+            | ObjectClass::CatalogLog { .. }
+            | ObjectClass::CatalogCheckpoint { .. }
+    )
+}
+
+impl RepoCapture {
+    /// The entry recorded by the previous backup, if it can stand for this object unread.
+    fn reusable(&self, object: &SourceObject) -> Option<Entry> {
+        let previous = self.previous.get(&object.key)?;
+        let present = lock(&self.index).contains(&previous.blob);
+        (object.class.is_immutable() && previous.size == object.size && present)
+            .then(|| previous.clone())
+    }
+
+    async fn capture_one(&self, object: SourceObject) -> Result<Option<Entry>> {
+        if let Some(entry) = self.reusable(&object) {
+            self.stats.reused.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(entry));
+        }
+        let key = Path::from(object.key.as_str());
+        let expected = object.class.is_immutable().then_some(object.size);
+        let read_whole = is_state_file(&object.class)
+            || !object.class.is_immutable()
+            || matches!(object.class, ObjectClass::Wal { .. })
+                && object.size <= self.copy.small_object_threshold;
+        let copied = if read_whole {
+            self.capture_whole(&object, &key, expected).await
+        } else {
+            self.capture_streamed(&key, object.size).await
+        };
+        let (size, blob) = match copied {
+            Ok(done) => done,
+            Err(ib3_transfer::Error::Vanished { .. }) => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("backing up {}", object.key)),
+        };
+        self.stats.bytes_read.fetch_add(size, Ordering::Relaxed);
+        Ok(Some(Entry {
+            path: object.key.clone(),
+            size,
+            blob,
+            class: object.class.label().to_string(),
+        }))
+    }
+
+    async fn capture_whole(
+        &self,
+        object: &SourceObject,
+        key: &Path,
+        expected: Option<u64>,
+    ) -> Result<(u64, BlobId), ib3_transfer::Error> {
+        let (bytes, hash) = read_hashed(self.source.as_ref(), key, expected, &self.bar).await?;
+        let blob = BlobId::from(hash);
+        if !lock(&self.index).contains(&blob) {
+            let blob_key = layout::blob_key(&blob);
+            self.repo
+                .store()
+                .put(&blob_key, PutPayload::from_bytes(bytes.clone()))
+                .await
+                .map_err(|source| ib3_transfer::Error::Write {
+                    key: blob_key.to_string(),
+                    source,
+                })?;
+            self.uploaded(blob, bytes.len() as u64);
+        }
+        if let ObjectClass::Wal { .. } = object.class {
+            if let Err(e) = ib3_influx::wal::check_wal(&object.key, &bytes) {
+                lock(&self.wal_findings).push(Finding {
+                    severity: Severity::Warning,
+                    code: "corrupt-file".into(),
+                    object: Some(object.key.clone()),
+                    message: format!(
+                        "{e} (backed up as is; the server skips such a file on replay)"
+                    ),
+                });
+            }
+        } else {
+            lock(&self.cache).insert(object.key.clone(), bytes.clone());
+        }
+        Ok((bytes.len() as u64, blob))
+    }
+
+    async fn capture_streamed(
+        &self,
+        key: &Path,
+        size: u64,
+    ) -> Result<(u64, BlobId), ib3_transfer::Error> {
+        let name_for = |h: &blake3::Hash| layout::blob_key(&BlobId::from(*h));
+        let is_known = |h: &blake3::Hash| lock(&self.index).contains(&BlobId::from(*h));
+        let copied = copy_content_addressed(
+            self.source.as_ref(),
+            key,
+            size,
+            self.repo.store().as_ref(),
+            &layout::staging_key(),
+            &name_for,
+            &is_known,
+            &self.copy,
+            &self.bar,
+        )
+        .await?;
+        let blob = BlobId::from(copied.hash);
+        if copied.uploaded {
+            self.uploaded(blob, copied.size);
+        }
+        Ok((copied.size, blob))
+    }
+
+    fn uploaded(&self, blob: BlobId, size: u64) {
+        lock(&self.index).insert(blob, size);
+        self.stats.bytes_uploaded.fetch_add(size, Ordering::Relaxed);
+        self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Reader for RepoCapture {
+    async fn read(&self, key: &str) -> ib3_influx::Result<Bytes> {
+        if let Some(bytes) = lock(&self.cache).get(key).cloned() {
+            return Ok(bytes);
+        }
+        let blob = lock(&self.entries).get(key).map(|e| e.blob);
+        let Some(blob) = blob else {
+            return Err(ib3_influx::Error::Capture(format!(
+                "{key} was not captured"
+            )));
+        };
+        let blob_key = layout::blob_key(&blob);
+        let read = async { self.repo.store().get(&blob_key).await?.bytes().await };
+        read.await.map_err(|source| ib3_influx::Error::Store {
+            object: format!("repository blob {blob_key} (for {key})"),
+            source,
+        })
+    }
+}
+
+impl Capture for RepoCapture {
+    async fn capture(
+        &mut self,
+        phase: Phase,
+        objects: Vec<SourceObject>,
+    ) -> ib3_influx::Result<Vec<Captured>> {
+        let to_read: u64 = objects
+            .iter()
+            .filter(|o| self.reusable(o).is_none())
+            .map(|o| o.size)
+            .sum();
+        self.bar.phase(phase_name(phase), to_read);
+        let this = &*self;
+        let results = for_each_bounded(objects, this.concurrency, |o| this.capture_one(o)).await;
+        let mut outcomes = Vec::with_capacity(results.len());
+        for result in results {
+            match result {
+                Ok(Some(entry)) => {
+                    lock(&self.entries).insert(entry.path.clone(), entry);
+                    outcomes.push(Captured::Yes);
+                }
+                Ok(None) => outcomes.push(Captured::Vanished),
+                Err(e) => return Err(ib3_influx::Error::Capture(format!("{e:#}"))),
+            }
+        }
+        Ok(outcomes)
+    }
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Data => "Parquet files",
+        Phase::Snapshots => "snapshot files",
+        Phase::Wal => "WAL files",
+        Phase::CatalogLogs => "catalog logs",
+        Phase::CatalogCheckpoint => "catalog checkpoint",
+    }
+}
+
+/// Run `create`.
+pub async fn create(options: CreateOptions) -> Result<CreateReport> {
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let (repo_store, repo_location) = options.repo;
+    let (repo, repository_created) =
+        Repository::open_or_init(repo_store, repo_location.clone(), &tool_version()).await?;
+    let index = repo.blob_index().await?;
+    let previous = previous_entries(&repo, &options.source).await?;
+    let mut capture = RepoCapture {
+        source: options.source.node.clone(),
+        repo: repo.clone(),
+        index: Mutex::new(index),
+        previous,
+        entries: Mutex::new(HashMap::new()),
+        cache: Mutex::new(HashMap::new()),
+        wal_findings: Mutex::new(Vec::new()),
+        stats: Stats::default(),
+        concurrency: options.concurrency,
+        copy: CopyOptions::default(),
+        bar: options.bar.clone(),
+    };
+    let cut_options = CutOptions {
+        node_prefix: options.source.node_id.clone(),
+        max_replans: options.max_replans,
+        allow_inconsistent: options.allow_inconsistent,
+    };
+    let cut =
+        match take_consistent_cut(options.source.node.as_ref(), &mut capture, &cut_options).await {
+            Err(ib3_influx::Error::NotANode { message }) => {
+                return Err(not_a_node(&options.source, message).await)
+            }
+            other => other?,
+        };
+    options.bar.finish();
+    let entries = manifest_entries(&cut, &capture)?;
+    let record = source_record(&options.source, &cut, lock(&capture.wal_findings).clone());
+    let stats = &capture.stats;
+    let summary = Summary {
+        entries: entries.len() as u64,
+        bytes: entries.iter().map(|e| e.size).sum(),
+        bytes_read: stats.bytes_read.load(Ordering::Relaxed),
+        bytes_uploaded: stats.bytes_uploaded.load(Ordering::Relaxed),
+        blobs_uploaded: stats.blobs_uploaded.load(Ordering::Relaxed),
+    };
+    let manifest = Manifest {
+        format_version: ib3_repo::config::FORMAT_VERSION,
+        id: BackupId::new(started_at),
+        tool_version: tool_version(),
+        started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+        finished_at: now_rfc3339(),
+        source: serde_json::to_value(&record)?,
+        summary: summary.clone(),
+        entries,
+    };
+    // The commit point: every blob above is stored; a backup exists once this succeeds.
+    repo.write_manifest(&manifest).await?;
+    Ok(CreateReport {
+        backup_id: manifest.id.to_string(),
+        repository: repo_location,
+        repository_created,
+        source: record,
+        entries: summary.entries,
+        bytes: summary.bytes,
+        bytes_read: summary.bytes_read,
+        bytes_uploaded: summary.bytes_uploaded,
+        blobs_uploaded: summary.blobs_uploaded,
+        entries_reused: stats.reused.load(Ordering::Relaxed),
+        replans: cut.replans,
+        duration_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Entries of the newest backup of the same node and store location, by path.
+async fn previous_entries(repo: &Repository, source: &NodeStore) -> Result<HashMap<String, Entry>> {
+    for id in repo.list_backups().await?.iter().rev() {
+        let manifest = repo.load_manifest(id).await?;
+        let Ok(record) = serde_json::from_value::<SourceRecord>(manifest.source.clone()) else {
+            continue;
+        };
+        if record.product == PRODUCT
+            && record.node_id == source.node_id
+            && record.location == source.location
+        {
+            return Ok(manifest
+                .entries
+                .into_iter()
+                .map(|e| (e.path.clone(), e))
+                .collect());
+        }
+    }
+    Ok(HashMap::new())
+}
+
+fn manifest_entries(cut: &CutReport, capture: &RepoCapture) -> Result<Vec<Entry>> {
+    let entries = lock(&capture.entries);
+    cut.objects
+        .keys()
+        .map(|key| {
+            entries.get(key).cloned().with_context(|| {
+                format!("internal error: {key} is in the cut but was not captured")
+            })
+        })
+        .collect()
+}
+
+fn source_record(source: &NodeStore, cut: &CutReport, wal_findings: Vec<Finding>) -> SourceRecord {
+    let mut findings = cut.judgement.findings.clone();
+    findings.extend(wal_findings);
+    SourceRecord {
+        product: PRODUCT.to_string(),
+        node_id: source.node_id.clone(),
+        object_store: source.kind.to_string(),
+        location: source.location.clone(),
+        active_catalog: cut.layout.active_catalog,
+        layout: serde_json::to_value(&cut.layout).unwrap_or_default(),
+        server_versions: cut.layout.server_versions().to_string(),
+        consistent: !cut.judgement.has_errors(),
+        point: serde_json::to_value(&cut.judgement.point).unwrap_or_default(),
+        removed_by_server: serde_json::to_value(&cut.judgement.removed_by_server)
+            .unwrap_or_default(),
+        findings: serde_json::to_value(&findings).unwrap_or_default(),
+        replan_reasons: cut.replan_reasons.clone(),
+        vanished: cut.vanished.clone(),
+        derived_skipped: cut.derived_skipped,
+    }
+}
+
+/// Explain an empty or foreign node prefix, naming the node prefixes that do exist.
+pub async fn not_a_node(source: &NodeStore, message: String) -> anyhow::Error {
+    let nodes = discover_nodes(source.root.as_ref()).await;
+    let found = if nodes.is_empty() {
+        format!("{} holds no InfluxDB 3 node", source.location)
+    } else {
+        format!(
+            "node prefixes found in {}: {}",
+            source.location,
+            nodes.join(", ")
+        )
+    };
+    let hint = match nodes.as_slice() {
+        [only] => format!("pass --node-id {only}"),
+        [] => "check --data-dir: it must be the directory `influxdb3 serve --data-dir` uses"
+            .to_string(),
+        _ => "pass one of them with --node-id".to_string(),
+    };
+    Failure::new(
+        NOT_A_NODE,
+        format!(
+            "no InfluxDB 3 node {:?} in {}: {message}; {found}",
+            source.node_id, source.location
+        ),
+    )
+    .hint(hint)
+    .into()
+}
+
+/// Objects by class in a set of entries: for reports.
+pub fn count_by_class(entries: &[Entry]) -> BTreeMap<String, (u64, u64)> {
+    let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for entry in entries {
+        let c = counts.entry(entry.class.clone()).or_default();
+        c.0 += 1;
+        c.1 += entry.size;
+    }
+    counts
+}

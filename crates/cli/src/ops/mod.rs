@@ -1,0 +1,20 @@
+//! One orchestration function per command: each composes `influx` (what to copy and why it is
+//! consistent), `repo` (where it goes) and `transfer` (how bytes move), and returns a
+//! serialisable report that [`crate::output`] prints.
+
+pub mod create;
+pub mod inspect;
+pub mod list;
+pub mod record;
+pub mod restore;
+pub mod verify;
+
+/// Tool name and version, as recorded in repositories and manifests.
+pub fn tool_version() -> String {
+    format!("influxdb3-backup {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Now, RFC 3339 with seconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,343 @@
+//! Printing reports: one JSON document on stdout with `--json`, otherwise text for people.
+//! Each printer returns the command's exit code.
+
+use crate::exit::{FINDINGS, OK, VERIFY_FAILED};
+use crate::ops::create::CreateReport;
+use crate::ops::list::ListReport;
+use crate::ops::restore::RestoreReport;
+use crate::ops::verify::VerifyReport;
+use anyhow::Result;
+use ib3_influx::inspect::Inspection;
+use ib3_influx::rules::{Finding, Severity};
+use serde::Serialize;
+
+fn print_json<T: Serialize>(report: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(report)?);
+    Ok(())
+}
+
+/// Bytes for people: `1.2 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn print_findings(findings: &[Finding]) {
+    for f in findings {
+        let tag = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "note",
+        };
+        println!("  {tag} [{}] {}", f.code, f.message);
+    }
+}
+
+fn findings_of(value: &serde_json::Value) -> Vec<Finding> {
+    serde_json::from_value::<Vec<FindingIn>>(value.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| Finding {
+            severity: match f.severity.as_str() {
+                "error" => Severity::Error,
+                "warning" => Severity::Warning,
+                _ => Severity::Info,
+            },
+            code: f.code,
+            object: f.object,
+            message: f.message,
+        })
+        .collect()
+}
+
+#[derive(serde::Deserialize)]
+struct FindingIn {
+    severity: String,
+    code: String,
+    object: Option<String>,
+    message: String,
+}
+
+/// `create`.
+pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
+    let code = if r.source.consistent { OK } else { FINDINGS };
+    if json {
+        print_json(r)?;
+        return Ok(code);
+    }
+    let p = &r.source.point;
+    let get = |k: &str| p.get(k).and_then(|v| v.as_u64());
+    if r.repository_created {
+        println!("initialised repository {}", r.repository);
+    }
+    println!(
+        "backup {} of node {} ({})",
+        r.backup_id, r.source.node_id, r.source.location
+    );
+    println!(
+        "  layout         catalog {} (InfluxDB {})",
+        r.source
+            .layout
+            .get("active_catalog")
+            .and_then(|v| v.as_str())
+            .unwrap_or("none"),
+        r.source.server_versions
+    );
+    println!(
+        "  snapshot       {} (covers WAL up to {})",
+        opt(get("snapshot_sequence_number")),
+        opt(get("wal_file_sequence_number"))
+    );
+    println!(
+        "  WAL replayed   {}..{} ({} WAL files in backup)",
+        opt(get("wal_first")),
+        opt(get("wal_last")),
+        opt(get("wal_count"))
+    );
+    println!(
+        "  catalog        sequence {} (data needs {}), checkpoint {}",
+        opt(get("catalog_sequence")),
+        opt(get("catalog_sequence_required")),
+        opt(get("catalog_checkpoint_sequence"))
+    );
+    println!(
+        "  objects        {} ({}): {} Parquet, {} snapshots",
+        r.entries,
+        human_bytes(r.bytes),
+        opt(get("parquet_count")),
+        opt(get("snapshot_count"))
+    );
+    println!(
+        "  read           {} from the source; {} entries reused unread",
+        human_bytes(r.bytes_read),
+        r.entries_reused
+    );
+    println!(
+        "  uploaded       {} in {} new blobs",
+        human_bytes(r.bytes_uploaded),
+        r.blobs_uploaded
+    );
+    if r.replans > 0 {
+        println!(
+            "  re-plans       {}: {}",
+            r.replans,
+            r.source.replan_reasons.join("; ")
+        );
+    }
+    if r.source.derived_skipped > 0 {
+        println!(
+            "  left out       {} derived table-index objects (the server rebuilds them)",
+            r.source.derived_skipped
+        );
+    }
+    println!("  took           {:.1}s", r.duration_seconds);
+    print_findings(&findings_of(&r.source.findings));
+    Ok(code)
+}
+
+/// `list`.
+pub fn list(r: &ListReport, json: bool) -> Result<u8> {
+    if json {
+        print_json(r)?;
+        return Ok(OK);
+    }
+    if r.backups.is_empty() {
+        println!("no backups in {}", r.repository);
+        return Ok(OK);
+    }
+    println!(
+        "{:<26} {:<21} {:<8} {:>9} {:>15} {:>8} {:>8} {:>10}",
+        "ID", "STARTED", "NODE", "SNAPSHOT", "WAL", "CATALOG", "OBJECTS", "SIZE"
+    );
+    for b in &r.backups {
+        let wal = match (b.wal_first, b.wal_last) {
+            (Some(f), Some(l)) => format!("{f}..{l}"),
+            _ => "-".into(),
+        };
+        let flag = if b.consistent == Some(false) {
+            " (inconsistent)"
+        } else {
+            ""
+        };
+        println!(
+            "{:<26} {:<21} {:<8} {:>9} {:>15} {:>8} {:>8} {:>10}{flag}",
+            b.backup_id,
+            b.started_at,
+            b.node_id.as_deref().unwrap_or("-"),
+            opt(b.snapshot_sequence_number),
+            wal,
+            opt(b.catalog_sequence),
+            b.entries,
+            human_bytes(b.bytes)
+        );
+    }
+    Ok(OK)
+}
+
+/// `verify`.
+pub fn verify(r: &VerifyReport, json: bool) -> Result<u8> {
+    let code = if r.ok { OK } else { VERIFY_FAILED };
+    if json {
+        print_json(r)?;
+        return Ok(code);
+    }
+    if r.backups.is_empty() {
+        println!("no backups in {}", r.repository);
+    }
+    for b in &r.backups {
+        let how = if b.read_data {
+            "structure, blobs, consistency, content"
+        } else {
+            "structure, blobs, consistency"
+        };
+        let verdict = if b.ok { "ok" } else { "FAILED" };
+        println!(
+            "{} {verdict} ({how}; {} objects, {})",
+            b.backup_id,
+            b.entries,
+            human_bytes(b.bytes)
+        );
+        for p in &b.structure {
+            println!("  error [manifest] {p}");
+        }
+        for p in &b.blobs {
+            println!(
+                "  error [blob] {} (blob {}): {}",
+                p.path,
+                p.blob,
+                serde_json::to_string(&p.problem)?
+            );
+        }
+        print_findings(&b.consistency);
+    }
+    Ok(code)
+}
+
+/// `inspect`.
+pub fn inspect(r: &Inspection, json: bool) -> Result<u8> {
+    let code = if r.judgement.has_errors() {
+        FINDINGS
+    } else {
+        OK
+    };
+    if json {
+        print_json(r)?;
+        return Ok(code);
+    }
+    let generation = r
+        .layout
+        .active_catalog
+        .map(|g| format!("{g:?}").to_lowercase())
+        .unwrap_or_else(|| "none".into());
+    println!(
+        "node {} — catalog {generation} (InfluxDB {}), Parquet paths: {:?}",
+        r.node_prefix, r.server_versions, r.layout.parquet_naming
+    );
+    if !r.layout.stale_catalogs.is_empty() {
+        println!(
+            "  stale catalog generations kept from an upgrade: {:?}",
+            r.layout.stale_catalogs
+        );
+    }
+    for (class, stats) in &r.classes {
+        println!(
+            "  {class:<20} {:>8} objects {:>12}",
+            stats.objects,
+            human_bytes(stats.bytes)
+        );
+    }
+    if let Some(s) = &r.snapshots {
+        println!("  snapshots {}..{} ({} files)", s.first, s.last, s.count);
+    }
+    if let Some(w) = &r.wal {
+        println!("  WAL files {}..{} ({} files)", w.first, w.last, w.count);
+    }
+    let p = &r.judgement.point;
+    println!("  consistent point: snapshot {}, WAL to replay {}..{}, catalog sequence {} (data needs {})", opt(p.snapshot_sequence_number), opt(p.wal_first), opt(p.wal_last), opt(p.catalog_sequence), opt(p.catalog_sequence_required));
+    for db in &r.databases {
+        let deleted = if db.deleted { " (deleted)" } else { "" };
+        println!(
+            "  database {} [{}]{deleted}",
+            db.name.as_deref().unwrap_or("?"),
+            db.id
+        );
+        for t in &db.tables {
+            println!(
+                "    table {} [{}]: {} Parquet files, {}",
+                t.name.as_deref().unwrap_or("?"),
+                t.id,
+                t.parquet_files,
+                human_bytes(t.parquet_bytes)
+            );
+        }
+    }
+    if r.judgement.findings.is_empty() {
+        println!("  no consistency problem found");
+    }
+    print_findings(&r.judgement.findings);
+    Ok(code)
+}
+
+/// `restore`.
+pub fn restore(r: &RestoreReport, json: bool) -> Result<u8> {
+    if json {
+        print_json(r)?;
+        return Ok(OK);
+    }
+    let plan = &r.plan;
+    let verb = if r.dry_run {
+        "would restore"
+    } else {
+        "restored"
+    };
+    println!(
+        "{verb} backup {} into {}/{}",
+        plan.backup_id, plan.target, plan.node_id
+    );
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    for (i, phase) in plan.phases.iter().enumerate() {
+        println!(
+            "  {}. {:<20} {:>8} objects {:>12}",
+            i + 1,
+            format!("{:?}", phase.phase),
+            phase.objects,
+            human_bytes(phase.bytes)
+        );
+    }
+    if !plan.replaces.is_empty() || !plan.deletes.is_empty() {
+        println!(
+            "  replaces {} existing objects and deletes {} not in the backup",
+            plan.replaces.len(),
+            plan.deletes.len()
+        );
+        for key in plan.deletes.iter().take(10) {
+            println!("    delete {key}");
+        }
+    }
+    if !r.dry_run {
+        println!(
+            "  wrote {} objects ({}), read back and verified {} in {:.1}s",
+            r.objects_written,
+            human_bytes(r.bytes_written),
+            r.objects_verified,
+            r.duration_seconds
+        );
+    }
+    Ok(OK)
+}

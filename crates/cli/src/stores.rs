@@ -1,0 +1,189 @@
+//! Building stores from options: the node prefix of a source (or restore target) exactly as
+//! `influxdb3 serve` would address it, and the repository from `--repo`.
+
+use crate::args::{ObjectStoreKind, SourceArgs};
+use crate::exit::{Failure, NOT_A_NODE, REPOSITORY, USAGE};
+use anyhow::Result;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
+use object_store::ObjectStore;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+/// A resolved node prefix in an object store.
+#[derive(Debug, Clone)]
+pub struct NodeStore {
+    /// The store root (data dir or bucket).
+    pub root: Arc<dyn ObjectStore>,
+    /// The store rooted at the node prefix.
+    pub node: Arc<dyn ObjectStore>,
+    /// The node id (prefix).
+    pub node_id: String,
+    /// `file` or `memory`.
+    pub kind: &'static str,
+    /// Human-readable location of the store root (the data dir).
+    pub location: String,
+    /// The data dir, for `file` stores.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The node id from `--node-id`, `INFLUXDB3_NODE_IDENTIFIER_PREFIX`, or (3.11) `INFLUXDB3_NODE_ID`.
+pub fn node_id(args: &SourceArgs) -> Option<String> {
+    args.node_id
+        .clone()
+        .or_else(|| std::env::var("INFLUXDB3_NODE_ID").ok())
+        .filter(|s| !s.is_empty())
+}
+
+/// The data dir from `--data-dir`, `INFLUXDB3_DB_DIR`, (3.11) `INFLUXDB3_DATA_DIR`, or `~/.influxdb3`.
+pub fn data_dir(args: &SourceArgs) -> Result<PathBuf> {
+    if let Some(dir) = args
+        .data_dir
+        .clone()
+        .or_else(|| std::env::var_os("INFLUXDB3_DATA_DIR").map(PathBuf::from))
+    {
+        return Ok(dir);
+    }
+    let home = std::env::var_os("HOME").ok_or_else(|| {
+        Failure::new(USAGE, "no --data-dir given and HOME is not set").hint("pass --data-dir DIR")
+    })?;
+    Ok(PathBuf::from(home).join(".influxdb3"))
+}
+
+/// Open the node prefix named by `args` with node id `node_id`. A `file` store's data dir must
+/// exist unless `create` (restore targets) is set.
+pub fn open_node(args: &SourceArgs, node_id: &str, create: bool) -> Result<NodeStore> {
+    check_node_id(node_id)?;
+    let (root, kind, location, data_dir): (Arc<dyn ObjectStore>, _, _, _) =
+        match args.object_store {
+            ObjectStoreKind::File => {
+                let dir = data_dir(args)?;
+                if create {
+                    std::fs::create_dir_all(&dir).map_err(|e| {
+                        anyhow::anyhow!("cannot create data dir {}: {e}", dir.display())
+                    })?;
+                } else if !dir.is_dir() {
+                    return Err(Failure::new(
+                        NOT_A_NODE,
+                        format!(
+                            "data dir {} does not exist or is not a directory",
+                            dir.display()
+                        ),
+                    )
+                    .hint("pass the directory `influxdb3 serve --data-dir` uses")
+                    .into());
+                }
+                let store = local_store(&dir)?;
+                (
+                    Arc::new(store),
+                    "file",
+                    dir.display().to_string(),
+                    Some(dir),
+                )
+            }
+            ObjectStoreKind::Memory => (
+                Arc::new(InMemory::new()),
+                "memory",
+                "memory".to_string(),
+                None,
+            ),
+            other => return Err(Failure::new(
+                USAGE,
+                format!("--object-store {other:?} is not supported by this build yet"),
+            )
+            .hint(
+                "back up a `file` object store; S3, Google and Azure support is the next milestone",
+            )
+            .into()),
+        };
+    let node: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(root.clone(), node_id));
+    Ok(NodeStore {
+        root,
+        node,
+        node_id: node_id.to_string(),
+        kind,
+        location,
+        data_dir,
+    })
+}
+
+/// A node id is one path segment, as the server uses it as the object-store prefix.
+fn check_node_id(node_id: &str) -> Result<()> {
+    let valid = !node_id.is_empty()
+        && node_id != "."
+        && node_id != ".."
+        && !node_id.contains('/')
+        && !node_id.contains('#');
+    if valid {
+        Ok(())
+    } else {
+        Err(Failure::new(USAGE, format!("invalid node id {node_id:?}"))
+            .hint("the node id is one path segment, as passed to `influxdb3 serve --node-id`")
+            .into())
+    }
+}
+
+fn local_store(dir: &FsPath) -> Result<LocalFileSystem> {
+    LocalFileSystem::new_with_prefix(dir)
+        .map(|s| s.with_automatic_cleanup(true))
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.display()))
+}
+
+/// Open (creating the directory if `create`) the repository store named by `--repo`.
+pub fn repo_store(spec: &str, create: bool) -> Result<(Arc<dyn ObjectStore>, String)> {
+    let path = match spec.strip_prefix("file://") {
+        Some(rest) => PathBuf::from(rest),
+        None if spec.contains("://") => {
+            return Err(Failure::new(USAGE, format!("repository URL {spec:?} is not supported by this build yet"))
+                .hint("use a directory path or a file:// URL; s3://, gs:// and az:// repositories are the next milestone")
+                .into())
+        }
+        None => PathBuf::from(spec),
+    };
+    if create {
+        std::fs::create_dir_all(&path).map_err(|e| {
+            anyhow::anyhow!("cannot create repository directory {}: {e}", path.display())
+        })?;
+    } else if !path.is_dir() {
+        return Err(Failure::new(
+            REPOSITORY,
+            format!(
+                "no backup repository at {}: the directory does not exist",
+                path.display()
+            ),
+        )
+        .hint("check --repo (or INFLUXDB3_BACKUP_REPO); `create` initialises a new repository")
+        .into());
+    }
+    // fsync: a backup must survive a power loss once its manifest is written.
+    let store = local_store(&path)?.with_fsync(true);
+    Ok((Arc::new(store), path.display().to_string()))
+}
+
+/// Node prefixes present at the store root: top-level directories holding InfluxDB 3 files.
+/// Used to suggest the right `--node-id`.
+pub async fn discover_nodes(root: &dyn ObjectStore) -> Vec<String> {
+    let Ok(listing) = root.list_with_delimiter(None).await else {
+        return Vec::new();
+    };
+    let mut nodes = Vec::new();
+    for prefix in listing.common_prefixes {
+        let Ok(inner) = root.list_with_delimiter(Some(&prefix)).await else {
+            continue;
+        };
+        let looks_like_node = inner.common_prefixes.iter().any(|p| {
+            matches!(
+                p.filename(),
+                Some("wal" | "snapshots" | "dbs" | "catalog" | "catalogs")
+            )
+        }) || inner
+            .objects
+            .iter()
+            .any(|o| o.location.filename() == Some("_catalog_checkpoint"));
+        if looks_like_node {
+            nodes.push(prefix.to_string());
+        }
+    }
+    nodes
+}
