@@ -54,7 +54,8 @@ pub enum ObjectStoreKind {
     Azure,
 }
 
-/// Where the InfluxDB 3 node lives (mirrors `influxdb3 serve`).
+/// Where the InfluxDB 3 node lives (mirrors `influxdb3 serve`: same flags, same environment
+/// variables, so the server's environment file works as is).
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
     /// Object store the server uses.
@@ -79,12 +80,113 @@ pub struct SourceArgs {
         env = "INFLUXDB3_NODE_IDENTIFIER_PREFIX"
     )]
     pub node_id: Option<String>,
+
+    /// Bucket (S3, Google) or container (Azure) of the object store.
+    #[arg(long, env = "INFLUXDB3_BUCKET")]
+    pub bucket: Option<String>,
+
+    #[command(flatten)]
+    /// Cloud credentials and client settings.
+    pub cloud: CloudArgs,
+}
+
+/// Cloud object-store credentials and HTTP client settings, named as `influxdb3 serve` names them.
+#[derive(Clone, Args, Default)]
+pub struct CloudArgs {
+    /// S3 access key id.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub aws_access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub aws_secret_access_key: Option<String>,
+    /// S3 session token.
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    pub aws_session_token: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+    pub aws_default_region: String,
+    /// S3 endpoint (S3-compatible stores such as MinIO or SeaweedFS).
+    #[arg(long, env = "AWS_ENDPOINT")]
+    pub aws_endpoint: Option<String>,
+    /// Allow plain HTTP to the S3 endpoint.
+    #[arg(long, env = "AWS_ALLOW_HTTP", action = clap::ArgAction::Set, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub aws_allow_http: bool,
+    /// Send unsigned S3 requests (public buckets).
+    #[arg(long, env = "AWS_SKIP_SIGNATURE", action = clap::ArgAction::Set, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub aws_skip_signature: bool,
+    /// JSON file with `aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`
+    /// (read once at start).
+    #[arg(long, env = "AWS_CREDENTIALS_FILE")]
+    pub aws_credentials_file: Option<PathBuf>,
+    /// Azure storage account.
+    #[arg(long, env = "AZURE_STORAGE_ACCOUNT")]
+    pub azure_storage_account: Option<String>,
+    /// Azure storage access key.
+    #[arg(long, env = "AZURE_STORAGE_ACCESS_KEY", hide_env_values = true)]
+    pub azure_storage_access_key: Option<String>,
+    /// Azure Blob endpoint (e.g. Azurite's `http://127.0.0.1:10000/devstoreaccount1`).
+    #[arg(long, env = "AZURE_ENDPOINT")]
+    pub azure_endpoint: Option<String>,
+    /// Allow plain HTTP to the Azure endpoint.
+    #[arg(long, env = "AZURE_ALLOW_HTTP", action = clap::ArgAction::Set, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub azure_allow_http: bool,
+    /// Google service account JSON file.
+    #[arg(long, env = "GOOGLE_SERVICE_ACCOUNT")]
+    pub google_service_account: Option<PathBuf>,
+    /// Maximum concurrent object-store requests.
+    #[arg(
+        long,
+        env = "INFLUXDB3_OBJECT_STORE_CONNECTION_LIMIT",
+        default_value_t = 64
+    )]
+    pub object_store_connection_limit: usize,
+    /// Retries of a failed request.
+    #[arg(long, env = "INFLUXDB3_OBJECT_STORE_MAX_RETRIES")]
+    pub object_store_max_retries: Option<usize>,
+    /// Time after which a request is no longer retried.
+    #[arg(long, env = "INFLUXDB3_OBJECT_STORE_RETRY_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub object_store_retry_timeout: Option<std::time::Duration>,
+    /// Timeout of one request.
+    #[arg(long, env = "INFLUXDB3_OBJECT_STORE_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub object_store_request_timeout: Option<std::time::Duration>,
+    /// PEM file of extra CA certificates to trust.
+    #[arg(long, env = "INFLUXDB3_OBJECT_STORE_TLS_CA")]
+    pub object_store_tls_ca: Option<PathBuf>,
+    /// Accept invalid TLS certificates (testing only).
+    #[arg(long, env = "INFLUXDB3_OBJECT_STORE_TLS_ALLOW_INSECURE", action = clap::ArgAction::Set, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub object_store_tls_allow_insecure: bool,
+}
+
+/// Secrets never reach logs: this Debug names which credentials are set, not their values.
+impl std::fmt::Debug for CloudArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudArgs")
+            .field(
+                "aws_access_key_id",
+                &self.aws_access_key_id.as_ref().map(|_| "<set>"),
+            )
+            .field(
+                "aws_secret_access_key",
+                &self.aws_secret_access_key.as_ref().map(|_| "<set>"),
+            )
+            .field("aws_endpoint", &self.aws_endpoint)
+            .field("azure_storage_account", &self.azure_storage_account)
+            .field(
+                "azure_storage_access_key",
+                &self.azure_storage_access_key.as_ref().map(|_| "<set>"),
+            )
+            .field("azure_endpoint", &self.azure_endpoint)
+            .field("google_service_account", &self.google_service_account)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The backup repository.
 #[derive(Debug, Clone, Args)]
 pub struct RepoArgs {
-    /// Backup repository: a directory path or a `file://` URL.
+    /// Backup repository: a directory, or a URL: `file:///path`, `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix` (credentials: see README, "Repository
+    /// credentials").
     #[arg(long, env = "INFLUXDB3_BACKUP_REPO")]
     pub repo: String,
 }

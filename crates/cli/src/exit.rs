@@ -22,6 +22,8 @@ pub const NOT_A_NODE: u8 = 13;
 pub const INCONSISTENT: u8 = 14;
 /// Restore refused: the target is not empty, holds an incomplete restore, or a server runs on it.
 pub const TARGET_REFUSED: u8 = 15;
+/// An object store could not be used: missing bucket, refused credentials, unreachable endpoint.
+pub const STORE_ACCESS: u8 = 16;
 /// Interrupted (Ctrl-C); nothing was committed.
 pub const INTERRUPTED: u8 = 130;
 

@@ -5,6 +5,7 @@
 //! movement in `ib3-transfer`.
 
 pub mod args;
+pub mod cloud;
 pub mod exit;
 pub mod ops;
 pub mod output;
@@ -22,10 +23,11 @@ pub async fn run(cli: Cli) -> Result<u8> {
     let json = cli.json;
     match cli.command {
         Command::Create(args) => {
-            let source = stores::open_node(&args.source, &required_node_id(&args.source)?, false)?;
+            let source =
+                stores::open_node(&args.source, &required_node_id(&args.source)?, false).await?;
             let report = ops::create::create(ops::create::CreateOptions {
                 source,
-                repo: stores::repo_store(&args.repo.repo, true)?,
+                repo: stores::repo_store(&args.repo.repo, true).await?,
                 concurrency: args.transfer.concurrency as usize,
                 max_replans: args.max_replans,
                 allow_inconsistent: args.allow_inconsistent,
@@ -51,7 +53,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
             output::verify(&report, json)
         }
         Command::Inspect(args) => {
-            let source = stores::open_node(&args.source, &required_node_id(&args.source)?, false)?;
+            let source =
+                stores::open_node(&args.source, &required_node_id(&args.source)?, false).await?;
             let report = ops::inspect::inspect(&source, args.transfer.concurrency as usize).await?;
             output::inspect(&report, json)
         }
@@ -81,7 +84,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 repo: (repo.store().clone(), repo.location().to_string()),
                 manifest,
                 record,
-                target: stores::open_node(&args.target, &node_id, !args.dry_run)?,
+                target: stores::open_node(&args.target, &node_id, !args.dry_run).await?,
                 dry_run: args.dry_run,
                 force: args.force,
                 chown,
@@ -96,7 +99,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
 }
 
 async fn open_repo(spec: &str) -> Result<ib3_repo::Repository> {
-    let (store, location) = stores::repo_store(spec, false)?;
+    let (store, location) = stores::repo_store(spec, false).await?;
     Ok(ib3_repo::Repository::open(store, location).await?)
 }
 

@@ -2,6 +2,7 @@
 //! `influxdb3 serve` would address it, and the repository from `--repo`.
 
 use crate::args::{ObjectStoreKind, SourceArgs};
+use crate::cloud;
 use crate::exit::{Failure, NOT_A_NODE, REPOSITORY, USAGE};
 use anyhow::Result;
 use object_store::local::LocalFileSystem;
@@ -20,7 +21,7 @@ pub struct NodeStore {
     pub node: Arc<dyn ObjectStore>,
     /// The node id (prefix).
     pub node_id: String,
-    /// `file` or `memory`.
+    /// `file`, `memory`, `s3`, `azure` or `google`.
     pub kind: &'static str,
     /// Human-readable location of the store root (the data dir).
     pub location: String,
@@ -51,52 +52,50 @@ pub fn data_dir(args: &SourceArgs) -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".influxdb3"))
 }
 
-/// Open the node prefix named by `args` with node id `node_id`. A `file` store's data dir must
-/// exist unless `create` (restore targets) is set.
-pub fn open_node(args: &SourceArgs, node_id: &str, create: bool) -> Result<NodeStore> {
+/// Open the node prefix named by `args` with node id `node_id`, and check that its store
+/// answers. A `file` store's data dir must exist unless `create` (restore targets) is set.
+pub async fn open_node(args: &SourceArgs, node_id: &str, create: bool) -> Result<NodeStore> {
     check_node_id(node_id)?;
-    let (root, kind, location, data_dir): (Arc<dyn ObjectStore>, _, _, _) =
-        match args.object_store {
-            ObjectStoreKind::File => {
-                let dir = data_dir(args)?;
-                if create {
-                    std::fs::create_dir_all(&dir).map_err(|e| {
-                        anyhow::anyhow!("cannot create data dir {}: {e}", dir.display())
-                    })?;
-                } else if !dir.is_dir() {
-                    return Err(Failure::new(
-                        NOT_A_NODE,
-                        format!(
-                            "data dir {} does not exist or is not a directory",
-                            dir.display()
-                        ),
-                    )
-                    .hint("pass the directory `influxdb3 serve --data-dir` uses")
-                    .into());
-                }
-                let store = local_store(&dir)?;
-                (
-                    Arc::new(store),
-                    "file",
-                    dir.display().to_string(),
-                    Some(dir),
+    let (root, kind, location, data_dir): (Arc<dyn ObjectStore>, _, _, _) = match args.object_store
+    {
+        ObjectStoreKind::File => {
+            let dir = data_dir(args)?;
+            if create {
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    anyhow::anyhow!("cannot create data dir {}: {e}", dir.display())
+                })?;
+            } else if !dir.is_dir() {
+                return Err(Failure::new(
+                    NOT_A_NODE,
+                    format!(
+                        "data dir {} does not exist or is not a directory",
+                        dir.display()
+                    ),
                 )
+                .hint("pass the directory `influxdb3 serve --data-dir` uses")
+                .into());
             }
-            ObjectStoreKind::Memory => (
-                Arc::new(InMemory::new()),
-                "memory",
-                "memory".to_string(),
-                None,
-            ),
-            other => return Err(Failure::new(
-                USAGE,
-                format!("--object-store {other:?} is not supported by this build yet"),
+            let store = local_store(&dir)?;
+            (
+                Arc::new(store),
+                "file",
+                dir.display().to_string(),
+                Some(dir),
             )
-            .hint(
-                "back up a `file` object store; S3, Google and Azure support is the next milestone",
-            )
-            .into()),
-        };
+        }
+        ObjectStoreKind::Memory => (
+            Arc::new(InMemory::new()),
+            "memory",
+            "memory".to_string(),
+            None,
+        ),
+        cloud_kind => {
+            let cloud = cloud::source_store(cloud_kind, args.bucket.as_deref(), &args.cloud)?;
+            let role = if create { "restore target" } else { "source" };
+            cloud::preflight(cloud.store.as_ref(), &cloud.location, role).await?;
+            (cloud.store, cloud.kind, cloud.location, None)
+        }
+    };
     let node: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(root.clone(), node_id));
     Ok(NodeStore {
         root,
@@ -130,15 +129,12 @@ fn local_store(dir: &FsPath) -> Result<LocalFileSystem> {
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.display()))
 }
 
-/// Open (creating the directory if `create`) the repository store named by `--repo`.
-pub fn repo_store(spec: &str, create: bool) -> Result<(Arc<dyn ObjectStore>, String)> {
+/// Open the repository store named by `--repo` (a directory, created if `create`, or a URL),
+/// checking that it answers.
+pub async fn repo_store(spec: &str, create: bool) -> Result<(Arc<dyn ObjectStore>, String)> {
     let path = match spec.strip_prefix("file://") {
         Some(rest) => PathBuf::from(rest),
-        None if spec.contains("://") => {
-            return Err(Failure::new(USAGE, format!("repository URL {spec:?} is not supported by this build yet"))
-                .hint("use a directory path or a file:// URL; s3://, gs:// and az:// repositories are the next milestone")
-                .into())
-        }
+        None if spec.contains("://") => return cloud_repo(spec).await,
         None => PathBuf::from(spec),
     };
     if create {
@@ -159,6 +155,29 @@ pub fn repo_store(spec: &str, create: bool) -> Result<(Arc<dyn ObjectStore>, Str
     // fsync: a backup must survive a power loss once its manifest is written.
     let store = local_store(&path)?.with_fsync(true);
     Ok((Arc::new(store), path.display().to_string()))
+}
+
+async fn cloud_repo(spec: &str) -> Result<(Arc<dyn ObjectStore>, String)> {
+    let url = url::Url::parse(spec).map_err(|e| {
+        Failure::new(
+            USAGE,
+            format!("repository URL {spec:?} does not parse: {e}"),
+        )
+    })?;
+    let (store, prefix) = cloud::repo_store_from_url(spec, &url)?;
+    // The URL without user info or query: safe to print and record.
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    let location = shown.to_string();
+    cloud::preflight(store.as_ref(), &location, "repository").await?;
+    let rooted: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
+        store
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
+    };
+    Ok((rooted, location))
 }
 
 /// Node prefixes present at the store root: top-level directories holding InfluxDB 3 files.

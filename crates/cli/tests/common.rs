@@ -8,7 +8,11 @@ use std::process::Command;
 /// The fixtures written by real InfluxDB 3 servers (read-only).
 pub fn fixtures() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    assert!(dir.is_dir(), "missing {}: the tests need ../shared/fixtures", dir.display());
+    assert!(
+        dir.is_dir(),
+        "missing {}: the tests need ../shared/fixtures",
+        dir.display()
+    );
     dir
 }
 
@@ -21,7 +25,10 @@ pub fn fixture_names() -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert!(names.len() >= 12, "expected the 12 fixtures, found {names:?}");
+    assert!(
+        names.len() >= 12,
+        "expected the 12 fixtures, found {names:?}"
+    );
     names
 }
 
@@ -58,12 +65,20 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     pub fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "exit {}\nstdout: {}\nstderr: {}", self.code, self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "exit {}\nstdout: {}\nstderr: {}",
+            self.code, self.stdout, self.stderr
+        );
         self
     }
 }
@@ -97,7 +112,11 @@ pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
 fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        let rel = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
         let derived = rel.starts_with("table-snapshots")
             || rel.starts_with("db-indices")
             || rel == "table-index-conversion-completed";

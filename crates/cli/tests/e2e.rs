@@ -17,15 +17,40 @@ fn every_fixture_round_trips_byte_for_byte() {
         let restored = tmp.path().join("restored");
         let source = data_dir(&name);
 
-        let created = run(&["create", "--json", "--data-dir", s(&source), "--node-id", "node0", "--repo", s(&repo)]).ok().json();
+        let created = run(&[
+            "create",
+            "--json",
+            "--data-dir",
+            s(&source),
+            "--node-id",
+            "node0",
+            "--repo",
+            s(&repo),
+        ])
+        .ok()
+        .json();
         assert_eq!(created["source"]["consistent"], true, "{name}: {created:#}");
         let id = created["backup_id"].as_str().unwrap().to_string();
 
-        let verified = run(&["verify", "--json", "--repo", s(&repo), &id, "--read-data"]).ok().json();
+        let verified = run(&["verify", "--json", "--repo", s(&repo), &id, "--read-data"])
+            .ok()
+            .json();
         assert_eq!(verified["ok"], true, "{name}: {verified:#}");
         assert_eq!(verified["backups"][0]["read_data"], true);
 
-        let report = run(&["restore", "--json", "--repo", s(&repo), &id, "--data-dir", s(&restored), "--node-id", "node0"]).ok().json();
+        let report = run(&[
+            "restore",
+            "--json",
+            "--repo",
+            s(&repo),
+            &id,
+            "--data-dir",
+            s(&restored),
+            "--node-id",
+            "node0",
+        ])
+        .ok()
+        .json();
         assert_eq!(report["objects_verified"], created["entries"], "{name}");
 
         let expected = tree(&source.join("node0"));
@@ -39,7 +64,11 @@ fn every_fixture_round_trips_byte_for_byte() {
             assert!(got[path] == *bytes, "{name}: {path} differs after restore");
         }
         let entries = created["entries"].as_u64().unwrap();
-        assert_eq!(entries as usize, expected.len(), "{name}: manifest entries vs source files");
+        assert_eq!(
+            entries as usize,
+            expected.len(),
+            "{name}: manifest entries vs source files"
+        );
     }
 }
 
@@ -47,7 +76,18 @@ fn every_fixture_round_trips_byte_for_byte() {
 fn consistent_point_of_the_basic_fixture() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    let created = run(&["create", "--json", "--data-dir", s(&data_dir("core-3.10.0-basic")), "--node-id", "node0", "--repo", s(&repo)]).ok().json();
+    let created = run(&[
+        "create",
+        "--json",
+        "--data-dir",
+        s(&data_dir("core-3.10.0-basic")),
+        "--node-id",
+        "node0",
+        "--repo",
+        s(&repo),
+    ])
+    .ok()
+    .json();
     let point = &created["source"]["point"];
     assert_eq!(point["snapshot_sequence_number"], 59);
     assert_eq!(point["wal_file_sequence_number"], 177);
@@ -57,7 +97,10 @@ fn consistent_point_of_the_basic_fixture() {
     assert!(point["catalog_sequence_required"].as_u64().unwrap() <= 9);
     assert_eq!(created["source"]["active_catalog"], "v3");
     assert_eq!(created["source"]["derived_skipped"], 5);
-    assert_eq!(created["bytes_uploaded"], created["bytes"], "first backup uploads everything");
+    assert_eq!(
+        created["bytes_uploaded"], created["bytes"],
+        "first backup uploads everything"
+    );
 }
 
 #[test]
@@ -65,19 +108,39 @@ fn second_create_reads_and_uploads_only_the_mutable_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     let source = data_dir("core-3.9.6-upgraded-3.10.0");
-    let args = ["create", "--json", "--data-dir", s(&source), "--node-id", "node0", "--repo", s(&repo)];
+    let args = [
+        "create",
+        "--json",
+        "--data-dir",
+        s(&source),
+        "--node-id",
+        "node0",
+        "--repo",
+        s(&repo),
+    ];
     let first = run(&args).ok().json();
     let second = run(&args).ok().json();
     // Mutable: the catalog checkpoints of both generations (v2 stale, v3 active).
     let mutable: u64 = ["catalog/v2/snapshot", "catalog/v3/snapshot"]
         .iter()
-        .map(|p| std::fs::metadata(source.join("node0").join(p)).unwrap().len())
+        .map(|p| {
+            std::fs::metadata(source.join("node0").join(p))
+                .unwrap()
+                .len()
+        })
         .sum();
-    assert_eq!(second["bytes_read"].as_u64().unwrap(), mutable, "{second:#}");
+    assert_eq!(
+        second["bytes_read"].as_u64().unwrap(),
+        mutable,
+        "{second:#}"
+    );
     assert_eq!(second["bytes_uploaded"], 0);
     assert_eq!(second["blobs_uploaded"], 0);
     assert_eq!(second["entries"], first["entries"]);
-    assert_eq!(second["entries_reused"].as_u64().unwrap() + 2, second["entries"].as_u64().unwrap());
+    assert_eq!(
+        second["entries_reused"].as_u64().unwrap() + 2,
+        second["entries"].as_u64().unwrap()
+    );
 
     let listed = run(&["list", "--json", "--repo", s(&repo)]).ok().json();
     assert_eq!(listed["backups"].as_array().unwrap().len(), 2);

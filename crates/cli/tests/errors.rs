@@ -11,17 +11,44 @@ use common::*;
 use std::path::Path;
 
 fn create(data: &Path, repo: &Path) -> Run {
-    run(&["create", "--json", "--data-dir", s(data), "--node-id", "node0", "--repo", s(repo)])
+    run(&[
+        "create",
+        "--json",
+        "--data-dir",
+        s(data),
+        "--node-id",
+        "node0",
+        "--repo",
+        s(repo),
+    ])
 }
 
 #[test]
 fn wrong_node_id_names_the_nodes_present() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(&["create", "--data-dir", s(&data_dir("core-3.10.0-basic")), "--node-id", "node1", "--repo", s(&tmp.path().join("r"))]);
+    let out = run(&[
+        "create",
+        "--data-dir",
+        s(&data_dir("core-3.10.0-basic")),
+        "--node-id",
+        "node1",
+        "--repo",
+        s(&tmp.path().join("r")),
+    ]);
     assert_eq!(out.code, 13, "{out:?}");
     assert!(out.stderr.contains("\"node1\""), "{}", out.stderr);
-    assert!(out.stderr.contains("hint: pass --node-id node0"), "{}", out.stderr);
-    let inspect = run(&["inspect", "--data-dir", s(&data_dir("core-3.10.0-basic")), "--node-id", "node1"]);
+    assert!(
+        out.stderr.contains("hint: pass --node-id node0"),
+        "{}",
+        out.stderr
+    );
+    let inspect = run(&[
+        "inspect",
+        "--data-dir",
+        s(&data_dir("core-3.10.0-basic")),
+        "--node-id",
+        "node1",
+    ]);
     assert_eq!(inspect.code, 13, "{inspect:?}");
 }
 
@@ -32,7 +59,11 @@ fn empty_missing_and_foreign_data_dirs_are_refused() {
     std::fs::create_dir_all(&empty).unwrap();
     let out = create(&empty, &tmp.path().join("r1"));
     assert_eq!(out.code, 13, "{out:?}");
-    assert!(out.stderr.contains("holds no InfluxDB 3 node"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("holds no InfluxDB 3 node"),
+        "{}",
+        out.stderr
+    );
 
     let out = create(&tmp.path().join("nope"), &tmp.path().join("r2"));
     assert_eq!(out.code, 13, "{out:?}");
@@ -43,7 +74,11 @@ fn empty_missing_and_foreign_data_dirs_are_refused() {
     std::fs::write(foreign.join("node0/photos/cat.jpg"), b"meow").unwrap();
     let out = create(&foreign, &tmp.path().join("r3"));
     assert_eq!(out.code, 13, "{out:?}");
-    assert!(out.stderr.contains("none is an InfluxDB 3 file"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("none is an InfluxDB 3 file"),
+        "{}",
+        out.stderr
+    );
     // Nothing was committed: no manifest in the repositories.
     for r in ["r1", "r2", "r3"] {
         assert!(!tmp.path().join(r).join("manifests").exists());
@@ -62,8 +97,16 @@ fn missing_and_foreign_repositories() {
     assert_eq!(out.code, 10, "{out:?}");
     let out = create(&data_dir("core-3.10.0-wal-only"), &not_repo);
     assert_eq!(out.code, 10, "{out:?}");
-    assert!(out.stderr.contains("not a backup repository"), "{}", out.stderr);
-    assert_eq!(std::fs::read_dir(&not_repo).unwrap().count(), 1, "nothing written into a foreign directory");
+    assert!(
+        out.stderr.contains("not a backup repository"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(&not_repo).unwrap().count(),
+        1,
+        "nothing written into a foreign directory"
+    );
 }
 
 #[test]
@@ -72,10 +115,18 @@ fn newer_repository_format_is_refused() {
     let repo = tmp.path().join("repo");
     create(&data_dir("core-3.10.0-wal-only"), &repo).ok();
     let config = std::fs::read_to_string(repo.join("config")).unwrap();
-    std::fs::write(repo.join("config"), config.replace("\"format_version\": 1", "\"format_version\": 99")).unwrap();
+    std::fs::write(
+        repo.join("config"),
+        config.replace("\"format_version\": 1", "\"format_version\": 99"),
+    )
+    .unwrap();
     let out = run(&["list", "--repo", s(&repo)]);
     assert_eq!(out.code, 10, "{out:?}");
-    assert!(out.stderr.contains("newer than this tool supports"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("newer than this tool supports"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -89,18 +140,67 @@ fn restore_refuses_a_non_empty_target_and_force_replaces_it() {
 
     let out = run(&["restore", "--repo", s(&repo), "--data-dir", s(&target)]);
     assert_eq!(out.code, 15, "{out:?}");
-    assert!(out.stderr.contains("already holds 1 objects"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("already holds 1 objects"),
+        "{}",
+        out.stderr
+    );
 
-    let plan = run(&["restore", "--json", "--dry-run", "--force", "--live-check", "10ms", "--repo", s(&repo), "--data-dir", s(&target)]).ok().json();
+    let plan = run(&[
+        "restore",
+        "--json",
+        "--dry-run",
+        "--force",
+        "--live-check",
+        "10ms",
+        "--repo",
+        s(&repo),
+        "--data-dir",
+        s(&target),
+    ])
+    .ok()
+    .json();
     assert_eq!(plan["dry_run"], true);
     assert_eq!(plan["plan"]["deletes"][0], "wal/00000099999.wal");
-    assert_eq!(std::fs::read(target.join("node0/wal/00000099999.wal")).unwrap(), b"stale", "dry run changed nothing");
-    let phases: Vec<&str> = plan["plan"]["phases"].as_array().unwrap().iter().map(|p| p["phase"].as_str().unwrap()).collect();
-    assert_eq!(phases, ["data", "snapshots", "wal", "catalog-logs", "catalog-checkpoint"]);
+    assert_eq!(
+        std::fs::read(target.join("node0/wal/00000099999.wal")).unwrap(),
+        b"stale",
+        "dry run changed nothing"
+    );
+    let phases: Vec<&str> = plan["plan"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "data",
+            "snapshots",
+            "wal",
+            "catalog-logs",
+            "catalog-checkpoint"
+        ]
+    );
 
-    run(&["restore", "--json", "--force", "--live-check", "10ms", "--repo", s(&repo), "--data-dir", s(&target)]).ok();
+    run(&[
+        "restore",
+        "--json",
+        "--force",
+        "--live-check",
+        "10ms",
+        "--repo",
+        s(&repo),
+        "--data-dir",
+        s(&target),
+    ])
+    .ok();
     assert!(!target.join("node0/wal/00000099999.wal").exists());
-    assert_eq!(tree(&target.join("node0")), tree(&data_dir("core-3.9.6-basic").join("node0")));
+    assert_eq!(
+        tree(&target.join("node0")),
+        tree(&data_dir("core-3.9.6-basic").join("node0"))
+    );
 }
 
 #[test]
@@ -108,7 +208,15 @@ fn restore_under_another_node_id_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     create(&data_dir("core-3.10.0-wal-only"), &repo).ok();
-    let out = run(&["restore", "--repo", s(&repo), "--data-dir", s(&tmp.path().join("t")), "--node-id", "other"]);
+    let out = run(&[
+        "restore",
+        "--repo",
+        s(&repo),
+        "--data-dir",
+        s(&tmp.path().join("t")),
+        "--node-id",
+        "other",
+    ]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("--node-id node0"), "{}", out.stderr);
 }
@@ -126,9 +234,22 @@ fn interrupted_restore_is_reported_not_mistaken_for_good() {
     let out = run(&["restore", "--repo", s(&repo), "--data-dir", s(&target)]);
     assert_eq!(out.code, 15, "{out:?}");
     assert!(out.stderr.contains("did not complete"), "{}", out.stderr);
-    run(&["restore", "--force", "--live-check", "10ms", "--repo", s(&repo), "--data-dir", s(&target)]).ok();
+    run(&[
+        "restore",
+        "--force",
+        "--live-check",
+        "10ms",
+        "--repo",
+        s(&repo),
+        "--data-dir",
+        s(&target),
+    ])
+    .ok();
     assert!(!target.join("node0/.influxdb3-backup-restore.json").exists());
-    assert_eq!(tree(&target.join("node0")), tree(&data_dir("core-3.10.0-basic").join("node0")));
+    assert_eq!(
+        tree(&target.join("node0")),
+        tree(&data_dir("core-3.10.0-basic").join("node0"))
+    );
 }
 
 #[test]
@@ -145,10 +266,23 @@ fn restore_refuses_while_the_target_wal_advances() {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     });
-    let out = run(&["restore", "--force", "--live-check", "500ms", "--repo", s(&repo), "--data-dir", s(&target)]);
+    let out = run(&[
+        "restore",
+        "--force",
+        "--live-check",
+        "500ms",
+        "--repo",
+        s(&repo),
+        "--data-dir",
+        s(&target),
+    ]);
     writer.join().unwrap();
     assert_eq!(out.code, 15, "{out:?}");
-    assert!(out.stderr.contains("server is writing there"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("server is writing there"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -157,18 +291,38 @@ fn chown_sets_owner_of_restored_files() {
     let repo = tmp.path().join("repo");
     create(&data_dir("core-3.10.0-wal-only"), &repo).ok();
     let target = tmp.path().join("target");
-    let out = run(&["restore", "--chown", "1500:1501", "--repo", s(&repo), "--data-dir", s(&target)]);
+    let out = run(&[
+        "restore",
+        "--chown",
+        "1500:1501",
+        "--repo",
+        s(&repo),
+        "--data-dir",
+        s(&target),
+    ]);
     if out.code != 0 && out.stderr.contains("Operation not permitted") {
         eprintln!("skipping: not running as root");
         return;
     }
     out.ok();
     use std::os::unix::fs::MetadataExt;
-    for path in [target.join("node0"), target.join("node0/wal/00000000001.wal"), target.join("node0/catalog/v3/snapshot")] {
+    for path in [
+        target.join("node0"),
+        target.join("node0/wal/00000000001.wal"),
+        target.join("node0/catalog/v3/snapshot"),
+    ] {
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (1500, 1501), "{}", path.display());
     }
-    let bad = run(&["restore", "--chown", "influx", "--repo", s(&repo), "--data-dir", s(&tmp.path().join("t2"))]);
+    let bad = run(&[
+        "restore",
+        "--chown",
+        "influx",
+        "--repo",
+        s(&repo),
+        "--data-dir",
+        s(&tmp.path().join("t2")),
+    ]);
     assert_eq!(bad.code, 2);
 }
 
@@ -218,7 +372,16 @@ fn inspect_reports_corrupt_wal_missing_parquet_and_catalog_gap() {
     let data = tmp.path().join("data");
     copy_fixture("core-3.10.0-basic", &data);
     let node = data.join("node0");
-    let clean = run(&["inspect", "--json", "--data-dir", s(&data), "--node-id", "node0"]).ok().json();
+    let clean = run(&[
+        "inspect",
+        "--json",
+        "--data-dir",
+        s(&data),
+        "--node-id",
+        "node0",
+    ])
+    .ok()
+    .json();
     assert_eq!(clean["layout"]["active_catalog"], "v3");
     assert_eq!(clean["judgement"]["point"]["wal_first"], 178);
 
@@ -227,30 +390,75 @@ fn inspect_reports_corrupt_wal_missing_parquet_and_catalog_gap() {
     let bytes = std::fs::read(&wal).unwrap();
     std::fs::write(&wal, &bytes[..bytes.len() / 2]).unwrap();
     // Remove a Parquet file the newest snapshot references.
-    let snapshot: serde_json::Value = serde_json::from_slice(&std::fs::read(node.join("snapshots/18446744073709551556.info.json")).unwrap()).unwrap();
-    let parquet = snapshot["databases"][0][1]["tables"][0][1][0]["path"].as_str().unwrap().to_string();
+    let snapshot: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(node.join("snapshots/18446744073709551556.info.json")).unwrap(),
+    )
+    .unwrap();
+    let parquet = snapshot["databases"][0][1]["tables"][0][1][0]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
     std::fs::remove_file(data.join(&parquet)).unwrap();
     // Remove a catalog log after the checkpoint.
     std::fs::remove_file(node.join("catalog/v3/logs/00000000000000000005.catalog")).unwrap();
 
-    let out = run(&["inspect", "--json", "--data-dir", s(&data), "--node-id", "node0"]);
+    let out = run(&[
+        "inspect",
+        "--json",
+        "--data-dir",
+        s(&data),
+        "--node-id",
+        "node0",
+    ]);
     assert_eq!(out.code, 3, "{out:?}");
     let findings = out.json()["judgement"]["findings"].clone();
-    let has = |code: &str, object: &str| {
-        findings.as_array().unwrap().iter().any(|f| f["code"] == code && f["object"].as_str().is_some_and(|o| o.contains(object)))
-    };
+    let has =
+        |code: &str, object: &str| {
+            findings.as_array().unwrap().iter().any(|f| {
+                f["code"] == code && f["object"].as_str().is_some_and(|o| o.contains(object))
+            })
+        };
     assert!(has("corrupt-file", "wal/00000000179.wal"), "{findings:#}");
     assert!(has("parquet-missing", &parquet), "{findings:#}");
-    assert!(has("catalog-log-gap", "00000000000000000005.catalog"), "{findings:#}");
+    assert!(
+        has("catalog-log-gap", "00000000000000000005.catalog"),
+        "{findings:#}"
+    );
 
     // create refuses such a source after its re-plans, and writes no manifest.
     let repo = tmp.path().join("repo");
-    let out = run(&["create", "--max-replans", "1", "--data-dir", s(&data), "--node-id", "node0", "--repo", s(&repo)]);
+    let out = run(&[
+        "create",
+        "--max-replans",
+        "1",
+        "--data-dir",
+        s(&data),
+        "--node-id",
+        "node0",
+        "--repo",
+        s(&repo),
+    ]);
     assert_eq!(out.code, 14, "{out:?}");
-    assert!(out.stderr.contains("00000000000000000005.catalog"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("00000000000000000005.catalog"),
+        "{}",
+        out.stderr
+    );
     assert!(!repo.join("manifests").exists());
     // ... unless told to back it up as it is; verify then fails on the recorded problems.
-    let out = run(&["create", "--json", "--allow-inconsistent", "--max-replans", "0", "--data-dir", s(&data), "--node-id", "node0", "--repo", s(&repo)]);
+    let out = run(&[
+        "create",
+        "--json",
+        "--allow-inconsistent",
+        "--max-replans",
+        "0",
+        "--data-dir",
+        s(&data),
+        "--node-id",
+        "node0",
+        "--repo",
+        s(&repo),
+    ]);
     assert_eq!(out.code, 3, "{out:?}");
     let out = run(&["verify", "--repo", s(&repo)]);
     assert_eq!(out.code, 12, "{out:?}");
@@ -260,7 +468,9 @@ fn inspect_reports_corrupt_wal_missing_parquet_and_catalog_gap() {
 fn retention_removed_parquet_is_reported_never_fatal() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    let created = create(&data_dir("core-3.10.0-retention"), &repo).ok().json();
+    let created = create(&data_dir("core-3.10.0-retention"), &repo)
+        .ok()
+        .json();
     let removed = created["source"]["removed_by_server"].as_array().unwrap();
     assert_eq!(removed.len(), 9, "{created:#}");
     run(&["verify", "--repo", s(&repo), "--read-data"]).ok();

@@ -1,0 +1,380 @@
+//! Cloud object stores (S3 and S3-compatible, Azure Blob, Google Cloud Storage), built with
+//! `object_store`'s builders: for a source or restore target from the `influxdb3 serve` flags,
+//! and for a repository from its URL plus a separate environment family.
+//!
+//! Repository credentials: every variable `INFLUXDB3_BACKUP_REPO_<NAME>` (e.g.
+//! `INFLUXDB3_BACKUP_REPO_AWS_SECRET_ACCESS_KEY`, `INFLUXDB3_BACKUP_REPO_AZURE_STORAGE_ACCOUNT`,
+//! `INFLUXDB3_BACKUP_REPO_GOOGLE_SERVICE_ACCOUNT`) overrides the standard `<NAME>` for the
+//! repository only, so source and repository can be two accounts of one cloud; unset, the standard
+//! variables apply.
+//!
+//! Secrets are only ever handed to the builders: they are never formatted into locations,
+//! manifests, reports or error messages.
+
+use crate::args::{CloudArgs, ObjectStoreKind};
+use crate::exit::{Failure, STORE_ACCESS, USAGE};
+use anyhow::Result;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::limit::LimitStore;
+use object_store::{Certificate, ClientOptions, ObjectStore, RetryConfig};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Prefix of the repository's own environment family.
+pub const REPO_ENV_PREFIX: &str = "INFLUXDB3_BACKUP_REPO_";
+
+/// A cloud store and a description of it that is safe to print.
+pub struct CloudStore {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// `s3://bucket (endpoint …)`: never contains credentials.
+    pub location: String,
+    /// `s3`, `azure` or `google`.
+    pub kind: &'static str,
+}
+
+/// Build the store of a source or restore target.
+pub fn source_store(
+    kind: ObjectStoreKind,
+    bucket: Option<&str>,
+    cloud: &CloudArgs,
+) -> Result<CloudStore> {
+    let bucket = bucket.filter(|b| !b.is_empty()).ok_or_else(|| {
+        Failure::new(
+            USAGE,
+            format!("--object-store {} needs --bucket", kind_name(kind)),
+        )
+        .hint("pass --bucket (or INFLUXDB3_BUCKET), as for `influxdb3 serve`")
+    })?;
+    let client = client_options(cloud)?;
+    let retry = retry_config(cloud);
+    let (store, location, kind): (Arc<dyn ObjectStore>, String, &'static str) = match kind {
+        ObjectStoreKind::S3 => {
+            let mut b = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_region(&cloud.aws_default_region)
+                .with_allow_http(cloud.aws_allow_http)
+                .with_skip_signature(cloud.aws_skip_signature)
+                .with_conditional_put(S3ConditionalPut::ETagMatch)
+                .with_client_options(client)
+                .with_retry(retry);
+            let (key, secret, token) = aws_credentials(cloud)?;
+            if let Some(v) = key {
+                b = b.with_access_key_id(v);
+            }
+            if let Some(v) = secret {
+                b = b.with_secret_access_key(v);
+            }
+            if let Some(v) = token {
+                b = b.with_token(v);
+            }
+            if let Some(v) = &cloud.aws_endpoint {
+                b = b.with_endpoint(v);
+            }
+            (
+                Arc::new(b.build().map_err(|e| config_error("S3", e))?),
+                describe("s3", bucket, cloud.aws_endpoint.as_deref()),
+                "s3",
+            )
+        }
+        ObjectStoreKind::Azure => {
+            let mut b = azure_from_env("")
+                .with_container_name(bucket)
+                .with_allow_http(cloud.azure_allow_http)
+                .with_client_options(client)
+                .with_retry(retry);
+            if let Some(v) = &cloud.azure_storage_account {
+                b = b.with_account(v);
+            }
+            if let Some(v) = &cloud.azure_storage_access_key {
+                b = b.with_access_key(v);
+            }
+            if let Some(v) = &cloud.azure_endpoint {
+                b = b.with_endpoint(v.clone());
+            }
+            (
+                Arc::new(b.build().map_err(|e| config_error("Azure", e))?),
+                describe("az", bucket, cloud.azure_endpoint.as_deref()),
+                "azure",
+            )
+        }
+        ObjectStoreKind::Google => {
+            let mut b = GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .with_client_options(client)
+                .with_retry(retry);
+            if let Some(v) = &cloud.google_service_account {
+                b = b.with_service_account_path(v.to_string_lossy());
+            }
+            (
+                Arc::new(
+                    b.build()
+                        .map_err(|e| config_error("Google Cloud Storage", e))?,
+                ),
+                describe("gs", bucket, None),
+                "google",
+            )
+        }
+        ObjectStoreKind::File | ObjectStoreKind::Memory => {
+            return Err(anyhow::anyhow!(
+                "internal error: {kind:?} is not a cloud store"
+            ))
+        }
+    };
+    let limited: Arc<dyn ObjectStore> = Arc::new(LimitStore::new(
+        store,
+        cloud.object_store_connection_limit.max(1),
+    ));
+    Ok(CloudStore {
+        store: limited,
+        location,
+        kind,
+    })
+}
+
+fn kind_name(kind: ObjectStoreKind) -> &'static str {
+    match kind {
+        ObjectStoreKind::S3 => "s3",
+        ObjectStoreKind::Azure => "azure",
+        ObjectStoreKind::Google => "google",
+        ObjectStoreKind::File => "file",
+        ObjectStoreKind::Memory => "memory",
+    }
+}
+
+fn describe(scheme: &str, bucket: &str, endpoint: Option<&str>) -> String {
+    match endpoint {
+        Some(endpoint) => format!("{scheme}://{bucket} (endpoint {endpoint})"),
+        None => format!("{scheme}://{bucket}"),
+    }
+}
+
+fn config_error(store: &str, error: object_store::Error) -> anyhow::Error {
+    Failure::new(USAGE, format!("invalid {store} configuration: {error}")).into()
+}
+
+/// Key id, secret and token from the flags or, when given, `--aws-credentials-file`.
+fn aws_credentials(cloud: &CloudArgs) -> Result<(Option<String>, Option<String>, Option<String>)> {
+    let Some(path) = &cloud.aws_credentials_file else {
+        return Ok((
+            cloud.aws_access_key_id.clone(),
+            cloud.aws_secret_access_key.clone(),
+            cloud.aws_session_token.clone(),
+        ));
+    };
+    #[derive(serde::Deserialize)]
+    struct File {
+        aws_access_key_id: String,
+        aws_secret_access_key: String,
+        aws_session_token: Option<String>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::new(
+            USAGE,
+            format!("cannot read --aws-credentials-file {}: {e}", path.display()),
+        )
+    })?;
+    let file: File = serde_json::from_str(&text).map_err(|e| {
+        Failure::new(
+            USAGE,
+            format!(
+                "--aws-credentials-file {} is not the expected JSON: {e}",
+                path.display()
+            ),
+        )
+        .hint("{\"aws_access_key_id\": …, \"aws_secret_access_key\": …, \"aws_session_token\": …}")
+    })?;
+    Ok((
+        Some(file.aws_access_key_id),
+        Some(file.aws_secret_access_key),
+        file.aws_session_token,
+    ))
+}
+
+fn client_options(cloud: &CloudArgs) -> Result<ClientOptions> {
+    let mut options =
+        ClientOptions::new().with_allow_invalid_certificates(cloud.object_store_tls_allow_insecure);
+    if let Some(timeout) = cloud.object_store_request_timeout {
+        options = options.with_timeout(timeout);
+    }
+    if let Some(path) = &cloud.object_store_tls_ca {
+        let pem = std::fs::read(path).map_err(|e| {
+            Failure::new(
+                USAGE,
+                format!("cannot read --object-store-tls-ca {}: {e}", path.display()),
+            )
+        })?;
+        for cert in Certificate::from_pem_bundle(&pem).map_err(|e| {
+            Failure::new(
+                USAGE,
+                format!("--object-store-tls-ca {}: {e}", path.display()),
+            )
+        })? {
+            options = options.with_root_certificate(cert);
+        }
+    }
+    Ok(options)
+}
+
+fn retry_config(cloud: &CloudArgs) -> RetryConfig {
+    let mut retry = RetryConfig::default();
+    if let Some(n) = cloud.object_store_max_retries {
+        retry.max_retries = n;
+    }
+    if let Some(t) = cloud.object_store_retry_timeout {
+        retry.retry_timeout = t;
+    }
+    retry
+}
+
+/// `MicrosoftAzureBuilder::from_env` plus the names `influxdb3 serve` uses
+/// (`AZURE_STORAGE_ACCOUNT`, which object_store calls `AZURE_STORAGE_ACCOUNT_NAME`), read with
+/// an optional prefix.
+fn azure_from_env(prefix: &str) -> MicrosoftAzureBuilder {
+    let mut b = MicrosoftAzureBuilder::from_env();
+    if let Ok(account) = std::env::var(format!("{prefix}AZURE_STORAGE_ACCOUNT")) {
+        b = b.with_account(account);
+    }
+    b
+}
+
+/// Environment overrides of the repository family, as (lowercase config key, value), for one
+/// cloud (`aws_`, `azure_`, `google_`).
+fn repo_env(cloud_prefix: &str) -> Vec<(String, String)> {
+    std::env::vars()
+        .filter_map(|(name, value)| {
+            let key = name.strip_prefix(REPO_ENV_PREFIX)?.to_ascii_lowercase();
+            key.starts_with(cloud_prefix).then_some((key, value))
+        })
+        .collect()
+}
+
+/// Build a repository store from its URL (`s3://`, `gs://`, `az://`, `abfs://`, `https://…`).
+/// Returns the store rooted at the URL's path and the URL as location.
+pub fn repo_store_from_url(
+    spec: &str,
+    url: &url::Url,
+) -> Result<(Arc<dyn ObjectStore>, object_store::path::Path)> {
+    use object_store::ObjectStoreScheme as Scheme;
+    let (scheme, path) = Scheme::parse(url).map_err(|e| {
+        Failure::new(USAGE, format!("repository URL {spec:?} is not understood: {e}"))
+            .hint("use a directory, file:///path, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix")
+    })?;
+    let store: Arc<dyn ObjectStore> = match scheme {
+        Scheme::AmazonS3 => {
+            let mut b =
+                AmazonS3Builder::from_env().with_conditional_put(S3ConditionalPut::ETagMatch);
+            for (key, value) in repo_env("aws_") {
+                if let Ok(key) = AmazonS3ConfigKey::from_str(&key) {
+                    b = b.with_config(key, value);
+                }
+            }
+            Arc::new(
+                b.with_url(spec)
+                    .build()
+                    .map_err(|e| config_error("S3 repository", e))?,
+            )
+        }
+        Scheme::MicrosoftAzure => {
+            let mut b = azure_from_env("");
+            if let Ok(account) = std::env::var(format!("{REPO_ENV_PREFIX}AZURE_STORAGE_ACCOUNT")) {
+                b = b.with_account(account);
+            }
+            for (key, value) in repo_env("azure_") {
+                if let Ok(key) = AzureConfigKey::from_str(&key) {
+                    b = b.with_config(key, value);
+                }
+            }
+            Arc::new(
+                b.with_url(spec)
+                    .build()
+                    .map_err(|e| config_error("Azure repository", e))?,
+            )
+        }
+        Scheme::GoogleCloudStorage => {
+            let mut b = GoogleCloudStorageBuilder::from_env();
+            for (key, value) in repo_env("google_") {
+                if let Ok(key) = GoogleConfigKey::from_str(&key) {
+                    b = b.with_config(key, value);
+                }
+            }
+            Arc::new(
+                b.with_url(spec)
+                    .build()
+                    .map_err(|e| config_error("Google Cloud Storage repository", e))?,
+            )
+        }
+        _ => {
+            return Err(Failure::new(
+                USAGE,
+                format!("repository URL scheme of {spec:?} is not supported"),
+            )
+            .hint("use a directory, file:///path, s3://, gs:// or az://")
+            .into())
+        }
+    };
+    Ok((store, path))
+}
+
+/// Check that a store answers before using it, turning the usual failures into messages that
+/// name the store and the fix: missing bucket, refused credentials, unreachable endpoint.
+pub async fn preflight(store: &dyn ObjectStore, location: &str, role: &str) -> Result<()> {
+    let Err(error) = store.list_with_delimiter(None).await else {
+        return Ok(());
+    };
+    let text = error.to_string();
+    let (what, hint) = if matches!(error, object_store::Error::NotFound { .. })
+        || [
+            "NoSuchBucket",
+            "ContainerNotFound",
+            "404 Not Found",
+            "bucket does not exist",
+        ]
+        .iter()
+        .any(|m| text.contains(m))
+    {
+        (
+            "the bucket or container does not exist",
+            "create it, or check --bucket / the repository URL",
+        )
+    } else if matches!(
+        error,
+        object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. }
+    ) || [
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AccessDenied",
+        "AuthenticationFailed",
+        "403",
+        "401",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+    {
+        ("access was refused", "check the credentials (access key and secret, account key, service account) and their permissions")
+    } else {
+        (
+            "it could not be reached",
+            "check the endpoint, the network, and TLS settings",
+        )
+    };
+    Err(Failure::new(
+        STORE_ACCESS,
+        format!("{role} {location}: {what}: {}", redact(&text)),
+    )
+    .hint(hint)
+    .into())
+}
+
+/// Keep object_store error text, but never a query string (which could carry a SAS token).
+fn redact(text: &str) -> String {
+    text.split_whitespace()
+        .map(|word| match word.split_once('?') {
+            Some((before, _)) if word.contains("://") => format!("{before}?…"),
+            _ => word.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
