@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every check and test of influxdb3-backup: formatting, lints, unit tests, and the
-# end-to-end suites over the real InfluxDB 3 data directories in ../shared/fixtures.
+# Runs every check and test of influxdb3-backup: formatting, lints, unit tests, the end-to-end
+# suites over the real InfluxDB 3 data directories in ../shared/fixtures, and the shared suite
+# against local S3 (SeaweedFS), Azure Blob (Azurite) and GCS (XML-API front) servers, which this
+# script installs (PyPI, npm) and starts on 127.0.0.1 itself, and stops at the end.
 # Usage: ./test.sh            (CI runs exactly this through .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,4 +12,12 @@ if [ ! -d ../shared/fixtures ]; then
 fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+export EMU_DIR=${EMU_DIR:-/tmp/ib3-emulators}
+trap 'ci-emulators/down.sh >/dev/null 2>&1 || true' EXIT
+ci-emulators/up.sh
+# shellcheck disable=SC1091
+source "$EMU_DIR/env.sh"
+# Every backend is required here: a server that failed to start is a failure, never a skip.
+export IB3_TEST_REQUIRE_BACKENDS=1
 cargo test --workspace --locked

@@ -1,0 +1,327 @@
+//! The shared end-to-end suite, run on every backend: the repository on a local directory, on S3
+//! (SeaweedFS), on Azure Blob (Azurite) and on Google Cloud Storage (object_store's GCS client
+//! through a local XML-API front), and a node living in a bucket of each cloud as the source,
+//! restored across stores. Also the permanent-error cases: wrong secret, missing bucket,
+//! unreachable endpoint.
+//!
+//! The cloud backends need the emulators: `ci-emulators/up.sh` starts them and writes an
+//! `env.sh` to source (`./test.sh` does both). Without `IB3_TEST_BACKENDS` the cloud cases are
+//! skipped — unless `IB3_TEST_REQUIRE_BACKENDS=1` (set by `./test.sh` in CI), which turns a skip
+//! into a failure.
+//!
+//! Run: `cargo test -p influxdb3-backup --test backends`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    S3,
+    Azure,
+    Gcs,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::S3 => "s3",
+            Backend::Azure => "azure",
+            Backend::Gcs => "gcs",
+        }
+    }
+
+    /// Whether the backend is configured; a missing one fails when backends are required.
+    fn available(self) -> bool {
+        let listed = std::env::var("IB3_TEST_BACKENDS").unwrap_or_default();
+        let on = listed.split(',').any(|b| b.trim() == self.name());
+        if !on && std::env::var("IB3_TEST_REQUIRE_BACKENDS").as_deref() == Ok("1") {
+            panic!("backend {} is required (IB3_TEST_REQUIRE_BACKENDS=1) but not configured in IB3_TEST_BACKENDS", self.name());
+        }
+        if !on {
+            eprintln!("skipping {}: IB3_TEST_BACKENDS does not list it", self.name());
+        }
+        on
+    }
+
+    /// A fresh bucket (container) for this test.
+    fn new_bucket(self, tag: &str) -> String {
+        let name = format!("ib3-{tag}-{:08x}", fastrand::u32(..));
+        let script = match self {
+            Backend::Azure => "mkcontainer.sh",
+            Backend::S3 | Backend::Gcs => "mkbucket.sh",
+        };
+        let status = Command::new(repo_root().join("ci-emulators").join(script))
+            .arg(&name)
+            .status()
+            .unwrap();
+        assert!(status.success(), "creating bucket {name} failed");
+        name
+    }
+
+    /// Environment for the binary so that `--object-store <kind> --bucket B` reaches the emulator.
+    fn source_env(self) -> Vec<(String, String)> {
+        match self {
+            Backend::S3 => vec![
+                ("AWS_ENDPOINT".into(), env("IB3_TEST_S3_ENDPOINT")),
+                ("AWS_ACCESS_KEY_ID".into(), env("IB3_TEST_S3_ACCESS_KEY")),
+                ("AWS_SECRET_ACCESS_KEY".into(), env("IB3_TEST_S3_SECRET_KEY")),
+                ("AWS_ALLOW_HTTP".into(), "true".into()),
+            ],
+            Backend::Azure => vec![
+                ("AZURE_ENDPOINT".into(), env("IB3_TEST_AZURE_ENDPOINT")),
+                ("AZURE_STORAGE_ACCOUNT".into(), env("IB3_TEST_AZURE_ACCOUNT")),
+                ("AZURE_STORAGE_ACCESS_KEY".into(), env("IB3_TEST_AZURE_KEY")),
+                ("AZURE_ALLOW_HTTP".into(), "true".into()),
+            ],
+            Backend::Gcs => vec![("GOOGLE_SERVICE_ACCOUNT".into(), env("IB3_TEST_GCS_SERVICE_ACCOUNT"))],
+        }
+    }
+
+    /// The same, in the repository's own env family.
+    fn repo_env(self) -> Vec<(String, String)> {
+        self.source_env()
+            .into_iter()
+            .map(|(k, v)| (format!("INFLUXDB3_BACKUP_REPO_{k}"), v))
+            .collect()
+    }
+
+    fn object_store_flag(self) -> &'static str {
+        match self {
+            Backend::S3 => "s3",
+            Backend::Azure => "azure",
+            Backend::Gcs => "google",
+        }
+    }
+
+    fn url(self, bucket: &str, prefix: &str) -> String {
+        match self {
+            Backend::S3 => format!("s3://{bucket}/{prefix}"),
+            Backend::Azure => format!("az://{bucket}/{prefix}"),
+            Backend::Gcs => format!("gs://{bucket}/{prefix}"),
+        }
+    }
+
+    /// A direct object_store client, for seeding and reading buckets in tests.
+    fn client(self, bucket: &str) -> Arc<dyn ObjectStore> {
+        match self {
+            Backend::S3 => Arc::new(
+                object_store::aws::AmazonS3Builder::new()
+                    .with_endpoint(env("IB3_TEST_S3_ENDPOINT"))
+                    .with_allow_http(true)
+                    .with_region("us-east-1")
+                    .with_access_key_id(env("IB3_TEST_S3_ACCESS_KEY"))
+                    .with_secret_access_key(env("IB3_TEST_S3_SECRET_KEY"))
+                    .with_bucket_name(bucket)
+                    .build()
+                    .unwrap(),
+            ),
+            Backend::Azure => Arc::new(
+                object_store::azure::MicrosoftAzureBuilder::new()
+                    .with_endpoint(env("IB3_TEST_AZURE_ENDPOINT"))
+                    .with_allow_http(true)
+                    .with_account(env("IB3_TEST_AZURE_ACCOUNT"))
+                    .with_access_key(env("IB3_TEST_AZURE_KEY"))
+                    .with_container_name(bucket)
+                    .build()
+                    .unwrap(),
+            ),
+            Backend::Gcs => Arc::new(
+                object_store::gcp::GoogleCloudStorageBuilder::new()
+                    .with_service_account_path(env("IB3_TEST_GCS_SERVICE_ACCOUNT"))
+                    .with_bucket_name(bucket)
+                    .build()
+                    .unwrap(),
+            ),
+        }
+    }
+}
+
+const ALL: [Backend; 3] = [Backend::S3, Backend::Azure, Backend::Gcs];
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set (source ci-emulators env.sh)"))
+}
+
+fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Run the binary with extra environment.
+fn run_env(args: &[&str], extra: &[(String, String)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_influxdb3-backup"));
+    cmd.args(args);
+    for var in ["INFLUXDB3_OBJECT_STORE", "INFLUXDB3_DB_DIR", "INFLUXDB3_NODE_IDENTIFIER_PREFIX", "INFLUXDB3_BACKUP_REPO", "INFLUXDB3_BUCKET"] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let output = cmd.output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Upload a fixture's data dir (node0/…) to the root of a bucket.
+fn seed_bucket(store: &dyn ObjectStore, fixture: &str) {
+    let files = tree(&data_dir(fixture));
+    runtime().block_on(async {
+        for (path, bytes) in files {
+            store.put(&ObjPath::from(path), bytes.into()).await.unwrap();
+        }
+    });
+}
+
+/// Every object under `node0/` of a bucket, derived files excluded.
+fn bucket_tree(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
+    use futures::TryStreamExt;
+    runtime().block_on(async {
+        let metas: Vec<_> = store.list(Some(&ObjPath::from("node0"))).try_collect().await.unwrap();
+        let mut out = BTreeMap::new();
+        for meta in metas {
+            let key = meta.location.to_string();
+            let rel = key.strip_prefix("node0/").unwrap().to_string();
+            if rel.starts_with("table-snapshots") || rel.starts_with("db-indices") || rel == "table-index-conversion-completed" {
+                continue;
+            }
+            let bytes = store.get(&meta.location).await.unwrap().bytes().await.unwrap();
+            out.insert(rel, bytes.to_vec());
+        }
+        out
+    })
+}
+
+#[test]
+fn every_fixture_round_trips_through_a_cloud_repository() {
+    for backend in ALL {
+        if !backend.available() {
+            continue;
+        }
+        let bucket = backend.new_bucket("repo");
+        for name in fixture_names() {
+            let repo = backend.url(&bucket, &name);
+            let tmp = tempfile::tempdir().unwrap();
+            let restored = tmp.path().join("restored");
+            let env = backend.repo_env();
+            let source = data_dir(&name);
+            let created = run_env(&["create", "--json", "--data-dir", s(&source), "--node-id", "node0", "--repo", &repo], &env).ok().json();
+            let again = run_env(&["create", "--json", "--data-dir", s(&source), "--node-id", "node0", "--repo", &repo], &env).ok().json();
+            assert_eq!(again["bytes_uploaded"], 0, "{}/{name}: incremental uploaded new bytes", backend.name());
+            let verified = run_env(&["verify", "--json", "--read-data", "--repo", &repo], &env).ok().json();
+            assert_eq!(verified["ok"], true, "{}/{name}: {verified:#}", backend.name());
+            let id = created["backup_id"].as_str().unwrap();
+            run_env(&["restore", "--json", "--repo", &repo, id, "--data-dir", s(&restored)], &env).ok();
+            assert_eq!(tree(&restored.join("node0")), tree(&source.join("node0")), "{}/{name}", backend.name());
+        }
+    }
+}
+
+#[test]
+fn a_node_in_a_bucket_backs_up_and_restores_across_stores() {
+    for backend in ALL {
+        if !backend.available() {
+            continue;
+        }
+        let fixture = "core-3.9.6-upgraded-3.10.0";
+        let source_bucket = backend.new_bucket("src");
+        seed_bucket(backend.client(&source_bucket).as_ref(), fixture);
+        let tmp = tempfile::tempdir().unwrap();
+        let local_repo = tmp.path().join("repo");
+        let flag = backend.object_store_flag();
+        let env = backend.source_env();
+        // Cloud → local repository.
+        let created = run_env(&["create", "--json", "--object-store", flag, "--bucket", &source_bucket, "--node-id", "node0", "--repo", s(&local_repo)], &env).ok().json();
+        assert_eq!(created["source"]["consistent"], true);
+        // Local repository → a fresh bucket of the same cloud.
+        let target_bucket = backend.new_bucket("dst");
+        run_env(&["restore", "--json", "--repo", s(&local_repo), "--object-store", flag, "--bucket", &target_bucket], &env).ok();
+        let expected = tree(&data_dir(fixture).join("node0"));
+        assert_eq!(bucket_tree(backend.client(&target_bucket).as_ref()), expected, "{}", backend.name());
+        // Cloud repository of another cloud (when configured): cross-cloud copy.
+        for other in ALL.into_iter().filter(|o| *o != backend && o.available()) {
+            let repo_bucket = other.new_bucket("x");
+            let repo = other.url(&repo_bucket, "cross");
+            let mut env2 = env.clone();
+            env2.extend(other.repo_env());
+            run_env(&["create", "--json", "--object-store", flag, "--bucket", &source_bucket, "--node-id", "node0", "--repo", &repo], &env2).ok();
+            run_env(&["verify", "--read-data", "--repo", &repo], &env2).ok();
+            let restored = tmp.path().join(format!("from-{}", other.name()));
+            run_env(&["restore", "--repo", &repo, "--data-dir", s(&restored)], &env2).ok();
+            assert_eq!(tree(&restored.join("node0")), expected, "{} → {}", backend.name(), other.name());
+            break;
+        }
+    }
+}
+
+#[test]
+fn permanent_store_errors_are_clear_and_write_nothing() {
+    if !Backend::S3.available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let quick = ["--object-store-max-retries", "0", "--object-store-retry-timeout", "2s"];
+    let mut env = Backend::S3.source_env();
+    let bucket = Backend::S3.new_bucket("err");
+
+    // Wrong secret key.
+    for (k, v) in env.iter_mut() {
+        if k == "AWS_SECRET_ACCESS_KEY" {
+            *v = "not-the-secret".into();
+        }
+    }
+    let mut args = vec!["create", "--object-store", "s3", "--bucket", &bucket, "--node-id", "node0", "--repo", s(&repo)];
+    args.extend(quick);
+    let out = run_env(&args, &env);
+    assert_eq!(out.code, 16, "{out:?}");
+    assert!(out.stderr.contains("access was refused"), "{}", out.stderr);
+    assert!(!out.stderr.contains("not-the-secret"), "the secret leaked: {}", out.stderr);
+    assert!(!repo.exists() || !repo.join("config").exists(), "nothing written to the repository");
+
+    // Missing bucket.
+    let env = Backend::S3.source_env();
+    let mut args = vec!["create", "--object-store", "s3", "--bucket", "no-such-bucket-ib3", "--node-id", "node0", "--repo", s(&repo)];
+    args.extend(quick);
+    let out = run_env(&args, &env);
+    assert_eq!(out.code, 16, "{out:?}");
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+
+    // Unreachable endpoint (nothing listens on port 9 here).
+    let mut env = Backend::S3.source_env();
+    env[0].1 = "http://127.0.0.1:9".into();
+    let mut args = vec!["create", "--object-store", "s3", "--bucket", &bucket, "--node-id", "node0", "--repo", s(&repo)];
+    args.extend(quick);
+    let out = run_env(&args, &env);
+    assert_eq!(out.code, 16, "{out:?}");
+    assert!(out.stderr.contains("could not be reached"), "{}", out.stderr);
+
+    // Repository side: wrong secret in the repository family.
+    let mut env = Backend::S3.repo_env();
+    for (k, v) in env.iter_mut() {
+        if k.ends_with("AWS_SECRET_ACCESS_KEY") {
+            *v = "not-the-secret".into();
+        }
+    }
+    let repo_url = Backend::S3.url(&bucket, "r");
+    let out = run_env(&["create", "--data-dir", s(&data_dir("core-3.10.0-wal-only")), "--node-id", "node0", "--repo", &repo_url], &env);
+    assert_eq!(out.code, 16, "{out:?}");
+    assert!(!out.stderr.contains("not-the-secret"), "{}", out.stderr);
+    let listed = runtime().block_on(async {
+        use futures::TryStreamExt;
+        Backend::S3.client(&bucket).list(None).try_collect::<Vec<_>>().await.unwrap()
+    });
+    assert!(listed.is_empty(), "objects were written: {listed:?}");
+}
