@@ -75,7 +75,7 @@ pub async fn open_node(args: &SourceArgs, node_id: &str, create: bool) -> Result
                 .hint("pass the directory `influxdb3 serve --data-dir` uses")
                 .into());
             }
-            let store = local_store(&dir)?;
+            let store = local_store(&dir, create)?;
             (
                 Arc::new(store),
                 "file",
@@ -123,9 +123,11 @@ fn check_node_id(node_id: &str) -> Result<()> {
     }
 }
 
-fn local_store(dir: &FsPath) -> Result<LocalFileSystem> {
+/// A local store; `cleanup` removes directories left empty by deletes (restore targets only:
+/// nothing is ever deleted from a source).
+fn local_store(dir: &FsPath, cleanup: bool) -> Result<LocalFileSystem> {
     LocalFileSystem::new_with_prefix(dir)
-        .map(|s| s.with_automatic_cleanup(true))
+        .map(|s| s.with_automatic_cleanup(cleanup))
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.display()))
 }
 
@@ -153,7 +155,7 @@ pub async fn repo_store(spec: &str, create: bool) -> Result<(Arc<dyn ObjectStore
         .into());
     }
     // fsync: a backup must survive a power loss once its manifest is written.
-    let store = local_store(&path)?.with_fsync(true);
+    let store = local_store(&path, false)?.with_fsync(true);
     Ok((Arc::new(store), path.display().to_string()))
 }
 

@@ -484,3 +484,168 @@ fn check_is_node(listing: &[SourceObject], node_prefix: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! Deterministic races: a capture that lets the "server" act between listing and copying.
+    use super::*;
+    use bytes::Bytes;
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStoreExt, PutPayload};
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    fn fixture_node(name: &str) -> PathBuf {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures").join(name).join("data/node0");
+        assert!(dir.is_dir(), "missing fixture {}", dir.display());
+        dir
+    }
+
+    fn files(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.push((rel, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+
+    async fn load(name: &str) -> Arc<InMemory> {
+        let store = Arc::new(InMemory::new());
+        let root = fixture_node(name);
+        let mut all = Vec::new();
+        files(&root, &root, &mut all);
+        for (key, bytes) in all {
+            store.put(&Path::from(key), PutPayload::from(bytes)).await.unwrap();
+        }
+        store
+    }
+
+    /// Copies into a map; before the first WAL phase runs `on_wal` against the source.
+    struct MapCapture {
+        source: Arc<InMemory>,
+        copied: std::sync::Mutex<BTreeMap<String, Bytes>>,
+        on_wal: Option<Box<dyn FnOnce(Arc<InMemory>) -> futures::future::BoxFuture<'static, ()> + Send + Sync>>,
+    }
+
+    impl Reader for MapCapture {
+        async fn read(&self, key: &str) -> Result<Bytes> {
+            Ok(self.copied.lock().unwrap().get(key).cloned().unwrap())
+        }
+    }
+
+    impl Capture for MapCapture {
+        async fn capture(&mut self, phase: Phase, objects: Vec<SourceObject>) -> Result<Vec<Captured>> {
+            if phase == Phase::Wal {
+                if let Some(hook) = self.on_wal.take() {
+                    hook(self.source.clone()).await;
+                }
+            }
+            let mut out = Vec::new();
+            for o in objects {
+                match self.source.get(&Path::from(o.key.as_str())).await {
+                    Ok(r) => {
+                        self.copied.lock().unwrap().insert(o.key, r.bytes().await.unwrap());
+                        out.push(Captured::Yes);
+                    }
+                    Err(_) => out.push(Captured::Vanished),
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    fn options() -> CutOptions {
+        CutOptions {
+            node_prefix: "node0".into(),
+            max_replans: 3,
+            allow_inconsistent: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn static_fixture_needs_no_replan() {
+        let source = load("core-3.10.0-basic").await;
+        let mut capture = MapCapture {
+            source: source.clone(),
+            copied: Default::default(),
+            on_wal: None,
+        };
+        let report = take_consistent_cut(source.as_ref(), &mut capture, &options()).await.unwrap();
+        assert_eq!(report.replans, 0);
+        assert!(!report.judgement.has_errors(), "{:?}", report.judgement.findings);
+        assert_eq!(report.judgement.point.wal_first, Some(178));
+        assert_eq!(report.derived_skipped, 5);
+        assert!(!report.objects.keys().any(|k| k.starts_with("db-indices")));
+    }
+
+    /// The server snapshots between our snapshot capture and our WAL listing: it writes a new
+    /// snapshot covering WAL 178–179 and deletes them. The cut must re-plan and take the new one.
+    #[tokio::test]
+    async fn snapshot_during_backup_forces_a_replan_with_the_new_snapshot() {
+        let source = load("core-3.10.0-basic").await;
+        let hook = |store: Arc<InMemory>| -> futures::future::BoxFuture<'static, ()> {
+            Box::pin(async move {
+                let newest = crate::path::snapshot_key(59);
+                let bytes = store.get(&Path::from(newest)).await.unwrap().bytes().await.unwrap();
+                let mut json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                json["snapshot_sequence_number"] = 60.into();
+                json["wal_file_sequence_number"] = 179.into();
+                json["databases"] = serde_json::json!([]);
+                let key = crate::path::snapshot_key(60);
+                store.put(&Path::from(key), serde_json::to_vec_pretty(&json).unwrap().into()).await.unwrap();
+                for seq in [176, 177, 178, 179] {
+                    store.delete(&Path::from(crate::path::wal_key(seq))).await.unwrap();
+                }
+            })
+        };
+        let mut capture = MapCapture {
+            source: source.clone(),
+            copied: Default::default(),
+            on_wal: Some(Box::new(hook)),
+        };
+        let report = take_consistent_cut(source.as_ref(), &mut capture, &options()).await.unwrap();
+        assert_eq!(report.replans, 1, "{:?}", report.replan_reasons);
+        assert_eq!(report.judgement.point.snapshot_sequence_number, Some(60));
+        assert_eq!(report.judgement.point.wal_first, Some(180));
+        assert!(!report.judgement.has_errors(), "{:?}", report.judgement.findings);
+    }
+
+    /// A real hole in the WAL that no snapshot explains is not papered over.
+    #[tokio::test]
+    async fn wal_gap_without_a_newer_snapshot_fails_after_replans() {
+        let source = load("core-3.10.0-basic").await;
+        source.delete(&Path::from(crate::path::wal_key(179))).await.unwrap();
+        let mut capture = MapCapture {
+            source: source.clone(),
+            copied: Default::default(),
+            on_wal: None,
+        };
+        let err = take_consistent_cut(source.as_ref(), &mut capture, &options()).await.unwrap_err();
+        assert!(matches!(err, Error::Inconsistent { .. }), "{err}");
+        assert!(err.to_string().contains("00000000179.wal"), "{err}");
+        let mut allowed = options();
+        allowed.allow_inconsistent = true;
+        let report = take_consistent_cut(source.as_ref(), &mut capture, &allowed).await.unwrap();
+        assert!(report.judgement.has_errors());
+    }
+
+    #[tokio::test]
+    async fn foreign_and_empty_prefixes_are_not_nodes() {
+        let store = InMemory::new();
+        let mut capture = MapCapture {
+            source: Arc::new(InMemory::new()),
+            copied: Default::default(),
+            on_wal: None,
+        };
+        let err = take_consistent_cut(&store, &mut capture, &options()).await.unwrap_err();
+        assert!(matches!(err, Error::NotANode { .. }));
+        store.put(&Path::from("photos/cat.jpg"), PutPayload::from_static(b"x")).await.unwrap();
+        let err = take_consistent_cut(&store, &mut capture, &options()).await.unwrap_err();
+        assert!(err.to_string().contains("none is an InfluxDB 3 file"), "{err}");
+    }
+}
