@@ -45,7 +45,10 @@ impl Backend {
             panic!("backend {} is required (IB3_TEST_REQUIRE_BACKENDS=1) but not configured in IB3_TEST_BACKENDS", self.name());
         }
         if !on {
-            eprintln!("skipping {}: IB3_TEST_BACKENDS does not list it", self.name());
+            eprintln!(
+                "skipping {}: IB3_TEST_BACKENDS does not list it",
+                self.name()
+            );
         }
         on
     }
@@ -71,16 +74,25 @@ impl Backend {
             Backend::S3 => vec![
                 ("AWS_ENDPOINT".into(), env("IB3_TEST_S3_ENDPOINT")),
                 ("AWS_ACCESS_KEY_ID".into(), env("IB3_TEST_S3_ACCESS_KEY")),
-                ("AWS_SECRET_ACCESS_KEY".into(), env("IB3_TEST_S3_SECRET_KEY")),
+                (
+                    "AWS_SECRET_ACCESS_KEY".into(),
+                    env("IB3_TEST_S3_SECRET_KEY"),
+                ),
                 ("AWS_ALLOW_HTTP".into(), "true".into()),
             ],
             Backend::Azure => vec![
                 ("AZURE_ENDPOINT".into(), env("IB3_TEST_AZURE_ENDPOINT")),
-                ("AZURE_STORAGE_ACCOUNT".into(), env("IB3_TEST_AZURE_ACCOUNT")),
+                (
+                    "AZURE_STORAGE_ACCOUNT".into(),
+                    env("IB3_TEST_AZURE_ACCOUNT"),
+                ),
                 ("AZURE_STORAGE_ACCESS_KEY".into(), env("IB3_TEST_AZURE_KEY")),
                 ("AZURE_ALLOW_HTTP".into(), "true".into()),
             ],
-            Backend::Gcs => vec![("GOOGLE_SERVICE_ACCOUNT".into(), env("IB3_TEST_GCS_SERVICE_ACCOUNT"))],
+            Backend::Gcs => vec![(
+                "GOOGLE_SERVICE_ACCOUNT".into(),
+                env("IB3_TEST_GCS_SERVICE_ACCOUNT"),
+            )],
         }
     }
 
@@ -157,7 +169,13 @@ fn repo_root() -> std::path::PathBuf {
 fn run_env(args: &[&str], extra: &[(String, String)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_influxdb3-backup"));
     cmd.args(args);
-    for var in ["INFLUXDB3_OBJECT_STORE", "INFLUXDB3_DB_DIR", "INFLUXDB3_NODE_IDENTIFIER_PREFIX", "INFLUXDB3_BACKUP_REPO", "INFLUXDB3_BUCKET"] {
+    for var in [
+        "INFLUXDB3_OBJECT_STORE",
+        "INFLUXDB3_DB_DIR",
+        "INFLUXDB3_NODE_IDENTIFIER_PREFIX",
+        "INFLUXDB3_BACKUP_REPO",
+        "INFLUXDB3_BUCKET",
+    ] {
         cmd.env_remove(var);
     }
     for (k, v) in extra {
@@ -172,7 +190,10 @@ fn run_env(args: &[&str], extra: &[(String, String)]) -> Run {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Upload a fixture's data dir (node0/…) to the root of a bucket.
@@ -189,15 +210,28 @@ fn seed_bucket(store: &dyn ObjectStore, fixture: &str) {
 fn bucket_tree(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
     use futures::TryStreamExt;
     runtime().block_on(async {
-        let metas: Vec<_> = store.list(Some(&ObjPath::from("node0"))).try_collect().await.unwrap();
+        let metas: Vec<_> = store
+            .list(Some(&ObjPath::from("node0")))
+            .try_collect()
+            .await
+            .unwrap();
         let mut out = BTreeMap::new();
         for meta in metas {
             let key = meta.location.to_string();
             let rel = key.strip_prefix("node0/").unwrap().to_string();
-            if rel.starts_with("table-snapshots") || rel.starts_with("db-indices") || rel == "table-index-conversion-completed" {
+            if rel.starts_with("table-snapshots")
+                || rel.starts_with("db-indices")
+                || rel == "table-index-conversion-completed"
+            {
                 continue;
             }
-            let bytes = store.get(&meta.location).await.unwrap().bytes().await.unwrap();
+            let bytes = store
+                .get(&meta.location)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
             out.insert(rel, bytes.to_vec());
         }
         out
@@ -217,14 +251,71 @@ fn every_fixture_round_trips_through_a_cloud_repository() {
             let restored = tmp.path().join("restored");
             let env = backend.repo_env();
             let source = data_dir(&name);
-            let created = run_env(&["create", "--json", "--data-dir", s(&source), "--node-id", "node0", "--repo", &repo], &env).ok().json();
-            let again = run_env(&["create", "--json", "--data-dir", s(&source), "--node-id", "node0", "--repo", &repo], &env).ok().json();
-            assert_eq!(again["bytes_uploaded"], 0, "{}/{name}: incremental uploaded new bytes", backend.name());
-            let verified = run_env(&["verify", "--json", "--read-data", "--repo", &repo], &env).ok().json();
-            assert_eq!(verified["ok"], true, "{}/{name}: {verified:#}", backend.name());
+            let created = run_env(
+                &[
+                    "create",
+                    "--json",
+                    "--data-dir",
+                    s(&source),
+                    "--node-id",
+                    "node0",
+                    "--repo",
+                    &repo,
+                ],
+                &env,
+            )
+            .ok()
+            .json();
+            let again = run_env(
+                &[
+                    "create",
+                    "--json",
+                    "--data-dir",
+                    s(&source),
+                    "--node-id",
+                    "node0",
+                    "--repo",
+                    &repo,
+                ],
+                &env,
+            )
+            .ok()
+            .json();
+            assert_eq!(
+                again["bytes_uploaded"],
+                0,
+                "{}/{name}: incremental uploaded new bytes",
+                backend.name()
+            );
+            let verified = run_env(&["verify", "--json", "--read-data", "--repo", &repo], &env)
+                .ok()
+                .json();
+            assert_eq!(
+                verified["ok"],
+                true,
+                "{}/{name}: {verified:#}",
+                backend.name()
+            );
             let id = created["backup_id"].as_str().unwrap();
-            run_env(&["restore", "--json", "--repo", &repo, id, "--data-dir", s(&restored)], &env).ok();
-            assert_eq!(tree(&restored.join("node0")), tree(&source.join("node0")), "{}/{name}", backend.name());
+            run_env(
+                &[
+                    "restore",
+                    "--json",
+                    "--repo",
+                    &repo,
+                    id,
+                    "--data-dir",
+                    s(&restored),
+                ],
+                &env,
+            )
+            .ok();
+            assert_eq!(
+                tree(&restored.join("node0")),
+                tree(&source.join("node0")),
+                "{}/{name}",
+                backend.name()
+            );
         }
     }
 }
@@ -243,24 +334,83 @@ fn a_node_in_a_bucket_backs_up_and_restores_across_stores() {
         let flag = backend.object_store_flag();
         let env = backend.source_env();
         // Cloud → local repository.
-        let created = run_env(&["create", "--json", "--object-store", flag, "--bucket", &source_bucket, "--node-id", "node0", "--repo", s(&local_repo)], &env).ok().json();
+        let created = run_env(
+            &[
+                "create",
+                "--json",
+                "--object-store",
+                flag,
+                "--bucket",
+                &source_bucket,
+                "--node-id",
+                "node0",
+                "--repo",
+                s(&local_repo),
+            ],
+            &env,
+        )
+        .ok()
+        .json();
         assert_eq!(created["source"]["consistent"], true);
         // Local repository → a fresh bucket of the same cloud.
         let target_bucket = backend.new_bucket("dst");
-        run_env(&["restore", "--json", "--repo", s(&local_repo), "--object-store", flag, "--bucket", &target_bucket], &env).ok();
+        run_env(
+            &[
+                "restore",
+                "--json",
+                "--repo",
+                s(&local_repo),
+                "--object-store",
+                flag,
+                "--bucket",
+                &target_bucket,
+            ],
+            &env,
+        )
+        .ok();
         let expected = tree(&data_dir(fixture).join("node0"));
-        assert_eq!(bucket_tree(backend.client(&target_bucket).as_ref()), expected, "{}", backend.name());
+        assert_eq!(
+            bucket_tree(backend.client(&target_bucket).as_ref()),
+            expected,
+            "{}",
+            backend.name()
+        );
         // Cloud repository of another cloud (when configured): cross-cloud copy.
         for other in ALL.into_iter().filter(|o| *o != backend && o.available()) {
             let repo_bucket = other.new_bucket("x");
             let repo = other.url(&repo_bucket, "cross");
             let mut env2 = env.clone();
             env2.extend(other.repo_env());
-            run_env(&["create", "--json", "--object-store", flag, "--bucket", &source_bucket, "--node-id", "node0", "--repo", &repo], &env2).ok();
+            run_env(
+                &[
+                    "create",
+                    "--json",
+                    "--object-store",
+                    flag,
+                    "--bucket",
+                    &source_bucket,
+                    "--node-id",
+                    "node0",
+                    "--repo",
+                    &repo,
+                ],
+                &env2,
+            )
+            .ok();
             run_env(&["verify", "--read-data", "--repo", &repo], &env2).ok();
             let restored = tmp.path().join(format!("from-{}", other.name()));
-            run_env(&["restore", "--repo", &repo, "--data-dir", s(&restored)], &env2).ok();
-            assert_eq!(tree(&restored.join("node0")), expected, "{} → {}", backend.name(), other.name());
+            run_env(
+                &["restore", "--repo", &repo, "--data-dir", s(&restored)],
+                &env2,
+            )
+            .ok();
+            assert_eq!(
+                tree(&restored.join("node0")),
+                expected,
+                "{} → {}",
+                backend.name(),
+                other.name()
+            );
             break;
         }
     }
@@ -273,7 +423,12 @@ fn permanent_store_errors_are_clear_and_write_nothing() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    let quick = ["--object-store-max-retries", "0", "--object-store-retry-timeout", "2s"];
+    let quick = [
+        "--object-store-max-retries",
+        "0",
+        "--object-store-retry-timeout",
+        "2s",
+    ];
     let mut env = Backend::S3.source_env();
     let bucket = Backend::S3.new_bucket("err");
 
@@ -283,17 +438,44 @@ fn permanent_store_errors_are_clear_and_write_nothing() {
             *v = "not-the-secret".into();
         }
     }
-    let mut args = vec!["create", "--object-store", "s3", "--bucket", &bucket, "--node-id", "node0", "--repo", s(&repo)];
+    let mut args = vec![
+        "create",
+        "--object-store",
+        "s3",
+        "--bucket",
+        &bucket,
+        "--node-id",
+        "node0",
+        "--repo",
+        s(&repo),
+    ];
     args.extend(quick);
     let out = run_env(&args, &env);
     assert_eq!(out.code, 16, "{out:?}");
     assert!(out.stderr.contains("access was refused"), "{}", out.stderr);
-    assert!(!out.stderr.contains("not-the-secret"), "the secret leaked: {}", out.stderr);
-    assert!(!repo.exists() || !repo.join("config").exists(), "nothing written to the repository");
+    assert!(
+        !out.stderr.contains("not-the-secret"),
+        "the secret leaked: {}",
+        out.stderr
+    );
+    assert!(
+        !repo.exists() || !repo.join("config").exists(),
+        "nothing written to the repository"
+    );
 
     // Missing bucket.
     let env = Backend::S3.source_env();
-    let mut args = vec!["create", "--object-store", "s3", "--bucket", "no-such-bucket-ib3", "--node-id", "node0", "--repo", s(&repo)];
+    let mut args = vec![
+        "create",
+        "--object-store",
+        "s3",
+        "--bucket",
+        "no-such-bucket-ib3",
+        "--node-id",
+        "node0",
+        "--repo",
+        s(&repo),
+    ];
     args.extend(quick);
     let out = run_env(&args, &env);
     assert_eq!(out.code, 16, "{out:?}");
@@ -302,11 +484,25 @@ fn permanent_store_errors_are_clear_and_write_nothing() {
     // Unreachable endpoint (nothing listens on port 9 here).
     let mut env = Backend::S3.source_env();
     env[0].1 = "http://127.0.0.1:9".into();
-    let mut args = vec!["create", "--object-store", "s3", "--bucket", &bucket, "--node-id", "node0", "--repo", s(&repo)];
+    let mut args = vec![
+        "create",
+        "--object-store",
+        "s3",
+        "--bucket",
+        &bucket,
+        "--node-id",
+        "node0",
+        "--repo",
+        s(&repo),
+    ];
     args.extend(quick);
     let out = run_env(&args, &env);
     assert_eq!(out.code, 16, "{out:?}");
-    assert!(out.stderr.contains("could not be reached"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("could not be reached"),
+        "{}",
+        out.stderr
+    );
 
     // Repository side: wrong secret in the repository family.
     let mut env = Backend::S3.repo_env();
@@ -316,12 +512,28 @@ fn permanent_store_errors_are_clear_and_write_nothing() {
         }
     }
     let repo_url = Backend::S3.url(&bucket, "r");
-    let out = run_env(&["create", "--data-dir", s(&data_dir("core-3.10.0-wal-only")), "--node-id", "node0", "--repo", &repo_url], &env);
+    let out = run_env(
+        &[
+            "create",
+            "--data-dir",
+            s(&data_dir("core-3.10.0-wal-only")),
+            "--node-id",
+            "node0",
+            "--repo",
+            &repo_url,
+        ],
+        &env,
+    );
     assert_eq!(out.code, 16, "{out:?}");
     assert!(!out.stderr.contains("not-the-secret"), "{}", out.stderr);
     let listed = runtime().block_on(async {
         use futures::TryStreamExt;
-        Backend::S3.client(&bucket).list(None).try_collect::<Vec<_>>().await.unwrap()
+        Backend::S3
+            .client(&bucket)
+            .list(None)
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
     });
     assert!(listed.is_empty(), "objects were written: {listed:?}");
 }

@@ -79,12 +79,11 @@ pub async fn check_content(
     for entry in &manifest.entries {
         blobs.entry(entry.blob).or_default().push(&entry.path);
     }
-    let results: Vec<(BlobId, Result<(blake3::Hash, u64), String>)> =
-        futures::stream::iter(blobs.keys().copied())
-            .map(|id| async move { (id, hash_blob(repo, &id, on_bytes).await) })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+    let results: Vec<(BlobId, HashResult)> = futures::stream::iter(blobs.keys().copied())
+        .map(|id| async move { (id, hash_blob(repo, &id, on_bytes).await) })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
     let mut problems = Vec::new();
     let mut bytes_read = 0;
     for (id, result) in results {
@@ -112,11 +111,10 @@ pub async fn check_content(
     (problems, bytes_read)
 }
 
-async fn hash_blob(
-    repo: &Repository,
-    id: &BlobId,
-    on_bytes: &(dyn Fn(u64) + Sync),
-) -> Result<(blake3::Hash, u64), String> {
+/// Hash and size of a blob's stored bytes, or why it could not be read.
+type HashResult = Result<(blake3::Hash, u64), String>;
+
+async fn hash_blob(repo: &Repository, id: &BlobId, on_bytes: &(dyn Fn(u64) + Sync)) -> HashResult {
     let key = layout::blob_key(id);
     let result = repo.store().get(&key).await.map_err(|e| e.to_string())?;
     let mut stream = result.into_stream();

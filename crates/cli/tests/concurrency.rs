@@ -1,0 +1,508 @@
+//! Concurrency proof (issue 2): `create` run against a node that a simulated server keeps
+//! mutating — a WAL file every 1–5 ms; snapshots that write Parquet files, then the snapshot
+//! file, then delete the WAL files they cover (keeping 0–2); catalog logs appended and the catalog
+//! checkpoint rewritten in place — always yields a restorable backup.
+//!
+//! For each seed (a copy of the real `core-3.10.0-basic` fixture, the seeded
+//! `ib3_testkit::simulator::ServerSimulator`, `create` with concurrency 2–8, the source read
+//! directly, through a slowed-down store, or slowed down and listed in a cloud store's
+//! lexicographic order) it checks that:
+//! - (a) `create` succeeds, or fails only with `Inconsistent` after its re-plans (at most 10% of
+//!   the runs);
+//! - (b) `verify --read-data` passes the backup;
+//! - (c) the manifest holds every WAL file that existed when `create` started and is not covered
+//!   by the backup's snapshot (seq > W), and the WAL after W runs contiguously from W+1;
+//! - (d) every Parquet file referenced by a captured snapshot is in the manifest with its
+//!   recorded size;
+//! - (e) the captured catalog (checkpoint header plus contiguous logs, read from the blobs)
+//!   reaches the sequence every captured snapshot needs, as the recorded point says;
+//!
+//! and, across the seeds, that the race was exercised: some run re-planned or captured a snapshot
+//! the server wrote while `create` ran. Some seeds run a second, incremental `create` into the
+//! same repository while the server keeps writing.
+//!
+//! Run: `cargo test -p influxdb3-backup --test concurrency -- --nocapture` (prints one line per
+//! seed). `IB3_CONCURRENCY_RUNS=N` sets the number of seeds (default 20), and
+//! `IB3_CONCURRENCY_FIRST_SEED=S` the first one (default 0), to replay a failing seed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ib3_repo::{Entry, Manifest, Repository};
+use ib3_testkit::simulator::{Mark, ServerSimulator, SimConfig, SimStats};
+use ib3_testkit::store::{SlowConfig, SlowStore};
+use influxdb3_backup::args::{CloudArgs, ObjectStoreKind, SourceArgs};
+use influxdb3_backup::ops::create::{create, CreateOptions, CreateReport};
+use influxdb3_backup::ops::verify::{verify, VerifyOptions};
+use influxdb3_backup::progress::Bar;
+use influxdb3_backup::stores::{open_node, repo_store, NodeStore};
+use object_store::ObjectStoreExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const FIXTURE: &str = "core-3.10.0-basic";
+const NODE: &str = "node0";
+const DEFAULT_RUNS: u64 = 20;
+/// At most this share of runs may end in `Inconsistent` (the server outran every re-plan).
+const MAX_INCONSISTENT_SHARE: f64 = 0.10;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
+        })
+        .unwrap_or(default)
+}
+
+/// What one `create` run under the simulator came to.
+#[derive(Debug)]
+struct Outcome {
+    seed: u64,
+    /// Which `create` of the seed (1, or 2 for the incremental one).
+    pass: u32,
+    concurrency: usize,
+    access: Access,
+    replans: u32,
+    reasons: Vec<String>,
+    inconsistent: bool,
+    /// Newest snapshot at start → the one the backup is based on.
+    snapshot_at_start: Option<u64>,
+    snapshot_captured: Option<u64>,
+    /// WAL files present at start that the backup had to hold (seq > W).
+    wal_required: usize,
+    entries_reused: u64,
+    seconds: f64,
+}
+
+impl Outcome {
+    fn captured_a_newer_snapshot(&self) -> bool {
+        self.snapshot_captured > self.snapshot_at_start
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_under_a_writing_server_always_yields_a_consistent_backup() {
+    let runs = env_u64("IB3_CONCURRENCY_RUNS", DEFAULT_RUNS);
+    let first = env_u64("IB3_CONCURRENCY_FIRST_SEED", 0);
+    assert!(runs > 0, "IB3_CONCURRENCY_RUNS must be at least 1");
+    let started = Instant::now();
+    let mut outcomes = Vec::new();
+    for seed in first..first + runs {
+        outcomes.extend(run_seed(seed).await);
+    }
+    let total = outcomes.len();
+    let inconsistent = outcomes.iter().filter(|o| o.inconsistent).count();
+    let replans: u32 = outcomes.iter().map(|o| o.replans).sum();
+    let replanned = outcomes.iter().filter(|o| o.replans > 0).count();
+    let newer = outcomes
+        .iter()
+        .filter(|o| o.captured_a_newer_snapshot())
+        .count();
+    println!(
+        "{runs} seeds, {total} creates in {:.1}s: {replans} re-plans in {replanned} creates, \
+         {newer} captured a snapshot written during the run, {inconsistent} inconsistent",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        inconsistent as f64 <= MAX_INCONSISTENT_SHARE * total as f64,
+        "{inconsistent} of {total} creates could not capture a consistent cut: {:#?}",
+        outcomes
+            .iter()
+            .filter(|o| o.inconsistent)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        replanned > 0 || newer > 0,
+        "no run re-planned or captured a snapshot written while it ran: the test does not \
+         exercise the race (speed up the simulator or slow the source down)"
+    );
+}
+
+/// One seed: a fresh copy of the fixture, the simulator, one `create` (two for some seeds), the
+/// checks. Returns one outcome per `create`.
+async fn run_seed(seed: u64) -> Vec<Outcome> {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let repo_dir = tmp.path().join("repo");
+    ib3_testkit::copy_fixture(FIXTURE, &data_dir);
+    let mut sim = ServerSimulator::start(&data_dir, SimConfig::new(seed)).unwrap();
+    // Let the server get going: a few WAL files, maybe a snapshot.
+    tokio::time::sleep(Duration::from_millis(3 + seed % 8)).await;
+
+    let concurrency = 2 + (seed as usize * 5) % 7;
+    let access = Access::of_seed(seed);
+    let passes = if seed % 4 == 3 { 2 } else { 1 };
+    let mut outcomes = Vec::new();
+    for pass in 1..=passes {
+        let outcome = run_create(seed, pass, &sim, &data_dir, &repo_dir, concurrency, access).await;
+        outcomes.push(outcome);
+    }
+    let stats = sim
+        .stop()
+        .unwrap_or_else(|e| panic!("seed {seed}: simulator failed: {e}"));
+    for o in &outcomes {
+        print_outcome(o, &stats);
+    }
+    outcomes
+}
+
+fn print_outcome(o: &Outcome, stats: &SimStats) {
+    println!(
+        "seed {:>3} pass {} conc {} {:<14} {:>5.2}s  replans {}  snapshot {:?} -> {:?}  \
+         wal required {:>3}  reused {:>3}  server: {} wal, {} snapshots, {} wal deleted (keep {}), \
+         {} catalog logs, {} checkpoints{}{}",
+        o.seed,
+        o.pass,
+        o.concurrency,
+        format!("{:?}", o.access),
+        o.seconds,
+        o.replans,
+        o.snapshot_at_start,
+        o.snapshot_captured,
+        o.wal_required,
+        o.entries_reused,
+        stats.wal_written,
+        stats.snapshots,
+        stats.wal_deleted,
+        stats.wal_files_to_keep,
+        stats.catalog_logs,
+        stats.catalog_checkpoints,
+        if o.inconsistent { "  INCONSISTENT" } else { "" },
+        if o.reasons.is_empty() {
+            String::new()
+        } else {
+            format!("\n    re-plans: {}", o.reasons.join(" | "))
+        },
+    );
+}
+
+/// How `create` sees the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// The local store as `create` opens it.
+    Direct,
+    /// Behind a [`SlowStore`]: every read and listing call sleeps first.
+    Slow,
+    /// Slow, and listing in a cloud store's lexicographic order (`dbs/` before `snapshots/`).
+    SlowCloudOrder,
+}
+
+impl Access {
+    fn of_seed(seed: u64) -> Self {
+        match seed % 3 {
+            0 => Access::Direct,
+            1 => Access::Slow,
+            _ => Access::SlowCloudOrder,
+        }
+    }
+}
+
+/// The source as `create` opens it, optionally behind a [`SlowStore`].
+async fn source(data_dir: &Path, access: Access) -> NodeStore {
+    let args = SourceArgs {
+        object_store: ObjectStoreKind::File,
+        data_dir: Some(data_dir.to_path_buf()),
+        node_id: Some(NODE.to_string()),
+        bucket: None,
+        cloud: CloudArgs::default(),
+    };
+    let mut source = open_node(&args, NODE, false).await.unwrap();
+    if access != Access::Direct {
+        let config = SlowConfig {
+            get_delay: Duration::from_micros(500),
+            list_delay: Duration::from_millis(1),
+            list_entry_delay: Duration::ZERO,
+            lexicographic: access == Access::SlowCloudOrder,
+        };
+        source.node = Arc::new(SlowStore::new(source.node.clone(), config));
+    }
+    source
+}
+
+/// WAL sequence numbers of the files in `wal/` (one directory listing).
+fn list_wal(node_dir: &Path) -> BTreeSet<u64> {
+    std::fs::read_dir(node_dir.join("wal"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".wal")?.parse().ok()
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_create(
+    seed: u64,
+    pass: u32,
+    sim: &ServerSimulator,
+    data_dir: &Path,
+    repo_dir: &Path,
+    concurrency: usize,
+    access: Access,
+) -> Outcome {
+    let source = source(data_dir, access).await;
+    let repo = repo_store(&repo_dir.display().to_string(), true)
+        .await
+        .unwrap();
+    // "Existed when create started": what the simulator's history says existed at this instant,
+    // plus what a listing right after it shows (files deleted in between were covered by a
+    // snapshot that exists before create starts, so the backup's W covers them).
+    let mark: Mark = sim.mark();
+    let mut existing = sim.wal_files_at(mark);
+    existing.extend(list_wal(sim.node_dir()));
+    let snapshot_at_start = sim.newest_snapshot_at(mark);
+    let catalog_at_start = sim.catalog_sequence_at(mark);
+
+    let started = Instant::now();
+    let result = create(CreateOptions {
+        source,
+        repo: repo.clone(),
+        concurrency,
+        max_replans: 10,
+        allow_inconsistent: false,
+        bar: Bar::new(false),
+    })
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut outcome = Outcome {
+        seed,
+        pass,
+        concurrency,
+        access,
+        replans: 0,
+        reasons: Vec::new(),
+        inconsistent: false,
+        snapshot_at_start,
+        snapshot_captured: None,
+        wal_required: 0,
+        entries_reused: 0,
+        seconds,
+    };
+    let report: CreateReport = match result {
+        Ok(report) => report,
+        Err(e) => match e.downcast_ref::<ib3_influx::Error>() {
+            Some(ib3_influx::Error::Inconsistent { .. }) => {
+                println!("seed {seed} pass {pass}: create gave up: {e:#}");
+                outcome.inconsistent = true;
+                return outcome;
+            }
+            _ => panic!("seed {seed} pass {pass}: create failed: {e:#}"),
+        },
+    };
+    outcome.replans = report.replans;
+    outcome.reasons = report.source.replan_reasons.clone();
+    outcome.entries_reused = report.entries_reused;
+    let ctx = format!("seed {seed} pass {pass} (backup {})", report.backup_id);
+    assert!(
+        report.source.consistent,
+        "{ctx}: the backup is marked inconsistent: {}",
+        report.source.findings
+    );
+
+    // (b) verify, re-hashing every blob.
+    let repository = Repository::open(repo.0.clone(), repo.1.clone())
+        .await
+        .unwrap();
+    let verification = verify(VerifyOptions {
+        repo: repository.clone(),
+        backup: Some(report.backup_id.clone()),
+        read_data: true,
+        concurrency: 4,
+        bar: Bar::new(false),
+    })
+    .await
+    .unwrap();
+    assert!(
+        verification.ok,
+        "{ctx}: verify failed: {}",
+        serde_json::to_string_pretty(&verification).unwrap()
+    );
+
+    let id = repository.resolve(&report.backup_id).await.unwrap();
+    let manifest = repository.load_manifest(&id).await.unwrap();
+    let entries: BTreeMap<&str, &Entry> = manifest
+        .entries
+        .iter()
+        .map(|e| (e.path.as_str(), e))
+        .collect();
+    let point = &report.source.point;
+    let w = point["wal_file_sequence_number"].as_u64();
+    let snapshot_seq = point["snapshot_sequence_number"].as_u64();
+    outcome.snapshot_captured = snapshot_seq;
+
+    // Snapshot files are never deleted: every one that existed at start is in the backup.
+    if let Some(seq) = snapshot_at_start {
+        let key = snapshot_key(seq);
+        assert!(
+            entries.contains_key(key.as_str()),
+            "{ctx}: {key} existed at start"
+        );
+        assert!(
+            snapshot_seq >= Some(seq),
+            "{ctx}: point {point} is older than snapshot {seq}"
+        );
+    }
+
+    // (c) every WAL file present at start and not covered by the captured snapshot is there,
+    // and the WAL the server will replay runs contiguously from W+1.
+    let required: Vec<u64> = existing
+        .iter()
+        .copied()
+        .filter(|s| w.is_none_or(|w| *s > w))
+        .collect();
+    outcome.wal_required = required.len();
+    let missing: Vec<u64> = required
+        .iter()
+        .copied()
+        .filter(|s| !entries.contains_key(wal_key(*s).as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{ctx}: WAL files {missing:?} existed when create started and are after W = {w:?}, \
+         but are not in the backup (present at start: {existing:?})"
+    );
+    let replayed: Vec<u64> = entries
+        .keys()
+        .filter_map(|k| k.strip_prefix("wal/")?.strip_suffix(".wal")?.parse().ok())
+        .filter(|s| w.is_none_or(|w| *s > w))
+        .collect();
+    if let (Some(w), Some(first)) = (w, replayed.first()) {
+        assert_eq!(*first, w + 1, "{ctx}: replayed WAL {replayed:?}");
+    }
+    assert!(
+        replayed.windows(2).all(|p| p[1] == p[0] + 1),
+        "{ctx}: WAL gap in {replayed:?}"
+    );
+    assert_eq!(
+        point["wal_last"].as_u64(),
+        replayed.last().copied(),
+        "{ctx}"
+    );
+
+    // (d) Parquet referenced by captured snapshots, read from the backup's own blobs.
+    let snapshots = captured_snapshots(&repository, &manifest).await;
+    let newest = snapshots.last_key_value().map(|(_, s)| s);
+    assert_eq!(
+        newest.map(|s| s["snapshot_sequence_number"].as_u64().unwrap()),
+        snapshot_seq,
+        "{ctx}: the point is not the newest captured snapshot"
+    );
+    assert_eq!(
+        newest.map(|s| s["wal_file_sequence_number"].as_u64().unwrap()),
+        w,
+        "{ctx}"
+    );
+    let mut referenced = 0;
+    for snapshot in snapshots.values() {
+        for (path, size) in parquet_refs(snapshot) {
+            let key = path
+                .strip_prefix(&format!("{NODE}/"))
+                .unwrap_or_else(|| panic!("{ctx}: {path} lacks the node prefix"));
+            let entry = entries
+                .get(key)
+                .unwrap_or_else(|| panic!("{ctx}: {key} is referenced but not in the backup"));
+            assert_eq!(entry.size, size, "{ctx}: {key}");
+            referenced += 1;
+        }
+    }
+    assert!(referenced > 0, "{ctx}: no Parquet file referenced");
+
+    // (e) the captured catalog reaches what the captured data needs.
+    let needed = snapshots
+        .values()
+        .map(|s| s["catalog_sequence_number"].as_u64().unwrap())
+        .max()
+        .unwrap_or(0);
+    let reached = captured_catalog_sequence(&repository, &entries, &ctx).await;
+    assert!(
+        reached >= needed,
+        "{ctx}: the catalog reaches {reached}, the snapshots need {needed}"
+    );
+    assert!(
+        reached >= catalog_at_start,
+        "{ctx}: catalog {reached} is older than at start ({catalog_at_start})"
+    );
+    let point_seq = point["catalog_sequence"].as_u64();
+    let point_required = point["catalog_sequence_required"].as_u64();
+    assert_eq!(point_seq, Some(reached), "{ctx}: point {point}");
+    assert!(
+        point_seq >= point_required && point_required >= Some(needed),
+        "{ctx}: point {point}, snapshots need {needed}"
+    );
+    outcome
+}
+
+fn wal_key(seq: u64) -> String {
+    format!("wal/{seq:011}.wal")
+}
+
+fn snapshot_key(seq: u64) -> String {
+    format!("snapshots/{:020}.info.json", u64::MAX - seq)
+}
+
+async fn blob(repo: &Repository, entry: &Entry) -> bytes::Bytes {
+    let key = ib3_repo::layout::blob_key(&entry.blob);
+    repo.store().get(&key).await.unwrap().bytes().await.unwrap()
+}
+
+/// The snapshot files in the backup, parsed as plain JSON, by sequence number.
+async fn captured_snapshots(
+    repo: &Repository,
+    manifest: &Manifest,
+) -> BTreeMap<u64, serde_json::Value> {
+    let mut snapshots = BTreeMap::new();
+    for entry in &manifest.entries {
+        let Some(stem) = entry
+            .path
+            .strip_prefix("snapshots/")
+            .and_then(|n| n.strip_suffix(".info.json"))
+        else {
+            continue;
+        };
+        let seq = u64::MAX - stem.parse::<u64>().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&blob(repo, entry).await).unwrap();
+        assert_eq!(json["snapshot_sequence_number"], seq, "{}", entry.path);
+        snapshots.insert(seq, json);
+    }
+    snapshots
+}
+
+/// (path, size_bytes) of every Parquet file a snapshot adds (`databases`).
+fn parquet_refs(snapshot: &serde_json::Value) -> Vec<(String, u64)> {
+    let mut refs = Vec::new();
+    for db in snapshot["databases"].as_array().unwrap() {
+        for table in db[1]["tables"].as_array().unwrap() {
+            for file in table[1].as_array().unwrap() {
+                refs.push((
+                    file["path"].as_str().unwrap().to_string(),
+                    file["size_bytes"].as_u64().unwrap(),
+                ));
+            }
+        }
+    }
+    refs
+}
+
+/// The catalog v3 sequence the backup restores to: the checkpoint's header sequence, then each
+/// log that continues it (headers read from the blobs; format doc §2.7).
+async fn captured_catalog_sequence(
+    repo: &Repository,
+    entries: &BTreeMap<&str, &Entry>,
+    ctx: &str,
+) -> u64 {
+    let header_seq = |bytes: &[u8]| u64::from_le_bytes(bytes[0x20..0x28].try_into().unwrap());
+    let checkpoint = entries
+        .get("catalog/v3/snapshot")
+        .unwrap_or_else(|| panic!("{ctx}: no catalog checkpoint"));
+    let mut reached = header_seq(&blob(repo, checkpoint).await);
+    while let Some(log) =
+        entries.get(format!("catalog/v3/logs/{:020}.catalog", reached + 1).as_str())
+    {
+        let seq = header_seq(&blob(repo, log).await);
+        assert_eq!(seq, reached + 1, "{ctx}: log header");
+        reached = seq;
+    }
+    reached
+}
