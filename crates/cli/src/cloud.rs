@@ -52,14 +52,15 @@ pub fn source_store(
     let retry = retry_config(cloud);
     let (store, location, kind): (Arc<dyn ObjectStore>, String, &'static str) = match kind {
         ObjectStoreKind::S3 => {
+            // Client options first: `with_allow_http` writes into them.
             let mut b = AmazonS3Builder::from_env()
+                .with_client_options(client)
+                .with_retry(retry)
                 .with_bucket_name(bucket)
                 .with_region(&cloud.aws_default_region)
                 .with_allow_http(cloud.aws_allow_http)
                 .with_skip_signature(cloud.aws_skip_signature)
-                .with_conditional_put(S3ConditionalPut::ETagMatch)
-                .with_client_options(client)
-                .with_retry(retry);
+                .with_conditional_put(S3ConditionalPut::ETagMatch);
             let (key, secret, token) = aws_credentials(cloud)?;
             if let Some(v) = key {
                 b = b.with_access_key_id(v);
@@ -81,10 +82,10 @@ pub fn source_store(
         }
         ObjectStoreKind::Azure => {
             let mut b = azure_from_env("")
-                .with_container_name(bucket)
-                .with_allow_http(cloud.azure_allow_http)
                 .with_client_options(client)
-                .with_retry(retry);
+                .with_retry(retry)
+                .with_container_name(bucket)
+                .with_allow_http(cloud.azure_allow_http);
             if let Some(v) = &cloud.azure_storage_account {
                 b = b.with_account(v);
             }
@@ -101,9 +102,11 @@ pub fn source_store(
             )
         }
         ObjectStoreKind::Google => {
+            // As object_store's GCS default: the endpoint comes from the service account file
+            // (https for Google; a local front in tests), so plain HTTP is not refused.
             let mut b = GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(bucket)
-                .with_client_options(client)
+                .with_client_options(client.with_allow_http(true))
                 .with_retry(retry);
             if let Some(v) = &cloud.google_service_account {
                 b = b.with_service_account_path(v.to_string_lossy());

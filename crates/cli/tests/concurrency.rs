@@ -33,7 +33,9 @@ use influxdb3_backup::args::{CloudArgs, ObjectStoreKind, SourceArgs};
 use influxdb3_backup::ops::create::{create, CreateOptions, CreateReport};
 use influxdb3_backup::ops::verify::{verify, VerifyOptions};
 use influxdb3_backup::progress::Bar;
-use influxdb3_backup::stores::{open_node, repo_store, NodeStore};
+use influxdb3_backup::stores::{open_node, NodeStore};
+use object_store::local::LocalFileSystem;
+use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -84,13 +86,31 @@ impl Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_under_a_writing_server_always_yields_a_consistent_backup() {
+    campaign("local listings", |seed| {
+        if seed % 2 == 0 {
+            Access::Direct
+        } else {
+            Access::Slow
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_with_cloud_ordered_listings_always_yields_a_consistent_backup() {
+    campaign("cloud-ordered listings", |_| Access::CloudOrder).await;
+}
+
+/// Run `create` under the simulator for each seed (`IB3_CONCURRENCY_RUNS`,
+/// `IB3_CONCURRENCY_FIRST_SEED`), check each backup, then the campaign as a whole.
+async fn campaign(name: &str, access_of: impl Fn(u64) -> Access) {
     let runs = env_u64("IB3_CONCURRENCY_RUNS", DEFAULT_RUNS);
     let first = env_u64("IB3_CONCURRENCY_FIRST_SEED", 0);
     assert!(runs > 0, "IB3_CONCURRENCY_RUNS must be at least 1");
     let started = Instant::now();
     let mut outcomes = Vec::new();
     for seed in first..first + runs {
-        outcomes.extend(run_seed(seed).await);
+        outcomes.extend(run_seed(seed, access_of(seed)).await);
     }
     let total = outcomes.len();
     let inconsistent = outcomes.iter().filter(|o| o.inconsistent).count();
@@ -100,14 +120,16 @@ async fn create_under_a_writing_server_always_yields_a_consistent_backup() {
         .iter()
         .filter(|o| o.captured_a_newer_snapshot())
         .count();
+    let required: usize = outcomes.iter().map(|o| o.wal_required).sum();
     println!(
-        "{runs} seeds, {total} creates in {:.1}s: {replans} re-plans in {replanned} creates, \
-         {newer} captured a snapshot written during the run, {inconsistent} inconsistent",
+        "{name}: {runs} seeds, {total} creates in {:.1}s: {replans} re-plans in {replanned} \
+         creates, {newer} captured a snapshot written during the run, {required} WAL files \
+         present at start were required after W, {inconsistent} inconsistent",
         started.elapsed().as_secs_f64()
     );
     assert!(
         inconsistent as f64 <= MAX_INCONSISTENT_SHARE * total as f64,
-        "{inconsistent} of {total} creates could not capture a consistent cut: {:#?}",
+        "{name}: {inconsistent} of {total} creates could not capture a consistent cut: {:#?}",
         outcomes
             .iter()
             .filter(|o| o.inconsistent)
@@ -115,24 +137,41 @@ async fn create_under_a_writing_server_always_yields_a_consistent_backup() {
     );
     assert!(
         replanned > 0 || newer > 0,
-        "no run re-planned or captured a snapshot written while it ran: the test does not \
-         exercise the race (speed up the simulator or slow the source down)"
+        "{name}: no run re-planned or captured a snapshot written while it ran: the test does \
+         not exercise the race (speed up the simulator or slow the source down)"
     );
+    if runs >= 5 {
+        assert!(
+            required > 0,
+            "{name}: no backup had to hold a WAL file present at start (every run ended on a \
+             snapshot covering them all): check (c) was vacuous"
+        );
+    }
+}
+
+/// The simulated server of a seed: the brief's cadence (a WAL file every 1–5 ms, a snapshot every
+/// 3–15 WAL files), except one seed in five snapshots every 60–200 WAL files, so that some
+/// backups end before a snapshot covers the WAL present at start (check (c) bites).
+fn server_config(seed: u64) -> SimConfig {
+    let mut config = SimConfig::new(seed);
+    if seed % 5 == 2 {
+        config.wal_files_per_snapshot = 60..=200;
+    }
+    config
 }
 
 /// One seed: a fresh copy of the fixture, the simulator, one `create` (two for some seeds), the
 /// checks. Returns one outcome per `create`.
-async fn run_seed(seed: u64) -> Vec<Outcome> {
+async fn run_seed(seed: u64, access: Access) -> Vec<Outcome> {
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("data");
     let repo_dir = tmp.path().join("repo");
     ib3_testkit::copy_fixture(FIXTURE, &data_dir);
-    let mut sim = ServerSimulator::start(&data_dir, SimConfig::new(seed)).unwrap();
+    let mut sim = ServerSimulator::start(&data_dir, server_config(seed)).unwrap();
     // Let the server get going: a few WAL files, maybe a snapshot.
     tokio::time::sleep(Duration::from_millis(3 + seed % 8)).await;
 
     let concurrency = 2 + (seed as usize * 5) % 7;
-    let access = Access::of_seed(seed);
     let passes = if seed % 4 == 3 { 2 } else { 1 };
     let mut outcomes = Vec::new();
     for pass in 1..=passes {
@@ -181,22 +220,13 @@ fn print_outcome(o: &Outcome, stats: &SimStats) {
 /// How `create` sees the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
-    /// The local store as `create` opens it.
+    /// The local store as `create` opens it (directories read in the file system's order).
     Direct,
     /// Behind a [`SlowStore`]: every read and listing call sleeps first.
     Slow,
-    /// Slow, and listing in a cloud store's lexicographic order (`dbs/` before `snapshots/`).
-    SlowCloudOrder,
-}
-
-impl Access {
-    fn of_seed(seed: u64) -> Self {
-        match seed % 3 {
-            0 => Access::Direct,
-            1 => Access::Slow,
-            _ => Access::SlowCloudOrder,
-        }
-    }
+    /// Listed in a cloud store's lexicographic order, reading each directory when the listing
+    /// reaches it (`dbs/` before `snapshots/`, as S3, GCS and Azure list a node prefix).
+    CloudOrder,
 }
 
 /// The source as `create` opens it, optionally behind a [`SlowStore`].
@@ -209,16 +239,29 @@ async fn source(data_dir: &Path, access: Access) -> NodeStore {
         cloud: CloudArgs::default(),
     };
     let mut source = open_node(&args, NODE, false).await.unwrap();
-    if access != Access::Direct {
-        let config = SlowConfig {
+    let config = match access {
+        Access::Direct => return source,
+        Access::Slow => SlowConfig {
             get_delay: Duration::from_micros(500),
             list_delay: Duration::from_millis(1),
             list_entry_delay: Duration::ZERO,
-            lexicographic: access == Access::SlowCloudOrder,
-        };
-        source.node = Arc::new(SlowStore::new(source.node.clone(), config));
-    }
+            lexicographic: false,
+        },
+        Access::CloudOrder => SlowConfig {
+            lexicographic: true,
+            ..SlowConfig::default()
+        },
+    };
+    source.node = Arc::new(SlowStore::new(source.node.clone(), config));
     source
+}
+
+/// The repository store: a local directory like `repo_store` opens, without its fsyncs (they
+/// would dominate the run time and prove nothing here).
+fn repository_store(dir: &Path) -> (Arc<dyn ObjectStore>, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let store = LocalFileSystem::new_with_prefix(dir).unwrap();
+    (Arc::new(store), dir.display().to_string())
 }
 
 /// WAL sequence numbers of the files in `wal/` (one directory listing).
@@ -243,9 +286,7 @@ async fn run_create(
     access: Access,
 ) -> Outcome {
     let source = source(data_dir, access).await;
-    let repo = repo_store(&repo_dir.display().to_string(), true)
-        .await
-        .unwrap();
+    let repo = repository_store(repo_dir);
     // "Existed when create started": what the simulator's history says existed at this instant,
     // plus what a listing right after it shows (files deleted in between were covered by a
     // snapshot that exists before create starts, so the backup's W covers them).
@@ -395,18 +436,29 @@ async fn run_create(
         "{ctx}"
     );
     let mut referenced = 0;
-    for snapshot in snapshots.values() {
+    let mut absent = Vec::new();
+    for (seq, snapshot) in &snapshots {
         for (path, size) in parquet_refs(snapshot) {
             let key = path
                 .strip_prefix(&format!("{NODE}/"))
                 .unwrap_or_else(|| panic!("{ctx}: {path} lacks the node prefix"));
-            let entry = entries
-                .get(key)
-                .unwrap_or_else(|| panic!("{ctx}: {key} is referenced but not in the backup"));
-            assert_eq!(entry.size, size, "{ctx}: {key}");
             referenced += 1;
+            match entries.get(key) {
+                Some(entry) => assert_eq!(entry.size, size, "{ctx}: {key}"),
+                None => absent.push(format!(
+                    "{key} (snapshot {seq}; at the source now: {})",
+                    sim.node_dir().join(key).is_file()
+                )),
+            }
         }
     }
+    assert!(
+        absent.is_empty(),
+        "{ctx}: Parquet files referenced by captured snapshots are not in the backup \
+         (verify passed it; create's findings: {}; re-plans: {:?}): {absent:#?}",
+        report.source.findings,
+        report.source.replan_reasons
+    );
     assert!(referenced > 0, "{ctx}: no Parquet file referenced");
 
     // (e) the captured catalog reaches what the captured data needs.
