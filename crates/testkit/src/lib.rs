@@ -1,1 +1,74 @@
-//! testkit
+//! Test helpers of influxdb3-backup (dev-dependency only, never shipped).
+//!
+//! - [`fixtures_dir`], [`fixture_data_dir`], [`copy_fixture`]: the data directories written by
+//!   real InfluxDB 3 servers in `../shared/fixtures` (read-only; tests work on copies);
+//! - [`simulator`]: a [`simulator::ServerSimulator`] that mutates a copied data directory the way
+//!   `influxdb3 serve` does (WAL files every few milliseconds, snapshots that write Parquet files,
+//!   then the snapshot file, then delete the WAL files they cover, catalog logs appended and the
+//!   catalog checkpoint rewritten in place), in the server's order and with the server's atomic
+//!   writes, so a test can run `create` against a live-looking source;
+//! - [`store`]: a [`store::SlowStore`] wrapper that delays reads and listings and can list in a
+//!   cloud store's lexicographic order, to widen the race windows.
+//!
+//! Facts about the layout come from `../shared/docs/influxdb3-storage-format.md` (§1, §2.1, §2.2,
+//! §2.7, §3.2); the simulator's byte formats were checked against the fixtures.
+
+pub mod simulator;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+
+/// The fixtures directory (`<workspace>/../shared/fixtures`). Panics with a clear message when it
+/// is missing: the tests that use it need the real data directories.
+pub fn fixtures_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    assert!(
+        dir.is_dir(),
+        "missing fixtures directory {}: these tests need the real InfluxDB 3 data directories \
+         in ../shared/fixtures (next to the workspace)",
+        dir.display()
+    );
+    dir
+}
+
+/// The data dir (`<fixture>/data`) of the fixture `name`, e.g. `core-3.10.0-basic`.
+pub fn fixture_data_dir(name: &str) -> PathBuf {
+    let dir = fixtures_dir().join(name).join("data");
+    assert!(
+        dir.is_dir(),
+        "no fixture {name:?}: {} does not exist",
+        dir.display()
+    );
+    dir
+}
+
+/// Copy the data dir of fixture `name` into `dest` (created if missing), recursively. The copies
+/// are made writable (the fixtures are read-only) so a test or the simulator may change them.
+pub fn copy_fixture(name: &str, dest: &Path) {
+    let from = fixture_data_dir(name);
+    if let Err(e) = copy_tree(&from, dest) {
+        panic!(
+            "cannot copy fixture {} to {}: {e}",
+            from.display(),
+            dest.display()
+        );
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+            let mut permissions = std::fs::metadata(&target)?.permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            permissions.set_readonly(false);
+            std::fs::set_permissions(&target, permissions)?;
+        }
+    }
+    Ok(())
+}
