@@ -15,6 +15,7 @@
 mod common;
 
 use common::*;
+use futures::StreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::collections::BTreeMap;
@@ -536,4 +537,128 @@ fn permanent_store_errors_are_clear_and_write_nothing() {
             .unwrap()
     });
     assert!(listed.is_empty(), "objects were written: {listed:?}");
+}
+
+/// What the repository assumes of every store: create-only PUT is exclusive (the manifest commit
+/// point), a listing pages through more objects than one page holds, and a rename of a streamed
+/// staging object lands whole.
+#[test]
+fn store_assumptions_hold_on_every_backend() {
+    use object_store::{PutMode, PutOptions, PutPayload};
+    for backend in ALL {
+        if !backend.available() {
+            continue;
+        }
+        let bucket = backend.new_bucket("assume");
+        let store = backend.client(&bucket);
+        runtime().block_on(async {
+            let key = ObjPath::from("manifests/x.json");
+            let create = || PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            store
+                .put_opts(&key, PutPayload::from_static(b"first"), create())
+                .await
+                .unwrap();
+            let second = store
+                .put_opts(&key, PutPayload::from_static(b"second"), create())
+                .await;
+            assert!(
+                matches!(second, Err(object_store::Error::AlreadyExists { .. })),
+                "{}: {second:?}",
+                backend.name()
+            );
+            let kept = store.get(&key).await.unwrap().bytes().await.unwrap();
+            assert_eq!(
+                kept.as_ref(),
+                b"first",
+                "{}: create-only overwrote",
+                backend.name()
+            );
+
+            // More objects than one S3 listing page (1000).
+            let puts = (0..1100).map(|i| {
+                let store = store.clone();
+                async move {
+                    store
+                        .put(
+                            &ObjPath::from(format!("many/{i:05}")),
+                            PutPayload::from_static(b"x"),
+                        )
+                        .await
+                }
+            });
+            let results: Vec<_> = futures::stream::iter(puts)
+                .buffer_unordered(32)
+                .collect()
+                .await;
+            assert!(results.iter().all(|r| r.is_ok()));
+            use futures::TryStreamExt;
+            let listed: Vec<_> = store
+                .list(Some(&ObjPath::from("many")))
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(
+                listed.len(),
+                1100,
+                "{}: listing did not page",
+                backend.name()
+            );
+        });
+    }
+}
+
+/// A large object goes through multipart upload to the repository and back, byte for byte.
+#[test]
+fn large_objects_stream_through_multipart_on_every_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_fixture("core-3.10.0-wal-only", &data);
+    let big = data.join("node0/dbs/1/0/2026-11-25/09-59/0000009999.parquet");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    let content: Vec<u8> = (0..(40u32 << 20) + 12345)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&big, &content).unwrap();
+    for backend in ALL {
+        if !backend.available() {
+            continue;
+        }
+        let bucket = backend.new_bucket("big");
+        let repo = backend.url(&bucket, "r");
+        let env = backend.repo_env();
+        let created = run_env(
+            &[
+                "create",
+                "--json",
+                "--data-dir",
+                s(&data),
+                "--node-id",
+                "node0",
+                "--repo",
+                &repo,
+            ],
+            &env,
+        )
+        .ok()
+        .json();
+        assert!(created["bytes_uploaded"].as_u64().unwrap() > 40 << 20);
+        run_env(&["verify", "--read-data", "--repo", &repo], &env).ok();
+        let restored = tmp.path().join(format!("restored-{}", backend.name()));
+        run_env(
+            &["restore", "--repo", &repo, "--data-dir", s(&restored)],
+            &env,
+        )
+        .ok();
+        let back =
+            std::fs::read(restored.join("node0/dbs/1/0/2026-11-25/09-59/0000009999.parquet"))
+                .unwrap();
+        assert!(
+            back == content,
+            "{}: large object differs after the round trip",
+            backend.name()
+        );
+    }
 }
