@@ -202,6 +202,10 @@ async fn run_round<C: Capture + Send>(
         state.capture(capture, phase, todo).await?;
     }
     state.parse_snapshots(capture).await?;
+    // A listing walks `dbs/` before `snapshots/` (lexicographic on every cloud store): a
+    // snapshot written meanwhile references Parquet files the listing had already passed.
+    let late = state.referenced_not_captured(&options.node_prefix);
+    state.capture(capture, Phase::Data, late).await?;
 
     // 2. WAL after the newest captured snapshot, contiguous from W+1.
     let newest = state.newest_snapshot();
@@ -393,6 +397,46 @@ impl State {
         Ok(())
     }
 
+    /// Parquet files referenced by captured snapshots or checkpoints (and not recorded as
+    /// removed) that are neither captured nor known to be gone.
+    fn referenced_not_captured(&self, node_prefix: &str) -> Vec<SourceObject> {
+        let snapshot_refs = self.snapshots.values().flat_map(|s| s.files.iter());
+        let checkpoint_refs = self.checkpoints.values().flat_map(|c| c.files.iter());
+        let removed: BTreeSet<&str> = self
+            .snapshots
+            .values()
+            .flat_map(|s| s.removed_files.iter())
+            .chain(
+                self.checkpoints
+                    .values()
+                    .flat_map(|c| c.pending_removed_files.iter()),
+            )
+            .map(|f| f.path.as_str())
+            .collect();
+        let prefix = format!("{node_prefix}/");
+        let mut wanted = BTreeMap::new();
+        for file in snapshot_refs.chain(checkpoint_refs) {
+            let Some(key) = file.path.strip_prefix(&prefix) else {
+                continue;
+            };
+            if removed.contains(file.path.as_str())
+                || self.objects.contains_key(key)
+                || self.vanished.contains(key)
+            {
+                continue;
+            }
+            wanted.entry(key.to_string()).or_insert(file.size_bytes);
+        }
+        wanted
+            .into_iter()
+            .map(|(key, size)| SourceObject {
+                class: classify(&key),
+                key,
+                size,
+            })
+            .collect()
+    }
+
     /// (snapshot sequence, W) of the newest captured snapshot.
     fn newest_snapshot(&self) -> Option<(u64, u64)> {
         self.snapshots
@@ -539,13 +583,15 @@ mod tests {
         store
     }
 
+    /// What the "server" does to the source just before the WAL phase.
+    type Hook =
+        Box<dyn FnOnce(Arc<InMemory>) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
     /// Copies into a map; before the first WAL phase runs `on_wal` against the source.
     struct MapCapture {
         source: Arc<InMemory>,
         copied: std::sync::Mutex<BTreeMap<String, Bytes>>,
-        on_wal: Option<
-            Box<dyn FnOnce(Arc<InMemory>) -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
-        >,
+        on_wal: Option<Hook>,
     }
 
     impl Reader for MapCapture {
@@ -569,10 +615,8 @@ mod tests {
             for o in objects {
                 match self.source.get(&Path::from(o.key.as_str())).await {
                     Ok(r) => {
-                        self.copied
-                            .lock()
-                            .unwrap()
-                            .insert(o.key, r.bytes().await.unwrap());
+                        let bytes = r.bytes().await.unwrap();
+                        self.copied.lock().unwrap().insert(o.key, bytes);
                         out.push(Captured::Yes);
                     }
                     Err(_) => out.push(Captured::Vanished),

@@ -2,8 +2,9 @@
 //!
 //! Invariants: a `BlobId` is the BLAKE3 hash of the blob's bytes as stored (anyone can check a
 //! blob with `b3sum`); it prints as 64 lowercase hex digits. A `BackupId` is
-//! `YYYYMMDDTHHMMSSZ-xxxxxxxx` (UTC time of the start of the backup, 8 random hex digits), so
-//! that lexical order is time order and two concurrent backups never collide.
+//! `YYYYMMDDTHHMMSS.mmmZ-xxxxxxxx` (UTC time of the start of the backup to the millisecond, 8
+//! random hex digits), so that lexical order is time order and two concurrent backups never
+//! collide.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -72,8 +73,8 @@ pub struct BackupId(String);
 impl BackupId {
     /// A new id for a backup starting at `at`.
     pub fn new(at: SystemTime) -> Self {
-        let stamp = humantime::format_rfc3339_seconds(at).to_string();
-        // 2026-11-25T09:44:18Z -> 20261125T094418Z
+        let stamp = humantime::format_rfc3339_millis(at).to_string();
+        // 2026-11-25T09:44:18.123Z -> 20261125T094418.123Z
         let compact: String = stamp.chars().filter(|c| *c != '-' && *c != ':').collect();
         BackupId(format!("{compact}-{:08x}", fastrand::u32(..)))
     }
@@ -94,18 +95,22 @@ impl FromStr for BackupId {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let valid = s.len() == 25
-            && s.as_bytes()[8] == b'T'
-            && s.as_bytes()[15] == b'Z'
-            && s.as_bytes()[16] == b'-'
-            && s.bytes().enumerate().all(|(i, b)| {
-                matches!(i, 8 | 15 | 16) || b.is_ascii_digit() || (i > 16 && b.is_ascii_hexdigit())
+        let b = s.as_bytes();
+        let valid = s.len() == 29
+            && b[8] == b'T'
+            && b[15] == b'.'
+            && b[19] == b'Z'
+            && b[20] == b'-'
+            && s.bytes().enumerate().all(|(i, c)| {
+                matches!(i, 8 | 15 | 19 | 20)
+                    || (i < 20 && c.is_ascii_digit())
+                    || (i > 20 && matches!(c, b'0'..=b'9' | b'a'..=b'f'))
             });
         if valid {
             Ok(BackupId(s.to_string()))
         } else {
             Err(format!(
-                "not a backup id (expected YYYYMMDDTHHMMSSZ-xxxxxxxx, as `list` prints): {s:?}"
+                "not a backup id (expected YYYYMMDDTHHMMSS.mmmZ-xxxxxxxx, as `list` prints): {s:?}"
             ))
         }
     }
@@ -125,7 +130,9 @@ mod tests {
         assert!(a.as_str().starts_with("20261125T"), "{a}");
         assert_eq!(a.as_str().parse::<BackupId>().unwrap(), a);
         assert!("latest".parse::<BackupId>().is_err());
-        assert!("20261125T094418Z-zzzzzzzz".parse::<BackupId>().is_err());
+        assert!("20261125T094418.000Z-zzzzzzzz".parse::<BackupId>().is_err());
+        let c = BackupId::new(UNIX_EPOCH + Duration::from_millis(1_795_599_001_001));
+        assert!(b < c, "ids order by millisecond");
     }
 
     #[test]

@@ -74,7 +74,7 @@ mod tests {
             .starts_with(&format!("blobs/{}/", &id.to_hex()[..2])));
         assert_eq!(blob_id_of(&key), Some(id));
         assert_eq!(blob_id_of(&Path::from("blobs/00/abc")), None);
-        let backup: BackupId = "20261125T094418Z-0123abcd".parse().unwrap();
+        let backup: BackupId = "20261125T094418.123Z-0123abcd".parse().unwrap();
         assert_eq!(backup_id_of(&manifest_key(&backup)), Some(backup));
         assert!(!staging_key().as_ref().contains('#'));
     }

@@ -327,7 +327,7 @@ mod tests {
         assert_eq!(repo.resolve("latest").await.unwrap(), id);
         assert_eq!(repo.load_manifest(&id).await.unwrap(), m);
         assert!(matches!(
-            repo.resolve("20000101T000000Z-00000000").await,
+            repo.resolve("20000101T000000.000Z-00000000").await,
             Err(Error::NoSuchBackup { .. })
         ));
     }

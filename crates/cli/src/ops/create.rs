@@ -20,7 +20,7 @@ use ib3_influx::path::{ObjectClass, Phase};
 use ib3_influx::rules::{Finding, Severity};
 use ib3_repo::manifest::Summary;
 use ib3_repo::{layout, BackupId, BlobId, BlobIndex, Entry, Manifest, Repository};
-use ib3_transfer::{copy_content_addressed, for_each_bounded, read_hashed, CopyOptions, Progress};
+use ib3_transfer::{copy_content_addressed, for_each_bounded, read_hashed, CopyOptions};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;

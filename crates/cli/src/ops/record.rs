@@ -37,4 +37,5 @@ pub struct SourceRecord {
     pub derived_skipped: u64,
 }
 
+/// `source.product` of InfluxDB 3 backups.
 pub const PRODUCT: &str = "influxdb3";

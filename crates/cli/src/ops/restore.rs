@@ -14,7 +14,7 @@ use crate::stores::NodeStore;
 use anyhow::{Context, Result};
 use futures::TryStreamExt;
 use ib3_influx::path::{classify, Phase};
-use ib3_repo::{layout, Entry, Manifest, Repository};
+use ib3_repo::{layout, Entry, Manifest};
 use ib3_transfer::{for_each_bounded, hash_object, stream_copy, CopyOptions};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};

@@ -58,12 +58,16 @@ fn copy_tree(from: &Path, to: &Path) {
 /// Output of one run of the binary.
 #[derive(Debug)]
 pub struct Run {
+    /// Exit code.
     pub code: i32,
+    /// Standard output.
     pub stdout: String,
+    /// Standard error.
     pub stderr: String,
 }
 
 impl Run {
+    /// Standard output parsed as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
@@ -73,6 +77,7 @@ impl Run {
         })
     }
 
+    /// Assert exit code 0.
     pub fn ok(self) -> Self {
         assert_eq!(
             self.code, 0,
@@ -131,6 +136,7 @@ fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
     }
 }
 
+/// A path as `&str`.
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
