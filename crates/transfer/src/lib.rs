@@ -21,3 +21,6 @@ pub use copy::{
 pub use engine::for_each_bounded;
 pub use error::{Error, Result};
 pub use progress::{NoProgress, Progress};
+
+#[cfg(test)]
+mod flaky_tests;
