@@ -204,7 +204,8 @@ async fn run_round<C: Capture + Send>(
     state.parse_snapshots(capture).await?;
     // A listing walks `dbs/` before `snapshots/` (lexicographic on every cloud store): a
     // snapshot written meanwhile references Parquet files the listing had already passed.
-    let late = state.referenced_not_captured(&options.node_prefix);
+    let late =
+        with_current_sizes(source, state.referenced_not_captured(&options.node_prefix)).await?;
     state.capture(capture, Phase::Data, late).await?;
 
     // 2. WAL after the newest captured snapshot, contiguous from W+1.
@@ -221,6 +222,13 @@ async fn run_round<C: Capture + Send>(
             "{} vanished while it was copied (the server took a snapshot)",
             object.key
         )));
+    }
+    // A local directory listing taken while files are created can miss some of them and still
+    // show later ones: list once more and fill such holes before judging the WAL.
+    if state.wal_has_inner_hole(wal_floor) {
+        let again = list_classified(source, Some("wal")).await?;
+        let todo = state.not_yet_captured(&again, Phase::Wal, active);
+        state.capture(capture, Phase::Wal, todo).await?;
     }
     if let Some(reason) = wal_needs_replan(source, state, newest).await? {
         return Ok(Some(reason));
@@ -292,6 +300,27 @@ async fn capture_catalog<C: Capture + Send>(
         state.capture(capture, Phase::CatalogLogs, late).await?;
     }
     state.parse_catalog(capture).await
+}
+
+/// The referenced objects that exist, with the size the store reports (a file whose size differs
+/// from its reference is then judged `parquet-size-mismatch` rather than failing the copy);
+/// absent ones keep their recorded size and come back `Vanished` from the capture.
+async fn with_current_sizes(
+    source: &dyn ObjectStore,
+    objects: Vec<SourceObject>,
+) -> Result<Vec<SourceObject>> {
+    use futures::StreamExt;
+    let heads: Vec<Result<SourceObject>> = futures::stream::iter(objects)
+        .map(|object| async move {
+            match head_classified(source, &object.key).await? {
+                Some(found) => Ok(found),
+                None => Ok(object),
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    heads.into_iter().collect()
 }
 
 fn wal_seq(object: &SourceObject) -> Option<u64> {
@@ -443,6 +472,17 @@ impl State {
             .iter()
             .next_back()
             .map(|(seq, s)| (*seq, s.wal_file_sequence_number))
+    }
+
+    /// Whether the captured WAL after `floor` (W, or nothing without snapshot) skips a number
+    /// between its first and last file.
+    fn wal_has_inner_hole(&self, floor: Option<u64>) -> bool {
+        let seqs: Vec<u64> = self
+            .wal_seqs()
+            .into_iter()
+            .filter(|s| floor.is_none_or(|w| *s > w))
+            .collect();
+        seqs.windows(2).any(|pair| pair[1] != pair[0] + 1)
     }
 
     fn wal_seqs(&self) -> Vec<u64> {
