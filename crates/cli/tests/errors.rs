@@ -260,9 +260,14 @@ fn restore_refuses_while_the_target_wal_advances() {
     let target = tmp.path().join("target");
     std::fs::create_dir_all(target.join("node0/wal")).unwrap();
     let wal_dir = target.join("node0/wal");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = stop.clone();
+    // A "server" appending a WAL file every 50 ms until the restore has answered.
     let writer = std::thread::spawn(move || {
-        for i in 0..40 {
-            std::fs::write(wal_dir.join(format!("{:011}.wal", 100 + i)), b"x").unwrap();
+        let mut seq = 100;
+        while !writing.load(std::sync::atomic::Ordering::Relaxed) && seq < 2100 {
+            std::fs::write(wal_dir.join(format!("{seq:011}.wal")), b"x").unwrap();
+            seq += 1;
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     });
@@ -276,6 +281,7 @@ fn restore_refuses_while_the_target_wal_advances() {
         "--data-dir",
         s(&target),
     ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     assert_eq!(out.code, 15, "{out:?}");
     assert!(

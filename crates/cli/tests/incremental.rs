@@ -1,0 +1,114 @@
+//! Incremental by construction, proven by counting what the source store serves: a second
+//! `create` reads no immutable source file (Parquet, WAL, snapshot, snapshot checkpoint, catalog
+//! log) that the repository already holds under the same key and size — only the catalog
+//! checkpoints, which the server overwrites in place — and uploads nothing. A third `create`
+//! after the "server" added files reads exactly those.
+//!
+//! Run: `cargo test -p influxdb3-backup --test incremental`.
+#![allow(clippy::unwrap_used)]
+
+use ib3_testkit::counting::CountingStore;
+use influxdb3_backup::args::{CloudArgs, ObjectStoreKind, SourceArgs};
+use influxdb3_backup::ops::create::{create, CreateOptions, CreateReport};
+use influxdb3_backup::progress::Bar;
+use influxdb3_backup::stores::{open_node, repo_store};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+async fn counted_create(data: &Path, repo: &Path) -> (CreateReport, Arc<CountingStore>) {
+    let args = SourceArgs {
+        object_store: ObjectStoreKind::File,
+        data_dir: Some(data.to_path_buf()),
+        node_id: Some("node0".into()),
+        bucket: None,
+        cloud: CloudArgs::default(),
+    };
+    let mut source = open_node(&args, "node0", false).await.unwrap();
+    let counting = Arc::new(CountingStore::new(source.node.clone()));
+    source.node = counting.clone();
+    let report = create(CreateOptions {
+        source,
+        repo: repo_store(repo.to_str().unwrap(), true).await.unwrap(),
+        concurrency: 4,
+        max_replans: 3,
+        allow_inconsistent: false,
+        bar: Bar::new(false),
+    })
+    .await
+    .unwrap();
+    (report, counting)
+}
+
+#[tokio::test]
+async fn second_create_reads_only_the_overwritten_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ib3_testkit::copy_fixture("core-3.3.0-upgraded-3.9.6", &data);
+    let repo = tmp.path().join("repo");
+
+    let (first, counted) = counted_create(&data, &repo).await;
+    assert_eq!(
+        counted.bytes_read(),
+        first.bytes,
+        "the first backup reads every object once"
+    );
+
+    let (second, counted) = counted_create(&data, &repo).await;
+    let read: Vec<String> = counted.keys_read().into_keys().collect();
+    assert_eq!(
+        read,
+        ["_catalog_checkpoint", "catalog/v2/snapshot"],
+        "only mutable objects are read again"
+    );
+    let mutable: u64 = ["_catalog_checkpoint", "catalog/v2/snapshot"]
+        .iter()
+        .map(|k| std::fs::metadata(data.join("node0").join(k)).unwrap().len())
+        .sum();
+    assert_eq!(counted.bytes_read(), mutable);
+    assert_eq!(
+        second.bytes_read, mutable,
+        "the report agrees with the store"
+    );
+    assert_eq!(second.bytes_uploaded, 0);
+
+    // The "server" writes a new WAL file and a new Parquet file: only they are read.
+    let node = data.join("node0");
+    let (newest_seq, wal) = newest_wal(&node);
+    let new_wal = format!("wal/{:011}.wal", newest_seq + 1);
+    std::fs::write(node.join(&new_wal), &wal).unwrap();
+    let parquet = node.join("dbs/1/0/2030-01-01/00-00/0000099999.parquet");
+    std::fs::create_dir_all(parquet.parent().unwrap()).unwrap();
+    std::fs::write(&parquet, b"PAR1 new parquet bytes PAR1").unwrap();
+    let (_, counted) = counted_create(&data, &repo).await;
+    let read: BTreeMap<String, u64> = counted.keys_read();
+    let mut expected: Vec<&str> = vec![
+        "_catalog_checkpoint",
+        "catalog/v2/snapshot",
+        "dbs/1/0/2030-01-01/00-00/0000099999.parquet",
+        new_wal.as_str(),
+    ];
+    expected.sort();
+    assert_eq!(
+        read.keys().map(String::as_str).collect::<Vec<_>>(),
+        expected
+    );
+}
+
+/// The newest WAL file's sequence number and bytes.
+fn newest_wal(node: &Path) -> (u64, Vec<u8>) {
+    let mut wals: Vec<_> = std::fs::read_dir(node.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    wals.sort();
+    let newest = wals.last().unwrap();
+    let seq = newest
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (seq, std::fs::read(newest).unwrap())
+}

@@ -1,0 +1,136 @@
+//! [`CountingStore`]: an `ObjectStore` wrapper that counts what is read through it (GET requests
+//! and body bytes), to prove independently of the tool's own counters which source objects a
+//! run read.
+
+use async_trait::async_trait;
+use futures::stream::{BoxStream, StreamExt};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Counts GETs and the bytes of their bodies, per key.
+#[derive(Debug)]
+pub struct CountingStore {
+    inner: Arc<dyn ObjectStore>,
+    bytes: Arc<AtomicU64>,
+    gets: Mutex<BTreeMap<String, u64>>,
+}
+
+impl CountingStore {
+    /// Wrap `inner`.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        CountingStore {
+            inner,
+            bytes: Arc::new(AtomicU64::new(0)),
+            gets: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Body bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes.load(Ordering::SeqCst)
+    }
+
+    /// Keys read so far, with the number of GETs of each.
+    pub fn keys_read(&self) -> BTreeMap<String, u64> {
+        self.gets.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for CountingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CountingStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for CountingStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        if let Ok(mut gets) = self.gets.lock() {
+            *gets.entry(location.to_string()).or_default() += 1;
+        }
+        let mut result = self.inner.get_opts(location, options).await?;
+        // Count what the caller actually consumes: turn a file payload into a counted stream.
+        let stream = match result.payload {
+            GetResultPayload::Stream(stream) => stream,
+            GetResultPayload::File(file, path) => {
+                let bytes = tokio::task::spawn_blocking(move || {
+                    use std::io::Read;
+                    let mut buf = Vec::new();
+                    let mut file = file;
+                    file.read_to_end(&mut buf).map(|_| buf)
+                })
+                .await
+                .map_err(|e| object_store::Error::Generic {
+                    store: "counting",
+                    source: Box::new(e),
+                })?
+                .map_err(|e| object_store::Error::Generic {
+                    store: "counting",
+                    source: format!("{}: {e}", path.display()).into(),
+                })?;
+                futures::stream::once(async move { Ok(bytes::Bytes::from(bytes)) }).boxed()
+            }
+        };
+        let counter = self.bytes.clone();
+        result.payload = GetResultPayload::Stream(
+            stream
+                .inspect(move |chunk| {
+                    if let Ok(chunk) = chunk {
+                        counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                    }
+                })
+                .boxed(),
+        );
+        Ok(result)
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
