@@ -47,6 +47,12 @@ pub enum Error {
         /// The id.
         id: String,
     },
+    /// Another process holds a conflicting lock.
+    #[error("the repository is locked: {holder}; wait for it to finish, or if that process is gone, run `unlock` (stale locks expire after 30 minutes)")]
+    Locked {
+        /// Who holds it.
+        holder: String,
+    },
     /// The store failed.
     #[error("repository store error on {key}: {source}")]
     Store {

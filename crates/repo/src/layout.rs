@@ -5,6 +5,7 @@
 //! blobs/<2 hex>/<64 hex>                  content, named by BLAKE3 of the bytes
 //! manifests/<backup id>.json              one per backup, create-only, written last
 //! staging/<random>                        in-flight streamed uploads, renamed into blobs/
+//! locks/<random>.json                     shared and exclusive locks
 //! ```
 //! Keys never contain `#`: `object_store`'s `LocalFileSystem` reserves `name#<digits>` for its
 //! own staging files and hides them from listings.
@@ -20,6 +21,8 @@ pub const BLOBS: &str = "blobs";
 pub const MANIFESTS: &str = "manifests";
 /// Prefix of in-flight uploads.
 pub const STAGING: &str = "staging";
+/// Prefix of locks.
+pub const LOCKS: &str = "locks";
 
 /// Key of a blob: `blobs/ab/abcdef…`.
 pub fn blob_key(id: &BlobId) -> Path {

@@ -5,6 +5,7 @@
 //! - [`id`]: blob ids (BLAKE3 of the content) and backup ids (UTC time + random suffix);
 //! - [`config`]: the repository `config` object, its format version and the refusal of newer ones;
 //! - [`manifest`]: one manifest per backup, written last with create-only semantics;
+//! - [`lock`]: shared and exclusive locks, refreshed while held, stale when their holder died;
 //! - [`check`]: structural verification of manifests against the blobs present.
 //!
 //! It contains no InfluxDB knowledge: an entry is a relative path, a size, a blob id and an opaque
@@ -14,10 +15,13 @@
 pub mod check;
 pub mod config;
 pub mod error;
+pub mod gc;
 pub mod id;
 pub mod layout;
+pub mod lock;
 pub mod manifest;
 mod repository;
+pub mod retention;
 
 pub use error::{Error, Result};
 pub use id::{BackupId, BlobId};

@@ -1,0 +1,203 @@
+//! Garbage collection after `prune` removes backups: plan, then execute (DESIGN.md §3.10).
+//!
+//! Mark and sweep: the live blobs are those referenced by every manifest that stays. A blob no
+//! remaining manifest references is deleted only once it is older than the grace period, so the
+//! blobs a crashed or concurrent `create` uploaded but has not committed yet survive (the
+//! exclusive lock keeps live `create`s out; the grace period protects against clocks and
+//! against runs whose lock expired). Manifests are deleted first, then blobs, then stale staging
+//! objects.
+
+use crate::{layout, BackupId, BlobId, Error, Repository, Result};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStoreExt};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+/// What a garbage collection will do.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcPlan {
+    /// Manifests to delete (the backups `prune` removes).
+    pub remove_backups: Vec<BackupId>,
+    /// Blobs to delete: unreferenced and older than the grace period.
+    pub remove_blobs: Vec<(BlobId, u64)>,
+    /// Unreferenced blobs kept because they are younger than the grace period.
+    pub blobs_in_grace: u64,
+    /// Staging objects to delete (older than the grace period).
+    pub remove_staging: Vec<String>,
+    /// Bytes the deleted blobs free.
+    pub bytes_freed: u64,
+    /// Bytes of all blobs before.
+    pub bytes_before: u64,
+}
+
+async fn list_metas(repo: &Repository, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    let prefix = Path::from(prefix);
+    repo.store()
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|e| Error::store(&prefix, e))
+}
+
+fn older_than(meta: &ObjectMeta, grace: Duration, now: SystemTime) -> bool {
+    let modified = SystemTime::from(meta.last_modified);
+    now.duration_since(modified).is_ok_and(|age| age >= grace)
+}
+
+/// Plan removing `remove` and collecting what only they referenced.
+pub async fn plan_gc(
+    repo: &Repository,
+    remove: &[BackupId],
+    grace: Duration,
+    now: SystemTime,
+) -> Result<GcPlan> {
+    let removing: HashSet<&BackupId> = remove.iter().collect();
+    let mut live: HashSet<BlobId> = HashSet::new();
+    for id in repo.list_backups().await? {
+        if removing.contains(&id) {
+            continue;
+        }
+        live.extend(
+            repo.load_manifest(&id)
+                .await?
+                .entries
+                .iter()
+                .map(|e| e.blob),
+        );
+    }
+    let mut plan = GcPlan {
+        remove_backups: remove.to_vec(),
+        ..GcPlan::default()
+    };
+    for meta in list_metas(repo, layout::BLOBS).await? {
+        plan.bytes_before += meta.size;
+        let Some(id) = layout::blob_id_of(&meta.location) else {
+            continue;
+        };
+        if live.contains(&id) {
+            continue;
+        }
+        if older_than(&meta, grace, now) {
+            plan.bytes_freed += meta.size;
+            plan.remove_blobs.push((id, meta.size));
+        } else {
+            plan.blobs_in_grace += 1;
+        }
+    }
+    for meta in list_metas(repo, layout::STAGING).await? {
+        if older_than(&meta, grace, now) {
+            plan.remove_staging.push(meta.location.to_string());
+        }
+    }
+    Ok(plan)
+}
+
+impl GcPlan {
+    /// Carry the plan out: manifests first (a backup disappears whole), then blobs and staging.
+    pub async fn execute(&self, repo: &Repository) -> Result<()> {
+        for id in &self.remove_backups {
+            delete(repo, &layout::manifest_key(id)).await?;
+        }
+        for (id, _) in &self.remove_blobs {
+            delete(repo, &layout::blob_key(id)).await?;
+        }
+        for key in &self.remove_staging {
+            delete(repo, &Path::from(key.as_str())).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn delete(repo: &Repository, key: &Path) -> Result<()> {
+    match repo.store().delete(key).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(Error::store(key, e)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::manifest::Summary;
+    use crate::{Entry, Manifest};
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStore, PutPayload};
+    use std::sync::Arc;
+
+    async fn backup(repo: &Repository, blobs: &[&[u8]]) -> BackupId {
+        let mut entries = Vec::new();
+        for (i, content) in blobs.iter().enumerate() {
+            let id = BlobId::of(content);
+            repo.store()
+                .put(&layout::blob_key(&id), PutPayload::from(content.to_vec()))
+                .await
+                .unwrap();
+            entries.push(Entry {
+                path: format!("f{i}"),
+                size: content.len() as u64,
+                blob: id,
+                class: "x".into(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let manifest = Manifest {
+            format_version: 1,
+            id: BackupId::new(SystemTime::now()),
+            tool_version: "t".into(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            source: serde_json::Value::Null,
+            summary: Summary {
+                entries: entries.len() as u64,
+                bytes: entries.iter().map(|e| e.size).sum(),
+                ..Summary::default()
+            },
+            entries,
+        };
+        repo.write_manifest(&manifest).await.unwrap();
+        manifest.id
+    }
+
+    #[tokio::test]
+    async fn collects_only_what_removed_backups_alone_held_after_the_grace() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let (repo, _) = Repository::open_or_init(store, "mem", "t").await.unwrap();
+        let old = backup(&repo, &[b"shared", b"only-old"]).await;
+        let new = backup(&repo, &[b"shared", b"only-new"]).await;
+        repo.store()
+            .put(
+                &Path::from("staging/abc"),
+                PutPayload::from_static(b"partial"),
+            )
+            .await
+            .unwrap();
+
+        let in_grace = plan_gc(
+            &repo,
+            &[old.clone()],
+            Duration::from_secs(3600),
+            SystemTime::now(),
+        )
+        .await
+        .unwrap();
+        assert!(in_grace.remove_blobs.is_empty());
+        assert_eq!(in_grace.blobs_in_grace, 1);
+        assert!(in_grace.remove_staging.is_empty());
+
+        let later = SystemTime::now() + Duration::from_secs(7200);
+        let plan = plan_gc(&repo, &[old.clone()], Duration::from_secs(3600), later)
+            .await
+            .unwrap();
+        assert_eq!(plan.remove_blobs, vec![(BlobId::of(b"only-old"), 8)]);
+        assert_eq!(plan.bytes_freed, 8);
+        assert_eq!(plan.remove_staging, ["staging/abc"]);
+        plan.execute(&repo).await.unwrap();
+        assert_eq!(repo.list_backups().await.unwrap(), vec![new]);
+        let index = repo.blob_index().await.unwrap();
+        assert!(index.contains(&BlobId::of(b"shared")) && index.contains(&BlobId::of(b"only-new")));
+        assert_eq!(index.len(), 2);
+    }
+}
