@@ -177,7 +177,7 @@ mod tests {
 
         let in_grace = plan_gc(
             &repo,
-            &[old.clone()],
+            std::slice::from_ref(&old),
             Duration::from_secs(3600),
             SystemTime::now(),
         )
@@ -188,9 +188,14 @@ mod tests {
         assert!(in_grace.remove_staging.is_empty());
 
         let later = SystemTime::now() + Duration::from_secs(7200);
-        let plan = plan_gc(&repo, &[old.clone()], Duration::from_secs(3600), later)
-            .await
-            .unwrap();
+        let plan = plan_gc(
+            &repo,
+            std::slice::from_ref(&old),
+            Duration::from_secs(3600),
+            later,
+        )
+        .await
+        .unwrap();
         assert_eq!(plan.remove_blobs, vec![(BlobId::of(b"only-old"), 8)]);
         assert_eq!(plan.bytes_freed, 8);
         assert_eq!(plan.remove_staging, ["staging/abc"]);

@@ -90,7 +90,7 @@ impl KeepPolicy {
         for reason in reasons.iter_mut().take(self.last as usize) {
             reason.push("last".to_string());
         }
-        let rules: [(&str, u32, fn(SystemTime) -> String); 5] = [
+        let rules: [(&str, u32, BucketOf); 5] = [
             ("hourly", self.hourly, hour_bucket),
             ("daily", self.daily, day_bucket),
             ("weekly", self.weekly, week_bucket),
@@ -132,6 +132,9 @@ impl KeepPolicy {
             .collect()
     }
 }
+
+/// Maps a time to its calendar bucket (hour, day, ISO week, month, year).
+type BucketOf = fn(SystemTime) -> String;
 
 /// (year, month, day) of a count of days since 1970-01-01 (proleptic Gregorian, UTC).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
