@@ -37,6 +37,10 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Restore a backup into an empty node prefix (stop the server first).
     Restore(RestoreArgs),
+    /// Remove backups by a retention policy and garbage-collect what only they held.
+    Prune(PruneArgs),
+    /// Remove repository locks left by processes that died.
+    Unlock(UnlockArgs),
 }
 
 /// Kinds of object store, as `influxdb3 serve --object-store` names them.
@@ -284,4 +288,51 @@ pub struct RestoreArgs {
     #[command(flatten)]
     /// Transfer tuning.
     pub transfer: TransferArgs,
+}
+
+/// `prune`.
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    /// Repository.
+    pub repo: RepoArgs,
+    /// Keep the N newest backups (of each node).
+    #[arg(long, default_value_t = 0)]
+    pub keep_last: u32,
+    /// Keep the newest backup of each of the last N hours.
+    #[arg(long, default_value_t = 0)]
+    pub keep_hourly: u32,
+    /// Keep the newest backup of each of the last N days (UTC).
+    #[arg(long, default_value_t = 0)]
+    pub keep_daily: u32,
+    /// Keep the newest backup of each of the last N ISO weeks.
+    #[arg(long, default_value_t = 0)]
+    pub keep_weekly: u32,
+    /// Keep the newest backup of each of the last N months.
+    #[arg(long, default_value_t = 0)]
+    pub keep_monthly: u32,
+    /// Keep the newest backup of each of the last N years.
+    #[arg(long, default_value_t = 0)]
+    pub keep_yearly: u32,
+    /// Keep every backup taken within this duration before the newest one (e.g. `48h`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub keep_within: Option<std::time::Duration>,
+    /// Unreferenced blobs younger than this are kept (they may belong to a backup in progress).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub gc_grace: std::time::Duration,
+    /// Print the plan (which backups are kept, by which rule) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `unlock`.
+#[derive(Debug, Clone, Args)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    /// Repository.
+    pub repo: RepoArgs,
+    /// Remove only locks whose holder stopped refreshing them (30 minutes); without it, every
+    /// lock is removed: make sure no other influxdb3-backup process uses the repository.
+    #[arg(long)]
+    pub stale_only: bool,
 }

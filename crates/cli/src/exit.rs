@@ -14,6 +14,8 @@ pub const USAGE: u8 = 2;
 pub const FINDINGS: u8 = 3;
 /// Repository missing, foreign, or of a newer format.
 pub const REPOSITORY: u8 = 10;
+/// The repository is locked by another process (see `unlock`).
+pub const LOCKED: u8 = 11;
 /// Verification failed: a blob is missing or corrupt, or a backup breaks a consistency rule.
 pub const VERIFY_FAILED: u8 = 12;
 /// The source is not an InfluxDB 3 node (wrong node id, empty or foreign directory).
@@ -76,6 +78,7 @@ pub fn code_of(error: &anyhow::Error) -> u8 {
                 | ib3_repo::Error::UnsupportedVersion { .. }
                 | ib3_repo::Error::NoSuchBackup { .. } => REPOSITORY,
                 ib3_repo::Error::Corrupt { .. } => VERIFY_FAILED,
+                ib3_repo::Error::Locked { .. } => LOCKED,
                 _ => FAILURE,
             };
         }

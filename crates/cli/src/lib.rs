@@ -80,7 +80,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
                     Failure::new(USAGE, "--chown applies to a `file` object store only").into(),
                 );
             }
-            let report = ops::restore::restore(ops::restore::RestoreOptions {
+            let lock = repo
+                .lock(ib3_repo::lock::LockKind::Shared, "restore")
+                .await?;
+            let result = ops::restore::restore(ops::restore::RestoreOptions {
                 repo: (repo.store().clone(), repo.location().to_string()),
                 manifest,
                 record,
@@ -92,8 +95,29 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 concurrency: args.transfer.concurrency as usize,
                 bar,
             })
-            .await?;
+            .await;
+            let released = lock.release().await;
+            let report = result?;
+            released?;
             output::restore(&report, json)
+        }
+        Command::Prune(args) => {
+            let repo = open_repo(&args.repo.repo).await?;
+            let policy = ib3_repo::retention::KeepPolicy {
+                last: args.keep_last,
+                hourly: args.keep_hourly,
+                daily: args.keep_daily,
+                weekly: args.keep_weekly,
+                monthly: args.keep_monthly,
+                yearly: args.keep_yearly,
+                within: args.keep_within,
+            };
+            let report = ops::prune::prune(&repo, &policy, args.gc_grace, args.dry_run).await?;
+            output::prune(&report, json)
+        }
+        Command::Unlock(args) => {
+            let repo = open_repo(&args.repo.repo).await?;
+            output::unlock(&ops::unlock::unlock(&repo, args.stale_only).await?, json)
         }
     }
 }

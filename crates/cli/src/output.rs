@@ -4,7 +4,9 @@
 use crate::exit::{FINDINGS, OK, VERIFY_FAILED};
 use crate::ops::create::CreateReport;
 use crate::ops::list::ListReport;
+use crate::ops::prune::PruneReport;
 use crate::ops::restore::RestoreReport;
+use crate::ops::unlock::UnlockReport;
 use crate::ops::verify::VerifyReport;
 use anyhow::Result;
 use ib3_influx::inspect::Inspection;
@@ -337,6 +339,56 @@ pub fn restore(r: &RestoreReport, json: bool) -> Result<u8> {
             human_bytes(r.bytes_written),
             r.objects_verified,
             r.duration_seconds
+        );
+    }
+    Ok(OK)
+}
+
+/// `prune`.
+pub fn prune(r: &PruneReport, json: bool) -> Result<u8> {
+    if json {
+        print_json(r)?;
+        return Ok(OK);
+    }
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    let mut group = "";
+    for d in &r.decisions {
+        if d.group != group {
+            println!("{}:", d.group);
+            group = &d.group;
+        }
+        if d.keep {
+            println!("  keep   {}  ({})", d.id, d.reasons.join(", "));
+        } else {
+            println!("  remove {}", d.id);
+        }
+    }
+    let gc = &r.gc;
+    println!(
+        "{verb} {} backups and {} unreferenced blobs ({}); {} younger unreferenced blobs kept for the grace period; repository {} -> {}",
+        gc.remove_backups.len(),
+        gc.remove_blobs.len(),
+        human_bytes(gc.bytes_freed),
+        gc.blobs_in_grace,
+        human_bytes(gc.bytes_before),
+        human_bytes(gc.bytes_before - gc.bytes_freed)
+    );
+    Ok(OK)
+}
+
+/// `unlock`.
+pub fn unlock(r: &UnlockReport, json: bool) -> Result<u8> {
+    if json {
+        print_json(r)?;
+        return Ok(OK);
+    }
+    if r.removed.is_empty() {
+        println!("no lock removed from {}", r.repository);
+    }
+    for l in &r.removed {
+        println!(
+            "removed {:?} lock of `{}` (pid {} on {})",
+            l.kind, l.command, l.pid, l.host
         );
     }
     Ok(OK)

@@ -18,6 +18,7 @@ use ib3_influx::cut::{
 };
 use ib3_influx::path::{ObjectClass, Phase};
 use ib3_influx::rules::{Finding, Severity};
+use ib3_repo::lock::LockKind;
 use ib3_repo::manifest::Summary;
 use ib3_repo::{layout, BackupId, BlobId, BlobIndex, Entry, Manifest, Repository};
 use ib3_transfer::{copy_content_addressed, for_each_bounded, read_hashed, CopyOptions};
@@ -288,10 +289,54 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
     let (repo_store, repo_location) = options.repo;
     let (repo, repository_created) =
         Repository::open_or_init(repo_store, repo_location.clone(), &tool_version()).await?;
+    // Shared: other creates may run; a prune (exclusive) may not delete blobs under us.
+    let lock = repo.lock(LockKind::Shared, "create").await?;
+    let result = capture_and_commit(
+        &repo,
+        options.source,
+        options.concurrency,
+        options.max_replans,
+        options.allow_inconsistent,
+        options.bar,
+        started_at,
+    )
+    .await;
+    let released = lock.release().await;
+    let (manifest, cut, reused) = result?;
+    released?;
+    let summary = &manifest.summary;
+    let record: SourceRecord = serde_json::from_value(manifest.source.clone())?;
+    Ok(CreateReport {
+        backup_id: manifest.id.to_string(),
+        repository: repo_location,
+        repository_created,
+        source: record,
+        entries: summary.entries,
+        bytes: summary.bytes,
+        bytes_read: summary.bytes_read,
+        bytes_uploaded: summary.bytes_uploaded,
+        blobs_uploaded: summary.blobs_uploaded,
+        entries_reused: reused,
+        replans: cut.replans,
+        duration_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Capture the cut into the repository and commit its manifest; returns the manifest, the cut
+/// and the number of entries reused unread.
+async fn capture_and_commit(
+    repo: &Repository,
+    source: NodeStore,
+    concurrency: usize,
+    max_replans: u32,
+    allow_inconsistent: bool,
+    bar: Bar,
+    started_at: SystemTime,
+) -> Result<(Manifest, CutReport, u64)> {
     let index = repo.blob_index().await?;
-    let previous = previous_entries(&repo, &options.source).await?;
+    let previous = previous_entries(repo, &source).await?;
     let mut capture = RepoCapture {
-        source: options.source.node.clone(),
+        source: source.node.clone(),
         repo: repo.clone(),
         index: Mutex::new(index),
         previous,
@@ -299,25 +344,24 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
         cache: Mutex::new(HashMap::new()),
         wal_findings: Mutex::new(Vec::new()),
         stats: Stats::default(),
-        concurrency: options.concurrency,
+        concurrency,
         copy: CopyOptions::default(),
-        bar: options.bar.clone(),
+        bar: bar.clone(),
     };
     let cut_options = CutOptions {
-        node_prefix: options.source.node_id.clone(),
-        max_replans: options.max_replans,
-        allow_inconsistent: options.allow_inconsistent,
+        node_prefix: source.node_id.clone(),
+        max_replans,
+        allow_inconsistent,
     };
-    let cut =
-        match take_consistent_cut(options.source.node.as_ref(), &mut capture, &cut_options).await {
-            Err(ib3_influx::Error::NotANode { message }) => {
-                return Err(not_a_node(&options.source, message).await)
-            }
-            other => other?,
-        };
-    options.bar.finish();
+    let cut = match take_consistent_cut(source.node.as_ref(), &mut capture, &cut_options).await {
+        Err(ib3_influx::Error::NotANode { message }) => {
+            return Err(not_a_node(&source, message).await)
+        }
+        other => other?,
+    };
+    bar.finish();
     let entries = manifest_entries(&cut, &capture)?;
-    let record = source_record(&options.source, &cut, lock(&capture.wal_findings).clone());
+    let record = source_record(&source, &cut, lock(&capture.wal_findings).clone());
     let stats = &capture.stats;
     let summary = Summary {
         entries: entries.len() as u64,
@@ -333,25 +377,12 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
         finished_at: now_rfc3339(),
         source: serde_json::to_value(&record)?,
-        summary: summary.clone(),
+        summary,
         entries,
     };
     // The commit point: every blob above is stored; a backup exists once this succeeds.
     repo.write_manifest(&manifest).await?;
-    Ok(CreateReport {
-        backup_id: manifest.id.to_string(),
-        repository: repo_location,
-        repository_created,
-        source: record,
-        entries: summary.entries,
-        bytes: summary.bytes,
-        bytes_read: summary.bytes_read,
-        bytes_uploaded: summary.bytes_uploaded,
-        blobs_uploaded: summary.blobs_uploaded,
-        entries_reused: stats.reused.load(Ordering::Relaxed),
-        replans: cut.replans,
-        duration_seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok((manifest, cut, stats.reused.load(Ordering::Relaxed)))
 }
 
 /// Entries of the newest backup of the same node and store location, by path.

@@ -5,8 +5,10 @@
 pub mod create;
 pub mod inspect;
 pub mod list;
+pub mod prune;
 pub mod record;
 pub mod restore;
+pub mod unlock;
 pub mod verify;
 
 /// Tool name and version, as recorded in repositories and manifests.

@@ -84,6 +84,18 @@ impl Reader for ManifestReader<'_> {
 
 /// Run `verify`.
 pub async fn verify(options: VerifyOptions) -> Result<VerifyReport> {
+    let lock = options
+        .repo
+        .lock(ib3_repo::lock::LockKind::Shared, "verify")
+        .await?;
+    let result = verify_locked(&options).await;
+    let released = lock.release().await;
+    let report = result?;
+    released?;
+    Ok(report)
+}
+
+async fn verify_locked(options: &VerifyOptions) -> Result<VerifyReport> {
     let ids = match &options.backup {
         Some(spec) => vec![options.repo.resolve(spec).await?],
         None => options.repo.list_backups().await?,
@@ -92,7 +104,7 @@ pub async fn verify(options: VerifyOptions) -> Result<VerifyReport> {
     let mut backups = Vec::new();
     for id in ids {
         let manifest = options.repo.load_manifest(&id).await?;
-        backups.push(verify_one(&options, &index, &manifest).await?);
+        backups.push(verify_one(options, &index, &manifest).await?);
     }
     options.bar.finish();
     Ok(VerifyReport {

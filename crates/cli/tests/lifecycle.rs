@@ -1,0 +1,276 @@
+//! Repository lifecycle: retention (`prune --keep-*`, `--dry-run`), garbage collection (the
+//! repository shrinks by exactly what the removed backups alone held, and every remaining backup
+//! still verifies with `--read-data`), and locks (`prune` is exclusive, a live lock refuses,
+//! a stale one does not, `unlock`).
+//!
+//! Run: `cargo test -p influxdb3-backup --test lifecycle`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+fn create(data: &Path, repo: &Path) -> serde_json::Value {
+    run(&[
+        "create",
+        "--json",
+        "--data-dir",
+        s(data),
+        "--node-id",
+        "node0",
+        "--repo",
+        s(repo),
+    ])
+    .ok()
+    .json()
+}
+
+/// Blob id → stored size, read from the repository directory.
+fn blobs(repo: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for fan in std::fs::read_dir(repo.join("blobs")).unwrap() {
+        for blob in std::fs::read_dir(fan.unwrap().path()).unwrap() {
+            let blob = blob.unwrap();
+            out.insert(
+                blob.file_name().to_string_lossy().into_owned(),
+                blob.metadata().unwrap().len(),
+            );
+        }
+    }
+    out
+}
+
+fn manifest_blobs(repo: &Path, id: &str) -> BTreeSet<String> {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join(format!("manifests/{id}.json"))).unwrap())
+            .unwrap();
+    manifest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["blob"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn prune_keeps_by_policy_and_collects_exactly_what_removed_backups_alone_held() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_fixture("core-3.10.0-basic", &data);
+    let repo = tmp.path().join("repo");
+    let node = data.join("node0");
+
+    // Three backups; between them the "server" removes old Parquet files (retention) and adds new
+    // ones, so each backup holds blobs of its own.
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        if round > 0 {
+            let parquet = node.join(format!("dbs/9/9/2030-01-0{round}/00-00/0000000001.parquet"));
+            std::fs::create_dir_all(parquet.parent().unwrap()).unwrap();
+            std::fs::write(&parquet, format!("unreferenced parquet of round {round}")).unwrap();
+            if round == 2 {
+                std::fs::remove_file(node.join("dbs/9/9/2030-01-01/00-00/0000000001.parquet"))
+                    .unwrap();
+            }
+        }
+        ids.push(
+            create(&data, &repo)["backup_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let before = blobs(&repo);
+
+    // Without a rule prune refuses; a dry run changes nothing and gives its reasons.
+    assert_eq!(run(&["prune", "--repo", s(&repo)]).code, 2);
+    let plan = run(&[
+        "prune",
+        "--json",
+        "--dry-run",
+        "--keep-last",
+        "1",
+        "--gc-grace",
+        "0s",
+        "--repo",
+        s(&repo),
+    ])
+    .ok()
+    .json();
+    assert_eq!(plan["dry_run"], true);
+    let decisions = plan["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 3);
+    assert_eq!(
+        decisions[0]["backup_id"]
+            .as_str()
+            .or(decisions[0]["id"].as_str()),
+        Some(ids[2].as_str())
+    );
+    assert_eq!(decisions[0]["reasons"][0], "last");
+    assert_eq!(blobs(&repo), before, "dry run deleted nothing");
+    assert_eq!(
+        run(&["list", "--json", "--repo", s(&repo)]).ok().json()["backups"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // Keep the newest only: what ids[0] and ids[1] alone held goes.
+    let kept = manifest_blobs(&repo, &ids[2]);
+    let alone: u64 = manifest_blobs(&repo, &ids[0])
+        .union(&manifest_blobs(&repo, &ids[1]))
+        .filter(|b| !kept.contains(*b))
+        .map(|b| before[b])
+        .sum();
+    assert!(alone > 0, "the test must remove something");
+    let report = run(&[
+        "prune",
+        "--json",
+        "--keep-last",
+        "1",
+        "--gc-grace",
+        "0s",
+        "--repo",
+        s(&repo),
+    ])
+    .ok()
+    .json();
+    assert_eq!(report["gc"]["bytes_freed"].as_u64().unwrap(), alone);
+    let after = blobs(&repo);
+    assert_eq!(
+        before.values().sum::<u64>() - after.values().sum::<u64>(),
+        alone
+    );
+    let listed = run(&["list", "--json", "--repo", s(&repo)]).ok().json();
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["backups"][0]["backup_id"], ids[2].as_str());
+    run(&["verify", "--read-data", "--repo", s(&repo)]).ok();
+    // The kept backup still restores byte for byte.
+    let restored = tmp.path().join("restored");
+    run(&["restore", "--repo", s(&repo), "--data-dir", s(&restored)]).ok();
+    assert_eq!(tree(&restored.join("node0")), tree(&node));
+}
+
+#[test]
+fn grace_period_protects_young_unreferenced_blobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    create(&data_dir("core-3.10.0-wal-only"), &repo);
+    create(&data_dir("core-3.9.6-wal-only"), &repo);
+    // Both backups are of node0 but of different data dirs: two groups, --keep-last 1 keeps both.
+    let report = run(&["prune", "--json", "--keep-last", "1", "--repo", s(&repo)])
+        .ok()
+        .json();
+    assert_eq!(report["gc"]["remove_backups"].as_array().unwrap().len(), 0);
+    // A blob a crashed create left (no manifest) survives a prune inside the grace period.
+    let id = blake3::hash(b"orphan").to_hex().to_string();
+    let orphan = repo.join(format!("blobs/{}/{id}", &id[..2]));
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"orphan").unwrap();
+    let report = run(&[
+        "prune",
+        "--json",
+        "--keep-last",
+        "1",
+        "--gc-grace",
+        "1h",
+        "--repo",
+        s(&repo),
+    ])
+    .ok()
+    .json();
+    assert_eq!(report["gc"]["blobs_in_grace"], 1);
+    assert!(orphan.exists());
+    run(&[
+        "prune",
+        "--keep-last",
+        "1",
+        "--gc-grace",
+        "0s",
+        "--repo",
+        s(&repo),
+    ])
+    .ok();
+    assert!(!orphan.exists());
+}
+
+fn write_lock(repo: &Path, id: &str, kind: &str, refreshed_secs_ago: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::create_dir_all(repo.join("locks")).unwrap();
+    let lock = serde_json::json!({
+        "id": id, "kind": kind, "command": "prune", "host": "elsewhere", "pid": 4242,
+        "created": now - refreshed_secs_ago, "refreshed": now - refreshed_secs_ago,
+    });
+    std::fs::write(
+        repo.join(format!("locks/{id}.json")),
+        serde_json::to_vec(&lock).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn live_exclusive_lock_refuses_stale_one_does_not_and_unlock_clears() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let data = data_dir("core-3.10.0-wal-only");
+    create(&data, &repo);
+
+    write_lock(&repo, "stale", "exclusive", 3 * 3600);
+    create(&data, &repo);
+
+    write_lock(&repo, "live", "exclusive", 5);
+    let out = run(&[
+        "create",
+        "--data-dir",
+        s(&data),
+        "--node-id",
+        "node0",
+        "--repo",
+        s(&repo),
+    ]);
+    assert_eq!(out.code, 11, "{out:?}");
+    assert!(
+        out.stderr.contains("locked") && out.stderr.contains("`prune` by pid 4242"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(run(&["verify", "--repo", s(&repo)]).code, 11);
+    assert_eq!(
+        run(&["prune", "--keep-last", "1", "--repo", s(&repo)]).code,
+        11
+    );
+
+    let removed = run(&["unlock", "--json", "--stale-only", "--repo", s(&repo)])
+        .ok()
+        .json();
+    assert_eq!(removed["removed"].as_array().unwrap().len(), 1);
+    assert_eq!(removed["removed"][0]["id"], "stale");
+    assert_eq!(
+        run(&["verify", "--repo", s(&repo)]).code,
+        11,
+        "the live lock is still there"
+    );
+    run(&["unlock", "--repo", s(&repo)]).ok();
+    run(&["verify", "--repo", s(&repo)]).ok();
+    assert_eq!(
+        std::fs::read_dir(repo.join("locks"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "commands release their locks"
+    );
+
+    // A shared lock (a running create) blocks prune but not another create.
+    write_lock(&repo, "creating", "shared", 5);
+    create(&data, &repo);
+    assert_eq!(
+        run(&["prune", "--keep-last", "1", "--repo", s(&repo)]).code,
+        11
+    );
+}
