@@ -218,6 +218,10 @@ pub struct CreateArgs {
     /// Re-plans allowed when the server snapshots during the backup.
     #[arg(long, default_value_t = 10)]
     pub max_replans: u32,
+    /// zstd level for WAL, snapshot and catalog files (Parquet is stored as is: it is ZSTD
+    /// inside already); 0 stores everything uncompressed.
+    #[arg(long, env = "INFLUXDB3_BACKUP_COMPRESSION_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=22))]
+    pub compression_level: i32,
     /// Write the backup even if the source breaks a consistency rule (a damaged node); the
     /// manifest records every finding and `verify` reports them.
     #[arg(long)]

@@ -31,6 +31,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 concurrency: args.transfer.concurrency as usize,
                 max_replans: args.max_replans,
                 allow_inconsistent: args.allow_inconsistent,
+                compression: (args.compression_level > 0).then_some(args.compression_level),
                 bar,
             })
             .await?;

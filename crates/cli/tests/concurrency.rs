@@ -42,7 +42,6 @@ use influxdb3_backup::progress::Bar;
 use influxdb3_backup::stores::{open_node, NodeStore};
 use object_store::local::LocalFileSystem;
 use object_store::ObjectStore;
-use object_store::ObjectStoreExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -312,6 +311,7 @@ async fn run_create(
         concurrency,
         max_replans: 10,
         allow_inconsistent: false,
+        compression: Some(3),
         bar: Bar::new(false),
     })
     .await;
@@ -503,9 +503,13 @@ fn snapshot_key(seq: u64) -> String {
     format!("snapshots/{:020}.info.json", u64::MAX - seq)
 }
 
+/// The plaintext of an entry's blob.
 async fn blob(repo: &Repository, entry: &Entry) -> bytes::Bytes {
-    let key = ib3_repo::layout::blob_key(&entry.blob);
-    repo.store().get(&key).await.unwrap().bytes().await.unwrap()
+    let key = ib3_repo::layout::blob_key(&entry.blob, entry.encoding);
+    let compressed = entry.encoding == ib3_repo::Encoding::Zstd;
+    ib3_transfer::read_plain(repo.store().as_ref(), &key, compressed)
+        .await
+        .unwrap()
 }
 
 /// The snapshot files in the backup, parsed as plain JSON, by sequence number.

@@ -104,6 +104,42 @@ fn consistent_point_of_the_basic_fixture() {
         created["bytes_uploaded"], created["bytes"],
         "first backup uploads everything"
     );
+    // WAL, snapshot and catalog files are stored compressed, Parquet as is.
+    let stored = created["bytes_stored"].as_u64().unwrap();
+    assert!(stored < created["bytes"].as_u64().unwrap(), "{created:#}");
+    assert!(created["compression_ratio"].as_f64().unwrap() > 1.0);
+    let manifest_path = repo
+        .join("manifests")
+        .join(format!("{}.json", created["backup_id"].as_str().unwrap()));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
+    for entry in manifest["entries"].as_array().unwrap() {
+        let class = entry["class"].as_str().unwrap();
+        let encoding = entry["encoding"].as_str().unwrap_or("raw");
+        if class == "parquet" {
+            assert_eq!(encoding, "raw", "{entry}");
+        }
+        if class == "snapshot" {
+            assert_eq!(encoding, "zstd", "{entry}");
+        }
+    }
+    // --compression-level 0 stores everything as is.
+    let plain_repo = tmp.path().join("plain");
+    let plain = run(&[
+        "create",
+        "--json",
+        "--compression-level",
+        "0",
+        "--data-dir",
+        s(&data_dir("core-3.10.0-basic")),
+        "--node-id",
+        "node0",
+        "--repo",
+        s(&plain_repo),
+    ])
+    .ok()
+    .json();
+    assert_eq!(plain["bytes_stored"], plain["bytes"]);
 }
 
 #[test]

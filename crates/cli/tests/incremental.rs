@@ -33,6 +33,7 @@ async fn counted_create(data: &Path, repo: &Path) -> (CreateReport, Arc<Counting
         concurrency: 4,
         max_replans: 3,
         allow_inconsistent: false,
+        compression: Some(3),
         bar: Bar::new(false),
     })
     .await

@@ -7,7 +7,8 @@
 //! against runs whose lock expired). Manifests are deleted first, then blobs, then stale staging
 //! objects.
 
-use crate::{layout, BackupId, BlobId, Error, Repository, Result};
+use crate::layout::{self, Encoding};
+use crate::{BackupId, BlobId, Error, Repository, Result};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
@@ -20,8 +21,8 @@ use std::time::{Duration, SystemTime};
 pub struct GcPlan {
     /// Manifests to delete (the backups `prune` removes).
     pub remove_backups: Vec<BackupId>,
-    /// Blobs to delete: unreferenced and older than the grace period.
-    pub remove_blobs: Vec<(BlobId, u64)>,
+    /// Blobs to delete (id, encoding, stored size): unreferenced and older than the grace period.
+    pub remove_blobs: Vec<(BlobId, Encoding, u64)>,
     /// Unreferenced blobs kept because they are younger than the grace period.
     pub blobs_in_grace: u64,
     /// Staging objects to delete (older than the grace period).
@@ -54,7 +55,7 @@ pub async fn plan_gc(
     now: SystemTime,
 ) -> Result<GcPlan> {
     let removing: HashSet<&BackupId> = remove.iter().collect();
-    let mut live: HashSet<BlobId> = HashSet::new();
+    let mut live: HashSet<(BlobId, Encoding)> = HashSet::new();
     for id in repo.list_backups().await? {
         if removing.contains(&id) {
             continue;
@@ -64,7 +65,7 @@ pub async fn plan_gc(
                 .await?
                 .entries
                 .iter()
-                .map(|e| e.blob),
+                .map(|e| (e.blob, e.encoding)),
         );
     }
     let mut plan = GcPlan {
@@ -73,15 +74,15 @@ pub async fn plan_gc(
     };
     for meta in list_metas(repo, layout::BLOBS).await? {
         plan.bytes_before += meta.size;
-        let Some(id) = layout::blob_id_of(&meta.location) else {
+        let Some(blob) = layout::blob_id_of(&meta.location) else {
             continue;
         };
-        if live.contains(&id) {
+        if live.contains(&blob) {
             continue;
         }
         if older_than(&meta, grace, now) {
             plan.bytes_freed += meta.size;
-            plan.remove_blobs.push((id, meta.size));
+            plan.remove_blobs.push((blob.0, blob.1, meta.size));
         } else {
             plan.blobs_in_grace += 1;
         }
@@ -100,8 +101,8 @@ impl GcPlan {
         for id in &self.remove_backups {
             delete(repo, &layout::manifest_key(id)).await?;
         }
-        for (id, _) in &self.remove_blobs {
-            delete(repo, &layout::blob_key(id)).await?;
+        for (id, encoding, _) in &self.remove_blobs {
+            delete(repo, &layout::blob_key(id, *encoding)).await?;
         }
         for key in &self.remove_staging {
             delete(repo, &Path::from(key.as_str())).await?;
@@ -132,13 +133,17 @@ mod tests {
         for (i, content) in blobs.iter().enumerate() {
             let id = BlobId::of(content);
             repo.store()
-                .put(&layout::blob_key(&id), PutPayload::from(content.to_vec()))
+                .put(
+                    &layout::blob_key(&id, Encoding::Raw),
+                    PutPayload::from(content.to_vec()),
+                )
                 .await
                 .unwrap();
             entries.push(Entry {
                 path: format!("f{i}"),
                 size: content.len() as u64,
                 blob: id,
+                encoding: Encoding::Raw,
                 class: "x".into(),
             });
         }
@@ -196,7 +201,10 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(plan.remove_blobs, vec![(BlobId::of(b"only-old"), 8)]);
+        assert_eq!(
+            plan.remove_blobs,
+            vec![(BlobId::of(b"only-old"), Encoding::Raw, 8)]
+        );
         assert_eq!(plan.bytes_freed, 8);
         assert_eq!(plan.remove_staging, ["staging/abc"]);
         plan.execute(&repo).await.unwrap();

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! config                                  repository config (create-only)
-//! blobs/<2 hex>/<64 hex>                  content, named by BLAKE3 of the bytes
+//! blobs/<2 hex>/<64 hex>[.zst]            content, named by BLAKE3 of the plaintext;
+//!                                         `.zst`: stored zstd-compressed
 //! manifests/<backup id>.json              one per backup, create-only, written last
 //! staging/<random>                        in-flight streamed uploads, renamed into blobs/
 //! locks/<random>.json                     shared and exclusive locks
@@ -12,6 +13,27 @@
 
 use crate::{BackupId, BlobId};
 use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+/// How a blob's bytes are stored. The key says it, so a reader never guesses.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// The plaintext as is (e.g. Parquet, already compressed).
+    #[default]
+    Raw,
+    /// A zstd frame of the plaintext (`.zst` key suffix).
+    Zstd,
+}
+
+impl Encoding {
+    /// Whether this is [`Encoding::Raw`] (serde skips the default).
+    pub fn is_raw(&self) -> bool {
+        *self == Encoding::Raw
+    }
+}
 
 /// Key of the repository config.
 pub const CONFIG: &str = "config";
@@ -24,21 +46,31 @@ pub const STAGING: &str = "staging";
 /// Prefix of locks.
 pub const LOCKS: &str = "locks";
 
-/// Key of a blob: `blobs/ab/abcdef…`.
-pub fn blob_key(id: &BlobId) -> Path {
+/// Key of a blob: `blobs/ab/abcdef…` (raw) or `blobs/ab/abcdef….zst`.
+pub fn blob_key(id: &BlobId, encoding: Encoding) -> Path {
     let hex = id.to_hex();
-    Path::from(format!("{BLOBS}/{}/{hex}", &hex[..2]))
+    let suffix = match encoding {
+        Encoding::Raw => "",
+        Encoding::Zstd => ".zst",
+    };
+    Path::from(format!("{BLOBS}/{}/{hex}{suffix}", &hex[..2]))
 }
 
-/// Parse a blob key back into its id (`None` for anything else under `blobs/`).
-pub fn blob_id_of(key: &Path) -> Option<BlobId> {
+/// Parse a blob key back into its id and encoding (`None` for anything else under `blobs/`).
+pub fn blob_id_of(key: &Path) -> Option<(BlobId, Encoding)> {
     let mut parts = key.parts();
     let (top, fan, name) = (parts.next()?, parts.next()?, parts.next()?);
     if top.as_ref() != BLOBS || parts.next().is_some() {
         return None;
     }
-    let id: BlobId = name.as_ref().parse().ok()?;
-    id.to_hex().starts_with(fan.as_ref()).then_some(id)
+    let (hex, encoding) = match name.as_ref().strip_suffix(".zst") {
+        Some(hex) => (hex, Encoding::Zstd),
+        None => (name.as_ref(), Encoding::Raw),
+    };
+    let id: BlobId = hex.parse().ok()?;
+    id.to_hex()
+        .starts_with(fan.as_ref())
+        .then_some((id, encoding))
 }
 
 /// Key of a manifest.
@@ -71,11 +103,14 @@ mod tests {
     #[test]
     fn keys_round_trip() {
         let id = BlobId::of(b"x");
-        let key = blob_key(&id);
+        let key = blob_key(&id, Encoding::Raw);
         assert!(key
             .as_ref()
             .starts_with(&format!("blobs/{}/", &id.to_hex()[..2])));
-        assert_eq!(blob_id_of(&key), Some(id));
+        assert_eq!(blob_id_of(&key), Some((id, Encoding::Raw)));
+        let zst = blob_key(&id, Encoding::Zstd);
+        assert!(zst.as_ref().ends_with(".zst"));
+        assert_eq!(blob_id_of(&zst), Some((id, Encoding::Zstd)));
         assert_eq!(blob_id_of(&Path::from("blobs/00/abc")), None);
         let backup: BackupId = "20261125T094418.123Z-0123abcd".parse().unwrap();
         assert_eq!(backup_id_of(&manifest_key(&backup)), Some(backup));

@@ -25,5 +25,6 @@ pub mod retention;
 
 pub use error::{Error, Result};
 pub use id::{BackupId, BlobId};
+pub use layout::Encoding;
 pub use manifest::{Entry, Manifest};
 pub use repository::{BlobIndex, Repository};

@@ -2,6 +2,7 @@
 //! manifest exists; the manifest is written after every blob it references, with create-only
 //! semantics, so a crashed or concurrent run can never leave a half-written backup visible.
 
+use crate::layout::Encoding;
 use crate::{BackupId, BlobId};
 use serde::{Deserialize, Serialize};
 
@@ -12,8 +13,11 @@ pub struct Entry {
     pub path: String,
     /// Size in bytes.
     pub size: u64,
-    /// Blob holding the content.
+    /// Blob holding the content (BLAKE3 of the plaintext).
     pub blob: BlobId,
+    /// How the blob is stored (absent: raw).
+    #[serde(default, skip_serializing_if = "Encoding::is_raw")]
+    pub encoding: Encoding,
     /// Opaque class label chosen by the source (e.g. `parquet`, `wal`).
     pub class: String,
 }
@@ -31,6 +35,9 @@ pub struct Summary {
     pub bytes_uploaded: u64,
     /// New blobs written by this run.
     pub blobs_uploaded: u64,
+    /// Bytes those new blobs take in the repository (after compression).
+    #[serde(default)]
+    pub bytes_stored: u64,
 }
 
 /// The manifest of one backup.
@@ -105,6 +112,7 @@ mod tests {
             path: p.into(),
             size: 1,
             blob: BlobId::of(b"x"),
+            encoding: Encoding::Raw,
             class: "x".into(),
         };
         let mut manifest = Manifest {

@@ -2,7 +2,7 @@
 //! committing a manifest, and the index of blobs present.
 
 use crate::config::{RepoConfig, FORMAT_VERSION};
-use crate::layout;
+use crate::layout::{self, Encoding};
 use crate::{BackupId, BlobId, Error, Manifest, Result};
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -18,26 +18,35 @@ pub struct Repository {
     config: RepoConfig,
 }
 
-/// The blobs present in a repository: id → stored size. Built from one listing of `blobs/`.
+/// The blobs present in a repository: (id, encoding) → stored size. Built from one listing of
+/// `blobs/`. The same content may be stored in both encodings (written by runs with different
+/// compression settings).
 #[derive(Debug, Clone, Default)]
 pub struct BlobIndex {
-    sizes: HashMap<BlobId, u64>,
+    sizes: HashMap<(BlobId, Encoding), u64>,
 }
 
 impl BlobIndex {
-    /// Whether the blob is present.
-    pub fn contains(&self, id: &BlobId) -> bool {
-        self.sizes.contains_key(id)
+    /// An encoding in which the content is present, if any (raw preferred).
+    pub fn find(&self, id: &BlobId) -> Option<Encoding> {
+        [Encoding::Raw, Encoding::Zstd]
+            .into_iter()
+            .find(|e| self.sizes.contains_key(&(*id, *e)))
     }
 
-    /// Stored size of a blob.
-    pub fn size(&self, id: &BlobId) -> Option<u64> {
-        self.sizes.get(id).copied()
+    /// Whether the content is present in any encoding.
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.find(id).is_some()
+    }
+
+    /// Stored size of a blob in an encoding.
+    pub fn size(&self, id: &BlobId, encoding: Encoding) -> Option<u64> {
+        self.sizes.get(&(*id, encoding)).copied()
     }
 
     /// Record a blob written after the listing.
-    pub fn insert(&mut self, id: BlobId, size: u64) {
-        self.sizes.insert(id, size);
+    pub fn insert(&mut self, id: BlobId, encoding: Encoding, size: u64) {
+        self.sizes.insert((id, encoding), size);
     }
 
     /// Number of blobs.
@@ -143,8 +152,8 @@ impl Repository {
             .await
             .map_err(|e| Error::store(&prefix, e))?
         {
-            if let Some(id) = layout::blob_id_of(&meta.location) {
-                index.insert(id, meta.size);
+            if let Some((id, encoding)) = layout::blob_id_of(&meta.location) {
+                index.insert(id, encoding, meta.size);
             }
         }
         Ok(index)

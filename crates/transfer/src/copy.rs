@@ -1,6 +1,7 @@
 //! Single-object copies: whole reads for small objects, streaming multipart uploads for large
 //! ones, BLAKE3 computed on the bytes as they pass, whole-object retries for transient failures.
 
+use crate::codec::{compress, decompress, Codec, Coder};
 use crate::{Error, Progress, Result};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -33,24 +34,31 @@ impl Default for CopyOptions {
     }
 }
 
-/// The result of a copy: the size and BLAKE3 hash of the bytes that went through.
+/// The result of a copy: size and BLAKE3 hash of the **plaintext** that went through, and the
+/// bytes written to the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Copied {
-    /// Bytes copied.
+    /// Plaintext bytes.
     pub size: u64,
-    /// BLAKE3 of the bytes copied.
+    /// BLAKE3 of the plaintext.
     pub hash: blake3::Hash,
+    /// Bytes written (after compression, if any).
+    pub stored: u64,
 }
 
 /// The result of a content-addressed copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CasCopy {
-    /// Bytes read from the source.
+    /// Plaintext bytes read from the source.
     pub size: u64,
-    /// BLAKE3 of the content, which names it at the destination.
+    /// BLAKE3 of the plaintext, which names it at the destination.
     pub hash: blake3::Hash,
     /// Whether the content was written (false: the destination already held it).
     pub uploaded: bool,
+    /// Whether what was written is zstd-compressed.
+    pub compressed: bool,
+    /// Bytes written (0 when not uploaded).
+    pub stored: u64,
 }
 
 /// Retry `attempt` while its error is transient, with exponential backoff.
@@ -83,6 +91,13 @@ fn check_size(key: &Path, expected: Option<u64>, actual: u64) -> Result<()> {
     }
 }
 
+fn codec_error(key: &Path, e: std::io::Error) -> Error {
+    Error::Codec {
+        key: key.to_string(),
+        reason: e.to_string(),
+    }
+}
+
 /// Read a whole object and hash it; `expected` size is checked when given.
 pub async fn read_hashed(
     store: &dyn ObjectStore,
@@ -100,55 +115,81 @@ pub async fn read_hashed(
     .await
 }
 
-/// Stream an object and hash it without keeping it in memory.
+/// Read a whole object, decompressing it when `compressed`.
+pub async fn read_plain(store: &dyn ObjectStore, key: &Path, compressed: bool) -> Result<Bytes> {
+    let (bytes, _) = read_hashed(store, key, None, &crate::NoProgress).await?;
+    if compressed {
+        Ok(decompress(&bytes).map_err(|e| codec_error(key, e))?.into())
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// Stream an object through `codec` (identity or decompression) and hash the plaintext without
+/// keeping it in memory.
 pub async fn hash_object(
     store: &dyn ObjectStore,
     key: &Path,
+    codec: Codec,
     progress: &dyn Progress,
 ) -> Result<Copied> {
     with_retries(CopyOptions::default().retries, || async {
         let result = store.get(key).await.map_err(|e| Error::read(key, e))?;
         let mut body = result.into_stream();
+        let mut coder = Coder::new(codec).map_err(|e| codec_error(key, e))?;
         let mut hasher = blake3::Hasher::new();
-        let mut size = 0u64;
+        let (mut size, mut stored) = (0u64, 0u64);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| Error::read(key, e))?;
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
-            progress.advance(chunk.len() as u64);
+            stored += chunk.len() as u64;
+            let plain = coder.update(chunk).map_err(|e| codec_error(key, e))?;
+            hasher.update(&plain);
+            size += plain.len() as u64;
+            progress.advance(plain.len() as u64);
         }
+        let plain = coder.finish().map_err(|e| codec_error(key, e))?;
+        hasher.update(&plain);
+        size += plain.len() as u64;
         Ok(Copied {
             size,
             hash: hasher.finalize(),
+            stored,
         })
     })
     .await
 }
 
-/// Copy `src_key` from `src` to `dst_key` on `dst`, streaming large objects through a multipart
-/// upload, and return the size and hash of what was copied. `expected` size is checked when
-/// given; on a mismatch nothing is left at `dst_key` that claims to be complete.
+/// Copy `src_key` from `src` to `dst_key` on `dst` through `codec`, streaming large objects
+/// through a multipart upload, and return the plaintext's size and hash. `expected` (plaintext)
+/// size is checked when given; on a mismatch nothing is left at `dst_key` that claims to be
+/// complete.
+#[allow(clippy::too_many_arguments)]
 pub async fn stream_copy(
     src: &dyn ObjectStore,
     src_key: &Path,
     dst: &dyn ObjectStore,
     dst_key: &Path,
     expected: Option<u64>,
+    codec: Codec,
     options: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<Copied> {
     with_retries(options.retries, || {
-        stream_copy_once(src, src_key, dst, dst_key, expected, options, progress)
+        stream_copy_once(
+            src, src_key, dst, dst_key, expected, codec, options, progress,
+        )
     })
     .await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn stream_copy_once(
     src: &dyn ObjectStore,
     src_key: &Path,
     dst: &dyn ObjectStore,
     dst_key: &Path,
     expected: Option<u64>,
+    codec: Codec,
     options: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<Copied> {
@@ -158,59 +199,165 @@ async fn stream_copy_once(
         .map_err(|e| Error::read(src_key, e))?;
     if result.meta.size <= options.small_object_threshold {
         let bytes = result.bytes().await.map_err(|e| Error::read(src_key, e))?;
-        check_size(src_key, expected, bytes.len() as u64)?;
-        let hash = blake3::hash(&bytes);
-        let size = bytes.len() as u64;
-        dst.put(dst_key, PutPayload::from_bytes(bytes))
+        let (plain, out) = match codec {
+            Codec::Identity => (bytes.clone(), bytes),
+            Codec::Compress(level) => {
+                let out = compress(&bytes, level).map_err(|e| codec_error(src_key, e))?;
+                (bytes, Bytes::from(out))
+            }
+            Codec::Decompress => {
+                let plain = Bytes::from(decompress(&bytes).map_err(|e| codec_error(src_key, e))?);
+                (plain.clone(), plain)
+            }
+        };
+        check_size(src_key, expected, plain.len() as u64)?;
+        let (size, stored) = (plain.len() as u64, out.len() as u64);
+        dst.put(dst_key, PutPayload::from_bytes(out))
             .await
             .map_err(|e| Error::write(dst_key, e))?;
         progress.advance(size);
-        return Ok(Copied { size, hash });
+        return Ok(Copied {
+            size,
+            hash: blake3::hash(&plain),
+            stored,
+        });
     }
     let upload = dst
         .put_multipart(dst_key)
         .await
         .map_err(|e| Error::write(dst_key, e))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, options.part_size);
-    let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
-    let mut body = result.into_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                // Best effort: an aborted upload leaves no object behind.
-                let _ = writer.abort().await;
-                return Err(Error::read(src_key, e));
-            }
-        };
-        hasher.update(&chunk);
-        size += chunk.len() as u64;
-        progress.advance(chunk.len() as u64);
-        writer
-            .wait_for_capacity(options.part_concurrency)
-            .await
-            .map_err(|e| Error::write(dst_key, e))?;
-        writer.put(chunk);
-    }
-    if let Err(e) = check_size(src_key, expected, size) {
-        let _ = writer.abort().await;
-        return Err(e);
-    }
+    let outcome = pump(
+        result.into_stream(),
+        &mut writer,
+        codec,
+        src_key,
+        dst_key,
+        options,
+        progress,
+    )
+    .await;
+    let copied = match outcome.and_then(|c| check_size(src_key, expected, c.size).map(|_| c)) {
+        Ok(copied) => copied,
+        Err(e) => {
+            // Best effort: an aborted upload leaves no object behind.
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+    };
     writer
         .finish()
         .await
         .map_err(|e| Error::write(dst_key, e))?;
+    Ok(copied)
+}
+
+/// Move a body through the codec into a multipart writer, hashing the plaintext.
+async fn pump(
+    mut body: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    writer: &mut WriteMultipart,
+    codec: Codec,
+    src_key: &Path,
+    dst_key: &Path,
+    options: &CopyOptions,
+    progress: &dyn Progress,
+) -> Result<Copied> {
+    let mut coder = Coder::new(codec).map_err(|e| codec_error(src_key, e))?;
+    let mut hasher = blake3::Hasher::new();
+    let (mut size, mut stored) = (0u64, 0u64);
+    let decompressing = codec == Codec::Decompress;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| Error::read(src_key, e))?;
+        if !decompressing {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            progress.advance(chunk.len() as u64);
+        }
+        let out = coder.update(chunk).map_err(|e| codec_error(src_key, e))?;
+        if decompressing {
+            hasher.update(&out);
+            size += out.len() as u64;
+            progress.advance(out.len() as u64);
+        }
+        if !out.is_empty() {
+            stored += out.len() as u64;
+            writer
+                .wait_for_capacity(options.part_concurrency)
+                .await
+                .map_err(|e| Error::write(dst_key, e))?;
+            writer.put(out);
+        }
+    }
+    let out = coder.finish().map_err(|e| codec_error(src_key, e))?;
+    if decompressing {
+        hasher.update(&out);
+        size += out.len() as u64;
+    }
+    stored += out.len() as u64;
+    if !out.is_empty() {
+        writer.put(out);
+    }
     Ok(Copied {
         size,
         hash: hasher.finalize(),
+        stored,
     })
 }
 
-/// Store the content of `src_key` at `dst` under the key `name_for(hash)`, unless `is_known(hash)`
-/// says the destination already holds it. Small objects are read whole and hashed before any
-/// write; large ones stream to `staging_key` and are then renamed to their content key (the
-/// rename is server-side within `dst`).
+/// Naming of a content-addressed object: `(plaintext hash, compressed)` → key.
+pub type NameFor<'a> = &'a (dyn Fn(&blake3::Hash, bool) -> Path + Sync);
+
+/// Store `bytes` (whose plaintext hash is `hash`) at `dst` under `name_for(hash, compressed)`,
+/// unless `is_known(hash)`; with `compress_level`, compressed when that saves at least a tenth.
+pub async fn put_content_addressed(
+    dst: &dyn ObjectStore,
+    bytes: Bytes,
+    hash: blake3::Hash,
+    name_for: NameFor<'_>,
+    is_known: &(dyn Fn(&blake3::Hash) -> bool + Sync),
+    compress_level: Option<i32>,
+    options: &CopyOptions,
+) -> Result<CasCopy> {
+    let size = bytes.len() as u64;
+    if is_known(&hash) {
+        return Ok(CasCopy {
+            size,
+            hash,
+            uploaded: false,
+            compressed: false,
+            stored: 0,
+        });
+    }
+    let name = name_for(&hash, false);
+    let packed = match compress_level {
+        Some(level) => Some(compress(&bytes, level).map_err(|e| codec_error(&name, e))?)
+            .filter(|c| (c.len() as u64) * 10 <= size * 9),
+        None => None,
+    };
+    let compressed = packed.is_some();
+    let body = packed.map(Bytes::from).unwrap_or(bytes);
+    let stored = body.len() as u64;
+    let key = name_for(&hash, compressed);
+    with_retries(options.retries, || async {
+        dst.put(&key, PutPayload::from_bytes(body.clone()))
+            .await
+            .map_err(|e| Error::write(&key, e))
+    })
+    .await?;
+    Ok(CasCopy {
+        size,
+        hash,
+        uploaded: true,
+        compressed,
+        stored,
+    })
+}
+
+/// Store the content of `src_key` at `dst` under `name_for(hash, compressed)`, unless
+/// `is_known(hash)` says the destination already holds it. With `compress`, the content is
+/// stored zstd-compressed when that saves at least a tenth (small objects) or always (streamed
+/// ones). Small objects are read whole and hashed before any write; large ones stream to
+/// `staging_key` and are then renamed to their content key (server-side within `dst`).
 #[allow(clippy::too_many_arguments)]
 pub async fn copy_content_addressed(
     src: &dyn ObjectStore,
@@ -218,40 +365,33 @@ pub async fn copy_content_addressed(
     expected: u64,
     dst: &dyn ObjectStore,
     staging_key: &Path,
-    name_for: &(dyn Fn(&blake3::Hash) -> Path + Sync),
+    name_for: NameFor<'_>,
     is_known: &(dyn Fn(&blake3::Hash) -> bool + Sync),
+    compress_level: Option<i32>,
     options: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<CasCopy> {
     if expected <= options.small_object_threshold {
         let (bytes, hash) = read_hashed(src, src_key, Some(expected), progress).await?;
-        let size = bytes.len() as u64;
-        if is_known(&hash) {
-            return Ok(CasCopy {
-                size,
-                hash,
-                uploaded: false,
-            });
-        }
-        let key = name_for(&hash);
-        with_retries(options.retries, || async {
-            dst.put(&key, PutPayload::from_bytes(bytes.clone()))
-                .await
-                .map_err(|e| Error::write(&key, e))
-        })
-        .await?;
-        return Ok(CasCopy {
-            size,
+        return put_content_addressed(
+            dst,
+            bytes,
             hash,
-            uploaded: true,
-        });
+            name_for,
+            is_known,
+            compress_level,
+            options,
+        )
+        .await;
     }
+    let codec = compress_level.map_or(Codec::Identity, Codec::Compress);
     let copied = stream_copy(
         src,
         src_key,
         dst,
         staging_key,
         Some(expected),
+        codec,
         options,
         progress,
     )
@@ -264,9 +404,12 @@ pub async fn copy_content_addressed(
             size: copied.size,
             hash: copied.hash,
             uploaded: false,
+            compressed: false,
+            stored: 0,
         });
     }
-    let key = name_for(&copied.hash);
+    let compressed = codec != Codec::Identity;
+    let key = name_for(&copied.hash, compressed);
     dst.rename(staging_key, &key)
         .await
         .map_err(|e| Error::write(&key, e))?;
@@ -274,6 +417,8 @@ pub async fn copy_content_addressed(
         size: copied.size,
         hash: copied.hash,
         uploaded: true,
+        compressed,
+        stored: copied.stored,
     })
 }
 
@@ -281,6 +426,7 @@ pub async fn copy_content_addressed(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::Codec;
     use crate::NoProgress;
     use object_store::memory::InMemory;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -320,6 +466,7 @@ mod tests {
             &dst,
             &out,
             Some(12_345_678),
+            Codec::Identity,
             &small_parts(),
             &progress,
         )
@@ -343,6 +490,7 @@ mod tests {
             &dst,
             &out,
             Some(10),
+            Codec::Identity,
             &small_parts(),
             &NoProgress,
         )
@@ -371,6 +519,7 @@ mod tests {
             &dst,
             &Path::from("x"),
             None,
+            Codec::Identity,
             &small_parts(),
             &NoProgress,
         )
@@ -383,7 +532,7 @@ mod tests {
     #[tokio::test]
     async fn content_addressed_copy_dedups_and_names_by_hash() {
         let (src, dst) = (InMemory::new(), InMemory::new());
-        let name_for = |h: &blake3::Hash| Path::from(format!("blobs/{}", h.to_hex()));
+        let name_for = |h: &blake3::Hash, _: bool| Path::from(format!("blobs/{}", h.to_hex()));
         for (len, key) in [(100usize, "small"), (6 * 1024 * 1024, "large")] {
             let content = vec![7u8; len];
             let src_key = put(&src, key, content.clone()).await;
@@ -396,6 +545,7 @@ mod tests {
                 &staging,
                 &name_for,
                 &|_| false,
+                None,
                 &small_parts(),
                 &NoProgress,
             )
@@ -404,7 +554,7 @@ mod tests {
             assert!(first.uploaded);
             assert_eq!(first.hash, blake3::hash(&content));
             let stored = dst
-                .get(&name_for(&first.hash))
+                .get(&name_for(&first.hash, false))
                 .await
                 .unwrap()
                 .bytes()
@@ -423,6 +573,7 @@ mod tests {
                 &staging,
                 &name_for,
                 &|h| *h == first.hash,
+                None,
                 &small_parts(),
                 &NoProgress,
             )
@@ -434,5 +585,140 @@ mod tests {
                 "staging object left behind"
             );
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod codec_tests {
+    use super::*;
+    use crate::NoProgress;
+    use object_store::memory::InMemory;
+
+    fn options() -> CopyOptions {
+        CopyOptions {
+            small_object_threshold: 64 * 1024,
+            part_size: 5 * 1024 * 1024,
+            part_concurrency: 2,
+            retries: 0,
+        }
+    }
+
+    /// Compressible content, small and streamed, goes in compressed and comes back identical;
+    /// hashes are of the plaintext both ways.
+    #[tokio::test]
+    async fn compress_then_decompress_round_trips_small_and_streamed() {
+        for len in [10_000usize, 12_000_000] {
+            let content: Vec<u8> = "{\"row\": 1, \"field\": \"value\"}\n"
+                .to_string()
+                .repeat(len / 30)
+                .into_bytes();
+            let (src, repo, dst) = (InMemory::new(), InMemory::new(), InMemory::new());
+            src.put(&Path::from("a"), content.clone().into())
+                .await
+                .unwrap();
+            let name_for = |h: &blake3::Hash, c: bool| {
+                Path::from(format!(
+                    "blobs/{}{}",
+                    h.to_hex(),
+                    if c { ".zst" } else { "" }
+                ))
+            };
+            let cas = copy_content_addressed(
+                &src,
+                &Path::from("a"),
+                content.len() as u64,
+                &repo,
+                &Path::from("staging/1"),
+                &name_for,
+                &|_| false,
+                Some(3),
+                &options(),
+                &NoProgress,
+            )
+            .await
+            .unwrap();
+            assert!(cas.compressed, "{len}");
+            assert!(
+                cas.stored * 5 < cas.size,
+                "{len}: {} of {}",
+                cas.stored,
+                cas.size
+            );
+            assert_eq!(cas.hash, blake3::hash(&content));
+            let blob = name_for(&cas.hash, true);
+            let verified = hash_object(&repo, &blob, Codec::Decompress, &NoProgress)
+                .await
+                .unwrap();
+            assert_eq!(
+                (verified.size, verified.hash),
+                (content.len() as u64, cas.hash)
+            );
+            let restored = stream_copy(
+                &repo,
+                &blob,
+                &dst,
+                &Path::from("b"),
+                Some(content.len() as u64),
+                Codec::Decompress,
+                &options(),
+                &NoProgress,
+            )
+            .await
+            .unwrap();
+            assert_eq!(restored.hash, cas.hash);
+            let back = dst
+                .get(&Path::from("b"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert!(
+                back.as_ref() == content.as_slice(),
+                "{len}: round trip differs"
+            );
+            assert_eq!(
+                read_plain(&repo, &blob, true).await.unwrap().len(),
+                content.len()
+            );
+        }
+    }
+
+    /// Incompressible small content is stored as is.
+    #[tokio::test]
+    async fn incompressible_content_is_stored_raw() {
+        let mut content = vec![0u8; 50_000];
+        blake3::Hasher::new()
+            .update(b"seed")
+            .finalize_xof()
+            .fill(&mut content);
+        let (src, repo) = (InMemory::new(), InMemory::new());
+        src.put(&Path::from("a"), content.clone().into())
+            .await
+            .unwrap();
+        let name_for = |h: &blake3::Hash, c: bool| {
+            Path::from(format!(
+                "blobs/{}{}",
+                h.to_hex(),
+                if c { ".zst" } else { "" }
+            ))
+        };
+        let cas = copy_content_addressed(
+            &src,
+            &Path::from("a"),
+            content.len() as u64,
+            &repo,
+            &Path::from("s"),
+            &name_for,
+            &|_| false,
+            Some(3),
+            &options(),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+        assert!(!cas.compressed);
+        assert_eq!(cas.stored, content.len() as u64);
     }
 }

@@ -22,6 +22,14 @@ pub enum Error {
         /// Size actually read.
         actual: u64,
     },
+    /// The bytes do not (de)compress.
+    #[error("{key}: {reason}")]
+    Codec {
+        /// Object key.
+        key: String,
+        /// What the codec said.
+        reason: String,
+    },
     /// Reading the source failed.
     #[error("reading {key}: {source}")]
     Read {
@@ -70,6 +78,7 @@ impl Error {
         let store_error = match self {
             Error::Vanished { .. } => return false,
             Error::SizeMismatch { .. } => return true,
+            Error::Codec { .. } => return false,
             Error::Read { source, .. } | Error::Write { source, .. } => source,
         };
         matches!(

@@ -3,7 +3,7 @@
 //! failure is not retried.
 #![allow(clippy::unwrap_used)]
 
-use crate::{stream_copy, CopyOptions, Error, NoProgress};
+use crate::{stream_copy, Codec, CopyOptions, Error, NoProgress};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
@@ -154,6 +154,7 @@ async fn server_errors_and_cut_streams_are_retried_to_a_complete_copy() {
                 &dst,
                 &out,
                 Some(size as u64),
+                Codec::Identity,
                 &options(),
                 &NoProgress,
             )
@@ -184,6 +185,7 @@ async fn retries_are_bounded_and_permanent_errors_are_not_retried() {
         &InMemory::new(),
         &Path::from("d"),
         None,
+        Codec::Identity,
         &options(),
         &NoProgress,
     )
@@ -203,6 +205,7 @@ async fn retries_are_bounded_and_permanent_errors_are_not_retried() {
         &InMemory::new(),
         &Path::from("d"),
         None,
+        Codec::Identity,
         &options(),
         &NoProgress,
     )

@@ -10,13 +10,16 @@
 //! retry cannot fix — a body stream cut mid-way — and reports a source object that no longer
 //! exists as [`Error::Vanished`], so that a caller can re-plan instead of failing.
 
+mod codec;
 mod copy;
 mod engine;
 mod error;
 mod progress;
 
+pub use codec::{compress, decompress, Codec};
 pub use copy::{
-    copy_content_addressed, hash_object, read_hashed, stream_copy, CasCopy, Copied, CopyOptions,
+    copy_content_addressed, hash_object, put_content_addressed, read_hashed, read_plain,
+    stream_copy, CasCopy, Copied, CopyOptions, NameFor,
 };
 pub use engine::for_each_bounded;
 pub use error::{Error, Result};

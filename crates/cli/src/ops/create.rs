@@ -20,10 +20,13 @@ use ib3_influx::path::{ObjectClass, Phase};
 use ib3_influx::rules::{Finding, Severity};
 use ib3_repo::lock::LockKind;
 use ib3_repo::manifest::Summary;
-use ib3_repo::{layout, BackupId, BlobId, BlobIndex, Entry, Manifest, Repository};
-use ib3_transfer::{copy_content_addressed, for_each_bounded, read_hashed, CopyOptions};
+use ib3_repo::{layout, BackupId, BlobId, BlobIndex, Encoding, Entry, Manifest, Repository};
+use ib3_transfer::{
+    copy_content_addressed, for_each_bounded, put_content_addressed, read_hashed, read_plain,
+    CasCopy, CopyOptions,
+};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::ObjectStore;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +45,8 @@ pub struct CreateOptions {
     pub max_replans: u32,
     /// Write a backup that breaks rules.
     pub allow_inconsistent: bool,
+    /// zstd level for compressible objects (`None`: store everything as is).
+    pub compression: Option<i32>,
     /// Progress bar.
     pub bar: Bar,
 }
@@ -67,6 +72,10 @@ pub struct CreateReport {
     pub bytes_uploaded: u64,
     /// New blobs uploaded.
     pub blobs_uploaded: u64,
+    /// Bytes those new blobs take in the repository (after compression).
+    pub bytes_stored: u64,
+    /// `bytes_uploaded / bytes_stored` (1.0 when nothing was uploaded).
+    pub compression_ratio: f64,
     /// Entries taken over from the previous backup without reading the source.
     pub entries_reused: u64,
     /// Re-plans needed.
@@ -80,6 +89,7 @@ struct Stats {
     bytes_read: AtomicU64,
     bytes_uploaded: AtomicU64,
     blobs_uploaded: AtomicU64,
+    bytes_stored: AtomicU64,
     reused: AtomicU64,
 }
 
@@ -95,6 +105,7 @@ struct RepoCapture {
     stats: Stats,
     concurrency: usize,
     copy: CopyOptions,
+    compression: Option<i32>,
     bar: Bar,
 }
 
@@ -118,7 +129,9 @@ impl RepoCapture {
     /// The entry recorded by the previous backup, if it can stand for this object unread.
     fn reusable(&self, object: &SourceObject) -> Option<Entry> {
         let previous = self.previous.get(&object.key)?;
-        let present = lock(&self.index).contains(&previous.blob);
+        let present = lock(&self.index)
+            .size(&previous.blob, previous.encoding)
+            .is_some();
         (object.class.is_immutable() && previous.size == object.size && present)
             .then(|| previous.clone())
     }
@@ -137,9 +150,9 @@ impl RepoCapture {
         let copied = if read_whole {
             self.capture_whole(&object, &key, expected).await
         } else {
-            self.capture_streamed(&key, object.size).await
+            self.capture_streamed(&object, &key).await
         };
-        let (size, blob) = match copied {
+        let (size, blob, encoding) = match copied {
             Ok(done) => done,
             Err(ib3_transfer::Error::Vanished { .. }) => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("backing up {}", object.key)),
@@ -149,6 +162,7 @@ impl RepoCapture {
             path: object.key.clone(),
             size,
             blob,
+            encoding,
             class: object.class.label().to_string(),
         }))
     }
@@ -158,21 +172,8 @@ impl RepoCapture {
         object: &SourceObject,
         key: &Path,
         expected: Option<u64>,
-    ) -> Result<(u64, BlobId), ib3_transfer::Error> {
+    ) -> Result<(u64, BlobId, Encoding), ib3_transfer::Error> {
         let (bytes, hash) = read_hashed(self.source.as_ref(), key, expected, &self.bar).await?;
-        let blob = BlobId::from(hash);
-        if !lock(&self.index).contains(&blob) {
-            let blob_key = layout::blob_key(&blob);
-            self.repo
-                .store()
-                .put(&blob_key, PutPayload::from_bytes(bytes.clone()))
-                .await
-                .map_err(|source| ib3_transfer::Error::Write {
-                    key: blob_key.to_string(),
-                    source,
-                })?;
-            self.uploaded(blob, bytes.len() as u64);
-        }
         if let ObjectClass::Wal { .. } = object.class {
             if let Err(e) = ib3_influx::wal::check_wal(&object.key, &bytes) {
                 lock(&self.wal_findings).push(Finding {
@@ -187,40 +188,78 @@ impl RepoCapture {
         } else {
             lock(&self.cache).insert(object.key.clone(), bytes.clone());
         }
-        Ok((bytes.len() as u64, blob))
+        let stored = put_content_addressed(
+            self.repo.store().as_ref(),
+            bytes,
+            hash,
+            &name_for,
+            &|h| lock(&self.index).contains(&BlobId::from(*h)),
+            self.compression_for(&object.class),
+            &self.copy,
+        )
+        .await?;
+        Ok(self.record(stored))
     }
 
     async fn capture_streamed(
         &self,
+        object: &SourceObject,
         key: &Path,
-        size: u64,
-    ) -> Result<(u64, BlobId), ib3_transfer::Error> {
-        let name_for = |h: &blake3::Hash| layout::blob_key(&BlobId::from(*h));
-        let is_known = |h: &blake3::Hash| lock(&self.index).contains(&BlobId::from(*h));
-        let copied = copy_content_addressed(
+    ) -> Result<(u64, BlobId, Encoding), ib3_transfer::Error> {
+        let stored = copy_content_addressed(
             self.source.as_ref(),
             key,
-            size,
+            object.size,
             self.repo.store().as_ref(),
             &layout::staging_key(),
             &name_for,
-            &is_known,
+            &|h| lock(&self.index).contains(&BlobId::from(*h)),
+            self.compression_for(&object.class),
             &self.copy,
             &self.bar,
         )
         .await?;
-        let blob = BlobId::from(copied.hash);
-        if copied.uploaded {
-            self.uploaded(blob, copied.size);
-        }
-        Ok((copied.size, blob))
+        Ok(self.record(stored))
     }
 
-    fn uploaded(&self, blob: BlobId, size: u64) {
-        lock(&self.index).insert(blob, size);
-        self.stats.bytes_uploaded.fetch_add(size, Ordering::Relaxed);
-        self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+    /// Parquet is ZSTD inside already: stored as is. Everything else (WAL, JSON, catalog) is
+    /// compressed when compression is on.
+    fn compression_for(&self, class: &ObjectClass) -> Option<i32> {
+        self.compression.filter(|_| *class != ObjectClass::Parquet)
     }
+
+    /// Account for a stored (or found) blob; returns (plaintext size, id, encoding in the repo).
+    fn record(&self, stored: CasCopy) -> (u64, BlobId, Encoding) {
+        let blob = BlobId::from(stored.hash);
+        let mut index = lock(&self.index);
+        if !stored.uploaded {
+            return (stored.size, blob, index.find(&blob).unwrap_or_default());
+        }
+        let encoding = if stored.compressed {
+            Encoding::Zstd
+        } else {
+            Encoding::Raw
+        };
+        index.insert(blob, encoding, stored.stored);
+        self.stats
+            .bytes_uploaded
+            .fetch_add(stored.size, Ordering::Relaxed);
+        self.stats
+            .bytes_stored
+            .fetch_add(stored.stored, Ordering::Relaxed);
+        self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+        (stored.size, blob, encoding)
+    }
+}
+
+/// The repository key of a blob from its plaintext hash and whether it is compressed.
+fn name_for(hash: &blake3::Hash, compressed: bool) -> Path {
+    let encoding = if compressed {
+        Encoding::Zstd
+    } else {
+        Encoding::Raw
+    };
+    layout::blob_key(&BlobId::from(*hash), encoding)
 }
 
 impl Reader for RepoCapture {
@@ -228,17 +267,23 @@ impl Reader for RepoCapture {
         if let Some(bytes) = lock(&self.cache).get(key).cloned() {
             return Ok(bytes);
         }
-        let blob = lock(&self.entries).get(key).map(|e| e.blob);
-        let Some(blob) = blob else {
+        let blob = lock(&self.entries).get(key).map(|e| (e.blob, e.encoding));
+        let Some((blob, encoding)) = blob else {
             return Err(ib3_influx::Error::Capture(format!(
                 "{key} was not captured"
             )));
         };
-        let blob_key = layout::blob_key(&blob);
-        let read = async { self.repo.store().get(&blob_key).await?.bytes().await };
-        read.await.map_err(|source| ib3_influx::Error::Store {
-            object: format!("repository blob {blob_key} (for {key})"),
-            source,
+        let blob_key = layout::blob_key(&blob, encoding);
+        read_plain(
+            self.repo.store().as_ref(),
+            &blob_key,
+            encoding == Encoding::Zstd,
+        )
+        .await
+        .map_err(|e| {
+            ib3_influx::Error::Capture(format!(
+                "reading repository blob {blob_key} (for {key}): {e}"
+            ))
         })
     }
 }
@@ -291,16 +336,15 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
         Repository::open_or_init(repo_store, repo_location.clone(), &tool_version()).await?;
     // Shared: other creates may run; a prune (exclusive) may not delete blobs under us.
     let lock = repo.lock(LockKind::Shared, "create").await?;
-    let result = capture_and_commit(
-        &repo,
-        options.source,
-        options.concurrency,
-        options.max_replans,
-        options.allow_inconsistent,
-        options.bar,
+    let settings = Settings {
+        concurrency: options.concurrency,
+        max_replans: options.max_replans,
+        allow_inconsistent: options.allow_inconsistent,
+        compression: options.compression,
+        bar: options.bar,
         started_at,
-    )
-    .await;
+    };
+    let result = capture_and_commit(&repo, options.source, settings).await;
     let released = lock.release().await;
     let (manifest, cut, reused) = result?;
     released?;
@@ -316,10 +360,26 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
         bytes_read: summary.bytes_read,
         bytes_uploaded: summary.bytes_uploaded,
         blobs_uploaded: summary.blobs_uploaded,
+        bytes_stored: summary.bytes_stored,
+        compression_ratio: if summary.bytes_stored == 0 {
+            1.0
+        } else {
+            summary.bytes_uploaded as f64 / summary.bytes_stored as f64
+        },
         entries_reused: reused,
         replans: cut.replans,
         duration_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// How a run captures (the resolved options other than the stores).
+struct Settings {
+    concurrency: usize,
+    max_replans: u32,
+    allow_inconsistent: bool,
+    compression: Option<i32>,
+    bar: Bar,
+    started_at: SystemTime,
 }
 
 /// Capture the cut into the repository and commit its manifest; returns the manifest, the cut
@@ -327,11 +387,7 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
 async fn capture_and_commit(
     repo: &Repository,
     source: NodeStore,
-    concurrency: usize,
-    max_replans: u32,
-    allow_inconsistent: bool,
-    bar: Bar,
-    started_at: SystemTime,
+    settings: Settings,
 ) -> Result<(Manifest, CutReport, u64)> {
     let index = repo.blob_index().await?;
     let previous = previous_entries(repo, &source).await?;
@@ -344,14 +400,15 @@ async fn capture_and_commit(
         cache: Mutex::new(HashMap::new()),
         wal_findings: Mutex::new(Vec::new()),
         stats: Stats::default(),
-        concurrency,
+        concurrency: settings.concurrency,
         copy: CopyOptions::default(),
-        bar: bar.clone(),
+        compression: settings.compression,
+        bar: settings.bar.clone(),
     };
     let cut_options = CutOptions {
         node_prefix: source.node_id.clone(),
-        max_replans,
-        allow_inconsistent,
+        max_replans: settings.max_replans,
+        allow_inconsistent: settings.allow_inconsistent,
     };
     let cut = match take_consistent_cut(source.node.as_ref(), &mut capture, &cut_options).await {
         Err(ib3_influx::Error::NotANode { message }) => {
@@ -359,7 +416,7 @@ async fn capture_and_commit(
         }
         other => other?,
     };
-    bar.finish();
+    settings.bar.finish();
     let entries = manifest_entries(&cut, &capture)?;
     let record = source_record(&source, &cut, lock(&capture.wal_findings).clone());
     let stats = &capture.stats;
@@ -369,12 +426,13 @@ async fn capture_and_commit(
         bytes_read: stats.bytes_read.load(Ordering::Relaxed),
         bytes_uploaded: stats.bytes_uploaded.load(Ordering::Relaxed),
         blobs_uploaded: stats.blobs_uploaded.load(Ordering::Relaxed),
+        bytes_stored: stats.bytes_stored.load(Ordering::Relaxed),
     };
     let manifest = Manifest {
         format_version: ib3_repo::config::FORMAT_VERSION,
-        id: BackupId::new(started_at),
+        id: BackupId::new(settings.started_at),
         tool_version: tool_version(),
-        started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+        started_at: humantime::format_rfc3339_seconds(settings.started_at).to_string(),
         finished_at: now_rfc3339(),
         source: serde_json::to_value(&record)?,
         summary,

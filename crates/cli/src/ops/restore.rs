@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use futures::TryStreamExt;
 use ib3_influx::path::{classify, Phase};
 use ib3_repo::{layout, Entry, Manifest};
-use ib3_transfer::{for_each_bounded, hash_object, stream_copy, CopyOptions};
+use ib3_transfer::{for_each_bounded, hash_object, stream_copy, Codec, CopyOptions};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
@@ -322,10 +322,11 @@ async fn restore_one(
 ) -> Result<u64> {
     let copied = stream_copy(
         repo,
-        &layout::blob_key(&entry.blob),
+        &layout::blob_key(&entry.blob, entry.encoding),
         target,
         &Path::from(entry.path.as_str()),
         Some(entry.size),
+        codec_of(entry.encoding),
         copy,
         bar,
     )
@@ -345,6 +346,14 @@ async fn restore_one(
     Ok(copied.size)
 }
 
+/// The codec that turns a stored blob back into its plaintext.
+pub fn codec_of(encoding: ib3_repo::Encoding) -> Codec {
+    match encoding {
+        ib3_repo::Encoding::Raw => Codec::Identity,
+        ib3_repo::Encoding::Zstd => Codec::Decompress,
+    }
+}
+
 /// Read every restored object back and compare size and hash with the manifest.
 async fn read_back(target: &dyn ObjectStore, options: &RestoreOptions) -> Result<u64> {
     let entries = options.manifest.entries.clone();
@@ -353,7 +362,7 @@ async fn read_back(target: &dyn ObjectStore, options: &RestoreOptions) -> Result
         .phase("reading back", entries.iter().map(|e| e.size).sum());
     let results = for_each_bounded(entries, options.concurrency, |entry| async move {
         let key = Path::from(entry.path.as_str());
-        let got = hash_object(target, &key, &options.bar)
+        let got = hash_object(target, &key, Codec::Identity, &options.bar)
             .await
             .with_context(|| format!("reading back {}", entry.path))?;
         if got.size != entry.size || ib3_repo::BlobId::from(got.hash) != entry.blob {

@@ -4,14 +4,15 @@
 //! `--read-data` every blob re-hashed.
 
 use super::record::SourceRecord;
+use super::restore::codec_of;
 use crate::progress::Bar;
 use anyhow::Result;
 use bytes::Bytes;
 use ib3_influx::assess::{assess, Reader};
 use ib3_influx::rules::{Finding, Severity};
-use ib3_repo::check::{check_content, check_presence, EntryProblem};
-use ib3_repo::{layout, BlobId, BlobIndex, Manifest, Repository};
-use object_store::ObjectStoreExt;
+use ib3_repo::check::{check_presence, BlobProblem, EntryProblem};
+use ib3_repo::{layout, BlobId, BlobIndex, Encoding, Manifest, Repository};
+use ib3_transfer::{for_each_bounded, hash_object, read_plain};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -65,21 +66,75 @@ pub struct VerifyReport {
 
 struct ManifestReader<'a> {
     repo: &'a Repository,
-    blobs: HashMap<&'a str, BlobId>,
+    blobs: HashMap<&'a str, (BlobId, Encoding)>,
 }
 
 impl Reader for ManifestReader<'_> {
     async fn read(&self, key: &str) -> ib3_influx::Result<Bytes> {
-        let Some(blob) = self.blobs.get(key) else {
+        let Some((blob, encoding)) = self.blobs.get(key) else {
             return Err(ib3_influx::Error::corrupt(key, "not in the manifest"));
         };
-        let blob_key = layout::blob_key(blob);
-        let read = async { self.repo.store().get(&blob_key).await?.bytes().await };
-        read.await.map_err(|source| ib3_influx::Error::Store {
-            object: format!("blob {blob} (for {key})"),
-            source,
-        })
+        let blob_key = layout::blob_key(blob, *encoding);
+        read_plain(
+            self.repo.store().as_ref(),
+            &blob_key,
+            *encoding == Encoding::Zstd,
+        )
+        .await
+        .map_err(|e| ib3_influx::Error::corrupt(format!("blob {blob} (for {key})"), e.to_string()))
     }
+}
+
+/// Re-read every distinct blob of `manifest` (at most `concurrency` at a time), streaming and
+/// decompressing, and check that the plaintext hashes to its id. Returns the problems per entry
+/// and the number of plaintext bytes read.
+async fn check_content(
+    repo: &Repository,
+    manifest: &Manifest,
+    concurrency: usize,
+    bar: &Bar,
+) -> (Vec<EntryProblem>, u64) {
+    let mut blobs: BTreeMap<(BlobId, Encoding), Vec<&str>> = BTreeMap::new();
+    for entry in &manifest.entries {
+        blobs
+            .entry((entry.blob, entry.encoding))
+            .or_default()
+            .push(&entry.path);
+    }
+    let keys: Vec<(BlobId, Encoding)> = blobs.keys().copied().collect();
+    let results = for_each_bounded(keys, concurrency, |(id, encoding)| async move {
+        let key = layout::blob_key(&id, encoding);
+        let hashed = hash_object(repo.store().as_ref(), &key, codec_of(encoding), bar).await;
+        (id, encoding, hashed)
+    })
+    .await;
+    let mut problems = Vec::new();
+    let mut bytes_read = 0;
+    for (id, encoding, result) in results {
+        let problem = match result {
+            Ok(copied) => {
+                bytes_read += copied.size;
+                if BlobId::from(copied.hash) == id {
+                    continue;
+                }
+                BlobProblem::HashMismatch {
+                    actual: copied.hash.to_hex().to_string(),
+                }
+            }
+            Err(e) => BlobProblem::Unreadable {
+                error: e.to_string(),
+            },
+        };
+        for path in blobs.get(&(id, encoding)).into_iter().flatten() {
+            problems.push(EntryProblem {
+                path: path.to_string(),
+                blob: id,
+                problem: problem.clone(),
+            });
+        }
+    }
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    (problems, bytes_read)
 }
 
 /// Run `verify`.
@@ -136,10 +191,8 @@ async fn verify_one(
         options
             .bar
             .phase(&format!("reading {}", manifest.id), manifest.summary.bytes);
-        let bar = options.bar.clone();
-        let on_bytes = move |n: u64| ib3_transfer::Progress::advance(&bar, n);
         let (problems, read) =
-            check_content(&options.repo, manifest, options.concurrency, &on_bytes).await;
+            check_content(&options.repo, manifest, options.concurrency, &options.bar).await;
         bytes_read = read;
         let fresh: Vec<EntryProblem> = problems
             .into_iter()
@@ -188,7 +241,7 @@ async fn consistency(
         blobs: manifest
             .entries
             .iter()
-            .map(|e| (e.path.as_str(), e.blob))
+            .map(|e| (e.path.as_str(), (e.blob, e.encoding)))
             .collect(),
     };
     let objects: BTreeMap<String, u64> = manifest
