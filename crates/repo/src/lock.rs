@@ -1,7 +1,8 @@
 //! Repository locks (DESIGN.md §3.9): objects under `locks/`, written with create-only
 //! semantics, refreshed while held, and stale once not refreshed for [`STALE_AFTER`].
 //!
-//! `create`, `restore` and `verify` hold shared locks; `prune` holds an exclusive one. Acquiring
+//! `create`, `restore` and `verify` hold shared locks; `prune` holds an exclusive one. A lock of a
+//! process that died on this host is stale at once; one from another host after 30 minutes. Acquiring
 //! writes our lock first and then lists the others: a conflicting live lock makes us remove ours
 //! and fail, so two racing acquirers can both back off but never both proceed.
 
@@ -48,10 +49,11 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
-    /// Whether the holder stopped refreshing it before `now - STALE_AFTER`.
+    /// Whether the holder is gone: it stopped refreshing the lock before `now - STALE_AFTER`,
+    /// or it ran on this host and its process no longer exists (a crash, `kill -9`).
     pub fn is_stale(&self, now: SystemTime) -> bool {
-        let now = secs(now);
-        now.saturating_sub(self.refreshed) > STALE_AFTER.as_secs()
+        let expired = secs(now).saturating_sub(self.refreshed) > STALE_AFTER.as_secs();
+        expired || (self.host == hostname() && !process_exists(self.pid))
     }
 }
 
@@ -215,6 +217,12 @@ async fn refresh(store: Arc<dyn ObjectStore>, mut info: LockInfo) {
     }
 }
 
+/// Whether a process with this id runs on this host (Linux `/proc`; elsewhere assume it does).
+fn process_exists(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -264,7 +272,7 @@ mod tests {
             id: "dead".into(),
             kind: LockKind::Exclusive,
             command: "prune".into(),
-            host: "h".into(),
+            host: "another-host".into(),
             pid: 1,
             created: 0,
             refreshed: secs(SystemTime::now() - STALE_AFTER - Duration::from_secs(60)),
