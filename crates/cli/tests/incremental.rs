@@ -113,3 +113,81 @@ fn newest_wal(node: &Path) -> (u64, Vec<u8>) {
         .unwrap();
     (seq, std::fs::read(newest).unwrap())
 }
+
+/// A run that fails late (here: a corrupt catalog checkpoint, found after every Parquet, snapshot
+/// and WAL file was stored) leaves a progress record; the next run reuses it and reads none of
+/// those files again — not even a large, streamed one — then removes the record.
+#[tokio::test]
+async fn a_failed_run_is_resumed_without_reading_what_it_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ib3_testkit::copy_fixture("core-3.10.0-basic", &data);
+    let node = data.join("node0");
+    let big = node.join("dbs/1/0/2030-01-01/00-00/0000099999.parquet");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    let mut content = vec![0u8; 20 << 20];
+    fastrand::Rng::with_seed(1).fill(&mut content);
+    std::fs::write(&big, &content).unwrap();
+    let checkpoint = node.join("catalog/v3/snapshot");
+    let good = std::fs::read(&checkpoint).unwrap();
+    let mut bad = good.clone();
+    bad[0x44] ^= 0xff;
+    std::fs::write(&checkpoint, &bad).unwrap();
+    let repo = tmp.path().join("repo");
+
+    let args = SourceArgs {
+        object_store: ObjectStoreKind::File,
+        data_dir: Some(data.clone()),
+        node_id: Some("node0".into()),
+        bucket: None,
+        cloud: CloudArgs::default(),
+    };
+    let source = open_node(&args, "node0", false).await.unwrap();
+    let failed = create(CreateOptions {
+        source,
+        repo: repo_store(repo.to_str().unwrap(), true).await.unwrap(),
+        concurrency: 4,
+        max_replans: 0,
+        allow_inconsistent: false,
+        compression: Some(3),
+        bar: Bar::new(false),
+    })
+    .await;
+    assert!(failed.is_err(), "the corrupt checkpoint must fail the run");
+    assert_eq!(
+        std::fs::read_dir(repo.join("partial")).unwrap().count(),
+        1,
+        "progress was recorded"
+    );
+
+    std::fs::write(&checkpoint, &good).unwrap();
+    let (report, counted) = counted_create(&data, &repo).await;
+    let read = counted.keys_read();
+    assert!(
+        !read.keys().any(|k| k.ends_with(".parquet")
+            || k.starts_with("wal/")
+            || k.starts_with("snapshots/")),
+        "re-read: {read:?}"
+    );
+    assert!(
+        report.bytes_read < 1 << 20,
+        "{} bytes read again",
+        report.bytes_read
+    );
+    assert_eq!(
+        std::fs::read_dir(repo.join("partial"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "record removed after the commit"
+    );
+    let restored_big = {
+        let manifest = std::fs::read_to_string(
+            repo.join("manifests")
+                .join(format!("{}.json", report.backup_id)),
+        )
+        .unwrap();
+        manifest.contains("0000099999.parquet")
+    };
+    assert!(restored_big);
+}

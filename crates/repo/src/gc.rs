@@ -25,7 +25,7 @@ pub struct GcPlan {
     pub remove_blobs: Vec<(BlobId, Encoding, u64)>,
     /// Unreferenced blobs kept because they are younger than the grace period.
     pub blobs_in_grace: u64,
-    /// Staging objects to delete (older than the grace period).
+    /// Staging objects and partial-progress records to delete (older than the grace period).
     pub remove_staging: Vec<String>,
     /// Bytes the deleted blobs free.
     pub bytes_freed: u64,
@@ -87,7 +87,10 @@ pub async fn plan_gc(
             plan.blobs_in_grace += 1;
         }
     }
-    for meta in list_metas(repo, layout::STAGING).await? {
+    // In-flight uploads and progress records of runs that never committed.
+    let mut leftovers = list_metas(repo, layout::STAGING).await?;
+    leftovers.extend(list_metas(repo, layout::PARTIAL).await?);
+    for meta in leftovers {
         if older_than(&meta, grace, now) {
             plan.remove_staging.push(meta.location.to_string());
         }

@@ -7,6 +7,7 @@
 //! manifests/<backup id>.json              one per backup, create-only, written last
 //! staging/<random>                        in-flight streamed uploads, renamed into blobs/
 //! locks/<random>.json                     shared and exclusive locks
+//! partial/<backup id>.json                progress of a run not committed yet (resume hints)
 //! ```
 //! Keys never contain `#`: `object_store`'s `LocalFileSystem` reserves `name#<digits>` for its
 //! own staging files and hides them from listings.
@@ -45,6 +46,8 @@ pub const MANIFESTS: &str = "manifests";
 pub const STAGING: &str = "staging";
 /// Prefix of locks.
 pub const LOCKS: &str = "locks";
+/// Prefix of partial-progress records of runs in flight.
+pub const PARTIAL: &str = "partial";
 
 /// Key of a blob: `blobs/ab/abcdef…` (raw) or `blobs/ab/abcdef….zst`.
 pub fn blob_key(id: &BlobId, encoding: Encoding) -> Path {
@@ -84,6 +87,11 @@ pub fn backup_id_of(key: &Path) -> Option<BackupId> {
     let mut parts = key.parts();
     (parts.next()?.as_ref() == MANIFESTS).then_some(())?;
     name.parse().ok()
+}
+
+/// Key of a run's partial-progress record.
+pub fn partial_key(id: &BackupId) -> Path {
+    Path::from(format!("{PARTIAL}/{id}.json"))
 }
 
 /// A fresh staging key.

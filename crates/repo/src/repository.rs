@@ -248,6 +248,57 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// Record the progress of a run that has not committed yet: a manifest-shaped document under
+    /// `partial/` listing entries whose blobs are stored. It is not a backup (never listed or
+    /// restored); a later run may reuse its entries instead of reading their sources again.
+    pub async fn write_partial(&self, partial: &Manifest) -> Result<()> {
+        let key = layout::partial_key(&partial.id);
+        let body = serde_json::to_vec(partial).map_err(|e| Error::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.store
+            .put(&key, PutPayload::from(body))
+            .await
+            .map_err(|e| Error::store(key, e))?;
+        Ok(())
+    }
+
+    /// Every partial-progress record (unreadable ones are skipped: they are only hints).
+    pub async fn partials(&self) -> Result<Vec<Manifest>> {
+        let prefix = Path::from(layout::PARTIAL);
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::store(&prefix, e))?;
+        let mut partials = Vec::new();
+        for meta in metas {
+            let Ok(result) = self.store.get(&meta.location).await else {
+                continue;
+            };
+            let Ok(bytes) = result.bytes().await else {
+                continue;
+            };
+            if let Ok(partial) = serde_json::from_slice::<Manifest>(&bytes) {
+                partials.push(partial);
+            }
+        }
+        Ok(partials)
+    }
+
+    /// Remove a run's partial-progress record (after its manifest is written).
+    pub async fn remove_partial(&self, id: &BackupId) -> Result<()> {
+        let key = layout::partial_key(id);
+        match self.store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::store(key, e)),
+        }
+    }
+}
+
 fn create_only() -> PutOptions {
     PutOptions {
         mode: PutMode::Create,

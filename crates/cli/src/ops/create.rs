@@ -107,6 +107,17 @@ struct RepoCapture {
     copy: CopyOptions,
     compression: Option<i32>,
     bar: Bar,
+    progress_record: ProgressRecord,
+}
+
+/// Periodic partial-progress records of this run (see [`Repository::write_partial`]), written
+/// only when the run stored new blobs since the last one, at most every 30 seconds and at the
+/// end of each phase.
+struct ProgressRecord {
+    id: BackupId,
+    source: serde_json::Value,
+    dirty: std::sync::atomic::AtomicBool,
+    last: Mutex<Instant>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -248,6 +259,7 @@ impl RepoCapture {
             .bytes_stored
             .fetch_add(stored.stored, Ordering::Relaxed);
         self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+        self.progress_record.dirty.store(true, Ordering::Relaxed);
         (stored.size, blob, encoding)
     }
 }
@@ -260,6 +272,34 @@ fn name_for(hash: &blake3::Hash, compressed: bool) -> Path {
         Encoding::Raw
     };
     layout::blob_key(&BlobId::from(*hash), encoding)
+}
+
+impl RepoCapture {
+    /// Write the partial-progress record if new blobs were stored since the last one and
+    /// `phase_end` or 30 seconds passed. A failure only costs resumability: it is logged.
+    async fn record_progress(&self, phase_end: bool) {
+        let record = &self.progress_record;
+        let due = phase_end || lock(&record.last).elapsed() >= std::time::Duration::from_secs(30);
+        if !due || !record.dirty.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let mut entries: Vec<Entry> = lock(&self.entries).values().cloned().collect();
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        let partial = Manifest {
+            format_version: ib3_repo::config::FORMAT_VERSION,
+            id: record.id.clone(),
+            tool_version: tool_version(),
+            started_at: String::new(),
+            finished_at: now_rfc3339(),
+            source: record.source.clone(),
+            summary: Summary::default(),
+            entries,
+        };
+        if let Err(e) = self.repo.write_partial(&partial).await {
+            tracing::warn!(error = %e, "could not record progress (a re-run after a crash would read more again)");
+        }
+        *lock(&record.last) = Instant::now();
+    }
 }
 
 impl Reader for RepoCapture {
@@ -300,19 +340,24 @@ impl Capture for RepoCapture {
             .map(|o| o.size)
             .sum();
         self.bar.phase(phase_name(phase), to_read);
-        let this = &*self;
-        let results = for_each_bounded(objects, this.concurrency, |o| this.capture_one(o)).await;
-        let mut outcomes = Vec::with_capacity(results.len());
-        for result in results {
-            match result {
-                Ok(Some(entry)) => {
-                    lock(&self.entries).insert(entry.path.clone(), entry);
-                    outcomes.push(Captured::Yes);
+        let mut outcomes = Vec::with_capacity(objects.len());
+        for chunk in objects.chunks(256) {
+            let this = &*self;
+            let results =
+                for_each_bounded(chunk.to_vec(), this.concurrency, |o| this.capture_one(o)).await;
+            for result in results {
+                match result {
+                    Ok(Some(entry)) => {
+                        lock(&self.entries).insert(entry.path.clone(), entry);
+                        outcomes.push(Captured::Yes);
+                    }
+                    Ok(None) => outcomes.push(Captured::Vanished),
+                    Err(e) => return Err(ib3_influx::Error::Capture(format!("{e:#}"))),
                 }
-                Ok(None) => outcomes.push(Captured::Vanished),
-                Err(e) => return Err(ib3_influx::Error::Capture(format!("{e:#}"))),
             }
+            self.record_progress(false).await;
         }
+        self.record_progress(true).await;
         Ok(outcomes)
     }
 }
@@ -390,7 +435,8 @@ async fn capture_and_commit(
     settings: Settings,
 ) -> Result<(Manifest, CutReport, u64)> {
     let index = repo.blob_index().await?;
-    let previous = previous_entries(repo, &source).await?;
+    let (previous, superseded) = previous_entries(repo, &source).await?;
+    let run_id = BackupId::new(settings.started_at);
     let mut capture = RepoCapture {
         source: source.node.clone(),
         repo: repo.clone(),
@@ -404,6 +450,16 @@ async fn capture_and_commit(
         copy: CopyOptions::default(),
         compression: settings.compression,
         bar: settings.bar.clone(),
+        progress_record: ProgressRecord {
+            id: run_id.clone(),
+            source: serde_json::json!({
+                "product": PRODUCT,
+                "node_id": source.node_id,
+                "location": source.location,
+            }),
+            dirty: std::sync::atomic::AtomicBool::new(false),
+            last: Mutex::new(Instant::now()),
+        },
     };
     let cut_options = CutOptions {
         node_prefix: source.node_id.clone(),
@@ -430,7 +486,7 @@ async fn capture_and_commit(
     };
     let manifest = Manifest {
         format_version: ib3_repo::config::FORMAT_VERSION,
-        id: BackupId::new(settings.started_at),
+        id: run_id.clone(),
         tool_version: tool_version(),
         started_at: humantime::format_rfc3339_seconds(settings.started_at).to_string(),
         finished_at: now_rfc3339(),
@@ -440,28 +496,46 @@ async fn capture_and_commit(
     };
     // The commit point: every blob above is stored; a backup exists once this succeeds.
     repo.write_manifest(&manifest).await?;
+    // This backup holds everything its own and earlier unfinished runs' records offered.
+    for id in superseded.iter().chain([&run_id]) {
+        if let Err(e) = repo.remove_partial(id).await {
+            tracing::warn!(error = %e, "could not remove a progress record (prune removes it later)");
+        }
+    }
     Ok((manifest, cut, stats.reused.load(Ordering::Relaxed)))
 }
 
-/// Entries of the newest backup of the same node and store location, by path.
-async fn previous_entries(repo: &Repository, source: &NodeStore) -> Result<HashMap<String, Entry>> {
+/// Entries that may stand for source objects without reading them: those of the newest backup
+/// of the same node and store location, and those recorded by its runs that never committed
+/// (killed or failed), by path.
+async fn previous_entries(
+    repo: &Repository,
+    source: &NodeStore,
+) -> Result<(HashMap<String, Entry>, Vec<BackupId>)> {
+    let mut previous = HashMap::new();
+    let mut partial_ids = Vec::new();
     for id in repo.list_backups().await?.iter().rev() {
         let manifest = repo.load_manifest(id).await?;
-        let Ok(record) = serde_json::from_value::<SourceRecord>(manifest.source.clone()) else {
-            continue;
-        };
-        if record.product == PRODUCT
-            && record.node_id == source.node_id
-            && record.location == source.location
-        {
-            return Ok(manifest
-                .entries
-                .into_iter()
-                .map(|e| (e.path.clone(), e))
-                .collect());
+        if same_source(&manifest.source, source) {
+            previous.extend(manifest.entries.into_iter().map(|e| (e.path.clone(), e)));
+            break;
         }
     }
-    Ok(HashMap::new())
+    for partial in repo.partials().await? {
+        if same_source(&partial.source, source) {
+            partial_ids.push(partial.id.clone());
+            previous.extend(partial.entries.into_iter().map(|e| (e.path.clone(), e)));
+        }
+    }
+    Ok((previous, partial_ids))
+}
+
+/// Whether a manifest's (or partial record's) source document names this node and location.
+fn same_source(document: &serde_json::Value, source: &NodeStore) -> bool {
+    let field = |name: &str| document.get(name).and_then(|v| v.as_str());
+    field("product") == Some(PRODUCT)
+        && field("node_id") == Some(source.node_id.as_str())
+        && field("location") == Some(source.location.as_str())
 }
 
 fn manifest_entries(cut: &CutReport, capture: &RepoCapture) -> Result<Vec<Entry>> {
