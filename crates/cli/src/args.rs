@@ -41,6 +41,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Remove repository locks left by processes that died.
     Unlock(UnlockArgs),
+    /// Copy backups to a second repository (off-site), deduplicated and verified.
+    Copy(CopyArgs),
 }
 
 /// Kinds of object store, as `influxdb3 serve --object-store` names them.
@@ -339,4 +341,24 @@ pub struct UnlockArgs {
     /// lock is removed: make sure no other influxdb3-backup process uses the repository.
     #[arg(long)]
     pub stale_only: bool,
+}
+
+/// `copy`.
+#[derive(Debug, Clone, Args)]
+pub struct CopyArgs {
+    #[command(flatten)]
+    /// Source repository.
+    pub repo: RepoArgs,
+    /// Target repository (created if empty); its credentials come from the
+    /// `INFLUXDB3_BACKUP_TO_REPO_*` environment family, else the standard variables.
+    #[arg(long, env = "INFLUXDB3_BACKUP_TO_REPO")]
+    pub to_repo: String,
+    /// Backup id or `latest`; with neither this nor --all, `latest`.
+    pub backup: Option<String>,
+    /// Copy every backup the target does not hold yet.
+    #[arg(long, conflicts_with = "backup")]
+    pub all: bool,
+    #[command(flatten)]
+    /// Transfer tuning.
+    pub transfer: TransferArgs,
 }

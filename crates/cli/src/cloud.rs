@@ -24,6 +24,8 @@ use std::sync::Arc;
 
 /// Prefix of the repository's own environment family.
 pub const REPO_ENV_PREFIX: &str = "INFLUXDB3_BACKUP_REPO_";
+/// Prefix of the environment family of `copy --to-repo`.
+pub const TO_REPO_ENV_PREFIX: &str = "INFLUXDB3_BACKUP_TO_REPO_";
 
 /// A cloud store and a description of it that is safe to print.
 pub struct CloudStore {
@@ -245,18 +247,20 @@ fn azure_from_env(prefix: &str) -> MicrosoftAzureBuilder {
 
 /// Environment overrides of the repository family, as (lowercase config key, value), for one
 /// cloud (`aws_`, `azure_`, `google_`).
-fn repo_env(cloud_prefix: &str) -> Vec<(String, String)> {
+fn repo_env(env_prefix: &str, cloud_prefix: &str) -> Vec<(String, String)> {
     std::env::vars()
         .filter_map(|(name, value)| {
-            let key = name.strip_prefix(REPO_ENV_PREFIX)?.to_ascii_lowercase();
+            let key = name.strip_prefix(env_prefix)?.to_ascii_lowercase();
             key.starts_with(cloud_prefix).then_some((key, value))
         })
         .collect()
 }
 
-/// Build a repository store from its URL (`s3://`, `gs://`, `az://`, `abfs://`, `https://…`).
-/// Returns the store rooted at the URL's path and the URL as location.
+/// Build a repository store from its URL (`s3://`, `gs://`, `az://`, `abfs://`, `https://…`),
+/// with credentials from the environment family `env_prefix` over the standard variables.
+/// Returns the store and the URL's path (the repository's prefix in it).
 pub fn repo_store_from_url(
+    env_prefix: &str,
     spec: &str,
     url: &url::Url,
 ) -> Result<(Arc<dyn ObjectStore>, object_store::path::Path)> {
@@ -269,7 +273,7 @@ pub fn repo_store_from_url(
         Scheme::AmazonS3 => {
             let mut b =
                 AmazonS3Builder::from_env().with_conditional_put(S3ConditionalPut::ETagMatch);
-            for (key, value) in repo_env("aws_") {
+            for (key, value) in repo_env(env_prefix, "aws_") {
                 if let Ok(key) = AmazonS3ConfigKey::from_str(&key) {
                     b = b.with_config(key, value);
                 }
@@ -282,10 +286,10 @@ pub fn repo_store_from_url(
         }
         Scheme::MicrosoftAzure => {
             let mut b = azure_from_env("");
-            if let Ok(account) = std::env::var(format!("{REPO_ENV_PREFIX}AZURE_STORAGE_ACCOUNT")) {
+            if let Ok(account) = std::env::var(format!("{env_prefix}AZURE_STORAGE_ACCOUNT")) {
                 b = b.with_account(account);
             }
-            for (key, value) in repo_env("azure_") {
+            for (key, value) in repo_env(env_prefix, "azure_") {
                 if let Ok(key) = AzureConfigKey::from_str(&key) {
                     b = b.with_config(key, value);
                 }
@@ -298,7 +302,7 @@ pub fn repo_store_from_url(
         }
         Scheme::GoogleCloudStorage => {
             let mut b = GoogleCloudStorageBuilder::from_env();
-            for (key, value) in repo_env("google_") {
+            for (key, value) in repo_env(env_prefix, "google_") {
                 if let Ok(key) = GoogleConfigKey::from_str(&key) {
                     b = b.with_config(key, value);
                 }

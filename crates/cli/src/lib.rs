@@ -116,6 +116,29 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let report = ops::prune::prune(&repo, &policy, args.gc_grace, args.dry_run).await?;
             output::prune(&report, json)
         }
+        Command::Copy(args) => {
+            let from = open_repo(&args.repo.repo).await?;
+            let (store, location) =
+                stores::repo_store_in(cloud::TO_REPO_ENV_PREFIX, &args.to_repo, true).await?;
+            let (to, _) =
+                ib3_repo::Repository::open_or_init(store, location, &ops::tool_version()).await?;
+            let backup = if args.all {
+                None
+            } else {
+                Some(args.backup.unwrap_or_else(|| "latest".into()))
+            };
+            let report = ops::copy::copy(
+                &from,
+                &to,
+                ops::copy::CopyOptionsCli {
+                    backup,
+                    concurrency: args.transfer.concurrency as usize,
+                    bar,
+                },
+            )
+            .await?;
+            output::copy(&report, json)
+        }
         Command::Unlock(args) => {
             let repo = open_repo(&args.repo.repo).await?;
             output::unlock(&ops::unlock::unlock(&repo, args.stale_only).await?, json)

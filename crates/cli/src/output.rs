@@ -2,6 +2,7 @@
 //! Each printer returns the command's exit code.
 
 use crate::exit::{FINDINGS, OK, VERIFY_FAILED};
+use crate::ops::copy::CopyReport;
 use crate::ops::create::CreateReport;
 use crate::ops::list::ListReport;
 use crate::ops::prune::PruneReport;
@@ -391,5 +392,28 @@ pub fn unlock(r: &UnlockReport, json: bool) -> Result<u8> {
             l.kind, l.command, l.pid, l.host
         );
     }
+    Ok(OK)
+}
+
+/// `copy`.
+pub fn copy(r: &CopyReport, json: bool) -> Result<u8> {
+    if json {
+        print_json(r)?;
+        return Ok(OK);
+    }
+    for id in &r.copied {
+        println!("copied {id}");
+    }
+    for id in &r.skipped {
+        println!("skipped {id} (already in {})", r.to);
+    }
+    println!(
+        "{} backups copied to {}: {} blobs sent ({}), {} already there; every blob verified on arrival",
+        r.copied.len(),
+        r.to,
+        r.blobs_copied,
+        human_bytes(r.bytes_copied),
+        r.blobs_present
+    );
     Ok(OK)
 }

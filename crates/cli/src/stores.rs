@@ -134,9 +134,18 @@ fn local_store(dir: &FsPath, cleanup: bool) -> Result<LocalFileSystem> {
 /// Open the repository store named by `--repo` (a directory, created if `create`, or a URL),
 /// checking that it answers.
 pub async fn repo_store(spec: &str, create: bool) -> Result<(Arc<dyn ObjectStore>, String)> {
+    repo_store_in(cloud::REPO_ENV_PREFIX, spec, create).await
+}
+
+/// [`repo_store`] with the credentials of the environment family `env_prefix`.
+pub async fn repo_store_in(
+    env_prefix: &str,
+    spec: &str,
+    create: bool,
+) -> Result<(Arc<dyn ObjectStore>, String)> {
     let path = match spec.strip_prefix("file://") {
         Some(rest) => PathBuf::from(rest),
-        None if spec.contains("://") => return cloud_repo(spec).await,
+        None if spec.contains("://") => return cloud_repo(env_prefix, spec).await,
         None => PathBuf::from(spec),
     };
     if create {
@@ -159,14 +168,14 @@ pub async fn repo_store(spec: &str, create: bool) -> Result<(Arc<dyn ObjectStore
     Ok((Arc::new(store), path.display().to_string()))
 }
 
-async fn cloud_repo(spec: &str) -> Result<(Arc<dyn ObjectStore>, String)> {
+async fn cloud_repo(env_prefix: &str, spec: &str) -> Result<(Arc<dyn ObjectStore>, String)> {
     let url = url::Url::parse(spec).map_err(|e| {
         Failure::new(
             USAGE,
             format!("repository URL {spec:?} does not parse: {e}"),
         )
     })?;
-    let (store, prefix) = cloud::repo_store_from_url(spec, &url)?;
+    let (store, prefix) = cloud::repo_store_from_url(env_prefix, spec, &url)?;
     // The URL without user info or query: safe to print and record.
     let mut shown = url.clone();
     let _ = shown.set_username("");

@@ -664,3 +664,67 @@ fn large_objects_stream_through_multipart_on_every_backend() {
         );
     }
 }
+
+/// `copy` to a repository on every cloud, with the target's own credential family, then from
+/// that cloud to the next one: deduplicated, verified, restorable.
+#[test]
+fn copy_off_site_to_every_cloud() {
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("repo");
+    let data = data_dir("core-3.3.0-upgraded-3.9.6");
+    run(&[
+        "create",
+        "--data-dir",
+        s(&data),
+        "--node-id",
+        "node0",
+        "--repo",
+        s(&local),
+    ])
+    .ok();
+    for backend in ALL {
+        if !backend.available() {
+            continue;
+        }
+        let bucket = backend.new_bucket("copy");
+        let target = backend.url(&bucket, "offsite");
+        let to_env: Vec<(String, String)> = backend
+            .source_env()
+            .into_iter()
+            .map(|(k, v)| (format!("INFLUXDB3_BACKUP_TO_REPO_{k}"), v))
+            .collect();
+        let copied = run_env(
+            &["copy", "--json", "--repo", s(&local), "--to-repo", &target],
+            &to_env,
+        )
+        .ok()
+        .json();
+        assert_eq!(
+            copied["copied"].as_array().unwrap().len(),
+            1,
+            "{}",
+            backend.name()
+        );
+        let again = run_env(
+            &["copy", "--json", "--repo", s(&local), "--to-repo", &target],
+            &to_env,
+        )
+        .ok()
+        .json();
+        assert_eq!(again["blobs_copied"], 0);
+        let env = backend.repo_env();
+        run_env(&["verify", "--read-data", "--repo", &target], &env).ok();
+        let restored = tmp.path().join(format!("restored-{}", backend.name()));
+        run_env(
+            &["restore", "--repo", &target, "--data-dir", s(&restored)],
+            &env,
+        )
+        .ok();
+        assert_eq!(
+            tree(&restored.join("node0")),
+            tree(&data.join("node0")),
+            "{}",
+            backend.name()
+        );
+    }
+}

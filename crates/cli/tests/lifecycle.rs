@@ -274,3 +274,108 @@ fn live_exclusive_lock_refuses_stale_one_does_not_and_unlock_clears() {
         11
     );
 }
+
+#[test]
+fn copy_sends_each_blob_once_verifies_it_and_the_copy_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let offsite = tmp.path().join("offsite");
+    for fixture in ["core-3.10.0-basic", "core-3.9.6-basic"] {
+        create(&data_dir(fixture), &repo);
+    }
+    let latest = run(&[
+        "copy",
+        "--json",
+        "--repo",
+        s(&repo),
+        "--to-repo",
+        s(&offsite),
+    ])
+    .ok()
+    .json();
+    assert_eq!(
+        latest["copied"].as_array().unwrap().len(),
+        1,
+        "latest only by default"
+    );
+    let all = run(&[
+        "copy",
+        "--json",
+        "--all",
+        "--repo",
+        s(&repo),
+        "--to-repo",
+        s(&offsite),
+    ])
+    .ok()
+    .json();
+    assert_eq!(all["copied"].as_array().unwrap().len(), 1);
+    assert_eq!(all["skipped"].as_array().unwrap().len(), 1);
+    let again = run(&[
+        "copy",
+        "--json",
+        "--all",
+        "--repo",
+        s(&repo),
+        "--to-repo",
+        s(&offsite),
+    ])
+    .ok()
+    .json();
+    assert_eq!(again["blobs_copied"], 0, "a second copy sends nothing");
+    assert_eq!(
+        blobs(&offsite),
+        blobs(&repo),
+        "the copy holds the same blobs, stored the same way"
+    );
+    run(&["verify", "--read-data", "--repo", s(&offsite)]).ok();
+    let restored = tmp.path().join("restored");
+    let first =
+        &run(&["list", "--json", "--repo", s(&offsite)]).ok().json()["backups"][0]["backup_id"];
+    run(&[
+        "restore",
+        "--repo",
+        s(&offsite),
+        first.as_str().unwrap(),
+        "--data-dir",
+        s(&restored),
+    ])
+    .ok();
+    assert_eq!(
+        tree(&restored.join("node0")),
+        tree(&data_dir("core-3.10.0-basic").join("node0"))
+    );
+}
+
+#[test]
+fn copy_refuses_a_corrupt_blob_and_commits_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    create(&data_dir("core-3.10.0-wal-only"), &repo);
+    let victim = blobs(&repo)
+        .into_keys()
+        .find(|k| !k.ends_with(".zst"))
+        .unwrap();
+    let path = repo.join("blobs").join(&victim[..2]).join(&victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let offsite = tmp.path().join("offsite");
+    let out = run(&["copy", "--repo", s(&repo), "--to-repo", s(&offsite)]);
+    assert_eq!(out.code, 12, "{out:?}");
+    assert!(out.stderr.contains(&victim), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_dir(offsite.join("manifests"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+    assert!(
+        !offsite
+            .join("blobs")
+            .join(&victim[..2])
+            .join(&victim)
+            .exists(),
+        "the corrupt blob was removed"
+    );
+}

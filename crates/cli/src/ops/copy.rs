@@ -1,0 +1,200 @@
+//! `copy`: transfer backups to a second repository (another store, another cloud), deduplicated
+//! against what it already holds, verifying every blob as it lands. A blob is copied in its
+//! stored form and its plaintext re-hashed on arrival; a backup's manifest is written to the
+//! target last, so an interrupted copy leaves no partial backup there, and a re-run sends only
+//! the blobs still missing.
+
+use super::restore::codec_of;
+use crate::exit::{Failure, VERIFY_FAILED};
+use crate::progress::Bar;
+use anyhow::{Context, Result};
+use ib3_repo::lock::LockKind;
+use ib3_repo::{layout, BackupId, BlobId, BlobIndex, Encoding, Manifest, Repository};
+use ib3_transfer::{for_each_bounded, hash_object, stream_copy, Codec, CopyOptions, NoProgress};
+use object_store::ObjectStoreExt;
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// Options of `copy`, resolved.
+pub struct CopyOptionsCli {
+    /// Backups to copy: one id, `latest`, or every backup (`None`).
+    pub backup: Option<String>,
+    /// Objects in flight.
+    pub concurrency: usize,
+    /// Progress.
+    pub bar: Bar,
+}
+
+/// What `copy` did.
+#[derive(Debug, Serialize)]
+pub struct CopyReport {
+    /// Source repository.
+    pub from: String,
+    /// Target repository.
+    pub to: String,
+    /// Backups copied.
+    pub copied: Vec<String>,
+    /// Backups the target already held.
+    pub skipped: Vec<String>,
+    /// Blobs sent.
+    pub blobs_copied: u64,
+    /// Stored bytes sent.
+    pub bytes_copied: u64,
+    /// Blobs the target already held.
+    pub blobs_present: u64,
+}
+
+/// Run `copy` from `from` to `to`.
+pub async fn copy(
+    from: &Repository,
+    to: &Repository,
+    options: CopyOptionsCli,
+) -> Result<CopyReport> {
+    let source_lock = from.lock(LockKind::Shared, "copy").await?;
+    let target_lock = match to.lock(LockKind::Shared, "copy").await {
+        Ok(lock) => lock,
+        Err(e) => {
+            source_lock.release().await?;
+            return Err(e.into());
+        }
+    };
+    let result = copy_locked(from, to, &options).await;
+    let released = (source_lock.release().await, target_lock.release().await);
+    let report = result?;
+    released.0?;
+    released.1?;
+    options.bar.finish();
+    Ok(report)
+}
+
+async fn copy_locked(
+    from: &Repository,
+    to: &Repository,
+    options: &CopyOptionsCli,
+) -> Result<CopyReport> {
+    let ids = match &options.backup {
+        Some(spec) => vec![from.resolve(spec).await?],
+        None => from.list_backups().await?,
+    };
+    let present: BTreeSet<BackupId> = to.list_backups().await?.into_iter().collect();
+    let mut index = to.blob_index().await?;
+    let mut report = CopyReport {
+        from: from.location().to_string(),
+        to: to.location().to_string(),
+        copied: Vec::new(),
+        skipped: Vec::new(),
+        blobs_copied: 0,
+        bytes_copied: 0,
+        blobs_present: 0,
+    };
+    for id in ids {
+        if present.contains(&id) {
+            report.skipped.push(id.to_string());
+            continue;
+        }
+        let manifest = from.load_manifest(&id).await?;
+        copy_blobs(from, to, &manifest, &mut index, options, &mut report).await?;
+        // Commit point on the target: every blob of the backup is there and verified.
+        to.write_manifest(&manifest).await?;
+        report.copied.push(id.to_string());
+    }
+    Ok(report)
+}
+
+async fn copy_blobs(
+    from: &Repository,
+    to: &Repository,
+    manifest: &Manifest,
+    index: &mut BlobIndex,
+    options: &CopyOptionsCli,
+    report: &mut CopyReport,
+) -> Result<()> {
+    let all: BTreeSet<(BlobId, Encoding)> = manifest
+        .entries
+        .iter()
+        .map(|e| (e.blob, e.encoding))
+        .collect();
+    let wanted: BTreeSet<(BlobId, Encoding)> = all
+        .iter()
+        .filter(|(id, encoding)| index.size(id, *encoding).is_none())
+        .copied()
+        .collect();
+    report.blobs_present += (all.len() - wanted.len()) as u64;
+    let bytes: u64 = manifest
+        .entries
+        .iter()
+        .filter(|e| wanted.contains(&(e.blob, e.encoding)))
+        .map(|e| e.size)
+        .sum();
+    options
+        .bar
+        .phase(&format!("copying {}", manifest.id), bytes);
+    let copy = CopyOptions::default();
+    let results = for_each_bounded(
+        wanted.into_iter().collect(),
+        options.concurrency,
+        |(id, encoding)| {
+            let copy = &copy;
+            async move {
+                copy_blob(from, to, id, encoding, copy, &options.bar)
+                    .await
+                    .map(|stored| (id, encoding, stored))
+            }
+        },
+    )
+    .await;
+    for result in results {
+        let (id, encoding, stored) = result?;
+        index.insert(id, encoding, stored);
+        report.blobs_copied += 1;
+        report.bytes_copied += stored;
+    }
+    Ok(())
+}
+
+/// Copy one blob in its stored form and check that its plaintext hashes to its id; a blob that
+/// does not is removed from the target and fails the copy.
+async fn copy_blob(
+    from: &Repository,
+    to: &Repository,
+    id: BlobId,
+    encoding: Encoding,
+    copy: &CopyOptions,
+    bar: &Bar,
+) -> Result<u64> {
+    let key = layout::blob_key(&id, encoding);
+    let copied = stream_copy(
+        from.store().as_ref(),
+        &key,
+        to.store().as_ref(),
+        &key,
+        None,
+        Codec::Identity,
+        copy,
+        bar,
+    )
+    .await
+    .with_context(|| format!("copying blob {key}"))?;
+    let plaintext = match encoding {
+        Encoding::Raw => copied.hash,
+        Encoding::Zstd => {
+            hash_object(to.store().as_ref(), &key, codec_of(encoding), &NoProgress)
+                .await
+                .with_context(|| format!("verifying copied blob {key}"))?
+                .hash
+        }
+    };
+    if BlobId::from(plaintext) != id {
+        let _ = to.store().delete(&key).await;
+        return Err(Failure::new(
+            VERIFY_FAILED,
+            format!(
+                "blob {key} of {} is corrupt: its content hashes to {plaintext}",
+                from.location()
+            ),
+        )
+        .hint("run `verify --read-data` on the source repository")
+        .into());
+    }
+    Ok(copied.stored)
+}
