@@ -20,7 +20,11 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         tokio::select! {
             result = run(cli) => Some(result),
-            _ = tokio::signal::ctrl_c() => None,
+            _ = tokio::signal::ctrl_c() => {
+                // The work is dropped here; its repository locks must not outlive it.
+                ib3_repo::lock::release_all_held().await;
+                None
+            }
         }
     });
     match outcome {

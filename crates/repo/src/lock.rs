@@ -67,6 +67,24 @@ fn lock_key(id: &str) -> Path {
     Path::from(format!("{}/{id}.json", layout::LOCKS))
 }
 
+/// Locks this process holds, so that an interrupted process (Ctrl-C) can remove them before it
+/// exits: the one piece of process-wide state, because a signal handler has no other way to
+/// reach the locks of the work it cancels.
+static HELD: std::sync::Mutex<Vec<(String, Arc<dyn ObjectStore>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn held() -> std::sync::MutexGuard<'static, Vec<(String, Arc<dyn ObjectStore>)>> {
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Remove every lock this process still holds (for an interrupted run). Best effort.
+pub async fn release_all_held() {
+    let locks: Vec<(String, Arc<dyn ObjectStore>)> = held().drain(..).collect();
+    for (id, store) in locks {
+        let _ = store.delete(&lock_key(&id)).await;
+    }
+}
+
 /// A held lock; refreshed in the background until [`Lock::release`] (or drop, which stops the
 /// refresh and leaves the object to expire).
 #[derive(Debug)]
@@ -85,6 +103,7 @@ impl Lock {
     /// Remove the lock object.
     pub async fn release(self) -> Result<()> {
         self.refresher.abort();
+        held().retain(|(id, _)| *id != self.info.id);
         let key = lock_key(&self.info.id);
         match self.store.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -178,6 +197,7 @@ impl Repository {
             });
         }
         let refresher = tokio::spawn(refresh(self.store().clone(), info.clone()));
+        held().push((info.id.clone(), self.store().clone()));
         Ok(Lock {
             store: self.store().clone(),
             info,
