@@ -728,3 +728,111 @@ fn copy_off_site_to_every_cloud() {
         );
     }
 }
+
+/// Retention, garbage collection and locks on every cloud repository: prune keeps the newest,
+/// collects what only the removed backup held, and a live exclusive lock refuses a create.
+#[test]
+fn prune_and_locks_on_every_cloud() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_fixture("core-3.10.0-wal-only", &data);
+    for backend in ALL {
+        if !backend.available() {
+            continue;
+        }
+        let bucket = backend.new_bucket("prune");
+        let repo = backend.url(&bucket, "r");
+        let env = backend.repo_env();
+        let create = || {
+            run_env(
+                &[
+                    "create",
+                    "--json",
+                    "--data-dir",
+                    s(&data),
+                    "--node-id",
+                    "node0",
+                    "--repo",
+                    &repo,
+                ],
+                &env,
+            )
+            .ok()
+            .json()
+        };
+        let first = create();
+        let extra = data.join("node0/dbs/9/9/2030-01-01/00-00/0000000001.parquet");
+        std::fs::create_dir_all(extra.parent().unwrap()).unwrap();
+        std::fs::write(
+            &extra,
+            format!("only in the first backup of {}", backend.name()),
+        )
+        .unwrap();
+        let with_extra = create();
+        std::fs::remove_file(&extra).unwrap();
+        let last = create();
+        assert_ne!(first["backup_id"], last["backup_id"]);
+        let plan = run_env(
+            &[
+                "prune",
+                "--json",
+                "--keep-last",
+                "1",
+                "--gc-grace",
+                "0s",
+                "--repo",
+                &repo,
+            ],
+            &env,
+        )
+        .ok()
+        .json();
+        assert_eq!(
+            plan["gc"]["remove_backups"].as_array().unwrap().len(),
+            2,
+            "{}",
+            backend.name()
+        );
+        let freed = plan["gc"]["bytes_freed"].as_u64().unwrap();
+        assert_eq!(
+            freed,
+            with_extra["bytes"].as_u64().unwrap() - last["bytes"].as_u64().unwrap(),
+            "{}: only the extra file's blob",
+            backend.name()
+        );
+        let listed = run_env(&["list", "--json", "--repo", &repo], &env)
+            .ok()
+            .json();
+        assert_eq!(listed["backups"][0]["backup_id"], last["backup_id"]);
+        run_env(&["verify", "--read-data", "--repo", &repo], &env).ok();
+
+        // A live exclusive lock of another host refuses a create; unlock clears it.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let lock = serde_json::json!({"id": "other", "kind": "exclusive", "command": "prune", "host": "elsewhere", "pid": 1, "created": now, "refreshed": now});
+        let store = backend.client(&bucket);
+        runtime()
+            .block_on(store.put(
+                &ObjPath::from("r/locks/other.json"),
+                serde_json::to_vec(&lock).unwrap().into(),
+            ))
+            .unwrap();
+        let out = run_env(
+            &[
+                "create",
+                "--data-dir",
+                s(&data),
+                "--node-id",
+                "node0",
+                "--repo",
+                &repo,
+            ],
+            &env,
+        );
+        assert_eq!(out.code, 11, "{}: {out:?}", backend.name());
+        run_env(&["unlock", "--repo", &repo], &env).ok();
+        create();
+    }
+}
