@@ -57,7 +57,7 @@ pub async fn assess<R: Reader>(
     let state_files: Vec<(String, ObjectClass)> = objects
         .keys()
         .map(|k| (k.clone(), classify(k)))
-        .filter(|(_, c)| is_state_file(c))
+        .filter(|(_, c)| c.is_state_file())
         .collect();
     let (mut parsed, mut findings) = read_all(reader, state_files, concurrency).await?;
     let mut snapshots: Vec<PersistedSnapshot> = Vec::new();
@@ -109,16 +109,6 @@ pub async fn assess<R: Reader>(
         checkpoints,
         catalog_files,
     })
-}
-
-fn is_state_file(class: &ObjectClass) -> bool {
-    matches!(
-        class,
-        ObjectClass::Snapshot { .. }
-            | ObjectClass::SnapshotCheckpoint { .. }
-            | ObjectClass::CatalogLog { .. }
-            | ObjectClass::CatalogCheckpoint { .. }
-    )
 }
 
 type ReadAll = (Vec<(String, Parsed)>, Vec<Finding>);

@@ -92,6 +92,18 @@ impl ObjectClass {
         }
     }
 
+    /// Whether this is a small file carrying the node's state that a backup parses: a snapshot
+    /// file, a snapshot checkpoint or a catalog file.
+    pub fn is_state_file(&self) -> bool {
+        matches!(
+            self,
+            ObjectClass::Snapshot { .. }
+                | ObjectClass::SnapshotCheckpoint { .. }
+                | ObjectClass::CatalogLog { .. }
+                | ObjectClass::CatalogCheckpoint { .. }
+        )
+    }
+
     /// Whether the server never rewrites this object once it exists (so a repository copy under
     /// the same key and size can be reused without reading the source).
     pub fn is_immutable(&self) -> bool {

@@ -9,7 +9,6 @@
 
 use crate::layout::{self, Encoding};
 use crate::{BackupId, BlobId, Error, Repository, Result};
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use serde::Serialize;
@@ -31,15 +30,6 @@ pub struct GcPlan {
     pub bytes_freed: u64,
     /// Bytes of all blobs before.
     pub bytes_before: u64,
-}
-
-async fn list_metas(repo: &Repository, prefix: &str) -> Result<Vec<ObjectMeta>> {
-    let prefix = Path::from(prefix);
-    repo.store()
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|e| Error::store(&prefix, e))
 }
 
 fn older_than(meta: &ObjectMeta, grace: Duration, now: SystemTime) -> bool {
@@ -72,7 +62,7 @@ pub async fn plan_gc(
         remove_backups: remove.to_vec(),
         ..GcPlan::default()
     };
-    for meta in list_metas(repo, layout::BLOBS).await? {
+    for meta in repo.list_prefix(layout::BLOBS).await? {
         plan.bytes_before += meta.size;
         let Some(blob) = layout::blob_id_of(&meta.location) else {
             continue;
@@ -88,8 +78,8 @@ pub async fn plan_gc(
         }
     }
     // In-flight uploads and progress records of runs that never committed.
-    let mut leftovers = list_metas(repo, layout::STAGING).await?;
-    leftovers.extend(list_metas(repo, layout::PARTIAL).await?);
+    let mut leftovers = repo.list_prefix(layout::STAGING).await?;
+    leftovers.extend(repo.list_prefix(layout::PARTIAL).await?);
     for meta in leftovers {
         if older_than(&meta, grace, now) {
             plan.remove_staging.push(meta.location.to_string());

@@ -7,7 +7,6 @@
 //! and fail, so two racing acquirers can both back off but never both proceed.
 
 use crate::{layout, Error, Repository, Result};
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -121,13 +120,7 @@ impl Drop for Lock {
 impl Repository {
     /// Every lock present (unparsable lock objects are reported as corrupt).
     pub async fn locks(&self) -> Result<Vec<LockInfo>> {
-        let prefix = Path::from(layout::LOCKS);
-        let metas: Vec<_> = self
-            .store()
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| Error::store(&prefix, e))?;
+        let metas = self.list_prefix(layout::LOCKS).await?;
         let mut locks = Vec::new();
         for meta in metas {
             let bytes = match self.store().get(&meta.location).await {

@@ -6,7 +6,7 @@ use crate::layout::{self, Encoding};
 use crate::{BackupId, BlobId, Error, Manifest, Result};
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -159,15 +159,19 @@ impl Repository {
         Ok(index)
     }
 
-    /// Every backup id, oldest first.
-    pub async fn list_backups(&self) -> Result<Vec<BackupId>> {
-        let prefix = Path::from(layout::MANIFESTS);
-        let metas: Vec<_> = self
-            .store
+    /// Every object under a top-level prefix of the repository (one paged listing).
+    pub(crate) async fn list_prefix(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let prefix = Path::from(prefix);
+        self.store
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(|e| Error::store(&prefix, e))?;
+            .map_err(|e| Error::store(&prefix, e))
+    }
+
+    /// Every backup id, oldest first.
+    pub async fn list_backups(&self) -> Result<Vec<BackupId>> {
+        let metas = self.list_prefix(layout::MANIFESTS).await?;
         let mut ids: Vec<BackupId> = metas
             .iter()
             .filter_map(|m| layout::backup_id_of(&m.location))
@@ -267,13 +271,7 @@ impl Repository {
 
     /// Every partial-progress record (unreadable ones are skipped: they are only hints).
     pub async fn partials(&self) -> Result<Vec<Manifest>> {
-        let prefix = Path::from(layout::PARTIAL);
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| Error::store(&prefix, e))?;
+        let metas = self.list_prefix(layout::PARTIAL).await?;
         let mut partials = Vec::new();
         for meta in metas {
             let Ok(result) = self.store.get(&meta.location).await else {

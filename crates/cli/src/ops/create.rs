@@ -125,17 +125,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Small objects whose bytes the cut reads back (kept in memory for this run).
-fn is_state_file(class: &ObjectClass) -> bool {
-    matches!(
-        class,
-        ObjectClass::Snapshot { .. }
-            | ObjectClass::SnapshotCheckpoint { .. }
-            | ObjectClass::CatalogLog { .. }
-            | ObjectClass::CatalogCheckpoint { .. }
-    )
-}
-
 impl RepoCapture {
     /// The entry recorded by the previous backup, if it can stand for this object unread.
     fn reusable(&self, object: &SourceObject) -> Option<Entry> {
@@ -154,7 +143,7 @@ impl RepoCapture {
         }
         let key = Path::from(object.key.as_str());
         let expected = object.class.is_immutable().then_some(object.size);
-        let read_whole = is_state_file(&object.class)
+        let read_whole = object.class.is_state_file()
             || !object.class.is_immutable()
             || matches!(object.class, ObjectClass::Wal { .. })
                 && object.size <= self.copy.small_object_threshold;
