@@ -43,6 +43,8 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Copy backups to a second repository (off-site), deduplicated and verified.
     Copy(CopyArgs),
+    /// Initialise a repository, optionally encrypted (`create` initialises plain ones itself).
+    Init(InitArgs),
 }
 
 /// Kinds of object store, as `influxdb3 serve --object-store` names them.
@@ -195,6 +197,10 @@ pub struct RepoArgs {
     /// credentials").
     #[arg(long, env = "INFLUXDB3_BACKUP_REPO")]
     pub repo: String,
+    /// Key file of an encrypted repository (an age identity); without it the passphrase in
+    /// INFLUXDB3_BACKUP_PASSPHRASE unlocks the repository.
+    #[arg(long, env = "INFLUXDB3_BACKUP_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// Transfer tuning shared by commands that move bytes.
@@ -358,7 +364,23 @@ pub struct CopyArgs {
     /// Copy every backup the target does not hold yet.
     #[arg(long, conflicts_with = "backup")]
     pub all: bool,
+    /// Key file of an encrypted target repository; without it the passphrase in
+    /// INFLUXDB3_BACKUP_TO_PASSPHRASE unlocks it.
+    #[arg(long, env = "INFLUXDB3_BACKUP_TO_KEY_FILE")]
+    pub to_key_file: Option<PathBuf>,
     #[command(flatten)]
     /// Transfer tuning.
     pub transfer: TransferArgs,
+}
+
+/// `init`.
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    /// Repository (and, with --encrypt, its key file: created when it does not exist).
+    pub repo: RepoArgs,
+    /// Encrypt every blob and manifest (age X25519) to a new repository key, kept in --key-file
+    /// and/or sealed in the repository with the passphrase in INFLUXDB3_BACKUP_PASSPHRASE.
+    #[arg(long)]
+    pub encrypt: bool,
 }

@@ -26,6 +26,8 @@ pub const INCONSISTENT: u8 = 14;
 pub const TARGET_REFUSED: u8 = 15;
 /// An object store could not be used: missing bucket, refused credentials, unreachable endpoint.
 pub const STORE_ACCESS: u8 = 16;
+/// The repository key is missing or wrong (encrypted repositories).
+pub const KEY: u8 = 17;
 /// Interrupted (Ctrl-C); nothing was committed.
 pub const INTERRUPTED: u8 = 130;
 
@@ -79,6 +81,7 @@ pub fn code_of(error: &anyhow::Error) -> u8 {
                 | ib3_repo::Error::NoSuchBackup { .. } => REPOSITORY,
                 ib3_repo::Error::Corrupt { .. } => VERIFY_FAILED,
                 ib3_repo::Error::Locked { .. } => LOCKED,
+                ib3_repo::Error::Key { .. } => KEY,
                 _ => FAILURE,
             };
         }

@@ -32,17 +32,18 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 max_replans: args.max_replans,
                 allow_inconsistent: args.allow_inconsistent,
                 compression: (args.compression_level > 0).then_some(args.compression_level),
+                keys: key_source(args.repo.key_file.clone(), "INFLUXDB3_BACKUP_PASSPHRASE"),
                 bar,
             })
             .await?;
             output::create(&report, json)
         }
         Command::List(args) => {
-            let repo = open_repo(&args.repo.repo).await?;
+            let repo = open_repo(&args.repo).await?;
             output::list(&ops::list::list(&repo).await?, json)
         }
         Command::Verify(args) => {
-            let repo = open_repo(&args.repo.repo).await?;
+            let repo = open_repo(&args.repo).await?;
             let report = ops::verify::verify(ops::verify::VerifyOptions {
                 repo,
                 backup: args.backup,
@@ -60,7 +61,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             output::inspect(&report, json)
         }
         Command::Restore(args) => {
-            let repo = open_repo(&args.repo.repo).await?;
+            let repo = open_repo(&args.repo).await?;
             let id = repo.resolve(&args.backup).await?;
             let manifest = repo.load_manifest(&id).await?;
             let record: ops::record::SourceRecord = serde_json::from_value(manifest.source.clone())
@@ -85,7 +86,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 .lock(ib3_repo::lock::LockKind::Shared, "restore")
                 .await?;
             let result = ops::restore::restore(ops::restore::RestoreOptions {
-                repo: (repo.store().clone(), repo.location().to_string()),
+                repo: repo.clone(),
                 manifest,
                 record,
                 target: stores::open_node(&args.target, &node_id, !args.dry_run).await?,
@@ -103,7 +104,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             output::restore(&report, json)
         }
         Command::Prune(args) => {
-            let repo = open_repo(&args.repo.repo).await?;
+            let repo = open_repo(&args.repo).await?;
             let policy = ib3_repo::retention::KeepPolicy {
                 last: args.keep_last,
                 hourly: args.keep_hourly,
@@ -117,11 +118,17 @@ pub async fn run(cli: Cli) -> Result<u8> {
             output::prune(&report, json)
         }
         Command::Copy(args) => {
-            let from = open_repo(&args.repo.repo).await?;
+            let from = open_repo(&args.repo).await?;
             let (store, location) =
                 stores::repo_store_in(cloud::TO_REPO_ENV_PREFIX, &args.to_repo, true).await?;
-            let (to, _) =
-                ib3_repo::Repository::open_or_init(store, location, &ops::tool_version()).await?;
+            let to_keys = key_source(args.to_key_file.clone(), "INFLUXDB3_BACKUP_TO_PASSPHRASE");
+            let (to, _) = ib3_repo::Repository::open_or_init_with(
+                store,
+                location,
+                &ops::tool_version(),
+                &to_keys,
+            )
+            .await?;
             let backup = if args.all {
                 None
             } else {
@@ -139,16 +146,47 @@ pub async fn run(cli: Cli) -> Result<u8> {
             .await?;
             output::copy(&report, json)
         }
+        Command::Init(args) => {
+            let (store, location) = stores::repo_store(&args.repo.repo, true).await?;
+            let keys = key_source(args.repo.key_file.clone(), "INFLUXDB3_BACKUP_PASSPHRASE");
+            let repo = ib3_repo::Repository::init(
+                store,
+                location,
+                &ops::tool_version(),
+                args.encrypt.then_some(&keys),
+            )
+            .await?;
+            output::init(&repo, json)
+        }
         Command::Unlock(args) => {
-            let repo = open_repo(&args.repo.repo).await?;
+            let repo = open_repo(&args.repo).await?;
             output::unlock(&ops::unlock::unlock(&repo, args.stale_only).await?, json)
         }
     }
 }
 
-async fn open_repo(spec: &str) -> Result<ib3_repo::Repository> {
-    let (store, location) = stores::repo_store(spec, false).await?;
-    Ok(ib3_repo::Repository::open(store, location).await?)
+async fn open_repo(args: &args::RepoArgs) -> Result<ib3_repo::Repository> {
+    let (store, location) = stores::repo_store(&args.repo, false).await?;
+    Ok(ib3_repo::Repository::open_with(
+        store,
+        location,
+        &key_source(args.key_file.clone(), "INFLUXDB3_BACKUP_PASSPHRASE"),
+    )
+    .await?)
+}
+
+/// The key of an encrypted repository: `--key-file`, else the passphrase in `passphrase_env`.
+fn key_source(
+    key_file: Option<std::path::PathBuf>,
+    passphrase_env: &str,
+) -> ib3_repo::keys::KeySource {
+    ib3_repo::keys::KeySource {
+        key_file,
+        passphrase: std::env::var(passphrase_env)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(age::secrecy::SecretString::from),
+    }
 }
 
 fn required_node_id(args: &SourceArgs) -> Result<String> {

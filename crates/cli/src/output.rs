@@ -417,3 +417,25 @@ pub fn copy(r: &CopyReport, json: bool) -> Result<u8> {
     );
     Ok(OK)
 }
+
+/// `init`.
+pub fn init(repo: &ib3_repo::Repository, json: bool) -> Result<u8> {
+    let config = repo.config();
+    if json {
+        print_json(&serde_json::json!({
+            "repository": repo.location(),
+            "repository_id": config.repository_id,
+            "encryption": config.encryption,
+        }))?;
+        return Ok(OK);
+    }
+    println!(
+        "initialised repository {} ({})",
+        repo.location(),
+        config.repository_id
+    );
+    if let Some(e) = &config.encryption {
+        println!("  encrypted to {} ({}); keep the key file and/or passphrase safe: without them the backups cannot be read", e.recipient, e.scheme);
+    }
+    Ok(OK)
+}

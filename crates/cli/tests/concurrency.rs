@@ -312,6 +312,7 @@ async fn run_create(
         max_replans: 10,
         allow_inconsistent: false,
         compression: Some(3),
+        keys: Default::default(),
         bar: Bar::new(false),
     })
     .await;
@@ -506,8 +507,8 @@ fn snapshot_key(seq: u64) -> String {
 /// The plaintext of an entry's blob.
 async fn blob(repo: &Repository, entry: &Entry) -> bytes::Bytes {
     let key = ib3_repo::layout::blob_key(&entry.blob, entry.encoding);
-    let compressed = entry.encoding == ib3_repo::Encoding::Zstd;
-    ib3_transfer::read_plain(repo.store().as_ref(), &key, compressed)
+    let codec = influxdb3_backup::ops::codecs::decode(entry.encoding, repo.keys());
+    ib3_transfer::read_plain(repo.store().as_ref(), &key, &codec)
         .await
         .unwrap()
 }

@@ -34,6 +34,7 @@ async fn counted_create(data: &Path, repo: &Path) -> (CreateReport, Arc<Counting
         max_replans: 3,
         allow_inconsistent: false,
         compression: Some(3),
+        keys: Default::default(),
         bar: Bar::new(false),
     })
     .await
@@ -150,6 +151,7 @@ async fn a_failed_run_is_resumed_without_reading_what_it_stored() {
         max_replans: 0,
         allow_inconsistent: false,
         compression: Some(3),
+        keys: Default::default(),
         bar: Bar::new(false),
     })
     .await;

@@ -19,6 +19,9 @@ pub struct RepoConfig {
     pub created_at: String,
     /// `influxdb3-backup <version>` that created it.
     pub created_by: String,
+    /// Present when the repository is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::keys::EncryptionConfig>,
 }
 
 impl RepoConfig {
@@ -30,6 +33,7 @@ impl RepoConfig {
             hash: "blake3".to_string(),
             created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             created_by: tool.to_string(),
+            encryption: None,
         }
     }
 }

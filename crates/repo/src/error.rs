@@ -53,6 +53,12 @@ pub enum Error {
         /// Who holds it.
         holder: String,
     },
+    /// The repository key is missing or wrong.
+    #[error("{message}")]
+    Key {
+        /// What is wrong and the fix.
+        message: String,
+    },
     /// The store failed.
     #[error("repository store error on {key}: {source}")]
     Store {

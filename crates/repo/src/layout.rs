@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! config                                  repository config (create-only)
-//! blobs/<2 hex>/<64 hex>[.zst]            content, named by BLAKE3 of the plaintext;
-//!                                         `.zst`: stored zstd-compressed
+//! blobs/<2 hex>/<64 hex>[.zst][.age]      content, named by BLAKE3 of the plaintext;
+//!                                         `.zst`: zstd-compressed, `.age`: age-encrypted
+//! keys/repository.age                     the repository key, sealed with a passphrase
 //! manifests/<backup id>.json              one per backup, create-only, written last
 //! staging/<random>                        in-flight streamed uploads, renamed into blobs/
 //! locks/<random>.json                     shared and exclusive locks
@@ -27,12 +28,45 @@ pub enum Encoding {
     Raw,
     /// A zstd frame of the plaintext (`.zst` key suffix).
     Zstd,
+    /// The plaintext encrypted with age (`.age`).
+    Age,
+    /// A zstd frame of the plaintext, encrypted with age (`.zst.age`).
+    ZstdAge,
 }
 
 impl Encoding {
+    /// The encoding of a blob stored compressed and/or encrypted.
+    pub fn of(compressed: bool, encrypted: bool) -> Self {
+        match (compressed, encrypted) {
+            (false, false) => Encoding::Raw,
+            (true, false) => Encoding::Zstd,
+            (false, true) => Encoding::Age,
+            (true, true) => Encoding::ZstdAge,
+        }
+    }
+
     /// Whether this is [`Encoding::Raw`] (serde skips the default).
     pub fn is_raw(&self) -> bool {
         *self == Encoding::Raw
+    }
+
+    /// Whether the stored bytes are a zstd frame (after decryption).
+    pub fn is_compressed(&self) -> bool {
+        matches!(self, Encoding::Zstd | Encoding::ZstdAge)
+    }
+
+    /// Whether the stored bytes are age-encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self, Encoding::Age | Encoding::ZstdAge)
+    }
+
+    fn suffix(&self) -> &'static str {
+        match self {
+            Encoding::Raw => "",
+            Encoding::Zstd => ".zst",
+            Encoding::Age => ".age",
+            Encoding::ZstdAge => ".zst.age",
+        }
     }
 }
 
@@ -46,17 +80,15 @@ pub const MANIFESTS: &str = "manifests";
 pub const STAGING: &str = "staging";
 /// Prefix of locks.
 pub const LOCKS: &str = "locks";
+/// The repository key sealed with a passphrase (encrypted repositories).
+pub const PASSPHRASE_KEY: &str = "keys/repository.age";
 /// Prefix of partial-progress records of runs in flight.
 pub const PARTIAL: &str = "partial";
 
 /// Key of a blob: `blobs/ab/abcdef…` (raw) or `blobs/ab/abcdef….zst`.
 pub fn blob_key(id: &BlobId, encoding: Encoding) -> Path {
     let hex = id.to_hex();
-    let suffix = match encoding {
-        Encoding::Raw => "",
-        Encoding::Zstd => ".zst",
-    };
-    Path::from(format!("{BLOBS}/{}/{hex}{suffix}", &hex[..2]))
+    Path::from(format!("{BLOBS}/{}/{hex}{}", &hex[..2], encoding.suffix()))
 }
 
 /// Parse a blob key back into its id and encoding (`None` for anything else under `blobs/`).
@@ -66,10 +98,15 @@ pub fn blob_id_of(key: &Path) -> Option<(BlobId, Encoding)> {
     if top.as_ref() != BLOBS || parts.next().is_some() {
         return None;
     }
-    let (hex, encoding) = match name.as_ref().strip_suffix(".zst") {
-        Some(hex) => (hex, Encoding::Zstd),
-        None => (name.as_ref(), Encoding::Raw),
+    let (name, encrypted) = match name.as_ref().strip_suffix(".age") {
+        Some(rest) => (rest, true),
+        None => (name.as_ref(), false),
     };
+    let (hex, compressed) = match name.strip_suffix(".zst") {
+        Some(hex) => (hex, true),
+        None => (name, false),
+    };
+    let encoding = Encoding::of(compressed, encrypted);
     let id: BlobId = hex.parse().ok()?;
     id.to_hex()
         .starts_with(fan.as_ref())
@@ -119,6 +156,9 @@ mod tests {
         let zst = blob_key(&id, Encoding::Zstd);
         assert!(zst.as_ref().ends_with(".zst"));
         assert_eq!(blob_id_of(&zst), Some((id, Encoding::Zstd)));
+        for encoding in [Encoding::Age, Encoding::ZstdAge] {
+            assert_eq!(blob_id_of(&blob_key(&id, encoding)), Some((id, encoding)));
+        }
         assert_eq!(blob_id_of(&Path::from("blobs/00/abc")), None);
         let backup: BackupId = "20261125T094418.123Z-0123abcd".parse().unwrap();
         assert_eq!(backup_id_of(&manifest_key(&backup)), Some(backup));

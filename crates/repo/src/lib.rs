@@ -5,6 +5,7 @@
 //! - [`id`]: blob ids (BLAKE3 of the content) and backup ids (UTC time + random suffix);
 //! - [`config`]: the repository `config` object, its format version and the refusal of newer ones;
 //! - [`manifest`]: one manifest per backup, written last with create-only semantics;
+//! - [`keys`]: the age key of an encrypted repository, from a key file or a passphrase;
 //! - [`lock`]: shared and exclusive locks, refreshed while held, stale when their holder died;
 //! - [`check`]: structural verification of manifests against the blobs present.
 //!
@@ -17,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod gc;
 pub mod id;
+pub mod keys;
 pub mod layout;
 pub mod lock;
 pub mod manifest;

@@ -2,8 +2,10 @@
 //! committing a manifest, and the index of blobs present.
 
 use crate::config::{RepoConfig, FORMAT_VERSION};
+use crate::keys::{KeySource, Keys};
 use crate::layout::{self, Encoding};
 use crate::{BackupId, BlobId, Error, Manifest, Result};
+use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -16,6 +18,7 @@ pub struct Repository {
     store: Arc<dyn ObjectStore>,
     location: String,
     config: RepoConfig,
+    keys: Option<Keys>,
 }
 
 /// The blobs present in a repository: (id, encoding) → stored size. Built from one listing of
@@ -29,9 +32,14 @@ pub struct BlobIndex {
 impl BlobIndex {
     /// An encoding in which the content is present, if any (raw preferred).
     pub fn find(&self, id: &BlobId) -> Option<Encoding> {
-        [Encoding::Raw, Encoding::Zstd]
-            .into_iter()
-            .find(|e| self.sizes.contains_key(&(*id, *e)))
+        [
+            Encoding::Raw,
+            Encoding::Zstd,
+            Encoding::Age,
+            Encoding::ZstdAge,
+        ]
+        .into_iter()
+        .find(|e| self.sizes.contains_key(&(*id, *e)))
     }
 
     /// Whether the content is present in any encoding.
@@ -66,65 +74,154 @@ impl BlobIndex {
 }
 
 impl Repository {
-    /// Open the repository at `store` (`location` names it in messages).
+    /// Open the repository at `store` (`location` names it in messages); an encrypted one
+    /// needs its key (see [`Repository::open_with`]).
     pub async fn open(store: Arc<dyn ObjectStore>, location: impl Into<String>) -> Result<Self> {
+        Self::open_with(store, location, &KeySource::default()).await
+    }
+
+    /// Open the repository, unlocking its key from `keys` when it is encrypted.
+    pub async fn open_with(
+        store: Arc<dyn ObjectStore>,
+        location: impl Into<String>,
+        keys: &KeySource,
+    ) -> Result<Self> {
         let location = location.into();
         let config = match read_config(store.as_ref(), &location).await? {
             Some(config) => config,
             None => return Err(Error::NotFound { location }),
         };
+        let keys = match &config.encryption {
+            Some(encryption) => {
+                let sealed =
+                    read_optional(store.as_ref(), &Path::from(layout::PASSPHRASE_KEY)).await?;
+                Some(crate::keys::unlock(encryption, keys, sealed.as_deref())?)
+            }
+            None => None,
+        };
         Ok(Repository {
             store,
             location,
             config,
+            keys,
         })
     }
 
-    /// Open the repository, initialising it first when the location is empty. Refuses a
-    /// non-empty location without a config. Returns whether it was created.
+    /// Open the repository, initialising a plain (unencrypted) one first when the location is
+    /// empty. Refuses a non-empty location without a config. Returns whether it was created.
     pub async fn open_or_init(
         store: Arc<dyn ObjectStore>,
         location: impl Into<String>,
         tool: &str,
     ) -> Result<(Self, bool)> {
+        Self::open_or_init_with(store, location, tool, &KeySource::default()).await
+    }
+
+    /// [`Repository::open_or_init`] with the key of an existing encrypted repository.
+    pub async fn open_or_init_with(
+        store: Arc<dyn ObjectStore>,
+        location: impl Into<String>,
+        tool: &str,
+        keys: &KeySource,
+    ) -> Result<(Self, bool)> {
         let location = location.into();
-        if let Some(config) = read_config(store.as_ref(), &location).await? {
-            return Ok((
-                Repository {
-                    store,
-                    location,
-                    config,
-                },
-                false,
-            ));
+        if read_config(store.as_ref(), &location).await?.is_some() {
+            return Ok((Self::open_with(store, location, keys).await?, false));
         }
+        match Self::init(store.clone(), location.clone(), tool, None).await {
+            Ok(repo) => Ok((repo, true)),
+            // Another process initialised it first: use theirs.
+            Err(Error::Exists { .. }) => Ok((Self::open_with(store, location, keys).await?, false)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Initialise a repository in an empty location; encrypted when `encrypt` gives the key
+    /// source (a key file, created if missing, and/or a passphrase).
+    pub async fn init(
+        store: Arc<dyn ObjectStore>,
+        location: impl Into<String>,
+        tool: &str,
+        encrypt: Option<&KeySource>,
+    ) -> Result<Self> {
+        let location = location.into();
         if let Some(example) = first_object(store.as_ref()).await? {
+            if read_config(store.as_ref(), &location).await?.is_some() {
+                return Err(Error::Exists {
+                    id: format!("repository at {location}"),
+                });
+            }
             return Err(Error::Foreign { location, example });
         }
-        let config = RepoConfig::new(tool);
+        let mut config = RepoConfig::new(tool);
+        let keys = match encrypt {
+            Some(source) => {
+                let (keys, encryption, sealed) = crate::keys::new_repository_key(source)?;
+                if let Some(sealed) = sealed {
+                    let key = Path::from(layout::PASSPHRASE_KEY);
+                    store
+                        .put_opts(&key, PutPayload::from(sealed), create_only())
+                        .await
+                        .map_err(|e| Error::store(key, e))?;
+                }
+                config.encryption = Some(encryption);
+                Some(keys)
+            }
+            None => None,
+        };
         let body = serde_json::to_vec_pretty(&config).map_err(|e| Error::Corrupt {
             key: layout::CONFIG.into(),
             reason: e.to_string(),
         })?;
         let key = Path::from(layout::CONFIG);
-        let created = store
+        match store
             .put_opts(&key, PutPayload::from(body), create_only())
-            .await;
-        match created {
-            Ok(_) => Ok((
-                Repository {
-                    store,
-                    location,
-                    config,
-                },
-                true,
-            )),
-            // Another process initialised it first: use theirs.
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                Ok((Self::open(store, location).await?, false))
-            }
+            .await
+        {
+            Ok(_) => Ok(Repository {
+                store,
+                location,
+                config,
+                keys,
+            }),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(Error::Exists {
+                id: format!("repository at {location}"),
+            }),
             Err(e) => Err(Error::store(key, e)),
         }
+    }
+
+    /// The unlocked key, for an encrypted repository.
+    pub fn keys(&self) -> Option<&Keys> {
+        self.keys.as_ref()
+    }
+
+    /// Serialise a manifest-shaped document as stored: JSON, encrypted in an encrypted repository.
+    fn encode_document(&self, manifest: &Manifest, key: &Path) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec(manifest).map_err(|e| Error::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        match &self.keys {
+            Some(keys) => crate::keys::seal(keys, &json),
+            None => Ok(json),
+        }
+    }
+
+    /// Parse a stored manifest-shaped document.
+    fn decode_document(&self, bytes: &[u8], key: &Path) -> Result<Manifest> {
+        let plain;
+        let json = match &self.keys {
+            Some(keys) => {
+                plain = crate::keys::open(keys, bytes, key.as_ref())?;
+                plain.as_slice()
+            }
+            None => bytes,
+        };
+        serde_json::from_slice(json).map_err(|e| Error::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// The underlying store (rooted at the repository).
@@ -208,10 +305,7 @@ impl Repository {
             }
             Err(e) => return Err(Error::store(&key, e)),
         };
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-            key: key.to_string(),
-            reason: e.to_string(),
-        })?;
+        let manifest = self.decode_document(&bytes, &key)?;
         if manifest.format_version > FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {
                 found: manifest.format_version,
@@ -234,10 +328,7 @@ impl Repository {
     /// must already be stored (the caller's duty; see DESIGN.md "Write ordering").
     pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
         let key = layout::manifest_key(&manifest.id);
-        let body = serde_json::to_vec(manifest).map_err(|e| Error::Corrupt {
-            key: key.to_string(),
-            reason: e.to_string(),
-        })?;
+        let body = self.encode_document(manifest, &key)?;
         match self
             .store
             .put_opts(&key, PutPayload::from(body), create_only())
@@ -258,10 +349,7 @@ impl Repository {
     /// restored); a later run may reuse its entries instead of reading their sources again.
     pub async fn write_partial(&self, partial: &Manifest) -> Result<()> {
         let key = layout::partial_key(&partial.id);
-        let body = serde_json::to_vec(partial).map_err(|e| Error::Corrupt {
-            key: key.to_string(),
-            reason: e.to_string(),
-        })?;
+        let body = self.encode_document(partial, &key)?;
         self.store
             .put(&key, PutPayload::from(body))
             .await
@@ -280,7 +368,7 @@ impl Repository {
             let Ok(bytes) = result.bytes().await else {
                 continue;
             };
-            if let Ok(partial) = serde_json::from_slice::<Manifest>(&bytes) {
+            if let Ok(partial) = self.decode_document(&bytes, &meta.location) {
                 partials.push(partial);
             }
         }
@@ -322,6 +410,16 @@ async fn read_config(store: &dyn ObjectStore, location: &str) -> Result<Option<R
         });
     }
     Ok(Some(config))
+}
+
+async fn read_optional(store: &dyn ObjectStore, key: &Path) -> Result<Option<Bytes>> {
+    match store.get(key).await {
+        Ok(result) => Ok(Some(
+            result.bytes().await.map_err(|e| Error::store(key, e))?,
+        )),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(Error::store(key, e)),
+    }
 }
 
 async fn first_object(store: &dyn ObjectStore) -> Result<Option<String>> {

@@ -1,63 +1,244 @@
-//! Codecs applied to bytes while they stream: identity, zstd compression (backup side) and zstd
-//! decompression (restore side). The hash a copy reports is always of the **plaintext**: the
-//! input of compression, the output of decompression.
+//! What happens to bytes on their way: decryption (age) and decompression (zstd) of a stored
+//! form, then compression and encryption into another. The plaintext sits in the middle: it is
+//! what every copy hashes and measures.
+//!
+//! Encoding stages are push-based ([`Encoder`]: feed a chunk, take what is ready). Decryption is
+//! pull-based in the `age` crate, so it wraps the body stream instead ([`open_stream`]).
 
+use age::x25519::{Identity, Recipient};
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use futures::AsyncReadExt;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
-/// What to do to the bytes on their way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
+/// The transformations of one copy: `open` and `decompress` turn the source's stored form into
+/// plaintext; `compress` and `seal` turn plaintext into the destination's stored form.
+#[derive(Clone, Default)]
+pub struct Codec {
+    /// Decrypt the source with this identity.
+    pub open: Option<Arc<Identity>>,
+    /// Decompress (zstd) the source after decryption.
+    pub decompress: bool,
+    /// Compress (zstd, this level) the plaintext.
+    pub compress: Option<i32>,
+    /// Encrypt the result to this recipient.
+    pub seal: Option<Arc<Recipient>>,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec")
+            .field("open", &self.open.is_some())
+            .field("decompress", &self.decompress)
+            .field("compress", &self.compress)
+            .field("seal", &self.seal.is_some())
+            .finish()
+    }
+}
+
+impl Codec {
     /// Copy as is.
-    Identity,
-    /// Compress with zstd at this level.
-    Compress(i32),
-    /// Decompress zstd.
-    Decompress,
+    pub fn identity() -> Self {
+        Codec::default()
+    }
+
+    /// Whether the destination receives the source bytes unchanged.
+    pub fn is_identity(&self) -> bool {
+        self.open.is_none() && !self.decompress && self.compress.is_none() && self.seal.is_none()
+    }
 }
 
-/// A streaming encoder/decoder: feed plaintext or stored bytes, take output as it is produced.
-pub(crate) enum Coder {
-    Identity,
-    Compress(zstd::stream::write::Encoder<'static, Vec<u8>>),
-    Decompress(zstd::stream::write::Decoder<'static, Vec<u8>>),
+/// A `Write` into a shared buffer, so that bytes written through a wrapping writer can be taken
+/// out as they are produced.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
-impl Coder {
-    pub(crate) fn new(codec: Codec) -> std::io::Result<Self> {
-        Ok(match codec {
-            Codec::Identity => Coder::Identity,
-            Codec::Compress(level) => {
-                Coder::Compress(zstd::stream::write::Encoder::new(Vec::new(), level)?)
+impl Write for SharedBuf {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The push-based half of a codec: decompression of a (decrypted) stream, then compression and
+/// encryption of the plaintext. `update` returns (plaintext seen, output ready).
+pub(crate) struct Encoder {
+    decompress: Option<zstd::stream::write::Decoder<'static, Vec<u8>>>,
+    compress: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
+    seal: Option<(age::stream::StreamWriter<SharedBuf>, SharedBuf)>,
+}
+
+impl Encoder {
+    pub(crate) fn new(codec: &Codec) -> std::io::Result<Self> {
+        let decompress = codec
+            .decompress
+            .then(|| zstd::stream::write::Decoder::new(Vec::new()))
+            .transpose()?;
+        let compress = codec
+            .compress
+            .map(|level| zstd::stream::write::Encoder::new(Vec::new(), level))
+            .transpose()?;
+        let seal = match &codec.seal {
+            Some(recipient) => {
+                let buf = SharedBuf::default();
+                let encryptor = age::Encryptor::with_recipients(std::iter::once(
+                    recipient.as_ref() as &dyn age::Recipient,
+                ))
+                .map_err(std::io::Error::other)?;
+                Some((encryptor.wrap_output(buf.clone())?, buf))
             }
-            Codec::Decompress => Coder::Decompress(zstd::stream::write::Decoder::new(Vec::new())?),
+            None => None,
+        };
+        Ok(Encoder {
+            decompress,
+            compress,
+            seal,
         })
     }
 
-    /// Feed `input`; returns the output produced so far (empty while the coder buffers).
-    pub(crate) fn update(&mut self, input: bytes::Bytes) -> std::io::Result<bytes::Bytes> {
-        match self {
-            Coder::Identity => Ok(input),
-            Coder::Compress(e) => {
-                e.write_all(&input)?;
-                Ok(std::mem::take(e.get_mut()).into())
-            }
-            Coder::Decompress(d) => {
+    /// Feed stored-form input (already decrypted); returns the plaintext it yielded and the
+    /// destination bytes ready.
+    pub(crate) fn update(&mut self, input: Bytes) -> std::io::Result<(Bytes, Bytes)> {
+        let plain = match &mut self.decompress {
+            Some(d) => {
                 d.write_all(&input)?;
-                Ok(std::mem::take(d.get_mut()).into())
+                Bytes::from(std::mem::take(d.get_mut()))
             }
+            None => input,
+        };
+        let out = self.encode(plain.clone())?;
+        Ok((plain, out))
+    }
+
+    fn encode(&mut self, plain: Bytes) -> std::io::Result<Bytes> {
+        let packed = match &mut self.compress {
+            Some(c) => {
+                c.write_all(&plain)?;
+                Bytes::from(std::mem::take(c.get_mut()))
+            }
+            None => plain,
+        };
+        match &mut self.seal {
+            Some((writer, buf)) => {
+                writer.write_all(&packed)?;
+                Ok(Bytes::from(buf.take()))
+            }
+            None => Ok(packed),
         }
     }
 
-    /// End of input: the remaining output.
-    pub(crate) fn finish(self) -> std::io::Result<bytes::Bytes> {
-        match self {
-            Coder::Identity => Ok(bytes::Bytes::new()),
-            Coder::Compress(e) => Ok(e.finish()?.into()),
-            Coder::Decompress(mut d) => {
+    /// End of input: the remaining plaintext and output.
+    pub(crate) fn finish(mut self) -> std::io::Result<(Bytes, Bytes)> {
+        let plain = match self.decompress.take() {
+            Some(mut d) => {
                 d.flush()?;
-                Ok(std::mem::take(d.get_mut()).into())
+                Bytes::from(std::mem::take(d.get_mut()))
             }
+            None => Bytes::new(),
+        };
+        let mut out = self.encode(plain.clone())?.to_vec();
+        let tail = match self.compress.take() {
+            Some(c) => Bytes::from(c.finish()?),
+            None => Bytes::new(),
+        };
+        match self.seal.take() {
+            Some((mut writer, buf)) => {
+                writer.write_all(&tail)?;
+                writer.finish()?;
+                out.extend(buf.take());
+            }
+            None => out.extend_from_slice(&tail),
         }
+        Ok((plain, Bytes::from(out)))
+    }
+}
+
+/// A wrong key or a damaged age file, in words an operator can act on.
+fn age_error(e: age::DecryptError) -> std::io::Error {
+    let text = match e {
+        age::DecryptError::NoMatchingKeys => {
+            "cannot decrypt: the key does not match this repository (wrong key file or passphrase)"
+                .to_string()
+        }
+        other => format!("cannot decrypt: {other}"),
+    };
+    std::io::Error::new(std::io::ErrorKind::InvalidData, text)
+}
+
+/// Decrypt a body stream with `identity`, as a stream of plaintext chunks.
+pub(crate) async fn open_stream(
+    body: BoxStream<'static, object_store::Result<Bytes>>,
+    identity: Arc<Identity>,
+) -> std::io::Result<BoxStream<'static, std::io::Result<Bytes>>> {
+    let reader = body.map_err(std::io::Error::other).into_async_read();
+    let decryptor = age::Decryptor::new_async_buffered(reader)
+        .await
+        .map_err(age_error)?;
+    let stream = decryptor
+        .decrypt_async(std::iter::once(identity.as_ref() as &dyn age::Identity))
+        .map_err(age_error)?;
+    Ok(futures::stream::unfold(Some(stream), |state| async move {
+        let mut stream = state?;
+        let mut buf = vec![0u8; 256 * 1024];
+        match stream.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), Some(stream)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed())
+}
+
+/// Encode a whole buffer of plaintext with the encoding stages of `codec`.
+pub fn encode_all(plain: &[u8], codec: &Codec) -> std::io::Result<Vec<u8>> {
+    let encode_only = Codec {
+        open: None,
+        decompress: false,
+        ..codec.clone()
+    };
+    let mut encoder = Encoder::new(&encode_only)?;
+    let (_, head) = encoder.update(Bytes::copy_from_slice(plain))?;
+    let (_, tail) = encoder.finish()?;
+    let mut out = head.to_vec();
+    out.extend_from_slice(&tail);
+    Ok(out)
+}
+
+/// Decode a whole stored buffer to its plaintext with the decoding stages of `codec`.
+pub fn decode_all(stored: &[u8], codec: &Codec) -> std::io::Result<Vec<u8>> {
+    let decrypted = match &codec.open {
+        Some(identity) => {
+            let decryptor = age::Decryptor::new_buffered(stored).map_err(age_error)?;
+            let mut reader = decryptor
+                .decrypt(std::iter::once(identity.as_ref() as &dyn age::Identity))
+                .map_err(age_error)?;
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut reader, &mut out)?;
+            out
+        }
+        None => stored.to_vec(),
+    };
+    if codec.decompress {
+        zstd::stream::decode_all(decrypted.as_slice())
+    } else {
+        Ok(decrypted)
     }
 }
 

@@ -1,10 +1,11 @@
 //! Single-object copies: whole reads for small objects, streaming multipart uploads for large
 //! ones, BLAKE3 computed on the bytes as they pass, whole-object retries for transient failures.
 
-use crate::codec::{compress, decompress, Codec, Coder};
+use crate::codec::{compress, decode_all, encode_all, open_stream, Codec, Encoder};
 use crate::{Error, Progress, Result};
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use std::future::Future;
@@ -115,39 +116,68 @@ pub async fn read_hashed(
     .await
 }
 
-/// Read a whole object, decompressing it when `compressed`.
-pub async fn read_plain(store: &dyn ObjectStore, key: &Path, compressed: bool) -> Result<Bytes> {
+/// Read a whole object and decode it to its plaintext (decrypt, decompress) with `codec`.
+pub async fn read_plain(store: &dyn ObjectStore, key: &Path, codec: &Codec) -> Result<Bytes> {
     let (bytes, _) = read_hashed(store, key, None, &crate::NoProgress).await?;
-    if compressed {
-        Ok(decompress(&bytes).map_err(|e| codec_error(key, e))?.into())
-    } else {
-        Ok(bytes)
+    if codec.is_identity() {
+        return Ok(bytes);
+    }
+    Ok(decode_all(&bytes, codec)
+        .map_err(|e| codec_error(key, e))?
+        .into())
+}
+
+/// The body of `key` as plaintext-so-far: decrypted when `codec.open` (decompression is left to
+/// the [`Encoder`]).
+async fn body_of(
+    store: &dyn ObjectStore,
+    key: &Path,
+    codec: &Codec,
+) -> Result<futures::stream::BoxStream<'static, std::io::Result<Bytes>>> {
+    let result = store.get(key).await.map_err(|e| Error::read(key, e))?;
+    decrypted(result.into_stream(), key, codec).await
+}
+
+async fn decrypted(
+    body: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    key: &Path,
+    codec: &Codec,
+) -> Result<futures::stream::BoxStream<'static, std::io::Result<Bytes>>> {
+    match &codec.open {
+        Some(identity) => open_stream(body, identity.clone())
+            .await
+            .map_err(|e| codec_error(key, e)),
+        None => Ok(body.map_err(std::io::Error::other).boxed()),
     }
 }
 
-/// Stream an object through `codec` (identity or decompression) and hash the plaintext without
-/// keeping it in memory.
+/// Stream an object, decode it with `codec` (decrypt, decompress) and hash the plaintext
+/// without keeping it in memory.
 pub async fn hash_object(
     store: &dyn ObjectStore,
     key: &Path,
-    codec: Codec,
+    codec: &Codec,
     progress: &dyn Progress,
 ) -> Result<Copied> {
+    let decode_only = Codec {
+        compress: None,
+        seal: None,
+        ..codec.clone()
+    };
     with_retries(CopyOptions::default().retries, || async {
-        let result = store.get(key).await.map_err(|e| Error::read(key, e))?;
-        let mut body = result.into_stream();
-        let mut coder = Coder::new(codec).map_err(|e| codec_error(key, e))?;
+        let mut body = body_of(store, key, &decode_only).await?;
+        let mut encoder = Encoder::new(&decode_only).map_err(|e| codec_error(key, e))?;
         let mut hasher = blake3::Hasher::new();
         let (mut size, mut stored) = (0u64, 0u64);
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| Error::read(key, e))?;
+            let chunk = chunk.map_err(|e| stream_error(key, e))?;
             stored += chunk.len() as u64;
-            let plain = coder.update(chunk).map_err(|e| codec_error(key, e))?;
+            let (plain, _) = encoder.update(chunk).map_err(|e| codec_error(key, e))?;
             hasher.update(&plain);
             size += plain.len() as u64;
             progress.advance(plain.len() as u64);
         }
-        let plain = coder.finish().map_err(|e| codec_error(key, e))?;
+        let (plain, _) = encoder.finish().map_err(|e| codec_error(key, e))?;
         hasher.update(&plain);
         size += plain.len() as u64;
         Ok(Copied {
@@ -157,6 +187,14 @@ pub async fn hash_object(
         })
     })
     .await
+}
+
+/// A body error: a store error passes through (retryable as such), anything else is the codec's.
+fn stream_error(key: &Path, e: std::io::Error) -> Error {
+    match e.downcast::<object_store::Error>() {
+        Ok(store) => Error::read(key, store),
+        Err(e) => codec_error(key, e),
+    }
 }
 
 /// Copy `src_key` from `src` to `dst_key` on `dst` through `codec`, streaming large objects
@@ -170,7 +208,7 @@ pub async fn stream_copy(
     dst: &dyn ObjectStore,
     dst_key: &Path,
     expected: Option<u64>,
-    codec: Codec,
+    codec: &Codec,
     options: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<Copied> {
@@ -189,7 +227,7 @@ async fn stream_copy_once(
     dst: &dyn ObjectStore,
     dst_key: &Path,
     expected: Option<u64>,
-    codec: Codec,
+    codec: &Codec,
     options: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<Copied> {
@@ -199,16 +237,13 @@ async fn stream_copy_once(
         .map_err(|e| Error::read(src_key, e))?;
     if result.meta.size <= options.small_object_threshold {
         let bytes = result.bytes().await.map_err(|e| Error::read(src_key, e))?;
-        let (plain, out) = match codec {
-            Codec::Identity => (bytes.clone(), bytes),
-            Codec::Compress(level) => {
-                let out = compress(&bytes, level).map_err(|e| codec_error(src_key, e))?;
-                (bytes, Bytes::from(out))
-            }
-            Codec::Decompress => {
-                let plain = Bytes::from(decompress(&bytes).map_err(|e| codec_error(src_key, e))?);
-                (plain.clone(), plain)
-            }
+        let (plain, out) = if codec.is_identity() {
+            (bytes.clone(), bytes)
+        } else {
+            let plain =
+                Bytes::from(decode_all(&bytes, codec).map_err(|e| codec_error(src_key, e))?);
+            let out = Bytes::from(encode_all(&plain, codec).map_err(|e| codec_error(src_key, e))?);
+            (plain, out)
         };
         check_size(src_key, expected, plain.len() as u64)?;
         let (size, stored) = (plain.len() as u64, out.len() as u64);
@@ -222,13 +257,14 @@ async fn stream_copy_once(
             stored,
         });
     }
+    let body = decrypted(result.into_stream(), src_key, codec).await?;
     let upload = dst
         .put_multipart(dst_key)
         .await
         .map_err(|e| Error::write(dst_key, e))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, options.part_size);
     let outcome = pump(
-        result.into_stream(),
+        body,
         &mut writer,
         codec,
         src_key,
@@ -252,33 +288,25 @@ async fn stream_copy_once(
     Ok(copied)
 }
 
-/// Move a body through the codec into a multipart writer, hashing the plaintext.
+/// Move a (decrypted) body through the encoder into a multipart writer, hashing the plaintext.
 async fn pump(
-    mut body: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    mut body: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
     writer: &mut WriteMultipart,
-    codec: Codec,
+    codec: &Codec,
     src_key: &Path,
     dst_key: &Path,
     options: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<Copied> {
-    let mut coder = Coder::new(codec).map_err(|e| codec_error(src_key, e))?;
+    let mut encoder = Encoder::new(codec).map_err(|e| codec_error(src_key, e))?;
     let mut hasher = blake3::Hasher::new();
     let (mut size, mut stored) = (0u64, 0u64);
-    let decompressing = codec == Codec::Decompress;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| Error::read(src_key, e))?;
-        if !decompressing {
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
-            progress.advance(chunk.len() as u64);
-        }
-        let out = coder.update(chunk).map_err(|e| codec_error(src_key, e))?;
-        if decompressing {
-            hasher.update(&out);
-            size += out.len() as u64;
-            progress.advance(out.len() as u64);
-        }
+        let chunk = chunk.map_err(|e| stream_error(src_key, e))?;
+        let (plain, out) = encoder.update(chunk).map_err(|e| codec_error(src_key, e))?;
+        hasher.update(&plain);
+        size += plain.len() as u64;
+        progress.advance(plain.len() as u64);
         if !out.is_empty() {
             stored += out.len() as u64;
             writer
@@ -288,11 +316,9 @@ async fn pump(
             writer.put(out);
         }
     }
-    let out = coder.finish().map_err(|e| codec_error(src_key, e))?;
-    if decompressing {
-        hasher.update(&out);
-        size += out.len() as u64;
-    }
+    let (plain, out) = encoder.finish().map_err(|e| codec_error(src_key, e))?;
+    hasher.update(&plain);
+    size += plain.len() as u64;
     stored += out.len() as u64;
     if !out.is_empty() {
         writer.put(out);
@@ -308,14 +334,15 @@ async fn pump(
 pub type NameFor<'a> = &'a (dyn Fn(&blake3::Hash, bool) -> Path + Sync);
 
 /// Store `bytes` (whose plaintext hash is `hash`) at `dst` under `name_for(hash, compressed)`,
-/// unless `is_known(hash)`; with `compress_level`, compressed when that saves at least a tenth.
+/// unless `is_known(hash)`. `encode` says how to store it: compressed (when that saves at least
+/// a tenth) and/or sealed.
 pub async fn put_content_addressed(
     dst: &dyn ObjectStore,
     bytes: Bytes,
     hash: blake3::Hash,
     name_for: NameFor<'_>,
     is_known: &(dyn Fn(&blake3::Hash) -> bool + Sync),
-    compress_level: Option<i32>,
+    encode: &Codec,
     options: &CopyOptions,
 ) -> Result<CasCopy> {
     let size = bytes.len() as u64;
@@ -329,13 +356,23 @@ pub async fn put_content_addressed(
         });
     }
     let name = name_for(&hash, false);
-    let packed = match compress_level {
+    let packed = match encode.compress {
         Some(level) => Some(compress(&bytes, level).map_err(|e| codec_error(&name, e))?)
             .filter(|c| (c.len() as u64) * 10 <= size * 9),
         None => None,
     };
     let compressed = packed.is_some();
     let body = packed.map(Bytes::from).unwrap_or(bytes);
+    let body = match &encode.seal {
+        Some(recipient) => {
+            let seal_only = Codec {
+                seal: Some(recipient.clone()),
+                ..Codec::default()
+            };
+            Bytes::from(encode_all(&body, &seal_only).map_err(|e| codec_error(&name, e))?)
+        }
+        None => body,
+    };
     let stored = body.len() as u64;
     let key = name_for(&hash, compressed);
     with_retries(options.retries, || async {
@@ -367,31 +404,21 @@ pub async fn copy_content_addressed(
     staging_key: &Path,
     name_for: NameFor<'_>,
     is_known: &(dyn Fn(&blake3::Hash) -> bool + Sync),
-    compress_level: Option<i32>,
+    encode: &Codec,
     options: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<CasCopy> {
     if expected <= options.small_object_threshold {
         let (bytes, hash) = read_hashed(src, src_key, Some(expected), progress).await?;
-        return put_content_addressed(
-            dst,
-            bytes,
-            hash,
-            name_for,
-            is_known,
-            compress_level,
-            options,
-        )
-        .await;
+        return put_content_addressed(dst, bytes, hash, name_for, is_known, encode, options).await;
     }
-    let codec = compress_level.map_or(Codec::Identity, Codec::Compress);
     let copied = stream_copy(
         src,
         src_key,
         dst,
         staging_key,
         Some(expected),
-        codec,
+        encode,
         options,
         progress,
     )
@@ -408,7 +435,7 @@ pub async fn copy_content_addressed(
             stored: 0,
         });
     }
-    let compressed = codec != Codec::Identity;
+    let compressed = encode.compress.is_some();
     let key = name_for(&copied.hash, compressed);
     dst.rename(staging_key, &key)
         .await
@@ -466,7 +493,7 @@ mod tests {
             &dst,
             &out,
             Some(12_345_678),
-            Codec::Identity,
+            &Codec::identity(),
             &small_parts(),
             &progress,
         )
@@ -490,7 +517,7 @@ mod tests {
             &dst,
             &out,
             Some(10),
-            Codec::Identity,
+            &Codec::identity(),
             &small_parts(),
             &NoProgress,
         )
@@ -519,7 +546,7 @@ mod tests {
             &dst,
             &Path::from("x"),
             None,
-            Codec::Identity,
+            &Codec::identity(),
             &small_parts(),
             &NoProgress,
         )
@@ -545,7 +572,7 @@ mod tests {
                 &staging,
                 &name_for,
                 &|_| false,
-                None,
+                &Codec::identity(),
                 &small_parts(),
                 &NoProgress,
             )
@@ -573,7 +600,7 @@ mod tests {
                 &staging,
                 &name_for,
                 &|h| *h == first.hash,
-                None,
+                &Codec::identity(),
                 &small_parts(),
                 &NoProgress,
             )
@@ -594,6 +621,112 @@ mod codec_tests {
     use super::*;
     use crate::NoProgress;
     use object_store::memory::InMemory;
+    use std::sync::Arc;
+
+    fn zstd3() -> Codec {
+        Codec {
+            compress: Some(3),
+            ..Codec::default()
+        }
+    }
+
+    fn unzstd() -> Codec {
+        Codec {
+            decompress: true,
+            ..Codec::default()
+        }
+    }
+
+    /// Compressed and encrypted both ways, small and streamed: the stored bytes hold no
+    /// plaintext, a wrong key is a clear error, the right one gives the content back.
+    #[tokio::test]
+    async fn seal_then_open_round_trips_and_refuses_a_wrong_key() {
+        let identity = Arc::new(age::x25519::Identity::generate());
+        let seal = Codec {
+            compress: Some(3),
+            seal: Some(Arc::new(identity.to_public())),
+            ..Codec::default()
+        };
+        let open = Codec {
+            open: Some(identity.clone()),
+            decompress: true,
+            ..Codec::default()
+        };
+        for len in [5_000usize, 12_000_000] {
+            let content: Vec<u8> = "secret-measurement,host=a value=1\n"
+                .repeat(len / 34)
+                .into_bytes();
+            let (src, repo, dst) = (InMemory::new(), InMemory::new(), InMemory::new());
+            src.put(&Path::from("a"), content.clone().into())
+                .await
+                .unwrap();
+            let sealed = stream_copy(
+                &src,
+                &Path::from("a"),
+                &repo,
+                &Path::from("b"),
+                None,
+                &seal,
+                &options(),
+                &NoProgress,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                sealed.hash,
+                blake3::hash(&content),
+                "{len}: hash of the plaintext"
+            );
+            let stored = repo
+                .get(&Path::from("b"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert!(stored.starts_with(b"age-encryption.org/v1"), "{len}");
+            assert!(
+                !stored.windows(16).any(|w| w == b"secret-measureme"),
+                "{len}: plaintext in the stored bytes"
+            );
+            let back = stream_copy(
+                &repo,
+                &Path::from("b"),
+                &dst,
+                &Path::from("c"),
+                Some(content.len() as u64),
+                &open,
+                &options(),
+                &NoProgress,
+            )
+            .await
+            .unwrap();
+            assert_eq!(back.hash, sealed.hash);
+            let hashed = hash_object(&repo, &Path::from("b"), &open, &NoProgress)
+                .await
+                .unwrap();
+            assert_eq!(
+                (hashed.size, hashed.hash),
+                (content.len() as u64, sealed.hash)
+            );
+            let wrong = Codec {
+                open: Some(Arc::new(age::x25519::Identity::generate())),
+                decompress: true,
+                ..Codec::default()
+            };
+            let err = hash_object(&repo, &Path::from("b"), &wrong, &NoProgress)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("wrong key"), "{err}");
+            assert_eq!(
+                read_plain(&repo, &Path::from("b"), &open)
+                    .await
+                    .unwrap()
+                    .len(),
+                content.len()
+            );
+        }
+    }
 
     fn options() -> CopyOptions {
         CopyOptions {
@@ -632,7 +765,7 @@ mod codec_tests {
                 &Path::from("staging/1"),
                 &name_for,
                 &|_| false,
-                Some(3),
+                &zstd3(),
                 &options(),
                 &NoProgress,
             )
@@ -647,7 +780,7 @@ mod codec_tests {
             );
             assert_eq!(cas.hash, blake3::hash(&content));
             let blob = name_for(&cas.hash, true);
-            let verified = hash_object(&repo, &blob, Codec::Decompress, &NoProgress)
+            let verified = hash_object(&repo, &blob, &unzstd(), &NoProgress)
                 .await
                 .unwrap();
             assert_eq!(
@@ -660,7 +793,7 @@ mod codec_tests {
                 &dst,
                 &Path::from("b"),
                 Some(content.len() as u64),
-                Codec::Decompress,
+                &unzstd(),
                 &options(),
                 &NoProgress,
             )
@@ -679,7 +812,7 @@ mod codec_tests {
                 "{len}: round trip differs"
             );
             assert_eq!(
-                read_plain(&repo, &blob, true).await.unwrap().len(),
+                read_plain(&repo, &blob, &unzstd()).await.unwrap().len(),
                 content.len()
             );
         }
@@ -712,7 +845,7 @@ mod codec_tests {
             &Path::from("s"),
             &name_for,
             &|_| false,
-            Some(3),
+            &zstd3(),
             &options(),
             &NoProgress,
         )

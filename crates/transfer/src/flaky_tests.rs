@@ -154,7 +154,7 @@ async fn server_errors_and_cut_streams_are_retried_to_a_complete_copy() {
                 &dst,
                 &out,
                 Some(size as u64),
-                Codec::Identity,
+                &Codec::identity(),
                 &options(),
                 &NoProgress,
             )
@@ -185,7 +185,7 @@ async fn retries_are_bounded_and_permanent_errors_are_not_retried() {
         &InMemory::new(),
         &Path::from("d"),
         None,
-        Codec::Identity,
+        &Codec::identity(),
         &options(),
         &NoProgress,
     )
@@ -205,7 +205,7 @@ async fn retries_are_bounded_and_permanent_errors_are_not_retried() {
         &InMemory::new(),
         &Path::from("d"),
         None,
-        Codec::Identity,
+        &Codec::identity(),
         &options(),
         &NoProgress,
     )

@@ -16,7 +16,7 @@ mod engine;
 mod error;
 mod progress;
 
-pub use codec::{compress, decompress, Codec};
+pub use codec::{compress, decode_all, decompress, encode_all, Codec};
 pub use copy::{
     copy_content_addressed, hash_object, put_content_addressed, read_hashed, read_plain,
     stream_copy, CasCopy, Copied, CopyOptions, NameFor,

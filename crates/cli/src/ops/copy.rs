@@ -4,7 +4,7 @@
 //! target last, so an interrupted copy leaves no partial backup there, and a re-run sends only
 //! the blobs still missing.
 
-use super::restore::codec_of;
+use super::codecs;
 use crate::exit::{Failure, VERIFY_FAILED};
 use crate::progress::Bar;
 use anyhow::{Context, Result};
@@ -92,8 +92,8 @@ async fn copy_locked(
             report.skipped.push(id.to_string());
             continue;
         }
-        let manifest = from.load_manifest(&id).await?;
-        copy_blobs(from, to, &manifest, &mut index, options, &mut report).await?;
+        let mut manifest = from.load_manifest(&id).await?;
+        copy_blobs(from, to, &mut manifest, &mut index, options, &mut report).await?;
         // Commit point on the target: every blob of the backup is there and verified.
         to.write_manifest(&manifest).await?;
         report.copied.push(id.to_string());
@@ -104,7 +104,7 @@ async fn copy_locked(
 async fn copy_blobs(
     from: &Repository,
     to: &Repository,
-    manifest: &Manifest,
+    manifest: &mut Manifest,
     index: &mut BlobIndex,
     options: &CopyOptionsCli,
     report: &mut CopyReport,
@@ -116,7 +116,7 @@ async fn copy_blobs(
         .collect();
     let wanted: BTreeSet<(BlobId, Encoding)> = all
         .iter()
-        .filter(|(id, encoding)| index.size(id, *encoding).is_none())
+        .filter(|(id, _)| index.find(id).is_none())
         .copied()
         .collect();
     report.blobs_present += (all.len() - wanted.len()) as u64;
@@ -138,22 +138,29 @@ async fn copy_blobs(
             async move {
                 copy_blob(from, to, id, encoding, copy, &options.bar)
                     .await
-                    .map(|stored| (id, encoding, stored))
+                    .map(|stored| (id, stored))
             }
         },
     )
     .await;
     for result in results {
-        let (id, encoding, stored) = result?;
+        let (id, (encoding, stored)) = result?;
         index.insert(id, encoding, stored);
         report.blobs_copied += 1;
         report.bytes_copied += stored;
     }
+    // The target may store the content differently (its own encryption; or it held it already):
+    // entries name the target's form.
+    for entry in &mut manifest.entries {
+        entry.encoding = index.find(&entry.blob).unwrap_or(entry.encoding);
+    }
     Ok(())
 }
 
-/// Copy one blob in its stored form and check that its plaintext hashes to its id; a blob that
-/// does not is removed from the target and fails the copy.
+/// Copy one blob: decode it with the source's key, re-encode it for the target (compressed as it
+/// was, encrypted if the target is), and check that its plaintext hashes to its id; a blob that
+/// does not is removed from the target and fails the copy. Returns the target encoding and the
+/// stored size.
 async fn copy_blob(
     from: &Repository,
     to: &Repository,
@@ -161,40 +168,61 @@ async fn copy_blob(
     encoding: Encoding,
     copy: &CopyOptions,
     bar: &Bar,
-) -> Result<u64> {
-    let key = layout::blob_key(&id, encoding);
+) -> Result<(Encoding, u64)> {
+    let source_key = layout::blob_key(&id, encoding);
+    let target_encoding = Encoding::of(encoding.is_compressed(), to.keys().is_some());
+    let target_key = layout::blob_key(&id, target_encoding);
+    let same_form = encoding == target_encoding
+        && from.keys().map(|k| k.recipient.to_string())
+            == to.keys().map(|k| k.recipient.to_string());
+    let codec = if same_form {
+        Codec::identity()
+    } else {
+        let decode = codecs::decode(encoding, from.keys());
+        let encode = codecs::encode(encoding.is_compressed().then_some(3), to.keys());
+        Codec {
+            compress: encode.compress,
+            seal: encode.seal,
+            ..decode
+        }
+    };
     let copied = stream_copy(
         from.store().as_ref(),
-        &key,
+        &source_key,
         to.store().as_ref(),
-        &key,
+        &target_key,
         None,
-        Codec::Identity,
+        &codec,
         copy,
         bar,
     )
     .await
-    .with_context(|| format!("copying blob {key}"))?;
-    let plaintext = match encoding {
-        Encoding::Raw => copied.hash,
-        Encoding::Zstd => {
-            hash_object(to.store().as_ref(), &key, codec_of(encoding), &NoProgress)
-                .await
-                .with_context(|| format!("verifying copied blob {key}"))?
-                .hash
-        }
+    .with_context(|| format!("copying blob {source_key}"))?;
+    // The copy hashed the plaintext unless it moved stored bytes unchanged.
+    let plaintext = if codec.is_identity() && !encoding.is_raw() {
+        hash_object(
+            to.store().as_ref(),
+            &target_key,
+            &codecs::decode(target_encoding, to.keys()),
+            &NoProgress,
+        )
+        .await
+        .with_context(|| format!("verifying copied blob {target_key}"))?
+        .hash
+    } else {
+        copied.hash
     };
     if BlobId::from(plaintext) != id {
-        let _ = to.store().delete(&key).await;
+        let _ = to.store().delete(&target_key).await;
         return Err(Failure::new(
             VERIFY_FAILED,
             format!(
-                "blob {key} of {} is corrupt: its content hashes to {plaintext}",
+                "blob {source_key} of {} is corrupt: its content hashes to {plaintext}",
                 from.location()
             ),
         )
         .hint("run `verify --read-data` on the source repository")
         .into());
     }
-    Ok(copied.stored)
+    Ok((target_encoding, copied.stored))
 }

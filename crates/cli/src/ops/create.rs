@@ -5,6 +5,7 @@
 //! without reading the source; new content is named by its hash, so identical bytes are stored
 //! once. Mutable objects (the catalog checkpoint) are always read again.
 
+use super::codecs;
 use super::record::{SourceRecord, PRODUCT};
 use super::{now_rfc3339, tool_version};
 use crate::exit::{Failure, NOT_A_NODE};
@@ -47,6 +48,8 @@ pub struct CreateOptions {
     pub allow_inconsistent: bool,
     /// zstd level for compressible objects (`None`: store everything as is).
     pub compression: Option<i32>,
+    /// Key of an encrypted repository.
+    pub keys: ib3_repo::keys::KeySource,
     /// Progress bar.
     pub bar: Bar,
 }
@@ -192,9 +195,9 @@ impl RepoCapture {
             self.repo.store().as_ref(),
             bytes,
             hash,
-            &name_for,
+            &|h, compressed| codecs::blob_key(h, compressed, self.repo.keys().is_some()),
             &|h| lock(&self.index).contains(&BlobId::from(*h)),
-            self.compression_for(&object.class),
+            &self.encode_for(&object.class),
             &self.copy,
         )
         .await?;
@@ -212,9 +215,9 @@ impl RepoCapture {
             object.size,
             self.repo.store().as_ref(),
             &layout::staging_key(),
-            &name_for,
+            &|h, compressed| codecs::blob_key(h, compressed, self.repo.keys().is_some()),
             &|h| lock(&self.index).contains(&BlobId::from(*h)),
-            self.compression_for(&object.class),
+            &self.encode_for(&object.class),
             &self.copy,
             &self.bar,
         )
@@ -223,9 +226,10 @@ impl RepoCapture {
     }
 
     /// Parquet is ZSTD inside already: stored as is. Everything else (WAL, JSON, catalog) is
-    /// compressed when compression is on.
-    fn compression_for(&self, class: &ObjectClass) -> Option<i32> {
-        self.compression.filter(|_| *class != ObjectClass::Parquet)
+    /// compressed when compression is on. Everything is encrypted in an encrypted repository.
+    fn encode_for(&self, class: &ObjectClass) -> ib3_transfer::Codec {
+        let level = self.compression.filter(|_| *class != ObjectClass::Parquet);
+        codecs::encode(level, self.repo.keys())
     }
 
     /// Account for a stored (or found) blob; returns (plaintext size, id, encoding in the repo).
@@ -235,11 +239,7 @@ impl RepoCapture {
         if !stored.uploaded {
             return (stored.size, blob, index.find(&blob).unwrap_or_default());
         }
-        let encoding = if stored.compressed {
-            Encoding::Zstd
-        } else {
-            Encoding::Raw
-        };
+        let encoding = Encoding::of(stored.compressed, self.repo.keys().is_some());
         index.insert(blob, encoding, stored.stored);
         self.stats
             .bytes_uploaded
@@ -251,16 +251,6 @@ impl RepoCapture {
         self.progress_record.dirty.store(true, Ordering::Relaxed);
         (stored.size, blob, encoding)
     }
-}
-
-/// The repository key of a blob from its plaintext hash and whether it is compressed.
-fn name_for(hash: &blake3::Hash, compressed: bool) -> Path {
-    let encoding = if compressed {
-        Encoding::Zstd
-    } else {
-        Encoding::Raw
-    };
-    layout::blob_key(&BlobId::from(*hash), encoding)
 }
 
 impl RepoCapture {
@@ -306,7 +296,7 @@ impl Reader for RepoCapture {
         read_plain(
             self.repo.store().as_ref(),
             &blob_key,
-            encoding == Encoding::Zstd,
+            &codecs::decode(encoding, self.repo.keys()),
         )
         .await
         .map_err(|e| {
@@ -366,8 +356,13 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
     let started = Instant::now();
     let started_at = SystemTime::now();
     let (repo_store, repo_location) = options.repo;
-    let (repo, repository_created) =
-        Repository::open_or_init(repo_store, repo_location.clone(), &tool_version()).await?;
+    let (repo, repository_created) = Repository::open_or_init_with(
+        repo_store,
+        repo_location.clone(),
+        &tool_version(),
+        &options.keys,
+    )
+    .await?;
     // Shared: other creates may run; a prune (exclusive) may not delete blobs under us.
     let lock = repo.lock(LockKind::Shared, "create").await?;
     let settings = Settings {

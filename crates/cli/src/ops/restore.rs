@@ -20,7 +20,6 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Key (under the node prefix) of the in-progress marker.
@@ -28,8 +27,8 @@ pub const MARKER: &str = ".influxdb3-backup-restore.json";
 
 /// Options of `restore`, resolved.
 pub struct RestoreOptions {
-    /// Repository store and location.
-    pub repo: (Arc<dyn ObjectStore>, String),
+    /// The repository.
+    pub repo: ib3_repo::Repository,
     /// The backup's manifest, already loaded.
     pub manifest: Manifest,
     /// Its source record.
@@ -121,7 +120,6 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
             .await
             .with_context(|| format!("deleting {key} from the target"))?;
     }
-    let (repo_store, _) = &options.repo;
     let copy = CopyOptions::default();
     let mut written = (0u64, 0u64);
     for (phase, entries) in phases(&options.manifest, &options.record) {
@@ -130,13 +128,7 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
             entries.iter().map(|e| e.size).sum(),
         );
         let results = for_each_bounded(entries, options.concurrency, |entry| {
-            restore_one(
-                repo_store.as_ref(),
-                target.as_ref(),
-                entry,
-                &copy,
-                &options.bar,
-            )
+            restore_one(&options.repo, target.as_ref(), entry, &copy, &options.bar)
         })
         .await;
         for result in results {
@@ -314,19 +306,20 @@ async fn write_marker(target: &dyn ObjectStore, options: &RestoreOptions) -> Res
 }
 
 async fn restore_one(
-    repo: &dyn ObjectStore,
+    repo: &ib3_repo::Repository,
     target: &dyn ObjectStore,
     entry: Entry,
     copy: &CopyOptions,
     bar: &Bar,
 ) -> Result<u64> {
+    let keys = repo.keys();
     let copied = stream_copy(
-        repo,
+        repo.store().as_ref(),
         &layout::blob_key(&entry.blob, entry.encoding),
         target,
         &Path::from(entry.path.as_str()),
         Some(entry.size),
-        codec_of(entry.encoding),
+        &super::codecs::decode(entry.encoding, keys),
         copy,
         bar,
     )
@@ -346,14 +339,6 @@ async fn restore_one(
     Ok(copied.size)
 }
 
-/// The codec that turns a stored blob back into its plaintext.
-pub fn codec_of(encoding: ib3_repo::Encoding) -> Codec {
-    match encoding {
-        ib3_repo::Encoding::Raw => Codec::Identity,
-        ib3_repo::Encoding::Zstd => Codec::Decompress,
-    }
-}
-
 /// Read every restored object back and compare size and hash with the manifest.
 async fn read_back(target: &dyn ObjectStore, options: &RestoreOptions) -> Result<u64> {
     let entries = options.manifest.entries.clone();
@@ -362,7 +347,7 @@ async fn read_back(target: &dyn ObjectStore, options: &RestoreOptions) -> Result
         .phase("reading back", entries.iter().map(|e| e.size).sum());
     let results = for_each_bounded(entries, options.concurrency, |entry| async move {
         let key = Path::from(entry.path.as_str());
-        let got = hash_object(target, &key, Codec::Identity, &options.bar)
+        let got = hash_object(target, &key, &Codec::identity(), &options.bar)
             .await
             .with_context(|| format!("reading back {}", entry.path))?;
         if got.size != entry.size || ib3_repo::BlobId::from(got.hash) != entry.blob {

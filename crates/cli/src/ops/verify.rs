@@ -3,8 +3,8 @@
 //! CRCs of the WAL the server would replay, catalog contiguity, uuid and sequence), and with
 //! `--read-data` every blob re-hashed.
 
+use super::codecs;
 use super::record::SourceRecord;
-use super::restore::codec_of;
 use crate::progress::Bar;
 use anyhow::Result;
 use bytes::Bytes;
@@ -78,7 +78,7 @@ impl Reader for ManifestReader<'_> {
         read_plain(
             self.repo.store().as_ref(),
             &blob_key,
-            *encoding == Encoding::Zstd,
+            &codecs::decode(*encoding, self.repo.keys()),
         )
         .await
         .map_err(|e| ib3_influx::Error::corrupt(format!("blob {blob} (for {key})"), e.to_string()))
@@ -104,7 +104,13 @@ async fn check_content(
     let keys: Vec<(BlobId, Encoding)> = blobs.keys().copied().collect();
     let results = for_each_bounded(keys, concurrency, |(id, encoding)| async move {
         let key = layout::blob_key(&id, encoding);
-        let hashed = hash_object(repo.store().as_ref(), &key, codec_of(encoding), bar).await;
+        let hashed = hash_object(
+            repo.store().as_ref(),
+            &key,
+            &codecs::decode(encoding, repo.keys()),
+            bar,
+        )
+        .await;
         (id, encoding, hashed)
     })
     .await;
