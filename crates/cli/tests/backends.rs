@@ -836,3 +836,102 @@ fn prune_and_locks_on_every_cloud() {
         create();
     }
 }
+
+/// An encrypted repository on every cloud: backups, verification and restore through it, and no
+/// plaintext marker in what the store holds.
+#[test]
+fn encrypted_repository_on_every_cloud() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir("core-3.10.0-basic");
+    let key = tmp.path().join("repo.key");
+    for backend in ALL {
+        if !backend.available() {
+            continue;
+        }
+        let bucket = backend.new_bucket("enc");
+        let repo = backend.url(&bucket, "sealed");
+        let env = backend.repo_env();
+        run_env(
+            &["init", "--encrypt", "--repo", &repo, "--key-file", s(&key)],
+            &env,
+        )
+        .ok();
+        run_env(
+            &[
+                "create",
+                "--data-dir",
+                s(&data),
+                "--node-id",
+                "node0",
+                "--repo",
+                &repo,
+                "--key-file",
+                s(&key),
+            ],
+            &env,
+        )
+        .ok();
+        run_env(
+            &[
+                "verify",
+                "--read-data",
+                "--repo",
+                &repo,
+                "--key-file",
+                s(&key),
+            ],
+            &env,
+        )
+        .ok();
+        let out = run_env(&["list", "--repo", &repo], &env);
+        assert_eq!(out.code, 17, "{}: {out:?}", backend.name());
+        let restored = tmp.path().join(format!("restored-{}", backend.name()));
+        run_env(
+            &[
+                "restore",
+                "--repo",
+                &repo,
+                "--data-dir",
+                s(&restored),
+                "--key-file",
+                s(&key),
+            ],
+            &env,
+        )
+        .ok();
+        assert_eq!(
+            tree(&restored.join("node0")),
+            tree(&data.join("node0")),
+            "{}",
+            backend.name()
+        );
+        let stored = bucket_bytes(backend.client(&bucket).as_ref());
+        let text = String::from_utf8_lossy(&stored);
+        assert!(
+            !text.contains("node0") && !text.contains("PAR1"),
+            "{}: plaintext in the bucket",
+            backend.name()
+        );
+    }
+}
+
+/// Every byte of every object in a bucket.
+fn bucket_bytes(store: &dyn ObjectStore) -> Vec<u8> {
+    use futures::TryStreamExt;
+    runtime().block_on(async {
+        let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
+        let mut out = Vec::new();
+        for meta in metas {
+            out.extend(
+                store
+                    .get(&meta.location)
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap(),
+            );
+        }
+        out
+    })
+}
