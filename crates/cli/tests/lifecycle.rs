@@ -379,3 +379,37 @@ fn copy_refuses_a_corrupt_blob_and_commits_nothing() {
         "the corrupt blob was removed"
     );
 }
+
+/// Two `create`s into one repository at the same time both succeed (shared locks), and both
+/// backups verify.
+#[test]
+fn concurrent_creates_both_succeed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    run(&["init", "--repo", s(&repo)]).ok();
+    let spawn = |fixture: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_influxdb3-backup"))
+            .args([
+                "create",
+                "--quiet",
+                "--data-dir",
+                s(&data_dir(fixture)),
+                "--node-id",
+                "node0",
+                "--repo",
+                s(&repo),
+            ])
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| spawn("core-3.10.0-basic"));
+        let b = scope.spawn(|| spawn("core-3.9.6-basic"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let listed = run(&["list", "--json", "--repo", s(&repo)]).ok().json();
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 2);
+    run(&["verify", "--read-data", "--repo", s(&repo)]).ok();
+}
