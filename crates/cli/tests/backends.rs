@@ -166,30 +166,6 @@ fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Run the binary with extra environment.
-fn run_env(args: &[&str], extra: &[(String, String)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_influxdb3-backup"));
-    cmd.args(args);
-    for var in [
-        "INFLUXDB3_OBJECT_STORE",
-        "INFLUXDB3_DB_DIR",
-        "INFLUXDB3_NODE_IDENTIFIER_PREFIX",
-        "INFLUXDB3_BACKUP_REPO",
-        "INFLUXDB3_BUCKET",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let output = cmd.output().unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -10,23 +10,6 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::Command;
-
-fn run_with(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_influxdb3-backup"));
-    cmd.args(args)
-        .env_remove("INFLUXDB3_BACKUP_PASSPHRASE")
-        .env_remove("INFLUXDB3_BACKUP_KEY_FILE");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn all_bytes(dir: &Path, out: &mut Vec<u8>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -145,7 +128,7 @@ fn missing_or_wrong_keys_are_clear_errors() {
         "INFLUXDB3_BACKUP_PASSPHRASE",
         "correct horse battery staple",
     )];
-    run_with(
+    run_env(
         &[
             "init",
             "--encrypt",
@@ -158,7 +141,7 @@ fn missing_or_wrong_keys_are_clear_errors() {
     )
     .ok();
     // The passphrase and the key file both unlock it.
-    run_with(
+    run_env(
         &[
             "create",
             "--data-dir",
@@ -171,27 +154,24 @@ fn missing_or_wrong_keys_are_clear_errors() {
         &pass,
     )
     .ok();
-    run_with(
-        &[
-            "verify",
-            "--read-data",
-            "--repo",
-            s(&repo),
-            "--key-file",
-            s(&key),
-        ],
-        &[],
-    )
+    run(&[
+        "verify",
+        "--read-data",
+        "--repo",
+        s(&repo),
+        "--key-file",
+        s(&key),
+    ])
     .ok();
 
-    let out = run_with(&["list", "--repo", s(&repo)], &[]);
+    let out = run(&["list", "--repo", s(&repo)]);
     assert_eq!(out.code, 17, "{out:?}");
     assert!(
         out.stderr.contains("encrypted") && out.stderr.contains("--key-file"),
         "{}",
         out.stderr
     );
-    let out = run_with(
+    let out = run_env(
         &["list", "--repo", s(&repo)],
         &[("INFLUXDB3_BACKUP_PASSPHRASE", "wrong")],
     );
@@ -208,18 +188,15 @@ fn missing_or_wrong_keys_are_clear_errors() {
         s(&other),
     ])
     .ok();
-    let out = run_with(
-        &[
-            "restore",
-            "--repo",
-            s(&repo),
-            "--data-dir",
-            s(&tmp.path().join("t")),
-            "--key-file",
-            s(&other),
-        ],
-        &[],
-    );
+    let out = run(&[
+        "restore",
+        "--repo",
+        s(&repo),
+        "--data-dir",
+        s(&tmp.path().join("t")),
+        "--key-file",
+        s(&other),
+    ]);
     assert_eq!(out.code, 17, "{out:?}");
     assert!(out.stderr.contains("wrong key"), "{}", out.stderr);
     // An encrypted repository needs a key at init.

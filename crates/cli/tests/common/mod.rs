@@ -90,16 +90,33 @@ impl Run {
 
 /// Run `influxdb3-backup args…` with a clean environment for the variables it reads.
 pub fn run(args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_influxdb3-backup"))
-        .args(args)
-        .env_remove("INFLUXDB3_OBJECT_STORE")
-        .env_remove("INFLUXDB3_DB_DIR")
-        .env_remove("INFLUXDB3_DATA_DIR")
-        .env_remove("INFLUXDB3_NODE_IDENTIFIER_PREFIX")
-        .env_remove("INFLUXDB3_NODE_ID")
-        .env_remove("INFLUXDB3_BACKUP_REPO")
-        .output()
-        .unwrap();
+    run_env::<&str, &str>(args, &[])
+}
+
+/// [`run`] with extra environment variables.
+pub fn run_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+    args: &[&str],
+    env: &[(K, V)],
+) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_influxdb3-backup"));
+    cmd.args(args);
+    for var in [
+        "INFLUXDB3_OBJECT_STORE",
+        "INFLUXDB3_DB_DIR",
+        "INFLUXDB3_DATA_DIR",
+        "INFLUXDB3_NODE_IDENTIFIER_PREFIX",
+        "INFLUXDB3_NODE_ID",
+        "INFLUXDB3_BACKUP_REPO",
+        "INFLUXDB3_BUCKET",
+        "INFLUXDB3_BACKUP_PASSPHRASE",
+        "INFLUXDB3_BACKUP_KEY_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = cmd.output().unwrap();
     Run {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
