@@ -99,6 +99,21 @@ impl Lock {
         &self.info
     }
 
+    /// Whether the lock object is still ours and live: no `unlock` removed it and it did not go
+    /// stale (a process paused past [`STALE_AFTER`]). While it is, no prune can have run.
+    pub async fn still_held(&self) -> Result<bool> {
+        let key = lock_key(&self.info.id);
+        let bytes = match self.store.get(&key).await {
+            Ok(result) => result.bytes().await.map_err(|e| Error::store(&key, e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(Error::store(key, e)),
+        };
+        let Ok(info) = serde_json::from_slice::<LockInfo>(&bytes) else {
+            return Ok(false);
+        };
+        Ok(info.id == self.info.id && !info.is_stale(SystemTime::now()))
+    }
+
     /// Remove the lock object.
     pub async fn release(self) -> Result<()> {
         self.refresher.abort();
@@ -306,8 +321,13 @@ mod tests {
             1,
             "a live lock survives --stale-only"
         );
+        assert!(live.still_held().await.unwrap());
         let removed = repo.unlock(false, SystemTime::now()).await.unwrap();
         assert_eq!(removed.len(), 1);
+        assert!(
+            !live.still_held().await.unwrap(),
+            "an unlocked lock is no longer held"
+        );
         drop(live);
     }
 }

@@ -373,7 +373,7 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
         bar: options.bar,
         started_at,
     };
-    let result = capture_and_commit(&repo, options.source, settings).await;
+    let result = capture_and_commit(&repo, &lock, options.source, settings).await;
     let released = lock.release().await;
     let (manifest, cut, reused) = result?;
     released?;
@@ -415,6 +415,7 @@ struct Settings {
 /// and the number of entries reused unread.
 async fn capture_and_commit(
     repo: &Repository,
+    held: &ib3_repo::lock::Lock,
     source: NodeStore,
     settings: Settings,
 ) -> Result<(Manifest, CutReport, u64)> {
@@ -478,6 +479,7 @@ async fn capture_and_commit(
         summary,
         entries,
     };
+    ensure_blobs_survived(repo, held, &manifest).await?;
     // The commit point: every blob above is stored; a backup exists once this succeeds.
     repo.write_manifest(&manifest).await?;
     // This backup holds everything its own and earlier unfinished runs' records offered.
@@ -487,6 +489,32 @@ async fn capture_and_commit(
         }
     }
     Ok((manifest, cut, stats.reused.load(Ordering::Relaxed)))
+}
+
+/// Before committing: while this run's lock was held no prune could run. If the lock was lost
+/// (removed by `unlock`, or stale after a long pause), a prune may have collected blobs this run
+/// reused or stored: check them all before the manifest may reference them.
+async fn ensure_blobs_survived(
+    repo: &Repository,
+    held: &ib3_repo::lock::Lock,
+    manifest: &Manifest,
+) -> Result<()> {
+    if held.still_held().await? {
+        return Ok(());
+    }
+    tracing::warn!(
+        "the repository lock was lost during the run; checking every blob before committing"
+    );
+    let missing = ib3_repo::check::check_presence(manifest, &repo.blob_index().await?);
+    match missing.first() {
+        None => Ok(()),
+        Some(first) => Err(anyhow::anyhow!(
+            "the repository lock was lost during the run and {} blobs this backup needs are gone (e.g. {} for {}): a prune ran meanwhile; run create again",
+            missing.len(),
+            first.blob,
+            first.path
+        )),
+    }
 }
 
 /// Entries that may stand for source objects without reading them: those of the newest backup
