@@ -114,7 +114,15 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 yearly: args.keep_yearly,
                 within: args.keep_within,
             };
-            let report = ops::prune::prune(&repo, &policy, args.gc_grace, args.dry_run).await?;
+            let local_dir = stores::local_repo_dir(&args.repo.repo);
+            let report = ops::prune::prune(
+                &repo,
+                local_dir.as_deref(),
+                &policy,
+                args.gc_grace,
+                args.dry_run,
+            )
+            .await?;
             output::prune(&report, json)
         }
         Command::Copy(args) => {

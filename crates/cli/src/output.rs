@@ -374,6 +374,12 @@ pub fn prune(r: &PruneReport, json: bool) -> Result<u8> {
         human_bytes(gc.bytes_before),
         human_bytes(gc.bytes_before - gc.bytes_freed)
     );
+    if r.local_leftovers_removed > 0 {
+        println!(
+            "removed {} files that killed writes had left in the local repository",
+            r.local_leftovers_removed
+        );
+    }
     Ok(OK)
 }
 

@@ -143,10 +143,8 @@ pub async fn repo_store_in(
     spec: &str,
     create: bool,
 ) -> Result<(Arc<dyn ObjectStore>, String)> {
-    let path = match spec.strip_prefix("file://") {
-        Some(rest) => PathBuf::from(rest),
-        None if spec.contains("://") => return cloud_repo(env_prefix, spec).await,
-        None => PathBuf::from(spec),
+    let Some(path) = local_repo_dir(spec) else {
+        return cloud_repo(env_prefix, spec).await;
     };
     if create {
         std::fs::create_dir_all(&path).map_err(|e| {
@@ -166,6 +164,15 @@ pub async fn repo_store_in(
     // fsync: a backup must survive a power loss once its manifest is written.
     let store = local_store(&path, false)?.with_fsync(true);
     Ok((Arc::new(store), path.display().to_string()))
+}
+
+/// The directory of a local repository (`None` for a URL of a cloud store).
+pub fn local_repo_dir(spec: &str) -> Option<PathBuf> {
+    match spec.strip_prefix("file://") {
+        Some(rest) => Some(PathBuf::from(rest)),
+        None if spec.contains("://") => None,
+        None => Some(PathBuf::from(spec)),
+    }
 }
 
 async fn cloud_repo(env_prefix: &str, spec: &str) -> Result<(Arc<dyn ObjectStore>, String)> {

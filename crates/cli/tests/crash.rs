@@ -259,4 +259,30 @@ fn killed_copies_leave_a_valid_target_and_resume() {
     assert_eq!(manifest_count(&offsite), 3);
     assert_eq!(blob_count(&offsite), blob_count(&repo));
     run(&["verify", "--read-data", "--repo", s(&offsite)]).ok();
+    // prune removes what the killed writes left on the local file system (invisible to listings).
+    run(&[
+        "prune",
+        "--keep-last",
+        "10",
+        "--gc-grace",
+        "0s",
+        "--repo",
+        s(&offsite),
+    ])
+    .ok();
+    let mut leftovers = Vec::new();
+    find_staging(&offsite, &mut leftovers);
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    run(&["verify", "--read-data", "--repo", s(&offsite)]).ok();
+}
+
+fn find_staging(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            find_staging(&path, out);
+        } else if path.file_name().unwrap().to_string_lossy().contains('#') {
+            out.push(path);
+        }
+    }
 }

@@ -22,11 +22,15 @@ pub struct PruneReport {
     pub decisions: Vec<Decision>,
     /// Garbage collection.
     pub gc: GcPlan,
+    /// Local repositories: `name#N` files of writes killed mid-way (object_store's staging,
+    /// invisible to listings) removed once older than the grace period.
+    pub local_leftovers_removed: u64,
 }
 
 /// Run `prune`.
 pub async fn prune(
     repo: &Repository,
+    local_dir: Option<&std::path::Path>,
     policy: &KeepPolicy,
     grace: Duration,
     dry_run: bool,
@@ -41,8 +45,15 @@ pub async fn prune(
     }
     let lock = repo.lock(LockKind::Exclusive, "prune").await?;
     let result = plan_and_execute(repo, policy, grace, dry_run).await;
+    let swept = match (&result, local_dir) {
+        (Ok(_), Some(dir)) if !dry_run => sweep_local_leftovers(dir, grace),
+        _ => 0,
+    };
     lock.release().await?;
-    result
+    result.map(|mut report| {
+        report.local_leftovers_removed = swept;
+        report
+    })
 }
 
 async fn plan_and_execute(
@@ -75,5 +86,37 @@ async fn plan_and_execute(
         dry_run,
         decisions,
         gc,
+        local_leftovers_removed: 0,
     })
+}
+
+/// Remove `name#<digits>` files older than `grace` under a local repository directory: the
+/// staging files `object_store`'s `LocalFileSystem` leaves when a write is killed. No listing
+/// shows them, so only a walk of the directory finds them. Best effort; returns how many went.
+fn sweep_local_leftovers(dir: &std::path::Path, grace: Duration) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            removed += sweep_local_leftovers(&path, grace);
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_staging = name
+            .rsplit_once('#')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= grace);
+        if is_staging && old && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
