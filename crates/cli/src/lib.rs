@@ -82,6 +82,16 @@ pub async fn run(cli: Cli) -> Result<u8> {
                     Failure::new(USAGE, "--chown applies to a `file` object store only").into(),
                 );
             }
+            // A dry run into a directory that does not exist yet plans against an empty stand-in.
+            let absent = if args.dry_run {
+                stores::absent_target(&args.target, &node_id)?
+            } else {
+                None
+            };
+            let target = match absent {
+                Some(target) => target,
+                None => stores::open_node(&args.target, &node_id, !args.dry_run).await?,
+            };
             let lock = repo
                 .lock(ib3_repo::lock::LockKind::Shared, "restore")
                 .await?;
@@ -89,7 +99,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 repo: repo.clone(),
                 manifest,
                 record,
-                target: stores::open_node(&args.target, &node_id, !args.dry_run).await?,
+                target,
                 dry_run: args.dry_run,
                 force: args.force,
                 chown,

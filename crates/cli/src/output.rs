@@ -130,9 +130,11 @@ pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
         r.entries_reused
     );
     println!(
-        "  uploaded       {} in {} new blobs",
+        "  uploaded       {} in {} new blobs, stored as {} (compression {:.1}x)",
         human_bytes(r.bytes_uploaded),
-        r.blobs_uploaded
+        r.blobs_uploaded,
+        human_bytes(r.bytes_stored),
+        r.compression_ratio
     );
     if r.replans > 0 {
         println!(
@@ -163,7 +165,7 @@ pub fn list(r: &ListReport, json: bool) -> Result<u8> {
         return Ok(OK);
     }
     println!(
-        "{:<26} {:<21} {:<8} {:>9} {:>15} {:>8} {:>8} {:>10}",
+        "{:<29} {:<21} {:<8} {:>9} {:>15} {:>8} {:>8} {:>10}",
         "ID", "STARTED", "NODE", "SNAPSHOT", "WAL", "CATALOG", "OBJECTS", "SIZE"
     );
     for b in &r.backups {
@@ -177,7 +179,7 @@ pub fn list(r: &ListReport, json: bool) -> Result<u8> {
             ""
         };
         println!(
-            "{:<26} {:<21} {:<8} {:>9} {:>15} {:>8} {:>8} {:>10}{flag}",
+            "{:<29} {:<21} {:<8} {:>9} {:>15} {:>8} {:>8} {:>10}{flag}",
             b.backup_id,
             b.started_at,
             b.node_id.as_deref().unwrap_or("-"),

@@ -107,6 +107,28 @@ pub async fn open_node(args: &SourceArgs, node_id: &str, create: bool) -> Result
     })
 }
 
+/// A stand-in for a restore target that does not exist yet (a `--dry-run` plans against it
+/// without creating anything): an empty store named like the real one.
+pub fn absent_target(args: &SourceArgs, node_id: &str) -> Result<Option<NodeStore>> {
+    if args.object_store != ObjectStoreKind::File {
+        return Ok(None);
+    }
+    let dir = data_dir(args)?;
+    if dir.exists() {
+        return Ok(None);
+    }
+    check_node_id(node_id)?;
+    let root: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    Ok(Some(NodeStore {
+        node: Arc::new(PrefixStore::new(root.clone(), node_id)),
+        root,
+        node_id: node_id.to_string(),
+        kind: "file",
+        location: dir.display().to_string(),
+        data_dir: Some(dir),
+    }))
+}
+
 /// A node id is one path segment, as the server uses it as the object-store prefix.
 fn check_node_id(node_id: &str) -> Result<()> {
     let valid = !node_id.is_empty()

@@ -485,3 +485,26 @@ fn retention_removed_parquet_is_reported_never_fatal() {
     assert_eq!(removed.len(), 9, "{created:#}");
     run(&["verify", "--repo", s(&repo), "--read-data"]).ok();
 }
+
+#[test]
+fn dry_run_into_a_new_directory_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    create(&data_dir("core-3.10.0-wal-only"), &repo).ok();
+    let target = tmp.path().join("not-yet");
+    let plan = run(&[
+        "restore",
+        "--json",
+        "--dry-run",
+        "--repo",
+        s(&repo),
+        "--data-dir",
+        s(&target),
+    ])
+    .ok()
+    .json();
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["objects_written"], 0);
+    assert!(plan["plan"]["phases"].as_array().unwrap().len() >= 3);
+    assert!(!target.exists(), "a dry run created the target directory");
+}
