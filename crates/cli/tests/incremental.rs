@@ -193,3 +193,111 @@ async fn a_failed_run_is_resumed_without_reading_what_it_stored() {
     };
     assert!(restored_big);
 }
+
+/// A create whose repository lock is removed mid-run (an `unlock` from another host) checks
+/// every blob before committing: with them all present it commits; when one it reuses was
+/// collected meanwhile, it fails and writes no manifest.
+#[tokio::test]
+async fn a_run_that_lost_its_lock_checks_its_blobs_before_committing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ib3_testkit::copy_fixture("core-3.10.0-wal-only", &data);
+    let repo = tmp.path().join("repo");
+    let (first, _) = counted_create(&data, &repo).await;
+
+    for collect_a_blob in [false, true] {
+        let repo_dir = repo.clone();
+        let hook = move |key: &str| {
+            // The catalog checkpoint is read last: act just before the commit.
+            if key != "catalog/v3/snapshot" {
+                return;
+            }
+            for lock in std::fs::read_dir(repo_dir.join("locks"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let _ = std::fs::remove_file(lock.path());
+            }
+            if collect_a_blob {
+                // A prune that ran meanwhile collected a blob this run reuses (a WAL file's).
+                let blobs = walk(&repo_dir.join("blobs"));
+                let manifest_text = std::fs::read_to_string(
+                    std::fs::read_dir(repo_dir.join("manifests"))
+                        .unwrap()
+                        .next()
+                        .unwrap()
+                        .unwrap()
+                        .path(),
+                )
+                .unwrap();
+                let manifest: serde_json::Value = serde_json::from_str(&manifest_text).unwrap();
+                let wal_blob = manifest["entries"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["class"] == "wal")
+                    .unwrap()["blob"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                for blob in blobs
+                    .iter()
+                    .filter(|b| b.to_string_lossy().contains(&wal_blob))
+                {
+                    let _ = std::fs::remove_file(blob);
+                }
+            }
+        };
+        let args = SourceArgs {
+            object_store: ObjectStoreKind::File,
+            data_dir: Some(data.clone()),
+            node_id: Some("node0".into()),
+            bucket: None,
+            cloud: CloudArgs::default(),
+        };
+        let mut source = open_node(&args, "node0", false).await.unwrap();
+        source.node = Arc::new(CountingStore::with_hook(
+            source.node.clone(),
+            Box::new(hook),
+        ));
+        let manifests_before = std::fs::read_dir(repo.join("manifests")).unwrap().count();
+        let result = create(CreateOptions {
+            source,
+            repo: repo_store(repo.to_str().unwrap(), true).await.unwrap(),
+            concurrency: 2,
+            max_replans: 0,
+            allow_inconsistent: false,
+            compression: Some(3),
+            keys: Default::default(),
+            bar: Bar::new(false),
+        })
+        .await;
+        let manifests_after = std::fs::read_dir(repo.join("manifests")).unwrap().count();
+        if collect_a_blob {
+            let err = result.unwrap_err().to_string();
+            assert!(
+                err.contains("lock was lost") && err.contains("gone"),
+                "{err}"
+            );
+            assert_eq!(manifests_after, manifests_before, "nothing committed");
+        } else {
+            let report = result.unwrap();
+            assert_ne!(report.backup_id, first.backup_id);
+            assert_eq!(manifests_after, manifests_before + 1);
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -1,6 +1,6 @@
 //! [`CountingStore`]: an `ObjectStore` wrapper that counts what is read through it (GET requests
 //! and body bytes), to prove independently of the tool's own counters which source objects a
-//! run read.
+//! run read — and that can run a hook before a read, to act in the middle of a run.
 
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
@@ -13,12 +13,21 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Runs before a GET of the given key.
+pub type Hook = Box<dyn Fn(&str) + Send + Sync>;
+
 /// Counts GETs and the bytes of their bodies, per key.
-#[derive(Debug)]
 pub struct CountingStore {
     inner: Arc<dyn ObjectStore>,
     bytes: Arc<AtomicU64>,
     gets: Mutex<BTreeMap<String, u64>>,
+    hook: Option<Hook>,
+}
+
+impl std::fmt::Debug for CountingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CountingStore({})", self.inner)
+    }
 }
 
 impl CountingStore {
@@ -28,6 +37,15 @@ impl CountingStore {
             inner,
             bytes: Arc::new(AtomicU64::new(0)),
             gets: Mutex::new(BTreeMap::new()),
+            hook: None,
+        }
+    }
+
+    /// Wrap `inner`, calling `hook` with the key before every GET.
+    pub fn with_hook(inner: Arc<dyn ObjectStore>, hook: Hook) -> Self {
+        CountingStore {
+            hook: Some(hook),
+            ..CountingStore::new(inner)
         }
     }
 
@@ -68,6 +86,9 @@ impl ObjectStore for CountingStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        if let Some(hook) = &self.hook {
+            hook(location.as_ref());
+        }
         if let Ok(mut gets) = self.gets.lock() {
             *gets.entry(location.to_string()).or_default() += 1;
         }
