@@ -155,7 +155,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let report = ops::copy::copy(
                 &from,
                 &to,
-                ops::copy::CopyOptionsCli {
+                ops::copy::CopySettings {
                     backup,
                     concurrency: args.transfer.concurrency as usize,
                     bar,

@@ -16,7 +16,7 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 
 /// Options of `copy`, resolved.
-pub struct CopyOptionsCli {
+pub struct CopySettings {
     /// Backups to copy: one id, `latest`, or every backup (`None`).
     pub backup: Option<String>,
     /// Objects in flight.
@@ -45,11 +45,7 @@ pub struct CopyReport {
 }
 
 /// Run `copy` from `from` to `to`.
-pub async fn copy(
-    from: &Repository,
-    to: &Repository,
-    options: CopyOptionsCli,
-) -> Result<CopyReport> {
+pub async fn copy(from: &Repository, to: &Repository, options: CopySettings) -> Result<CopyReport> {
     let source_lock = from.lock(LockKind::Shared, "copy").await?;
     let target_lock = match to.lock(LockKind::Shared, "copy").await {
         Ok(lock) => lock,
@@ -70,7 +66,7 @@ pub async fn copy(
 async fn copy_locked(
     from: &Repository,
     to: &Repository,
-    options: &CopyOptionsCli,
+    options: &CopySettings,
 ) -> Result<CopyReport> {
     let ids = match &options.backup {
         Some(spec) => vec![from.resolve(spec).await?],
@@ -106,7 +102,7 @@ async fn copy_blobs(
     to: &Repository,
     manifest: &mut Manifest,
     index: &mut BlobIndex,
-    options: &CopyOptionsCli,
+    options: &CopySettings,
     report: &mut CopyReport,
 ) -> Result<()> {
     let all: BTreeSet<(BlobId, Encoding)> = manifest

@@ -29,7 +29,7 @@ use ib3_transfer::{
 use object_store::path::Path;
 use object_store::ObjectStore;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
@@ -318,7 +318,7 @@ impl Capture for RepoCapture {
             .filter(|o| self.reusable(o).is_none())
             .map(|o| o.size)
             .sum();
-        self.bar.phase(phase_name(phase), to_read);
+        self.bar.phase(super::phase_label(phase), to_read);
         let mut outcomes = Vec::with_capacity(objects.len());
         for chunk in objects.chunks(256) {
             let this = &*self;
@@ -338,16 +338,6 @@ impl Capture for RepoCapture {
         }
         self.record_progress(true).await;
         Ok(outcomes)
-    }
-}
-
-fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Data => "Parquet files",
-        Phase::Snapshots => "snapshot files",
-        Phase::Wal => "WAL files",
-        Phase::CatalogLogs => "catalog logs",
-        Phase::CatalogCheckpoint => "catalog checkpoint",
     }
 }
 
@@ -611,15 +601,4 @@ pub async fn not_a_node(source: &NodeStore, message: String) -> anyhow::Error {
     )
     .hint(hint)
     .into()
-}
-
-/// Objects by class in a set of entries: for reports.
-pub fn count_by_class(entries: &[Entry]) -> BTreeMap<String, (u64, u64)> {
-    let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for entry in entries {
-        let c = counts.entry(entry.class.clone()).or_default();
-        c.0 += 1;
-        c.1 += entry.size;
-    }
-    counts
 }

@@ -22,3 +22,15 @@ pub fn tool_version() -> String {
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
+
+/// What a phase moves, for progress bars.
+pub fn phase_label(phase: ib3_influx::path::Phase) -> &'static str {
+    use ib3_influx::path::Phase;
+    match phase {
+        Phase::Data => "Parquet files",
+        Phase::Snapshots => "snapshot files",
+        Phase::Wal => "WAL files",
+        Phase::CatalogLogs => "catalog logs",
+        Phase::CatalogCheckpoint => "catalog checkpoint",
+    }
+}

@@ -124,7 +124,7 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
     let mut written = (0u64, 0u64);
     for (phase, entries) in phases(&options.manifest, &options.record) {
         options.bar.phase(
-            &format!("restoring {}", phase_label(phase)),
+            &format!("restoring {}", super::phase_label(phase)),
             entries.iter().map(|e| e.size).sum(),
         );
         let results = for_each_bounded(entries, options.concurrency, |entry| {
@@ -277,16 +277,6 @@ fn phases(manifest: &Manifest, record: &SourceRecord) -> BTreeMap<Phase, Vec<Ent
         }
     }
     phases
-}
-
-fn phase_label(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Data => "Parquet files",
-        Phase::Snapshots => "snapshots",
-        Phase::Wal => "WAL files",
-        Phase::CatalogLogs => "catalog logs",
-        Phase::CatalogCheckpoint => "catalog checkpoint",
-    }
 }
 
 async fn write_marker(target: &dyn ObjectStore, options: &RestoreOptions) -> Result<()> {
