@@ -320,7 +320,7 @@ pub fn restore(r: &RestoreReport, json: bool) -> Result<u8> {
         println!(
             "  {}. {:<20} {:>8} objects {:>12}",
             i + 1,
-            format!("{:?}", phase.phase),
+            crate::ops::phase_label(phase.phase),
             phase.objects,
             human_bytes(phase.bytes)
         );
