@@ -884,7 +884,7 @@ fn encrypted_repository_on_every_cloud() {
         let stored = bucket_bytes(backend.client(&bucket).as_ref());
         let text = String::from_utf8_lossy(&stored);
         assert!(
-            !text.contains("node0") && !text.contains("PAR1"),
+            !text.contains("node0/dbs/") && !text.contains("usage_system"),
             "{}: plaintext in the bucket",
             backend.name()
         );

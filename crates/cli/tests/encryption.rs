@@ -110,7 +110,14 @@ fn every_fixture_round_trips_encrypted_and_no_plaintext_is_stored() {
     }
     assert!(probes > 40, "{probes} probes");
     let text = String::from_utf8_lossy(&stored);
-    for clear in ["node0", "sensors", "idb3.", "PAR1"] {
+    // Long markers: a short one (say the 4-byte Parquet magic) turns up by chance in megabytes of
+    // ciphertext.
+    for clear in [
+        "node0/dbs/",
+        "snapshot_sequence_number",
+        "idb3.001",
+        "usage_system",
+    ] {
         assert!(
             !text.contains(clear),
             "{clear:?} found in the repository's bytes"

@@ -95,6 +95,7 @@ pub async fn assess<R: Reader>(
         checkpoints: &checkpoints,
         catalog_files: &catalog_files,
         active_catalog: layout.active_catalog,
+        catalog: crate::rules::CatalogScope::Here,
     });
     judgement.findings.extend(findings);
     judgement.findings.sort_by(|a, b| {

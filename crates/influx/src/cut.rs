@@ -22,7 +22,7 @@ use crate::assess::Reader;
 use crate::catalog::{parse_catalog_file, CatalogFileInfo, CatalogFileKind};
 use crate::layout::{detect, Layout};
 use crate::path::{classify, CatalogGeneration, ObjectClass, Phase};
-use crate::rules::{judge, CapturedSet, Judgement};
+use crate::rules::{judge, CapturedSet, CatalogScope, Judgement};
 use crate::snapshot::{
     parse_snapshot, parse_snapshot_checkpoint, PersistedSnapshot, SnapshotCheckpoint,
 };
@@ -75,6 +75,9 @@ pub struct CutOptions {
     pub max_replans: u32,
     /// Return a cut that breaks rules instead of failing (its judgement says what is wrong).
     pub allow_inconsistent: bool,
+    /// Whether the catalog lives under the node prefix (Core). An Enterprise data node's catalog
+    /// lives under the cluster id: its cut leaves the catalog to [`take_catalog_cut`].
+    pub catalog_in_prefix: bool,
 }
 
 /// What a cut captured and why it is consistent.
@@ -97,6 +100,7 @@ pub struct CutReport {
 }
 
 /// Working state of a cut across rounds.
+#[derive(Default)]
 struct State {
     objects: BTreeMap<String, u64>,
     snapshots: BTreeMap<u64, PersistedSnapshot>,
@@ -113,20 +117,17 @@ pub async fn take_consistent_cut<C: Capture + Send>(
     capture: &mut C,
     options: &CutOptions,
 ) -> Result<CutReport> {
-    let mut state = State {
-        objects: BTreeMap::new(),
-        snapshots: BTreeMap::new(),
-        checkpoints: BTreeMap::new(),
-        catalog_files: BTreeMap::new(),
-        vanished: BTreeSet::new(),
-        layout: None,
-        derived_skipped: 0,
-    };
+    let mut state = State::default();
     let mut replan_reasons = Vec::new();
     let mut round = 0u32;
     loop {
         let reason = run_round(source, capture, options, &mut state, round == 0).await?;
-        let judgement = state.judge(&options.node_prefix);
+        let scope = if options.catalog_in_prefix {
+            CatalogScope::Here
+        } else {
+            CatalogScope::Elsewhere
+        };
+        let judgement = state.judge(&options.node_prefix, scope);
         let reason = reason.or_else(|| {
             judgement
                 .has_errors()
@@ -162,6 +163,55 @@ pub async fn take_consistent_cut<C: Capture + Send>(
             }
         }
     }
+}
+
+/// Capture a catalog that lives apart from the data it describes (an Enterprise cluster's, under
+/// the cluster id), after every node's data: its logs, then its checkpoint, then late logs, and
+/// judge it against `required`, the highest catalog sequence the captured nodes need. `source`
+/// is rooted at the catalog's prefix. Re-planned like [`take_consistent_cut`] on a broken rule.
+pub async fn take_catalog_cut<C: Capture + Send>(
+    source: &dyn ObjectStore,
+    capture: &mut C,
+    prefix: &str,
+    required: u64,
+    options: &CutOptions,
+) -> Result<CutReport> {
+    let mut state = State::default();
+    let mut replan_reasons = Vec::new();
+    for round in 0..=options.max_replans {
+        let mut listing = list_classified(source, Some("catalog")).await?;
+        listing.extend(list_classified(source, Some("catalogs")).await?);
+        listing.extend(head_classified(source, "_catalog_checkpoint").await?);
+        let layout = detect(listing.iter().map(|o| o.key.as_str()));
+        let active = layout.active_catalog;
+        state.layout = Some(layout);
+        capture_catalog(source, capture, &mut state, active).await?;
+        let judgement = state.judge(prefix, CatalogScope::HereAtLeast(required));
+        if !judgement.has_errors() || round == options.max_replans {
+            if judgement.has_errors() && !options.allow_inconsistent {
+                return Err(Error::Inconsistent {
+                    message: format!(
+                        "no consistent catalog under {prefix}/ after {} re-plans: {}",
+                        options.max_replans,
+                        first_error(&judgement)
+                    ),
+                });
+            }
+            return Ok(CutReport {
+                layout: state.layout.clone().unwrap_or_else(|| detect([])),
+                judgement,
+                objects: state.objects,
+                replans: round,
+                replan_reasons,
+                vanished: state.vanished.into_iter().collect(),
+                derived_skipped: 0,
+            });
+        }
+        replan_reasons.push(first_error(&judgement));
+    }
+    Err(Error::Inconsistent {
+        message: format!("no consistent catalog under {prefix}/"),
+    })
 }
 
 fn first_error(judgement: &Judgement) -> String {
@@ -235,7 +285,9 @@ async fn run_round<C: Capture + Send>(
     }
 
     // 3. Catalog last: logs of every generation, then the active checkpoint, then late logs.
-    capture_catalog(source, capture, state, active).await?;
+    if options.catalog_in_prefix {
+        capture_catalog(source, capture, state, active).await?;
+    }
     Ok(None)
 }
 
@@ -495,7 +547,7 @@ impl State {
             .collect()
     }
 
-    fn judge(&self, node_prefix: &str) -> Judgement {
+    fn judge(&self, node_prefix: &str, scope: CatalogScope) -> Judgement {
         let snapshots: Vec<PersistedSnapshot> = self.snapshots.values().cloned().collect();
         let checkpoints: Vec<SnapshotCheckpoint> = self.checkpoints.values().cloned().collect();
         judge(&CapturedSet {
@@ -505,6 +557,7 @@ impl State {
             checkpoints: &checkpoints,
             catalog_files: &self.catalog_files,
             active_catalog: self.layout.as_ref().and_then(|l| l.active_catalog),
+            catalog: scope,
         })
     }
 }
@@ -671,6 +724,7 @@ mod tests {
             node_prefix: "node0".into(),
             max_replans: 3,
             allow_inconsistent: false,
+            catalog_in_prefix: true,
         }
     }
 
@@ -798,5 +852,84 @@ mod tests {
             err.to_string().contains("none is an InfluxDB 3 file"),
             "{err}"
         );
+    }
+
+    /// An Enterprise-style split: the node's data under one prefix, its catalog under another
+    /// (the cluster id). The node cut leaves the catalog out and reports what it needs; the
+    /// catalog cut, taken after, must reach it.
+    #[tokio::test]
+    async fn catalog_elsewhere_is_captured_apart_and_judged_against_the_nodes_need() {
+        let whole = load("core-3.10.0-basic").await;
+        let node = Arc::new(InMemory::new());
+        let cluster = Arc::new(InMemory::new());
+        let keys: Vec<String> = list_classified(whole.as_ref(), None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        for key in keys {
+            let bytes = whole
+                .get(&Path::from(key.as_str()))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let to = if key.starts_with("catalog/") {
+                &cluster
+            } else {
+                &node
+            };
+            to.put(&Path::from(key.as_str()), PutPayload::from(bytes))
+                .await
+                .unwrap();
+        }
+        let mut options = options();
+        options.catalog_in_prefix = false;
+        let mut node_capture = MapCapture {
+            source: node.clone(),
+            copied: Default::default(),
+            on_wal: None,
+        };
+        let data = take_consistent_cut(node.as_ref(), &mut node_capture, &options)
+            .await
+            .unwrap();
+        assert!(
+            !data.judgement.has_errors(),
+            "{:?}",
+            data.judgement.findings
+        );
+        assert!(!data.objects.keys().any(|k| k.starts_with("catalog")));
+        let required = data.judgement.point.catalog_sequence_required.unwrap();
+        assert_eq!(required, 8);
+
+        let mut catalog_capture = MapCapture {
+            source: cluster.clone(),
+            copied: Default::default(),
+            on_wal: None,
+        };
+        let catalog = take_catalog_cut(
+            cluster.as_ref(),
+            &mut catalog_capture,
+            "cluster0",
+            required,
+            &options,
+        )
+        .await
+        .unwrap();
+        assert_eq!(catalog.judgement.point.catalog_sequence, Some(9));
+        assert_eq!(catalog.objects.len(), 10, "snapshot and 9 logs");
+        let err = take_catalog_cut(
+            cluster.as_ref(),
+            &mut catalog_capture,
+            "cluster0",
+            50,
+            &options,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::Inconsistent { .. }), "{err}");
+        assert!(err.to_string().contains("cluster0"), "{err}");
     }
 }

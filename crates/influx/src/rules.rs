@@ -37,6 +37,21 @@ pub struct CapturedSet<'a> {
     pub catalog_files: &'a BTreeMap<String, CatalogFileInfo>,
     /// The generation the server will load.
     pub active_catalog: Option<CatalogGeneration>,
+    /// Where the catalog rule applies.
+    pub catalog: CatalogScope,
+}
+
+/// Where the catalog of a captured set is, for the catalog rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogScope {
+    /// In this set (a Core node: the catalog lives under the node prefix).
+    Here,
+    /// In this set, which must also reach this sequence (an Enterprise cluster catalog: every
+    /// node's data needs it).
+    HereAtLeast(u64),
+    /// Captured and judged elsewhere (an Enterprise data node: the catalog lives under the
+    /// cluster id); only the sequence this set needs is computed.
+    Elsewhere,
 }
 
 /// How bad a finding is.
@@ -407,7 +422,14 @@ fn catalog_rule(set: &CapturedSet<'_>, classes: &[(&str, ObjectClass)], judgemen
         .map(|s| s.catalog_sequence_number)
         .chain(set.checkpoints.iter().map(|c| c.catalog_sequence_number))
         .max();
+    let required = match set.catalog {
+        CatalogScope::HereAtLeast(floor) => Some(required.map_or(floor, |r| r.max(floor))),
+        _ => required,
+    };
     judgement.point.catalog_sequence_required = required;
+    if set.catalog == CatalogScope::Elsewhere {
+        return;
+    }
     judgement.point.catalog_generation = set.active_catalog;
     stale_generations(set, classes, &mut judgement.findings);
     let has_data = classes.iter().any(|(_, c)| {
@@ -724,6 +746,7 @@ mod tests {
                 checkpoints: &self.checkpoints,
                 catalog_files: &self.catalog_files,
                 active_catalog: self.active,
+                catalog: CatalogScope::Here,
             })
         }
     }
@@ -1144,6 +1167,7 @@ mod tests {
             checkpoints: &[],
             catalog_files: &catalog_files,
             active_catalog: None,
+            catalog: CatalogScope::Here,
         });
         assert_eq!(codes(&judgement, Severity::Error), ["catalog-missing"]);
         assert_eq!(judgement.point, ConsistentPoint::default());

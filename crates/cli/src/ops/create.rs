@@ -440,6 +440,7 @@ async fn capture_and_commit(
         node_prefix: source.node_id.clone(),
         max_replans: settings.max_replans,
         allow_inconsistent: settings.allow_inconsistent,
+        catalog_in_prefix: true,
     };
     let cut = match take_consistent_cut(source.node.as_ref(), &mut capture, &cut_options).await {
         Err(ib3_influx::Error::NotANode { message }) => {
