@@ -21,6 +21,7 @@ pub struct CountingStore {
     inner: Arc<dyn ObjectStore>,
     bytes: Arc<AtomicU64>,
     gets: Mutex<BTreeMap<String, u64>>,
+    puts: Mutex<Vec<String>>,
     hook: Option<Hook>,
 }
 
@@ -37,6 +38,7 @@ impl CountingStore {
             inner,
             bytes: Arc::new(AtomicU64::new(0)),
             gets: Mutex::new(BTreeMap::new()),
+            puts: Mutex::new(Vec::new()),
             hook: None,
         }
     }
@@ -52,6 +54,17 @@ impl CountingStore {
     /// Body bytes read so far.
     pub fn bytes_read(&self) -> u64 {
         self.bytes.load(Ordering::SeqCst)
+    }
+
+    /// Keys written so far (single and multipart uploads), in the order the writes started.
+    pub fn keys_written(&self) -> Vec<String> {
+        self.puts.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn record_put(&self, location: &Path) {
+        if let Ok(mut puts) = self.puts.lock() {
+            puts.push(location.to_string());
+        }
     }
 
     /// Keys read so far, with the number of GETs of each.
@@ -74,6 +87,7 @@ impl ObjectStore for CountingStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
+        self.record_put(location);
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -82,6 +96,7 @@ impl ObjectStore for CountingStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
+        self.record_put(location);
         self.inner.put_multipart_opts(location, opts).await
     }
 
