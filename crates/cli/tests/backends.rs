@@ -306,6 +306,33 @@ fn a_node_in_a_bucket_backs_up_and_restores_across_stores() {
         let fixture = "core-3.9.6-upgraded-3.10.0";
         let source_bucket = backend.new_bucket("src");
         seed_bucket(backend.client(&source_bucket).as_ref(), fixture);
+        let inspected = run_env(
+            &[
+                "inspect",
+                "--json",
+                "--object-store",
+                backend.object_store_flag(),
+                "--bucket",
+                &source_bucket,
+                "--node-id",
+                "node0",
+            ],
+            &backend.source_env(),
+        )
+        .ok()
+        .json();
+        assert_eq!(
+            inspected["layout"]["active_catalog"],
+            "v3",
+            "{}",
+            backend.name()
+        );
+        assert_eq!(
+            inspected["judgement"]["findings"][0]["code"],
+            "catalog-stale-generation",
+            "{}",
+            backend.name()
+        );
         let tmp = tempfile::tempdir().unwrap();
         let local_repo = tmp.path().join("repo");
         let flag = backend.object_store_flag();
