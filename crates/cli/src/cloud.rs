@@ -83,7 +83,7 @@ pub fn source_store(
             )
         }
         ObjectStoreKind::Azure => {
-            let mut b = azure_from_env("")
+            let mut b = azure_from_env()
                 .with_client_options(client)
                 .with_retry(retry)
                 .with_container_name(bucket)
@@ -235,11 +235,10 @@ fn retry_config(cloud: &CloudArgs) -> RetryConfig {
 }
 
 /// `MicrosoftAzureBuilder::from_env` plus the names `influxdb3 serve` uses
-/// (`AZURE_STORAGE_ACCOUNT`, which object_store calls `AZURE_STORAGE_ACCOUNT_NAME`), read with
-/// an optional prefix.
-fn azure_from_env(prefix: &str) -> MicrosoftAzureBuilder {
+/// (`AZURE_STORAGE_ACCOUNT`, which object_store calls `AZURE_STORAGE_ACCOUNT_NAME`).
+fn azure_from_env() -> MicrosoftAzureBuilder {
     let mut b = MicrosoftAzureBuilder::from_env();
-    if let Ok(account) = std::env::var(format!("{prefix}AZURE_STORAGE_ACCOUNT")) {
+    if let Ok(account) = std::env::var("AZURE_STORAGE_ACCOUNT") {
         b = b.with_account(account);
     }
     b
@@ -285,7 +284,7 @@ pub fn repo_store_from_url(
             )
         }
         Scheme::MicrosoftAzure => {
-            let mut b = azure_from_env("");
+            let mut b = azure_from_env();
             if let Ok(account) = std::env::var(format!("{env_prefix}AZURE_STORAGE_ACCOUNT")) {
                 b = b.with_account(account);
             }

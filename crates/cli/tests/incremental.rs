@@ -11,12 +11,13 @@ use ib3_testkit::counting::CountingStore;
 use influxdb3_backup::args::{CloudArgs, ObjectStoreKind, SourceArgs};
 use influxdb3_backup::ops::create::{create, CreateOptions, CreateReport};
 use influxdb3_backup::progress::Bar;
-use influxdb3_backup::stores::{open_node, repo_store};
+use influxdb3_backup::stores::{open_node, repo_store, NodeStore};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-async fn counted_create(data: &Path, repo: &Path) -> (CreateReport, Arc<CountingStore>) {
+/// The local node `node0` of the data dir `data`.
+async fn local_node(data: &Path) -> NodeStore {
     let args = SourceArgs {
         object_store: ObjectStoreKind::File,
         data_dir: Some(data.to_path_buf()),
@@ -24,22 +25,33 @@ async fn counted_create(data: &Path, repo: &Path) -> (CreateReport, Arc<Counting
         bucket: None,
         cloud: CloudArgs::default(),
     };
-    let mut source = open_node(&args, "node0", false).await.unwrap();
-    let counting = Arc::new(CountingStore::new(source.node.clone()));
-    source.node = counting.clone();
-    let report = create(CreateOptions {
+    open_node(&args, "node0", false).await.unwrap()
+}
+
+/// `create` of `source` into the local repository `repo`.
+async fn create_into(
+    source: NodeStore,
+    repo: &Path,
+    max_replans: u32,
+) -> anyhow::Result<CreateReport> {
+    create(CreateOptions {
         source,
         repo: repo_store(repo.to_str().unwrap(), true).await.unwrap(),
         concurrency: 4,
-        max_replans: 3,
+        max_replans,
         allow_inconsistent: false,
         compression: Some(3),
         keys: Default::default(),
         bar: Bar::new(false),
     })
     .await
-    .unwrap();
-    (report, counting)
+}
+
+async fn counted_create(data: &Path, repo: &Path) -> (CreateReport, Arc<CountingStore>) {
+    let mut source = local_node(data).await;
+    let counting = Arc::new(CountingStore::new(source.node.clone()));
+    source.node = counting.clone();
+    (create_into(source, repo, 3).await.unwrap(), counting)
 }
 
 #[tokio::test]
@@ -136,25 +148,7 @@ async fn a_failed_run_is_resumed_without_reading_what_it_stored() {
     std::fs::write(&checkpoint, &bad).unwrap();
     let repo = tmp.path().join("repo");
 
-    let args = SourceArgs {
-        object_store: ObjectStoreKind::File,
-        data_dir: Some(data.clone()),
-        node_id: Some("node0".into()),
-        bucket: None,
-        cloud: CloudArgs::default(),
-    };
-    let source = open_node(&args, "node0", false).await.unwrap();
-    let failed = create(CreateOptions {
-        source,
-        repo: repo_store(repo.to_str().unwrap(), true).await.unwrap(),
-        concurrency: 4,
-        max_replans: 0,
-        allow_inconsistent: false,
-        compression: Some(3),
-        keys: Default::default(),
-        bar: Bar::new(false),
-    })
-    .await;
+    let failed = create_into(local_node(&data).await, &repo, 0).await;
     assert!(failed.is_err(), "the corrupt checkpoint must fail the run");
     assert_eq!(
         std::fs::read_dir(repo.join("partial")).unwrap().count(),
@@ -249,30 +243,13 @@ async fn a_run_that_lost_its_lock_checks_its_blobs_before_committing() {
                 }
             }
         };
-        let args = SourceArgs {
-            object_store: ObjectStoreKind::File,
-            data_dir: Some(data.clone()),
-            node_id: Some("node0".into()),
-            bucket: None,
-            cloud: CloudArgs::default(),
-        };
-        let mut source = open_node(&args, "node0", false).await.unwrap();
+        let mut source = local_node(&data).await;
         source.node = Arc::new(CountingStore::with_hook(
             source.node.clone(),
             Box::new(hook),
         ));
         let manifests_before = std::fs::read_dir(repo.join("manifests")).unwrap().count();
-        let result = create(CreateOptions {
-            source,
-            repo: repo_store(repo.to_str().unwrap(), true).await.unwrap(),
-            concurrency: 2,
-            max_replans: 0,
-            allow_inconsistent: false,
-            compression: Some(3),
-            keys: Default::default(),
-            bar: Bar::new(false),
-        })
-        .await;
+        let result = create_into(source, &repo, 0).await;
         let manifests_after = std::fs::read_dir(repo.join("manifests")).unwrap().count();
         if collect_a_blob {
             let err = result.unwrap_err().to_string();

@@ -687,6 +687,16 @@ mod tests {
         on_wal: Option<Hook>,
     }
 
+    impl MapCapture {
+        fn new(source: Arc<InMemory>) -> Self {
+            MapCapture {
+                source,
+                copied: Default::default(),
+                on_wal: None,
+            }
+        }
+    }
+
     impl Reader for MapCapture {
         async fn read(&self, key: &str) -> Result<Bytes> {
             Ok(self.copied.lock().unwrap().get(key).cloned().unwrap())
@@ -731,11 +741,7 @@ mod tests {
     #[tokio::test]
     async fn static_fixture_needs_no_replan() {
         let source = load("core-3.10.0-basic").await;
-        let mut capture = MapCapture {
-            source: source.clone(),
-            copied: Default::default(),
-            on_wal: None,
-        };
+        let mut capture = MapCapture::new(source.clone());
         let report = take_consistent_cut(source.as_ref(), &mut capture, &options())
             .await
             .unwrap();
@@ -811,11 +817,7 @@ mod tests {
             .delete(&Path::from(crate::path::wal_key(179)))
             .await
             .unwrap();
-        let mut capture = MapCapture {
-            source: source.clone(),
-            copied: Default::default(),
-            on_wal: None,
-        };
+        let mut capture = MapCapture::new(source.clone());
         let err = take_consistent_cut(source.as_ref(), &mut capture, &options())
             .await
             .unwrap_err();
@@ -832,11 +834,7 @@ mod tests {
     #[tokio::test]
     async fn foreign_and_empty_prefixes_are_not_nodes() {
         let store = InMemory::new();
-        let mut capture = MapCapture {
-            source: Arc::new(InMemory::new()),
-            copied: Default::default(),
-            on_wal: None,
-        };
+        let mut capture = MapCapture::new(Arc::new(InMemory::new()));
         let err = take_consistent_cut(&store, &mut capture, &options())
             .await
             .unwrap_err();
@@ -887,11 +885,7 @@ mod tests {
         }
         let mut options = options();
         options.catalog_in_prefix = false;
-        let mut node_capture = MapCapture {
-            source: node.clone(),
-            copied: Default::default(),
-            on_wal: None,
-        };
+        let mut node_capture = MapCapture::new(node.clone());
         let data = take_consistent_cut(node.as_ref(), &mut node_capture, &options)
             .await
             .unwrap();
@@ -904,11 +898,7 @@ mod tests {
         let required = data.judgement.point.catalog_sequence_required.unwrap();
         assert_eq!(required, 8);
 
-        let mut catalog_capture = MapCapture {
-            source: cluster.clone(),
-            copied: Default::default(),
-            on_wal: None,
-        };
+        let mut catalog_capture = MapCapture::new(cluster.clone());
         let catalog = take_catalog_cut(
             cluster.as_ref(),
             &mut catalog_capture,

@@ -623,6 +623,15 @@ mod codec_tests {
     use object_store::memory::InMemory;
     use std::sync::Arc;
 
+    /// Test blob naming: `blobs/<hash>[.zst]`.
+    fn zst_name(h: &blake3::Hash, compressed: bool) -> Path {
+        Path::from(format!(
+            "blobs/{}{}",
+            h.to_hex(),
+            if compressed { ".zst" } else { "" }
+        ))
+    }
+
     fn zstd3() -> Codec {
         Codec {
             compress: Some(3),
@@ -750,13 +759,7 @@ mod codec_tests {
             src.put(&Path::from("a"), content.clone().into())
                 .await
                 .unwrap();
-            let name_for = |h: &blake3::Hash, c: bool| {
-                Path::from(format!(
-                    "blobs/{}{}",
-                    h.to_hex(),
-                    if c { ".zst" } else { "" }
-                ))
-            };
+            let name_for = zst_name;
             let cas = copy_content_addressed(
                 &src,
                 &Path::from("a"),
@@ -830,13 +833,7 @@ mod codec_tests {
         src.put(&Path::from("a"), content.clone().into())
             .await
             .unwrap();
-        let name_for = |h: &blake3::Hash, c: bool| {
-            Path::from(format!(
-                "blobs/{}{}",
-                h.to_hex(),
-                if c { ".zst" } else { "" }
-            ))
-        };
+        let name_for = zst_name;
         let cas = copy_content_addressed(
             &src,
             &Path::from("a"),
