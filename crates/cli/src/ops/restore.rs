@@ -102,7 +102,8 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
     let target = options.target.node.clone();
     let existing = list_all(target.as_ref()).await?;
     refuse_unsafe_target(&options, &existing).await?;
-    let plan = plan(&options, &existing);
+    let grouped = phases(&options.manifest, &options.record);
+    let plan = plan(&options, &existing, &grouped);
     if options.dry_run {
         return Ok(RestoreReport {
             plan,
@@ -122,7 +123,7 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
     }
     let copy = CopyOptions::default();
     let mut written = (0u64, 0u64);
-    for (phase, entries) in phases(&options.manifest, &options.record) {
+    for (phase, entries) in grouped {
         options.bar.phase(
             &format!("restoring {}", super::phase_label(phase)),
             entries.iter().map(|e| e.size).sum(),
@@ -219,7 +220,11 @@ async fn wal_advances(store: &dyn ObjectStore, watch: Duration) -> Result<bool> 
     Ok(after.difference(&before).next().is_some())
 }
 
-fn plan(options: &RestoreOptions, existing: &[ObjectMeta]) -> RestorePlan {
+fn plan(
+    options: &RestoreOptions,
+    existing: &[ObjectMeta],
+    grouped: &BTreeMap<Phase, Vec<Entry>>,
+) -> RestorePlan {
     let in_backup: BTreeSet<&str> = options
         .manifest
         .entries
@@ -231,10 +236,10 @@ fn plan(options: &RestoreOptions, existing: &[ObjectMeta]) -> RestorePlan {
         .map(|m| m.location.to_string())
         .filter(|k| k != MARKER)
         .partition(|k| in_backup.contains(k.as_str()));
-    let phases = phases(&options.manifest, &options.record)
-        .into_iter()
+    let phases = grouped
+        .iter()
         .map(|(phase, entries)| PhasePlan {
-            phase,
+            phase: *phase,
             objects: entries.len() as u64,
             bytes: entries.iter().map(|e| e.size).sum(),
         })
