@@ -19,6 +19,7 @@ use futures::StreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -274,24 +275,13 @@ fn every_fixture_round_trips_through_a_cloud_repository() {
                 backend.name()
             );
             let id = created["backup_id"].as_str().unwrap();
-            run_env(
-                &[
-                    "restore",
-                    "--json",
-                    "--repo",
-                    &repo,
-                    id,
-                    "--data-dir",
-                    s(&restored),
-                ],
+            assert_restores(
+                &repo,
+                &[id],
                 &env,
-            )
-            .ok();
-            assert_eq!(
-                tree(&restored.join("node0")),
-                tree(&source.join("node0")),
-                "{}/{name}",
-                backend.name()
+                &restored,
+                &tree(&source.join("node0")),
+                &format!("{}/{name}", backend.name()),
             );
         }
     }
@@ -406,17 +396,13 @@ fn a_node_in_a_bucket_backs_up_and_restores_across_stores() {
             .ok();
             run_env(&["verify", "--read-data", "--repo", &repo], &env2).ok();
             let restored = tmp.path().join(format!("from-{}", other.name()));
-            run_env(
-                &["restore", "--repo", &repo, "--data-dir", s(&restored)],
+            assert_restores(
+                &repo,
+                &[],
                 &env2,
-            )
-            .ok();
-            assert_eq!(
-                tree(&restored.join("node0")),
-                expected,
-                "{} → {}",
-                backend.name(),
-                other.name()
+                &restored,
+                &expected,
+                &format!("{} → {}", backend.name(), other.name()),
             );
         }
     }
@@ -718,16 +704,13 @@ fn copy_off_site_to_every_cloud() {
         let env = backend.repo_env();
         run_env(&["verify", "--read-data", "--repo", &target], &env).ok();
         let restored = tmp.path().join(format!("restored-{}", backend.name()));
-        run_env(
-            &["restore", "--repo", &target, "--data-dir", s(&restored)],
+        assert_restores(
+            &target,
+            &[],
             &env,
-        )
-        .ok();
-        assert_eq!(
-            tree(&restored.join("node0")),
-            tree(&data.join("node0")),
-            "{}",
-            backend.name()
+            &restored,
+            &tree(&data.join("node0")),
+            backend.name(),
         );
     }
 }
@@ -889,24 +872,13 @@ fn encrypted_repository_on_every_cloud() {
         let out = run_env(&["list", "--repo", &repo], &env);
         assert_eq!(out.code, 17, "{}: {out:?}", backend.name());
         let restored = tmp.path().join(format!("restored-{}", backend.name()));
-        run_env(
-            &[
-                "restore",
-                "--repo",
-                &repo,
-                "--data-dir",
-                s(&restored),
-                "--key-file",
-                s(&key),
-            ],
+        assert_restores(
+            &repo,
+            &["--key-file", s(&key)],
             &env,
-        )
-        .ok();
-        assert_eq!(
-            tree(&restored.join("node0")),
-            tree(&data.join("node0")),
-            "{}",
-            backend.name()
+            &restored,
+            &tree(&data.join("node0")),
+            backend.name(),
         );
         let stored = bucket_bytes(backend.client(&bucket).as_ref());
         let text = String::from_utf8_lossy(&stored);
@@ -916,6 +888,22 @@ fn encrypted_repository_on_every_cloud() {
             backend.name()
         );
     }
+}
+
+/// Restore `repo` (plus `extra` arguments: a backup id, a key file) into the data dir `into`
+/// and check that its node equals `expected` byte for byte.
+fn assert_restores(
+    repo: &str,
+    extra: &[&str],
+    env: &[(String, String)],
+    into: &Path,
+    expected: &BTreeMap<String, Vec<u8>>,
+    what: &str,
+) {
+    let mut args = vec!["restore", "--repo", repo, "--data-dir", s(into)];
+    args.extend_from_slice(extra);
+    run_env(&args, env).ok();
+    assert_eq!(&tree(&into.join("node0")), expected, "{what}");
 }
 
 /// Every byte of every object in a bucket.
