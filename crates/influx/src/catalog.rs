@@ -54,6 +54,155 @@ pub fn parse_catalog_file(
     }
 }
 
+/// What a catalog file says about an Enterprise cluster: the nodes it registers and the storage
+/// engine it selects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterFacts {
+    /// Node ids registered by this file (v1/v2 JSON: exact).
+    pub registered_nodes: Vec<String>,
+    /// Bodies of v3 `RegisterNode` records (bitcode, not decoded; searched for node ids).
+    pub register_records: Vec<Vec<u8>>,
+    /// The storage mode this file sets, if it sets one: `PachaTree`, `ParquetAndPachaTree`,
+    /// `Parquet`, or `undecoded` (a v3 `SetStorageMode` record, whose body is not decoded).
+    pub storage_mode: Option<String>,
+}
+
+/// v3 record id of `RegisterNode` (`format/record_ids.rs`).
+const V3_REGISTER_NODE: u16 = 2;
+/// v3 record id of `SetStorageMode`.
+const V3_SET_STORAGE_MODE: u16 = 25;
+
+/// Read the cluster facts of one catalog file (already known to be of `generation` and `kind`).
+/// Pre-GA bitcode files yield nothing.
+pub fn cluster_facts(
+    object: &str,
+    generation: CatalogGeneration,
+    kind: CatalogFileKind,
+    bytes: &[u8],
+) -> crate::Result<ClusterFacts> {
+    let mut facts = ClusterFacts::default();
+    if generation == CatalogGeneration::V3 {
+        parse_v3_file(object, kind, bytes)?;
+        for (id, body) in v3_records(object, bytes)? {
+            match id {
+                V3_REGISTER_NODE => facts.register_records.push(body.to_vec()),
+                V3_SET_STORAGE_MODE => facts.storage_mode = Some(v3_storage_mode(body).into()),
+                _ => {}
+            }
+        }
+        return Ok(facts);
+    }
+    let Payload::Json(json) = open_versioned(object, kind, bytes)?.payload else {
+        return Ok(facts);
+    };
+    let value = json_value(object, json)?;
+    match kind {
+        CatalogFileKind::Checkpoint => {
+            facts.storage_mode = value.get("storage_mode").map(storage_mode_name);
+            if let Some(nodes) = value.pointer("/nodes/repo").and_then(|v| v.as_array()) {
+                for pair in nodes {
+                    if let Some(id) = pair.pointer("/1/node_id").and_then(|v| v.as_str()) {
+                        facts.registered_nodes.push(id.to_string());
+                    }
+                }
+            }
+        }
+        CatalogFileKind::Log => {
+            let batch = value.get("catalog_batch");
+            if let Some(mode) = batch.and_then(|b| b.get("StorageMode")) {
+                facts.storage_mode = Some(storage_mode_name(mode));
+            }
+            let ops = batch
+                .and_then(|b| b.pointer("/Node/ops"))
+                .and_then(|v| v.as_array());
+            for op in ops.into_iter().flatten() {
+                if let Some(id) = op.pointer("/RegisterNode/node_id").and_then(|v| v.as_str()) {
+                    facts.registered_nodes.push(id.to_string());
+                }
+            }
+        }
+    }
+    Ok(facts)
+}
+
+/// The mode a v3 `SetStorageMode` body sets. A fresh 3.10 Core checkpoint (fixture
+/// `core-3.10.0-basic`) holds this record with the one-byte body `00` for `Parquet`; 1 and 2 are
+/// taken to be the next variants in declaration order (`PachaTree`, `ParquetAndPachaTree`,
+/// format doc §7). Any other body is `undecoded`, which callers treat as not Parquet.
+pub fn v3_storage_mode(body: &[u8]) -> &'static str {
+    match body {
+        [0] => "Parquet",
+        [1] => "PachaTree",
+        [2] => "ParquetAndPachaTree",
+        _ => "undecoded",
+    }
+}
+
+/// The storage mode named anywhere in a JSON value (`"PachaTree"`, `{"mode": "PachaTree"}`, …);
+/// a value naming none of the known modes is `undecoded`.
+fn storage_mode_name(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    ["ParquetAndPachaTree", "PachaTree", "Parquet"]
+        .into_iter()
+        .find(|mode| text.contains(mode))
+        .unwrap_or("undecoded")
+        .to_string()
+}
+
+/// Whether a v3 `RegisterNode` record body names `node_id`. The body is bitcode, not decoded:
+/// the id is looked for as its bytes preceded by its length (how the 3.10 fixtures encode it),
+/// or in the recorded command line (`"node-id":"…"`).
+pub fn v3_record_names_node(body: &[u8], node_id: &str) -> bool {
+    let id = node_id.as_bytes();
+    let Ok(len) = u8::try_from(id.len()) else {
+        return false;
+    };
+    let mut prefixed = vec![len];
+    prefixed.extend_from_slice(id);
+    let quoted = format!("\"node-id\":\"{node_id}\"");
+    contains(body, &prefixed) || contains(body, quoted.as_bytes())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Length of a v3 record header: u16 id, u16 flags, u64 sequence, u32 body length.
+const V3_RECORD_HEADER_LEN: usize = 16;
+/// Length of a legacy group-index entry at the start of a v3 snapshot payload.
+const V3_GROUP_ENTRY_LEN: usize = 24;
+
+/// The records of a v3 file (already checked by [`parse_v3_file`]): (record id, body).
+fn v3_records<'a>(object: &str, bytes: &'a [u8]) -> crate::Result<Vec<(u16, &'a [u8])>> {
+    let corrupt = |reason: &str| crate::Error::corrupt(object, reason.to_string());
+    let Some((header, payload)) = bytes.split_first_chunk::<V3_HEADER_LEN>() else {
+        return Err(corrupt("truncated catalog file"));
+    };
+    let count = le_u32(header, 0x28) as usize;
+    let groups = le_u32(header, 0x2C) as usize;
+    let mut at = groups
+        .checked_mul(V3_GROUP_ENTRY_LEN)
+        .filter(|&n| n <= payload.len())
+        .ok_or_else(|| corrupt("catalog group index runs past the payload"))?;
+    let mut records = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let Some(record_header) = payload.get(at..at + V3_RECORD_HEADER_LEN) else {
+            return Err(corrupt("catalog record header runs past the payload"));
+        };
+        let id = u16::from_le_bytes([record_header[0], record_header[1]]);
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&record_header[12..16]);
+        let start = at + V3_RECORD_HEADER_LEN;
+        let end = start + u32::from_le_bytes(len) as usize;
+        let Some(body) = payload.get(start..end) else {
+            return Err(corrupt("catalog record body runs past the payload"));
+        };
+        records.push((id, body));
+        at = end;
+    }
+    Ok(records)
+}
+
 /// A database as the catalog names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DatabaseInfo {
@@ -999,5 +1148,44 @@ mod tests {
             "catalog/v2/logs/00000000000000000001.catalog",
         );
         assert!(catalog_schema(V2, Some(&log), &[]).is_err());
+    }
+
+    /// Node registrations and the storage mode, read from the real 3.9.6 and 3.10.0 catalogs.
+    #[test]
+    fn cluster_facts_of_real_catalogs() {
+        let facts = |fixture: &str, key: &str, generation, kind| {
+            cluster_facts(key, generation, kind, &read(fixture, key)).expect("facts")
+        };
+        let v3 = "core-3.10.0-basic";
+        let register = facts(v3, "catalog/v3/logs/00000000000000000002.catalog", V3, Log);
+        let [body] = register.register_records.as_slice() else {
+            panic!("one RegisterNode record: {register:?}");
+        };
+        assert!(v3_record_names_node(body, "node0"));
+        assert!(!v3_record_names_node(body, "node"));
+        assert!(!v3_record_names_node(body, "node00"));
+        let checkpoint = facts(v3, "catalog/v3/snapshot", V3, Checkpoint);
+        assert_eq!(checkpoint.storage_mode.as_deref(), Some("Parquet"));
+        assert_eq!(v3_storage_mode(&[1]), "PachaTree");
+        assert_eq!(v3_storage_mode(&[9, 9]), "undecoded");
+
+        let v2 = "core-3.9.6-basic";
+        let register = facts(v2, "catalog/v2/logs/00000000000000000002.catalog", V2, Log);
+        assert_eq!(register.registered_nodes, ["node0"]);
+        assert_eq!(register.storage_mode, None);
+        let mode = versioned(
+            b"idb3.004.l",
+            br#"{"catalog_batch":{"StorageMode":{"storage_mode":"ParquetAndPachaTree"}},"sequence_number":3}"#,
+        );
+        let mode = cluster_facts(
+            "catalog/v2/logs/00000000000000000003.catalog",
+            V2,
+            Log,
+            &mode,
+        );
+        assert_eq!(
+            mode.expect("facts").storage_mode.as_deref(),
+            Some("ParquetAndPachaTree")
+        );
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod assess;
 pub mod catalog;
+pub mod cluster;
 pub mod cut;
 pub mod error;
 pub mod inspect;

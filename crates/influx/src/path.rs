@@ -7,7 +7,11 @@
 //! - Parquet `dbs/…/*.parquet` (ids in 3.6+, `name-id` segments in 3.0–3.5);
 //! - catalog v1 `_catalog_checkpoint` + `catalogs/{seq:020}.catalog`, v2 `catalog/v2/{snapshot,logs/…}`,
 //!   v3 `catalog/v3/{snapshot,logs/…}`;
-//! - derived table-index state `table-snapshots/`, `db-indices/`, `table-index-conversion-completed`.
+//! - derived table-index state `table-snapshots/`, `db-indices/`, `table-index-conversion-completed`;
+//! - Enterprise compactor output `cs/` (summaries), `cd/` (details), `c/` (generations and
+//!   compacted Parquet) under the compactor's node prefix; and, relative to the cluster prefix
+//!   ([`classify_cluster`]), the cluster catalog, `commercial_license`, `trial_or_home_license`,
+//!   `enterprise`, and the server's own backups `backups/<name>/…` (format doc §7).
 
 use serde::{Deserialize, Serialize};
 
@@ -55,10 +59,32 @@ pub enum ObjectClass {
         /// Catalog generation.
         generation: CatalogGeneration,
     },
+    /// Enterprise compactor output under the compactor's node prefix.
+    Compaction {
+        /// Which compactor directory.
+        kind: CompactionKind,
+    },
+    /// Enterprise cluster files beside the cluster catalog: the license files and the
+    /// `enterprise` configuration file (opaque, rewritten by the server).
+    ClusterConfig,
+    /// A file of a backup the Enterprise server wrote itself (`backups/<name>/…` under the
+    /// cluster prefix; PachaTree engine only). Opaque; immutable once the backup is complete.
+    BuiltinBackup,
     /// Derived table-index state the server rebuilds (never backed up).
     Derived,
     /// Anything else (kept, reported).
     Unknown,
+}
+
+/// The directories of an Enterprise compactor, in restore order (what others reference first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CompactionKind {
+    /// `c/`: generation details and compacted Parquet files.
+    Generations,
+    /// `cd/`: compaction details.
+    Details,
+    /// `cs/`: compaction summaries.
+    Summaries,
 }
 
 /// Restore (and capture) phases, in the order objects must be written.
@@ -71,10 +97,20 @@ pub enum Phase {
     Snapshots,
     /// WAL files.
     Wal,
+    /// Compactor generations and compacted Parquet (`c/`).
+    CompactedData,
+    /// Compaction details (`cd/`).
+    CompactionDetails,
+    /// Compaction summaries (`cs/`).
+    CompactionSummaries,
     /// Catalog logs of every generation, and checkpoints of stale generations.
     CatalogLogs,
-    /// The active generation's catalog checkpoint: always last.
+    /// The active generation's catalog checkpoint: last of a catalog.
     CatalogCheckpoint,
+    /// Enterprise cluster files: the `enterprise` file and the licenses, after the catalog.
+    ClusterConfig,
+    /// Files of a backup the Enterprise server wrote itself.
+    BuiltinBackup,
 }
 
 impl ObjectClass {
@@ -87,6 +123,13 @@ impl ObjectClass {
             ObjectClass::Wal { .. } => "wal",
             ObjectClass::CatalogLog { .. } => "catalog-log",
             ObjectClass::CatalogCheckpoint { .. } => "catalog-checkpoint",
+            ObjectClass::Compaction { kind } => match kind {
+                CompactionKind::Generations => "compaction-generation",
+                CompactionKind::Details => "compaction-detail",
+                CompactionKind::Summaries => "compaction-summary",
+            },
+            ObjectClass::ClusterConfig => "cluster-config",
+            ObjectClass::BuiltinBackup => "builtin-backup",
             ObjectClass::Derived => "derived",
             ObjectClass::Unknown => "unknown",
         }
@@ -108,7 +151,10 @@ impl ObjectClass {
     /// the same key and size can be reused without reading the source).
     pub fn is_immutable(&self) -> bool {
         // Catalog checkpoints and derived state are overwritten in place (format doc §3.2);
-        // unknown objects are not ours to vouch for.
+        // unknown objects are not ours to vouch for. Compaction summaries and details are
+        // undocumented: read every time. Generations (`c/`) hold compacted Parquet, written
+        // once under new names like gen1 files; a built-in backup is complete before it is
+        // copied.
         matches!(
             self,
             ObjectClass::Parquet
@@ -116,6 +162,10 @@ impl ObjectClass {
                 | ObjectClass::SnapshotCheckpoint { .. }
                 | ObjectClass::Wal { .. }
                 | ObjectClass::CatalogLog { .. }
+                | ObjectClass::Compaction {
+                    kind: CompactionKind::Generations
+                }
+                | ObjectClass::BuiltinBackup
         )
     }
 
@@ -128,6 +178,13 @@ impl ObjectClass {
                 Phase::Snapshots
             }
             ObjectClass::Wal { .. } => Phase::Wal,
+            ObjectClass::Compaction { kind } => match kind {
+                CompactionKind::Generations => Phase::CompactedData,
+                CompactionKind::Details => Phase::CompactionDetails,
+                CompactionKind::Summaries => Phase::CompactionSummaries,
+            },
+            ObjectClass::ClusterConfig => Phase::ClusterConfig,
+            ObjectClass::BuiltinBackup => Phase::BuiltinBackup,
             ObjectClass::CatalogLog { .. } => Phase::CatalogLogs,
             // A stale generation's checkpoint is an inert leftover: it goes with the logs, so
             // that only the active checkpoint is written last.
@@ -164,7 +221,45 @@ pub fn classify(relative_key: &str) -> ObjectClass {
     if is_derived(key) {
         return ObjectClass::Derived;
     }
-    ObjectClass::Unknown
+    compaction_kind(key).map_or(ObjectClass::Unknown, |kind| ObjectClass::Compaction {
+        kind,
+    })
+}
+
+/// The compactor directory a key (relative to a node prefix) is in.
+fn compaction_kind(key: &str) -> Option<CompactionKind> {
+    let (dir, rest) = key.split_once('/')?;
+    let kind = match dir {
+        "c" => CompactionKind::Generations,
+        "cd" => CompactionKind::Details,
+        "cs" => CompactionKind::Summaries,
+        _ => return None,
+    };
+    (!rest.is_empty()).then_some(kind)
+}
+
+/// Names of the license files under the cluster prefix (format doc §1.7, §7).
+pub const LICENSE_FILES: [&str; 2] = ["commercial_license", "trial_or_home_license"];
+
+/// Name of the Enterprise configuration file under the cluster prefix.
+pub const ENTERPRISE_FILE: &str = "enterprise";
+
+/// Directory of the server's own backups under the cluster prefix.
+pub const BUILTIN_BACKUPS_DIR: &str = "backups/";
+
+/// Classify a key relative to an Enterprise **cluster** prefix: the cluster catalog (any
+/// generation), the cluster files, and built-in backups; anything else is unknown.
+pub fn classify_cluster(relative_key: &str) -> ObjectClass {
+    if let Some(class) = classify_catalog(relative_key) {
+        return class;
+    }
+    if relative_key == ENTERPRISE_FILE || LICENSE_FILES.contains(&relative_key) {
+        return ObjectClass::ClusterConfig;
+    }
+    match relative_key.strip_prefix(BUILTIN_BACKUPS_DIR) {
+        Some(rest) if rest.contains('/') => ObjectClass::BuiltinBackup,
+        _ => ObjectClass::Unknown,
+    }
 }
 
 fn classify_snapshot_checkpoint(rest: &str) -> ObjectClass {
@@ -577,5 +672,59 @@ mod tests {
         assert_eq!(count("snapshot-checkpoint"), 1);
         assert!(count("parquet") > 250);
         assert_eq!(count("derived"), 4);
+    }
+
+    #[test]
+    fn compactor_and_cluster_files_are_classified() {
+        let kind = |k: &str| match classify(k) {
+            ObjectClass::Compaction { kind } => Some(kind),
+            _ => None,
+        };
+        assert_eq!(
+            kind("cs/00000000000000000001.json"),
+            Some(CompactionKind::Summaries)
+        );
+        assert_eq!(kind("cd/1/2/detail.json"), Some(CompactionKind::Details));
+        assert_eq!(
+            kind("c/1/2/0000.parquet"),
+            Some(CompactionKind::Generations)
+        );
+        assert_eq!(kind("c/"), None);
+        assert_eq!(kind("cx/1"), None);
+        assert!(!classify("cs/1").is_immutable());
+        assert!(classify("c/1/2.parquet").is_immutable());
+        assert!(Phase::Wal < Phase::CompactedData);
+        assert!(Phase::CompactedData < Phase::CompactionDetails);
+        assert!(Phase::CompactionDetails < Phase::CompactionSummaries);
+
+        assert_eq!(
+            classify_cluster("commercial_license"),
+            ObjectClass::ClusterConfig
+        );
+        assert_eq!(
+            classify_cluster("trial_or_home_license"),
+            ObjectClass::ClusterConfig
+        );
+        assert_eq!(classify_cluster("enterprise"), ObjectClass::ClusterConfig);
+        assert_eq!(
+            classify_cluster("backups/nightly/manifest.json"),
+            ObjectClass::BuiltinBackup
+        );
+        assert_eq!(classify_cluster("backups/nightly"), ObjectClass::Unknown);
+        assert_eq!(
+            classify_cluster("catalog/v3/logs/00000000000000000001.catalog"),
+            ObjectClass::CatalogLog {
+                generation: CatalogGeneration::V3,
+                seq: 1
+            }
+        );
+        assert_eq!(
+            classify_cluster("wal/00000000001.wal"),
+            ObjectClass::Unknown
+        );
+        assert_eq!(
+            ObjectClass::ClusterConfig.phase(None),
+            Some(Phase::ClusterConfig)
+        );
     }
 }

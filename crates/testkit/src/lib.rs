@@ -13,6 +13,7 @@
 //! Facts about the layout come from `../shared/docs/influxdb3-storage-format.md` (§1, §2.1, §2.2,
 //! §2.7, §3.2); the simulator's byte formats were checked against the fixtures.
 
+pub mod cluster;
 pub mod counting;
 pub mod simulator;
 pub mod store;

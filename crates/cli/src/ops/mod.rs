@@ -32,5 +32,10 @@ pub fn phase_label(phase: ib3_influx::path::Phase) -> &'static str {
         Phase::Wal => "WAL files",
         Phase::CatalogLogs => "catalog logs",
         Phase::CatalogCheckpoint => "catalog checkpoint",
+        Phase::CompactedData => "compacted generations (c/)",
+        Phase::CompactionDetails => "compaction details (cd/)",
+        Phase::CompactionSummaries => "compaction summaries (cs/)",
+        Phase::ClusterConfig => "cluster files (enterprise, licenses)",
+        Phase::BuiltinBackup => "built-in backup files",
     }
 }
