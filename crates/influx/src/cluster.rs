@@ -236,7 +236,7 @@ async fn read_active_catalog(
         };
         facts.push((
             format!("{cluster_id}/{key}"),
-            cluster_facts(&full.to_string(), active, kind, &bytes)?,
+            cluster_facts(full.as_ref(), active, kind, &bytes)?,
         ));
     }
     Ok(facts)
