@@ -81,13 +81,22 @@ pub struct SourceArgs {
     pub data_dir: Option<PathBuf>,
 
     /// Node id: the object-store prefix of the node
-    /// (env INFLUXDB3_NODE_IDENTIFIER_PREFIX, or INFLUXDB3_NODE_ID from 3.11).
+    /// (env INFLUXDB3_NODE_IDENTIFIER_PREFIX, or INFLUXDB3_NODE_ID from 3.11). With
+    /// --cluster-id: the cluster's nodes to include, repeated or comma-separated (default: every
+    /// node found).
     #[arg(
         long = "node-id",
         alias = "host-id",
-        env = "INFLUXDB3_NODE_IDENTIFIER_PREFIX"
+        env = "INFLUXDB3_NODE_IDENTIFIER_PREFIX",
+        value_delimiter = ','
     )]
-    pub node_id: Option<String>,
+    pub node_id: Vec<String>,
+
+    /// Enterprise cluster id: the object-store prefix of the cluster catalog, license files and
+    /// `enterprise` file (env INFLUXDB3_ENTERPRISE_CLUSTER_ID). Backs up or restores the whole
+    /// cluster: every node, the compactor, the catalog and the licenses.
+    #[arg(long = "cluster-id", env = "INFLUXDB3_ENTERPRISE_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
 
     /// Bucket (S3, Google) or container (Azure) of the object store.
     #[arg(long, env = "INFLUXDB3_BUCKET")]
@@ -234,6 +243,11 @@ pub struct CreateArgs {
     /// manifest records every finding and `verify` reports them.
     #[arg(long)]
     pub allow_inconsistent: bool,
+    /// With --cluster-id: copy the server's own backup `<cluster-id>/backups/NAME/` (written
+    /// by `influxdb3 create backup` on a PachaTree cluster) into the repository, verified,
+    /// instead of backing up the cluster's files.
+    #[arg(long, value_name = "NAME", requires = "cluster_id")]
+    pub builtin_backup: Option<String>,
 }
 
 /// `list`.

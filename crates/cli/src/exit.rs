@@ -28,6 +28,9 @@ pub const TARGET_REFUSED: u8 = 15;
 pub const STORE_ACCESS: u8 = 16;
 /// The repository key is missing or wrong (encrypted repositories).
 pub const KEY: u8 = 17;
+/// The source is an Enterprise cluster on the PachaTree storage engine, whose files cannot be
+/// copied consistently: use the server's own backup (and `create --builtin-backup`).
+pub const PACHA_TREE: u8 = 18;
 /// Interrupted (Ctrl-C); nothing was committed.
 pub const INTERRUPTED: u8 = 130;
 

@@ -23,8 +23,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
     let json = cli.json;
     match cli.command {
         Command::Create(args) => {
-            let source =
-                stores::open_node(&args.source, &required_node_id(&args.source)?, false).await?;
+            let source = create_source(&args).await?;
             let report = ops::create::create(ops::create::CreateOptions {
                 source,
                 repo: stores::repo_store(&args.repo.repo, true).await?,
@@ -207,8 +206,27 @@ fn key_source(
     }
 }
 
+/// What `create` backs up: a cluster with --cluster-id, else the one node.
+async fn create_source(args: &args::CreateArgs) -> Result<ops::create::CreateSource> {
+    let Some(cluster_id) = args.source.cluster_id.clone() else {
+        let node_id = required_node_id(&args.source)?;
+        return Ok(ops::create::CreateSource::Node(
+            stores::open_node(&args.source, &node_id, false).await?,
+        ));
+    };
+    stores::check_node_id(&cluster_id)?;
+    Ok(ops::create::CreateSource::Cluster(
+        ops::create_cluster::ClusterSource {
+            root: stores::open_root(&args.source, false).await?,
+            cluster_id,
+            nodes: stores::node_ids(&args.source),
+            builtin_backup: args.builtin_backup.clone(),
+        },
+    ))
+}
+
 fn required_node_id(args: &SourceArgs) -> Result<String> {
-    stores::node_id(args).ok_or_else(|| {
+    stores::node_id(args)?.ok_or_else(|| {
         Failure::new(USAGE, "no node id given")
             .hint("pass --node-id (or set INFLUXDB3_NODE_IDENTIFIER_PREFIX), as for `influxdb3 serve`")
             .into()
@@ -218,7 +236,7 @@ fn required_node_id(args: &SourceArgs) -> Result<String> {
 /// The node id to restore under: the backup's, and refuse another (snapshot files name their
 /// Parquet files with the node prefix, so a renamed node would not find its data).
 fn restore_node_id(args: &SourceArgs, record: &ops::record::SourceRecord) -> Result<String> {
-    match stores::node_id(args) {
+    match stores::node_id(args)? {
         Some(id) if id != record.node_id => Err(Failure::new(
             USAGE,
             format!(

@@ -4,6 +4,7 @@
 use crate::exit::{FINDINGS, OK, VERIFY_FAILED};
 use crate::ops::copy::CopyReport;
 use crate::ops::create::CreateReport;
+use crate::ops::record::{BackupSource, ClusterRecord, SourceRecord};
 use crate::ops::list::ListReport;
 use crate::ops::prune::PruneReport;
 use crate::ops::restore::RestoreReport;
@@ -77,52 +78,33 @@ struct FindingIn {
 
 /// `create`.
 pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
-    let code = if r.source.consistent { OK } else { FINDINGS };
+    let code = if r.consistent { OK } else { FINDINGS };
     if json {
         print_json(r)?;
         return Ok(code);
     }
-    let p = &r.source.point;
-    let get = |k: &str| p.get(k).and_then(|v| v.as_u64());
     if r.repository_created {
         println!("initialised repository {}", r.repository);
     }
+    let findings = match BackupSource::parse(&r.source) {
+        Ok(BackupSource::Node(node)) => {
+            println!(
+                "backup {} of node {} ({})",
+                r.backup_id, node.node_id, node.location
+            );
+            print_cut("", &node);
+            findings_of(&node.findings)
+        }
+        Ok(BackupSource::Cluster(cluster)) => {
+            print_cluster_backup(&r.backup_id, &cluster);
+            cluster_findings(&cluster)
+        }
+        Err(_) => Vec::new(),
+    };
     println!(
-        "backup {} of node {} ({})",
-        r.backup_id, r.source.node_id, r.source.location
-    );
-    println!(
-        "  layout         catalog {} (InfluxDB {})",
-        r.source
-            .layout
-            .get("active_catalog")
-            .and_then(|v| v.as_str())
-            .unwrap_or("none"),
-        r.source.server_versions
-    );
-    println!(
-        "  snapshot       {} (covers WAL up to {})",
-        opt(get("snapshot_sequence_number")),
-        opt(get("wal_file_sequence_number"))
-    );
-    println!(
-        "  WAL replayed   {}..{} ({} WAL files in backup)",
-        opt(get("wal_first")),
-        opt(get("wal_last")),
-        opt(get("wal_count"))
-    );
-    println!(
-        "  catalog        sequence {} (data needs {}), checkpoint {}",
-        opt(get("catalog_sequence")),
-        opt(get("catalog_sequence_required")),
-        opt(get("catalog_checkpoint_sequence"))
-    );
-    println!(
-        "  objects        {} ({}): {} Parquet, {} snapshots",
+        "  objects        {} ({})",
         r.entries,
         human_bytes(r.bytes),
-        opt(get("parquet_count")),
-        opt(get("snapshot_count"))
     );
     println!(
         "  read           {} from the source; {} entries reused unread",
@@ -136,22 +118,133 @@ pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
         human_bytes(r.bytes_stored),
         r.compression_ratio
     );
-    if r.replans > 0 {
-        println!(
-            "  re-plans       {}: {}",
-            r.replans,
-            r.source.replan_reasons.join("; ")
-        );
-    }
-    if r.source.derived_skipped > 0 {
-        println!(
-            "  left out       {} derived table-index objects (the server rebuilds them)",
-            r.source.derived_skipped
-        );
-    }
     println!("  took           {:.1}s", r.duration_seconds);
-    print_findings(&findings_of(&r.source.findings));
+    print_findings(&findings);
     Ok(code)
+}
+
+/// The consistent point of one node's (or a cluster catalog's) cut, indented by `indent`.
+fn print_cut(indent: &str, node: &SourceRecord) {
+    let p = &node.point;
+    let get = |k: &str| p.get(k).and_then(|v| v.as_u64());
+    if node.active_catalog.is_some() {
+        println!(
+            "{indent}  layout         catalog {} (InfluxDB {})",
+            node.layout
+                .get("active_catalog")
+                .and_then(|v| v.as_str())
+                .unwrap_or("none"),
+            node.server_versions
+        );
+    }
+    if get("snapshot_count").unwrap_or(0) > 0 || get("wal_count").unwrap_or(0) > 0 {
+        println!(
+            "{indent}  snapshot       {} (covers WAL up to {})",
+            opt(get("snapshot_sequence_number")),
+            opt(get("wal_file_sequence_number"))
+        );
+        println!(
+            "{indent}  WAL replayed   {}..{} ({} WAL files in backup)",
+            opt(get("wal_first")),
+            opt(get("wal_last")),
+            opt(get("wal_count"))
+        );
+        println!(
+            "{indent}  data           {} Parquet files, {} snapshots",
+            opt(get("parquet_count")),
+            opt(get("snapshot_count"))
+        );
+    }
+    if node.active_catalog.is_some() {
+        println!(
+            "{indent}  catalog        sequence {} (data needs {}), checkpoint {}",
+            opt(get("catalog_sequence")),
+            opt(get("catalog_sequence_required")),
+            opt(get("catalog_checkpoint_sequence"))
+        );
+    } else {
+        println!(
+            "{indent}  catalog needed sequence {} (in the cluster catalog)",
+            opt(get("catalog_sequence_required"))
+        );
+    }
+    if !node.replan_reasons.is_empty() {
+        println!(
+            "{indent}  re-plans       {}: {}",
+            node.replan_reasons.len(),
+            node.replan_reasons.join("; ")
+        );
+    }
+    if node.derived_skipped > 0 {
+        println!(
+            "{indent}  left out       {} derived table-index objects (the server rebuilds them)",
+            node.derived_skipped
+        );
+    }
+}
+
+fn print_cluster_backup(backup_id: &str, c: &ClusterRecord) {
+    if let Some(name) = &c.builtin_backup {
+        println!(
+            "backup {backup_id}: copy of cluster {}'s built-in backup {name} ({})",
+            c.cluster_id, c.location
+        );
+        return;
+    }
+    println!(
+        "backup {backup_id} of cluster {} ({}): {} nodes",
+        c.cluster_id,
+        c.location,
+        c.members.len()
+    );
+    for m in &c.members {
+        println!("  node {} ({}, {})", m.node_id, m.role, m.registration);
+        if m.compaction_objects > 0 || m.role == "compactor" {
+            println!(
+                "      compactor output  {} files (cs/, cd/, c/) in {} round(s)",
+                m.compaction_objects, m.compaction_rounds
+            );
+        }
+        if let Some(node) = &m.node {
+            print_cut("    ", node);
+        }
+    }
+    if let Some(catalog) = &c.catalog {
+        println!("  cluster catalog {}/ (captured last)", c.cluster_id);
+        print_cut("    ", catalog);
+    }
+    println!(
+        "  cluster files  {}",
+        if c.cluster_files.is_empty() {
+            "none".to_string()
+        } else {
+            c.cluster_files.join(", ")
+        }
+    );
+    for skipped in c.skipped.as_array().into_iter().flatten() {
+        println!(
+            "  left out       {}/: {}",
+            skipped.get("prefix").and_then(|v| v.as_str()).unwrap_or("?"),
+            skipped.get("reason").and_then(|v| v.as_str()).unwrap_or("")
+        );
+    }
+}
+
+/// Every finding of a cluster backup, objects named from the store root.
+fn cluster_findings(c: &ClusterRecord) -> Vec<Finding> {
+    let parts = c
+        .members
+        .iter()
+        .filter_map(|m| m.node.as_ref())
+        .chain(c.catalog.as_ref());
+    let mut findings = Vec::new();
+    for part in parts {
+        for mut f in findings_of(&part.findings) {
+            f.object = f.object.map(|o| format!("{}/{o}", part.node_id));
+            findings.push(f);
+        }
+    }
+    findings
 }
 
 /// `list`.

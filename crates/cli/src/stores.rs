@@ -29,12 +29,31 @@ pub struct NodeStore {
     pub data_dir: Option<PathBuf>,
 }
 
-/// The node id from `--node-id`, `INFLUXDB3_NODE_IDENTIFIER_PREFIX`, or (3.11) `INFLUXDB3_NODE_ID`.
-pub fn node_id(args: &SourceArgs) -> Option<String> {
-    args.node_id
-        .clone()
-        .or_else(|| std::env::var("INFLUXDB3_NODE_ID").ok())
-        .filter(|s| !s.is_empty())
+/// The node ids from `--node-id`, `INFLUXDB3_NODE_IDENTIFIER_PREFIX`, or (3.11)
+/// `INFLUXDB3_NODE_ID` (comma-separated).
+pub fn node_ids(args: &SourceArgs) -> Vec<String> {
+    let given: Vec<String> = if args.node_id.is_empty() {
+        std::env::var("INFLUXDB3_NODE_ID")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    } else {
+        args.node_id.clone()
+    };
+    given.into_iter().filter(|s| !s.is_empty()).collect()
+}
+
+/// The one node id of a Core command; several are a usage error (they need --cluster-id).
+pub fn node_id(args: &SourceArgs) -> Result<Option<String>> {
+    let mut ids = node_ids(args);
+    if ids.len() > 1 {
+        return Err(Failure::new(
+            USAGE,
+            format!("{} node ids given ({}) without --cluster-id", ids.len(), ids.join(", ")),
+        )
+        .hint("a Core node has one --node-id; for the nodes of an Enterprise cluster pass --cluster-id as well")
+        .into());
+    }
+    Ok(ids.pop())
 }
 
 /// The data dir from `--data-dir`, `INFLUXDB3_DB_DIR`, (3.11) `INFLUXDB3_DATA_DIR`, or `~/.influxdb3`.
@@ -52,11 +71,44 @@ pub fn data_dir(args: &SourceArgs) -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".influxdb3"))
 }
 
+/// A resolved store root (data dir or bucket), before any node or cluster prefix.
+#[derive(Debug, Clone)]
+pub struct RootStore {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// `file`, `memory`, `s3`, `azure` or `google`.
+    pub kind: &'static str,
+    /// Human-readable location (data dir or bucket URL).
+    pub location: String,
+    /// The data dir, for `file` stores.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl RootStore {
+    /// The node (or cluster) prefix `prefix` of this store.
+    pub fn node(&self, prefix: &str) -> NodeStore {
+        NodeStore {
+            root: self.store.clone(),
+            node: Arc::new(PrefixStore::new(self.store.clone(), prefix)),
+            node_id: prefix.to_string(),
+            kind: self.kind,
+            location: self.location.clone(),
+            data_dir: self.data_dir.clone(),
+        }
+    }
+}
+
 /// Open the node prefix named by `args` with node id `node_id`, and check that its store
 /// answers. A `file` store's data dir must exist unless `create` (restore targets) is set.
 pub async fn open_node(args: &SourceArgs, node_id: &str, create: bool) -> Result<NodeStore> {
     check_node_id(node_id)?;
-    let (root, kind, location, data_dir): (Arc<dyn ObjectStore>, _, _, _) = match args.object_store
+    Ok(open_root(args, create).await?.node(node_id))
+}
+
+/// Open the store root named by `args` (data dir or bucket) and check that it answers. A `file`
+/// store's data dir must exist unless `create` (restore targets) is set.
+pub async fn open_root(args: &SourceArgs, create: bool) -> Result<RootStore> {
+    let (store, kind, location, data_dir): (Arc<dyn ObjectStore>, _, _, _) = match args.object_store
     {
         ObjectStoreKind::File => {
             let dir = data_dir(args)?;
@@ -96,20 +148,17 @@ pub async fn open_node(args: &SourceArgs, node_id: &str, create: bool) -> Result
             (cloud.store, cloud.kind, cloud.location, None)
         }
     };
-    let node: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(root.clone(), node_id));
-    Ok(NodeStore {
-        root,
-        node,
-        node_id: node_id.to_string(),
+    Ok(RootStore {
+        store,
         kind,
         location,
         data_dir,
     })
 }
 
-/// A stand-in for a restore target that does not exist yet (a `--dry-run` plans against it
+/// A stand-in for a restore target root that does not exist yet (a `--dry-run` plans against it
 /// without creating anything): an empty store named like the real one.
-pub fn absent_target(args: &SourceArgs, node_id: &str) -> Result<Option<NodeStore>> {
+pub fn absent_root(args: &SourceArgs) -> Result<Option<RootStore>> {
     if args.object_store != ObjectStoreKind::File {
         return Ok(None);
     }
@@ -117,20 +166,22 @@ pub fn absent_target(args: &SourceArgs, node_id: &str) -> Result<Option<NodeStor
     if dir.exists() {
         return Ok(None);
     }
-    check_node_id(node_id)?;
-    let root: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    Ok(Some(NodeStore {
-        node: Arc::new(PrefixStore::new(root.clone(), node_id)),
-        root,
-        node_id: node_id.to_string(),
+    Ok(Some(RootStore {
+        store: Arc::new(InMemory::new()),
         kind: "file",
         location: dir.display().to_string(),
         data_dir: Some(dir),
     }))
 }
 
+/// [`absent_root`] at the node prefix `node_id`.
+pub fn absent_target(args: &SourceArgs, node_id: &str) -> Result<Option<NodeStore>> {
+    check_node_id(node_id)?;
+    Ok(absent_root(args)?.map(|root| root.node(node_id)))
+}
+
 /// A node id is one path segment, as the server uses it as the object-store prefix.
-fn check_node_id(node_id: &str) -> Result<()> {
+pub fn check_node_id(node_id: &str) -> Result<()> {
     let valid = !node_id.is_empty()
         && node_id != "."
         && node_id != ".."

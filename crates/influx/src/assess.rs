@@ -6,7 +6,7 @@
 use crate::catalog::{parse_catalog_file, CatalogFileInfo, CatalogFileKind};
 use crate::layout::{detect, Layout};
 use crate::path::{classify, ObjectClass};
-use crate::rules::{judge, CapturedSet, Finding, Judgement, Severity};
+use crate::rules::{judge, CapturedSet, CatalogScope, Finding, Judgement, Severity};
 use crate::snapshot::{
     parse_snapshot, parse_snapshot_checkpoint, PersistedSnapshot, SnapshotCheckpoint,
 };
@@ -45,12 +45,14 @@ enum Parsed {
     WalOk,
 }
 
-/// Read, check and judge `objects` (relative key → size) of the node `node_prefix`.
-/// Corrupt files become `corrupt-file` findings; store failures are errors.
+/// Read, check and judge `objects` (relative key → size) of the node `node_prefix`, whose
+/// catalog is where `catalog` says. Corrupt files become `corrupt-file` findings; store failures
+/// are errors.
 pub async fn assess<R: Reader>(
     reader: &R,
     node_prefix: &str,
     objects: &BTreeMap<String, u64>,
+    catalog: CatalogScope,
     concurrency: usize,
 ) -> Result<Assessment> {
     let layout = detect(objects.keys().map(String::as_str));
@@ -95,7 +97,7 @@ pub async fn assess<R: Reader>(
         checkpoints: &checkpoints,
         catalog_files: &catalog_files,
         active_catalog: layout.active_catalog,
-        catalog: crate::rules::CatalogScope::Here,
+        catalog,
     });
     judgement.findings.extend(findings);
     judgement.findings.sort_by(|a, b| {

@@ -6,7 +6,7 @@ use crate::catalog::{catalog_schema, CatalogFileKind};
 use crate::cut::list_classified;
 use crate::layout::Layout;
 use crate::path::{catalog_checkpoint_key, classify, ObjectClass};
-use crate::rules::Judgement;
+use crate::rules::{CatalogScope, Judgement};
 use crate::{Error, Result};
 use bytes::Bytes;
 use object_store::path::Path;
@@ -106,6 +106,7 @@ impl Reader for StoreReader<'_> {
 pub async fn inspect(
     source: &dyn ObjectStore,
     node_prefix: &str,
+    catalog: CatalogScope,
     concurrency: usize,
 ) -> Result<Inspection> {
     let listing = list_classified(source, None).await?;
@@ -126,7 +127,7 @@ pub async fn inspect(
         .map(|o| (o.key.clone(), o.size))
         .collect();
     let reader = StoreReader(source);
-    let assessment = assess(&reader, node_prefix, &objects, concurrency).await?;
+    let assessment = assess(&reader, node_prefix, &objects, catalog, concurrency).await?;
     let databases = databases(&reader, &assessment).await?;
     Ok(Inspection {
         node_prefix: node_prefix.to_string(),

@@ -34,10 +34,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
+/// What `create` backs up.
+pub enum CreateSource {
+    /// One node (Core, or one Enterprise node whose catalog is captured with it).
+    Node(NodeStore),
+    /// An Enterprise cluster: its catalog, cluster files and member nodes.
+    Cluster(super::create_cluster::ClusterSource),
+}
+
 /// Options of `create`, resolved.
 pub struct CreateOptions {
-    /// The node to back up.
-    pub source: NodeStore,
+    /// What to back up.
+    pub source: CreateSource,
     /// The repository store and its location text.
     pub repo: (Arc<dyn ObjectStore>, String),
     /// Objects in flight.
@@ -63,8 +71,10 @@ pub struct CreateReport {
     pub repository: String,
     /// Whether this run initialised the repository.
     pub repository_created: bool,
-    /// The record stored in the manifest (node, layout, consistent point, findings).
-    pub source: SourceRecord,
+    /// The record stored in the manifest (node or cluster, layout, consistent points, findings).
+    pub source: serde_json::Value,
+    /// Whether every consistency rule held.
+    pub consistent: bool,
     /// Objects in the backup.
     pub entries: u64,
     /// Bytes in the backup.
@@ -96,9 +106,12 @@ struct Stats {
     reused: AtomicU64,
 }
 
-/// The [`Capture`] that stores source objects as repository blobs.
-struct RepoCapture {
-    source: Arc<dyn ObjectStore>,
+/// The [`Capture`] that stores source objects as repository blobs. Keys it is given are relative
+/// to `source`; entries are recorded under `prefix` + key (empty for a node backup, the member's
+/// prefix for a cluster backup, whose entries are keyed from the store root).
+pub(super) struct RepoCapture {
+    pub(super) source: Arc<dyn ObjectStore>,
+    pub(super) prefix: String,
     repo: Repository,
     index: Mutex<BlobIndex>,
     previous: HashMap<String, Entry>,
@@ -129,9 +142,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl RepoCapture {
+    /// The entry path of a key relative to the current source.
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Point the capture at another prefix of the store root (cluster members).
+    pub(super) fn switch_to(&mut self, source: Arc<dyn ObjectStore>, prefix: &str) {
+        self.source = source;
+        self.prefix = format!("{prefix}/");
+    }
+
     /// The entry recorded by the previous backup, if it can stand for this object unread.
     fn reusable(&self, object: &SourceObject) -> Option<Entry> {
-        let previous = self.previous.get(&object.key)?;
+        let previous = self.previous.get(&self.full(&object.key))?;
         let present = lock(&self.index)
             .size(&previous.blob, previous.encoding)
             .is_some();
@@ -162,7 +186,7 @@ impl RepoCapture {
         };
         self.stats.bytes_read.fetch_add(size, Ordering::Relaxed);
         Ok(Some(Entry {
-            path: object.key.clone(),
+            path: self.full(&object.key),
             size,
             blob,
             encoding,
@@ -182,14 +206,14 @@ impl RepoCapture {
                 lock(&self.wal_findings).push(Finding {
                     severity: Severity::Warning,
                     code: "corrupt-file".into(),
-                    object: Some(object.key.clone()),
+                    object: Some(self.full(&object.key)),
                     message: format!(
                         "{e} (backed up as is; the server skips such a file on replay)"
                     ),
                 });
             }
         } else {
-            lock(&self.cache).insert(object.key.clone(), bytes.clone());
+            lock(&self.cache).insert(self.full(&object.key), bytes.clone());
         }
         let stored = put_content_addressed(
             self.repo.store().as_ref(),
@@ -283,6 +307,7 @@ impl RepoCapture {
 
 impl Reader for RepoCapture {
     async fn read(&self, key: &str) -> ib3_influx::Result<Bytes> {
+        let key = &self.full(key);
         if let Some(bytes) = lock(&self.cache).get(key).cloned() {
             return Ok(bytes);
         }
@@ -365,15 +390,15 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
     };
     let result = capture_and_commit(&repo, &lock, options.source, settings).await;
     let released = lock.release().await;
-    let (manifest, cut, reused) = result?;
+    let (manifest, outcome, reused) = result?;
     released?;
     let summary = &manifest.summary;
-    let record: SourceRecord = serde_json::from_value(manifest.source.clone())?;
     Ok(CreateReport {
         backup_id: manifest.id.to_string(),
         repository: repo_location,
         repository_created,
-        source: record,
+        source: manifest.source.clone(),
+        consistent: outcome.consistent,
         entries: summary.entries,
         bytes: summary.bytes,
         bytes_read: summary.bytes_read,
@@ -386,34 +411,63 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
             summary.bytes_uploaded as f64 / summary.bytes_stored as f64
         },
         entries_reused: reused,
-        replans: cut.replans,
+        replans: outcome.replans,
         duration_seconds: started.elapsed().as_secs_f64(),
     })
 }
 
 /// How a run captures (the resolved options other than the stores).
-struct Settings {
-    concurrency: usize,
-    max_replans: u32,
-    allow_inconsistent: bool,
+pub(super) struct Settings {
+    pub(super) concurrency: usize,
+    pub(super) max_replans: u32,
+    pub(super) allow_inconsistent: bool,
     compression: Option<i32>,
-    bar: Bar,
+    pub(super) bar: Bar,
     started_at: SystemTime,
 }
 
-/// Capture the cut into the repository and commit its manifest; returns the manifest, the cut
-/// and the number of entries reused unread.
+/// What capturing a source produced: the manifest's entries and source record.
+pub(super) struct Outcome {
+    pub(super) entries: Vec<Entry>,
+    pub(super) record: serde_json::Value,
+    pub(super) consistent: bool,
+    pub(super) replans: u32,
+}
+
+impl CreateSource {
+    /// The fields a manifest's (or progress record's) source document must match for its
+    /// entries to stand for this source's objects unread.
+    fn identity(&self) -> serde_json::Value {
+        match self {
+            CreateSource::Node(node) => serde_json::json!({
+                "product": PRODUCT,
+                "node_id": node.node_id,
+                "location": node.location,
+            }),
+            CreateSource::Cluster(cluster) => cluster.identity(),
+        }
+    }
+}
+
+/// Capture the source into the repository and commit its manifest; returns the manifest, what
+/// the capture produced, and the number of entries reused unread.
 async fn capture_and_commit(
     repo: &Repository,
     held: &ib3_repo::lock::Lock,
-    source: NodeStore,
+    source: CreateSource,
     settings: Settings,
-) -> Result<(Manifest, CutReport, u64)> {
+) -> Result<(Manifest, Outcome, u64)> {
     let index = repo.blob_index().await?;
-    let (previous, superseded) = previous_entries(repo, &source).await?;
+    let identity = source.identity();
+    let (previous, superseded) = previous_entries(repo, &identity).await?;
     let run_id = BackupId::new(settings.started_at);
+    let (first_store, first_prefix) = match &source {
+        CreateSource::Node(node) => (node.node.clone(), String::new()),
+        CreateSource::Cluster(cluster) => (cluster.root.store.clone(), String::new()),
+    };
     let mut capture = RepoCapture {
-        source: source.node.clone(),
+        source: first_store,
+        prefix: first_prefix,
         repo: repo.clone(),
         index: Mutex::new(index),
         previous,
@@ -427,31 +481,20 @@ async fn capture_and_commit(
         bar: settings.bar.clone(),
         progress_record: ProgressRecord {
             id: run_id.clone(),
-            source: serde_json::json!({
-                "product": PRODUCT,
-                "node_id": source.node_id,
-                "location": source.location,
-            }),
+            source: identity,
             dirty: std::sync::atomic::AtomicBool::new(false),
             last: Mutex::new(Instant::now()),
         },
     };
-    let cut_options = CutOptions {
-        node_prefix: source.node_id.clone(),
-        max_replans: settings.max_replans,
-        allow_inconsistent: settings.allow_inconsistent,
-        catalog_in_prefix: true,
-    };
-    let cut = match take_consistent_cut(source.node.as_ref(), &mut capture, &cut_options).await {
-        Err(ib3_influx::Error::NotANode { message }) => {
-            return Err(not_a_node(&source, message).await)
+    let outcome = match &source {
+        CreateSource::Node(node) => capture_node(&mut capture, node, &settings).await?,
+        CreateSource::Cluster(cluster) => {
+            super::create_cluster::capture(&mut capture, cluster, &settings).await?
         }
-        other => other?,
     };
     settings.bar.finish();
-    let entries = manifest_entries(&cut, &capture)?;
-    let record = source_record(&source, &cut, lock(&capture.wal_findings).clone());
     let stats = &capture.stats;
+    let entries = outcome.entries.clone();
     let summary = Summary {
         entries: entries.len() as u64,
         bytes: entries.iter().map(|e| e.size).sum(),
@@ -466,7 +509,7 @@ async fn capture_and_commit(
         tool_version: tool_version(),
         started_at: humantime::format_rfc3339_seconds(settings.started_at).to_string(),
         finished_at: now_rfc3339(),
-        source: serde_json::to_value(&record)?,
+        source: outcome.record.clone(),
         summary,
         entries,
     };
@@ -479,7 +522,67 @@ async fn capture_and_commit(
             tracing::warn!(error = %e, "could not remove a progress record (prune removes it later)");
         }
     }
-    Ok((manifest, cut, stats.reused.load(Ordering::Relaxed)))
+    Ok((manifest, outcome, stats.reused.load(Ordering::Relaxed)))
+}
+
+/// Cut one node (its catalog included) into the repository.
+async fn capture_node(
+    capture: &mut RepoCapture,
+    source: &NodeStore,
+    settings: &Settings,
+) -> Result<Outcome> {
+    let cut_options = CutOptions {
+        node_prefix: source.node_id.clone(),
+        max_replans: settings.max_replans,
+        allow_inconsistent: settings.allow_inconsistent,
+        catalog_in_prefix: true,
+    };
+    let cut = match take_consistent_cut(source.node.as_ref(), capture, &cut_options).await {
+        Err(ib3_influx::Error::NotANode { message }) => {
+            return Err(not_a_node(source, message).await)
+        }
+        other => other?,
+    };
+    let entries = capture.entries_of(&cut)?;
+    let record = source_record(source, &cut, capture.take_wal_findings());
+    Ok(Outcome {
+        entries,
+        consistent: record.consistent,
+        record: serde_json::to_value(&record)?,
+        replans: cut.replans,
+    })
+}
+
+impl RepoCapture {
+    /// The manifest entries of a cut taken at the current prefix.
+    pub(super) fn entries_of(&self, cut: &CutReport) -> Result<Vec<Entry>> {
+        let entries = lock(&self.entries);
+        cut.objects
+            .keys()
+            .map(|key| {
+                let path = self.full(key);
+                entries.get(&path).cloned().with_context(|| {
+                    format!("internal error: {path} is in the cut but was not captured")
+                })
+            })
+            .collect()
+    }
+
+    /// The entries captured at the current prefix whose keys are in `keys`.
+    pub(super) fn entries_for<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a String>,
+    ) -> Vec<Entry> {
+        let entries = lock(&self.entries);
+        keys.into_iter()
+            .filter_map(|key| entries.get(&self.full(key)).cloned())
+            .collect()
+    }
+
+    /// Findings about corrupt WAL files seen since the last call.
+    pub(super) fn take_wal_findings(&self) -> Vec<Finding> {
+        std::mem::take(&mut *lock(&self.wal_findings))
+    }
 }
 
 /// Before committing: while this run's lock was held no prune could run. If the lock was lost
@@ -509,23 +612,23 @@ async fn ensure_blobs_survived(
 }
 
 /// Entries that may stand for source objects without reading them: those of the newest backup
-/// of the same node and store location, and those recorded by its runs that never committed
-/// (killed or failed), by path.
+/// of the same source (node or cluster, and store location), and those recorded by its runs that
+/// never committed (killed or failed), by path.
 async fn previous_entries(
     repo: &Repository,
-    source: &NodeStore,
+    identity: &serde_json::Value,
 ) -> Result<(HashMap<String, Entry>, Vec<BackupId>)> {
     let mut previous = HashMap::new();
     let mut partial_ids = Vec::new();
     for id in repo.list_backups().await?.iter().rev() {
         let manifest = repo.load_manifest(id).await?;
-        if same_source(&manifest.source, source) {
+        if same_source(&manifest.source, identity) {
             previous.extend(manifest.entries.into_iter().map(|e| (e.path.clone(), e)));
             break;
         }
     }
     for partial in repo.partials().await? {
-        if same_source(&partial.source, source) {
+        if same_source(&partial.source, identity) {
             partial_ids.push(partial.id.clone());
             previous.extend(partial.entries.into_iter().map(|e| (e.path.clone(), e)));
         }
@@ -533,27 +636,17 @@ async fn previous_entries(
     Ok((previous, partial_ids))
 }
 
-/// Whether a manifest's (or partial record's) source document names this node and location.
-fn same_source(document: &serde_json::Value, source: &NodeStore) -> bool {
-    let field = |name: &str| document.get(name).and_then(|v| v.as_str());
-    field("product") == Some(PRODUCT)
-        && field("node_id") == Some(source.node_id.as_str())
-        && field("location") == Some(source.location.as_str())
+/// Whether a manifest's (or partial record's) source document has every field of `identity`.
+fn same_source(document: &serde_json::Value, identity: &serde_json::Value) -> bool {
+    let Some(fields) = identity.as_object() else {
+        return false;
+    };
+    fields.iter().all(|(name, value)| {
+        document.get(name).unwrap_or(&serde_json::Value::Null) == value
+    })
 }
 
-fn manifest_entries(cut: &CutReport, capture: &RepoCapture) -> Result<Vec<Entry>> {
-    let entries = lock(&capture.entries);
-    cut.objects
-        .keys()
-        .map(|key| {
-            entries.get(key).cloned().with_context(|| {
-                format!("internal error: {key} is in the cut but was not captured")
-            })
-        })
-        .collect()
-}
-
-fn source_record(source: &NodeStore, cut: &CutReport, wal_findings: Vec<Finding>) -> SourceRecord {
+pub(super) fn source_record(source: &NodeStore, cut: &CutReport, wal_findings: Vec<Finding>) -> SourceRecord {
     let mut findings = cut.judgement.findings.clone();
     findings.extend(wal_findings);
     SourceRecord {

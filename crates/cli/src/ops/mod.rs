@@ -5,6 +5,7 @@
 pub mod codecs;
 pub mod copy;
 pub mod create;
+pub mod create_cluster;
 pub mod inspect;
 pub mod list;
 pub mod prune;

@@ -39,3 +39,112 @@ pub struct SourceRecord {
 
 /// `source.product` of InfluxDB 3 backups.
 pub const PRODUCT: &str = "influxdb3";
+
+/// `source.product` of InfluxDB 3 Enterprise cluster backups (entries are keyed from the store
+/// root: `<cluster_id>/…`, `<node_id>/…`).
+pub const PRODUCT_ENTERPRISE: &str = "influxdb3-enterprise";
+
+/// What an Enterprise backup holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterBackupKind {
+    /// The cluster's files: catalog, cluster files, every member node.
+    Cluster,
+    /// A copy of a backup the server wrote itself (`<cluster_id>/backups/<name>/`).
+    BuiltinBackup,
+}
+
+/// `manifest.source` for an Enterprise backup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    /// Always [`PRODUCT_ENTERPRISE`].
+    pub product: String,
+    /// Cluster files or a built-in backup.
+    pub kind: ClusterBackupKind,
+    /// Cluster id (prefix of the catalog and cluster files).
+    pub cluster_id: String,
+    /// `file`, `s3`, ….
+    pub object_store: String,
+    /// Data dir or bucket.
+    pub location: String,
+    /// Storage engine found (`parquet` for a file-level backup).
+    pub storage_mode: String,
+    /// Server versions writing the cluster catalog's layout.
+    pub server_versions: String,
+    /// Whether every member and the catalog held every consistency rule.
+    pub consistent: bool,
+    /// The cluster catalog's cut (its `node_id` is the cluster id); absent for a built-in backup.
+    pub catalog: Option<SourceRecord>,
+    /// Member nodes: compactors first, then data nodes.
+    pub members: Vec<MemberRecord>,
+    /// Cluster files backed up (license files, `enterprise`), relative to the cluster prefix.
+    pub cluster_files: Vec<String>,
+    /// Prefixes at the store root that were left out, and why.
+    pub skipped: serde_json::Value,
+    /// The built-in backup copied (kind `builtin-backup`).
+    pub builtin_backup: Option<String>,
+}
+
+/// One member node of a cluster backup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// Node id (prefix).
+    pub node_id: String,
+    /// `compactor` or `data`.
+    pub role: String,
+    /// What the cluster catalog says about it.
+    pub registration: String,
+    /// The node's cut (WAL, snapshots, Parquet), absent when it holds none (a compactor).
+    pub node: Option<SourceRecord>,
+    /// Compactor output objects (`cs/`, `cd/`, `c/`) captured.
+    pub compaction_objects: u64,
+    /// Rounds the compactor output needed to be captured without a file vanishing.
+    pub compaction_rounds: u32,
+}
+
+/// A manifest's source, by product.
+#[derive(Debug, Clone)]
+pub enum BackupSource {
+    /// A Core node (or one Enterprise node backed up alone): entries relative to the node.
+    Node(SourceRecord),
+    /// An Enterprise cluster or built-in backup: entries relative to the store root.
+    Cluster(ClusterRecord),
+}
+
+impl BackupSource {
+    /// Read a manifest's `source` document.
+    pub fn parse(source: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        match source.get("product").and_then(|p| p.as_str()) {
+            Some(PRODUCT_ENTERPRISE) => serde_json::from_value(source.clone()).map(Self::Cluster),
+            _ => serde_json::from_value(source.clone()).map(Self::Node),
+        }
+    }
+
+    /// What the backup is of, for listings and retention groups: `node0`, `cluster c1`,
+    /// `cluster c1 built-in backup b1`.
+    pub fn subject(&self) -> String {
+        match self {
+            Self::Node(r) => r.node_id.clone(),
+            Self::Cluster(r) => match &r.builtin_backup {
+                Some(name) => format!("cluster {} built-in backup {name}", r.cluster_id),
+                None => format!("cluster {}", r.cluster_id),
+            },
+        }
+    }
+
+    /// Source store location.
+    pub fn location(&self) -> &str {
+        match self {
+            Self::Node(r) => &r.location,
+            Self::Cluster(r) => &r.location,
+        }
+    }
+
+    /// Whether the backup held every consistency rule.
+    pub fn consistent(&self) -> bool {
+        match self {
+            Self::Node(r) => r.consistent,
+            Self::Cluster(r) => r.consistent,
+        }
+    }
+}

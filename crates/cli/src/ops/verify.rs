@@ -255,6 +255,6 @@ async fn consistency(
         .iter()
         .map(|e| (e.path.clone(), e.size))
         .collect();
-    let assessment = assess(&reader, &record.node_id, &objects, concurrency).await?;
+    let assessment = assess(&reader, &record.node_id, &objects, ib3_influx::rules::CatalogScope::Here, concurrency).await?;
     Ok(assessment.judgement.findings)
 }
