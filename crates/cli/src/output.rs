@@ -257,8 +257,15 @@ pub fn list(r: &ListReport, json: bool) -> Result<u8> {
         println!("no backups in {}", r.repository);
         return Ok(OK);
     }
+    let width = r
+        .backups
+        .iter()
+        .filter_map(|b| b.subject.as_ref().map(String::len))
+        .max()
+        .unwrap_or(0)
+        .max(8);
     println!(
-        "{:<29} {:<21} {:<8} {:>9} {:>15} {:>8} {:>8} {:>10}",
+        "{:<29} {:<21} {:<width$} {:>9} {:>15} {:>8} {:>8} {:>10}",
         "ID", "STARTED", "NODE", "SNAPSHOT", "WAL", "CATALOG", "OBJECTS", "SIZE"
     );
     for b in &r.backups {
@@ -272,10 +279,10 @@ pub fn list(r: &ListReport, json: bool) -> Result<u8> {
             ""
         };
         println!(
-            "{:<29} {:<21} {:<8} {:>9} {:>15} {:>8} {:>8} {:>10}{flag}",
+            "{:<29} {:<21} {:<width$} {:>9} {:>15} {:>8} {:>8} {:>10}{flag}",
             b.backup_id,
             b.started_at,
-            b.node_id.as_deref().unwrap_or("-"),
+            b.subject.as_deref().unwrap_or("-"),
             opt(b.snapshot_sequence_number),
             wal,
             opt(b.catalog_sequence),

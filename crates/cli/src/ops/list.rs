@@ -1,6 +1,6 @@
 //! `list`: the backups in a repository, oldest first, with their consistent points.
 
-use super::record::SourceRecord;
+use super::record::BackupSource;
 use anyhow::Result;
 use ib3_repo::Repository;
 use serde::Serialize;
@@ -14,8 +14,12 @@ pub struct BackupSummary {
     pub started_at: String,
     /// End time (RFC 3339).
     pub finished_at: String,
-    /// Node id.
+    /// What the backup is of: `node0`, `cluster c1`, `cluster c1 built-in backup b1`.
+    pub subject: Option<String>,
+    /// Node id (node backups).
     pub node_id: Option<String>,
+    /// Cluster id (Enterprise cluster backups).
+    pub cluster_id: Option<String>,
     /// Source store location.
     pub location: Option<String>,
     /// Whether the backup is consistent.
@@ -50,10 +54,16 @@ pub async fn list(repo: &Repository) -> Result<ListReport> {
     let mut backups = Vec::new();
     for id in repo.list_backups().await? {
         let manifest = repo.load_manifest(&id).await?;
-        let record: Option<SourceRecord> = serde_json::from_value(manifest.source.clone()).ok();
+        let source = BackupSource::parse(&manifest.source).ok();
+        let (node, cluster) = match &source {
+            Some(BackupSource::Node(r)) => (Some(r), None),
+            Some(BackupSource::Cluster(c)) => (None, Some(c)),
+            None => (None, None),
+        };
+        // A cluster's point is its catalog's; nodes' snapshot and WAL ranges are per node.
+        let point_of = node.or_else(|| cluster.and_then(|c| c.catalog.as_ref()));
         let point = |field: &str| {
-            record
-                .as_ref()
+            point_of
                 .and_then(|r| r.point.get(field))
                 .and_then(|v| v.as_u64())
         };
@@ -61,12 +71,14 @@ pub async fn list(repo: &Repository) -> Result<ListReport> {
             backup_id: id.to_string(),
             started_at: manifest.started_at.clone(),
             finished_at: manifest.finished_at.clone(),
-            node_id: record.as_ref().map(|r| r.node_id.clone()),
-            location: record.as_ref().map(|r| r.location.clone()),
-            consistent: record.as_ref().map(|r| r.consistent),
-            snapshot_sequence_number: point("snapshot_sequence_number"),
-            wal_first: point("wal_first"),
-            wal_last: point("wal_last"),
+            subject: source.as_ref().map(BackupSource::subject),
+            node_id: node.map(|r| r.node_id.clone()),
+            cluster_id: cluster.map(|c| c.cluster_id.clone()),
+            location: source.as_ref().map(|s| s.location().to_string()),
+            consistent: source.as_ref().map(BackupSource::consistent),
+            snapshot_sequence_number: node.and_then(|_| point("snapshot_sequence_number")),
+            wal_first: node.and_then(|_| point("wal_first")),
+            wal_last: node.and_then(|_| point("wal_last")),
             catalog_sequence: point("catalog_sequence"),
             entries: manifest.summary.entries,
             bytes: manifest.summary.bytes,

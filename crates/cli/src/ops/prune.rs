@@ -1,7 +1,7 @@
 //! `prune`: apply a retention policy per node, then garbage-collect the blobs only the removed
 //! backups held. Holds the exclusive repository lock; `--dry-run` prints the plan only.
 
-use super::record::SourceRecord;
+use super::record::BackupSource;
 use crate::exit::{Failure, USAGE};
 use anyhow::Result;
 use ib3_repo::gc::{plan_gc, GcPlan};
@@ -65,8 +65,8 @@ async fn plan_and_execute(
     let mut candidates = Vec::new();
     for id in repo.list_backups().await? {
         let manifest = repo.load_manifest(&id).await?;
-        let group = serde_json::from_value::<SourceRecord>(manifest.source.clone())
-            .map(|r| format!("{} ({})", r.node_id, r.location))
+        let group = BackupSource::parse(&manifest.source)
+            .map(|s| format!("{} ({})", s.subject(), s.location()))
             .unwrap_or_else(|_| "unknown source".to_string());
         let time = humantime::parse_rfc3339(&manifest.started_at).unwrap_or(SystemTime::UNIX_EPOCH);
         candidates.push(Candidate { id, time, group });

@@ -4,7 +4,9 @@
 //! `--read-data` every blob re-hashed.
 
 use super::codecs;
-use super::record::SourceRecord;
+use super::record::{BackupSource, ClusterRecord};
+use ib3_influx::path::{classify_cluster, ObjectClass};
+use ib3_influx::rules::CatalogScope;
 use crate::progress::Bar;
 use anyhow::Result;
 use bytes::Bytes;
@@ -64,14 +66,18 @@ pub struct VerifyReport {
     pub backups: Vec<BackupVerification>,
 }
 
+/// Reads a backup's objects by key relative to `prefix` (empty for a node backup; a member's or
+/// the cluster's prefix plus `/` in a cluster backup).
 struct ManifestReader<'a> {
     repo: &'a Repository,
-    blobs: HashMap<&'a str, (BlobId, Encoding)>,
+    blobs: &'a HashMap<&'a str, (BlobId, Encoding)>,
+    prefix: String,
 }
 
 impl Reader for ManifestReader<'_> {
     async fn read(&self, key: &str) -> ib3_influx::Result<Bytes> {
-        let Some((blob, encoding)) = self.blobs.get(key) else {
+        let key = &format!("{}{key}", self.prefix);
+        let Some((blob, encoding)) = self.blobs.get(key.as_str()) else {
             return Err(ib3_influx::Error::corrupt(key, "not in the manifest"));
         };
         let blob_key = layout::blob_key(blob, *encoding);
@@ -231,30 +237,143 @@ async fn consistency(
     manifest: &Manifest,
     concurrency: usize,
 ) -> Result<Vec<Finding>> {
-    let record: SourceRecord = match serde_json::from_value(manifest.source.clone()) {
-        Ok(record) => record,
+    let source = match BackupSource::parse(&manifest.source) {
+        Ok(source) => source,
         Err(e) => {
-            return Ok(vec![Finding {
-                severity: Severity::Error,
-                code: "not-checked".into(),
-                object: None,
-                message: format!("the manifest's source record does not parse ({e}): not an InfluxDB 3 backup of this tool"),
-            }])
+            return Ok(vec![finding(
+                Severity::Error,
+                "not-checked",
+                format!("the manifest's source record does not parse ({e}): not an InfluxDB 3 backup of this tool"),
+            )])
         }
     };
-    let reader = ManifestReader {
-        repo,
-        blobs: manifest
-            .entries
-            .iter()
-            .map(|e| (e.path.as_str(), (e.blob, e.encoding)))
-            .collect(),
-    };
-    let objects: BTreeMap<String, u64> = manifest
+    let blobs: HashMap<&str, (BlobId, Encoding)> = manifest
         .entries
         .iter()
-        .map(|e| (e.path.clone(), e.size))
+        .map(|e| (e.path.as_str(), (e.blob, e.encoding)))
         .collect();
-    let assessment = assess(&reader, &record.node_id, &objects, ib3_influx::rules::CatalogScope::Here, concurrency).await?;
-    Ok(assessment.judgement.findings)
+    let check = Check {
+        repo,
+        manifest,
+        blobs: &blobs,
+        concurrency,
+    };
+    match source {
+        BackupSource::Node(record) => check.part("", &record.node_id, CatalogScope::Here).await,
+        BackupSource::Cluster(record) => check.cluster(&record).await,
+    }
+}
+
+fn finding(severity: Severity, code: &str, message: String) -> Finding {
+    Finding {
+        severity,
+        code: code.into(),
+        object: None,
+        message,
+    }
+}
+
+/// The consistency check of one manifest.
+struct Check<'a> {
+    repo: &'a Repository,
+    manifest: &'a Manifest,
+    blobs: &'a HashMap<&'a str, (BlobId, Encoding)>,
+    concurrency: usize,
+}
+
+impl Check<'_> {
+    /// Assess the entries under `prefix` (`""`, or `<id>/`) as the node (or catalog) `id`.
+    async fn part(&self, prefix: &str, id: &str, scope: CatalogScope) -> Result<Vec<Finding>> {
+        Ok(self.assess_part(prefix, id, scope).await?.judgement.findings)
+    }
+
+    async fn assess_part(
+        &self,
+        prefix: &str,
+        id: &str,
+        scope: CatalogScope,
+    ) -> Result<ib3_influx::assess::Assessment> {
+        let is_catalog = matches!(scope, CatalogScope::HereAtLeast(_));
+        let objects: BTreeMap<String, u64> = self
+            .manifest
+            .entries
+            .iter()
+            .filter_map(|e| Some((e.path.strip_prefix(prefix)?.to_string(), e.size)))
+            .filter(|(key, _)| !is_catalog || is_catalog_file(key))
+            .collect();
+        let reader = ManifestReader {
+            repo: self.repo,
+            blobs: self.blobs,
+            prefix: prefix.to_string(),
+        };
+        Ok(assess(&reader, id, &objects, scope, self.concurrency).await?)
+    }
+
+    /// Every member node with its own rules (catalog elsewhere), then the cluster catalog
+    /// against the highest sequence their data needs. A built-in backup is opaque.
+    async fn cluster(&self, record: &ClusterRecord) -> Result<Vec<Finding>> {
+        if let Some(name) = &record.builtin_backup {
+            return Ok(vec![finding(
+                Severity::Info,
+                "opaque-builtin-backup",
+                format!("a copy of the server's own backup {name}: its files are checked by size and (with --read-data) hash; their content is the server's to check (`influxdb3 create restore`)"),
+            )]);
+        }
+        let mut findings = Vec::new();
+        let mut required = 0;
+        for member in &record.members {
+            let prefix = format!("{}/", member.node_id);
+            let present = self.manifest.entries.iter().any(|e| e.path.starts_with(&prefix));
+            if !present {
+                findings.push(finding(
+                    Severity::Error,
+                    "member-missing",
+                    format!("node {} is listed as a member but the backup holds none of its files", member.node_id),
+                ));
+                continue;
+            }
+            if member.node.is_none() {
+                continue;
+            }
+            let assessment = self
+                .assess_part(&prefix, &member.node_id, CatalogScope::Elsewhere)
+                .await?;
+            required = required.max(assessment.judgement.point.catalog_sequence_required.unwrap_or(0));
+            findings.extend(prefixed(&member.node_id, assessment.judgement.findings));
+        }
+        let prefix = format!("{}/", record.cluster_id);
+        let catalog = self
+            .part(&prefix, &record.cluster_id, CatalogScope::HereAtLeast(required))
+            .await?;
+        findings.extend(prefixed(&record.cluster_id, catalog));
+        for file in &record.cluster_files {
+            let path = format!("{prefix}{file}");
+            if !self.blobs.contains_key(path.as_str()) {
+                findings.push(finding(
+                    Severity::Error,
+                    "cluster-file-missing",
+                    format!("{path} is listed as backed up but is not in the manifest"),
+                ));
+            }
+        }
+        Ok(findings)
+    }
+}
+
+fn is_catalog_file(key: &str) -> bool {
+    matches!(
+        classify_cluster(key),
+        ObjectClass::CatalogLog { .. } | ObjectClass::CatalogCheckpoint { .. }
+    )
+}
+
+/// Findings of a member, with objects named from the store root.
+fn prefixed(prefix: &str, findings: Vec<Finding>) -> Vec<Finding> {
+    findings
+        .into_iter()
+        .map(|mut f| {
+            f.object = f.object.map(|o| format!("{prefix}/{o}"));
+            f
+        })
+        .collect()
 }
