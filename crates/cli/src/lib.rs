@@ -63,14 +63,13 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let repo = open_repo(&args.repo).await?;
             let id = repo.resolve(&args.backup).await?;
             let manifest = repo.load_manifest(&id).await?;
-            let record: ops::record::SourceRecord = serde_json::from_value(manifest.source.clone())
-                .map_err(|e| {
-                    Failure::new(
-                        exit::REPOSITORY,
-                        format!("backup {id} is not an InfluxDB 3 backup of this tool: {e}"),
-                    )
-                })?;
-            let node_id = restore_node_id(&args.target, &record)?;
+            let source = ops::record::BackupSource::parse(&manifest.source).map_err(|e| {
+                Failure::new(
+                    exit::REPOSITORY,
+                    format!("backup {id} is not an InfluxDB 3 backup of this tool: {e}"),
+                )
+            })?;
+            let nodes = restore_prefixes(&args.target, &source)?;
             let chown = args
                 .chown
                 .as_deref()
@@ -83,13 +82,13 @@ pub async fn run(cli: Cli) -> Result<u8> {
             }
             // A dry run into a directory that does not exist yet plans against an empty stand-in.
             let absent = if args.dry_run {
-                stores::absent_target(&args.target, &node_id)?
+                stores::absent_root(&args.target)?
             } else {
                 None
             };
             let target = match absent {
                 Some(target) => target,
-                None => stores::open_node(&args.target, &node_id, !args.dry_run).await?,
+                None => stores::open_root(&args.target, !args.dry_run).await?,
             };
             let lock = repo
                 .lock(ib3_repo::lock::LockKind::Shared, "restore")
@@ -97,8 +96,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let result = ops::restore::restore(ops::restore::RestoreOptions {
                 repo: repo.clone(),
                 manifest,
-                record,
+                source,
                 target,
+                nodes,
                 dry_run: args.dry_run,
                 force: args.force,
                 chown,
@@ -233,19 +233,45 @@ fn required_node_id(args: &SourceArgs) -> Result<String> {
     })
 }
 
-/// The node id to restore under: the backup's, and refuse another (snapshot files name their
-/// Parquet files with the node prefix, so a renamed node would not find its data).
-fn restore_node_id(args: &SourceArgs, record: &ops::record::SourceRecord) -> Result<String> {
-    match stores::node_id(args)? {
-        Some(id) if id != record.node_id => Err(Failure::new(
-            USAGE,
-            format!(
-                "this backup is of node {:?}; restoring it as {id:?} is not supported: its snapshot files name every Parquet file under {:?}/",
-                record.node_id, record.node_id
-            ),
-        )
-        .hint(format!("restore with --node-id {} and start the server with that node id", record.node_id))
-        .into()),
-        _ => Ok(record.node_id.clone()),
+/// Check the target's ids against the backup's: a node backup restores under its own node id
+/// (snapshot files name their Parquet files with the node prefix, so a renamed node would not
+/// find its data), a cluster backup under its own cluster id. Returns the cluster members to
+/// restore (`--node-id`; empty: all).
+fn restore_prefixes(args: &SourceArgs, source: &ops::record::BackupSource) -> Result<Vec<String>> {
+    use ops::record::BackupSource;
+    match source {
+        BackupSource::Node(record) => {
+            if let Some(cluster) = &args.cluster_id {
+                return Err(Failure::new(
+                    USAGE,
+                    format!("this backup is of node {:?}, not of an Enterprise cluster; --cluster-id {cluster} does not apply", record.node_id),
+                )
+                .into());
+            }
+            match stores::node_id(args)? {
+                Some(id) if id != record.node_id => Err(Failure::new(
+                    USAGE,
+                    format!(
+                        "this backup is of node {:?}; restoring it as {id:?} is not supported: its snapshot files name every Parquet file under {:?}/",
+                        record.node_id, record.node_id
+                    ),
+                )
+                .hint(format!("restore with --node-id {} and start the server with that node id", record.node_id))
+                .into()),
+                _ => Ok(Vec::new()),
+            }
+        }
+        BackupSource::Cluster(cluster) => match &args.cluster_id {
+            Some(id) if *id != cluster.cluster_id => Err(Failure::new(
+                USAGE,
+                format!(
+                    "this backup is of cluster {:?}; restoring it as cluster {id:?} is not supported: node and catalog files are bound to the cluster id",
+                    cluster.cluster_id
+                ),
+            )
+            .hint(format!("restore with --cluster-id {}", cluster.cluster_id))
+            .into()),
+            _ => Ok(stores::node_ids(args)),
+        },
     }
 }

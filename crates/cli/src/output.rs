@@ -409,16 +409,27 @@ pub fn restore(r: &RestoreReport, json: bool) -> Result<u8> {
     } else {
         "restored"
     };
-    println!(
-        "{verb} backup {} into {}/{}",
-        plan.backup_id, plan.target, plan.node_id
-    );
+    match &plan.node_id {
+        Some(node) => println!("{verb} backup {} into {}/{node}", plan.backup_id, plan.target),
+        None => println!(
+            "{verb} backup {} ({}) into {}: {}",
+            plan.backup_id,
+            plan.subject,
+            plan.target,
+            plan.prefixes.join(", ")
+        ),
+    }
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }
     for (i, phase) in plan.phases.iter().enumerate() {
+        let prefixes = if plan.node_id.is_some() {
+            String::new()
+        } else {
+            format!("  ({})", phase.prefixes.join(", "))
+        };
         println!(
-            "  {}. {:<20} {:>8} objects {:>12}",
+            "  {}. {:<36} {:>8} objects {:>12}{prefixes}",
             i + 1,
             crate::ops::phase_label(phase.phase),
             phase.objects,

@@ -242,7 +242,8 @@ async fn source(data_dir: &Path, access: Access) -> NodeStore {
     let args = SourceArgs {
         object_store: ObjectStoreKind::File,
         data_dir: Some(data_dir.to_path_buf()),
-        node_id: Some(NODE.to_string()),
+        node_id: vec![NODE.to_string()],
+        cluster_id: None,
         bucket: None,
         cloud: CloudArgs::default(),
     };
@@ -306,7 +307,7 @@ async fn run_create(
 
     let started = Instant::now();
     let result = create(CreateOptions {
-        source,
+        source: influxdb3_backup::ops::create::CreateSource::Node(source),
         repo: repo.clone(),
         concurrency,
         max_replans: 10,
@@ -343,13 +344,15 @@ async fn run_create(
         },
     };
     outcome.replans = report.replans;
-    outcome.reasons = report.source.replan_reasons.clone();
+    let record: influxdb3_backup::ops::record::SourceRecord =
+        serde_json::from_value(report.source.clone()).unwrap();
+    outcome.reasons = record.replan_reasons.clone();
     outcome.entries_reused = report.entries_reused;
     let ctx = format!("seed {seed} pass {pass} (backup {})", report.backup_id);
     assert!(
-        report.source.consistent,
+        record.consistent,
         "{ctx}: the backup is marked inconsistent: {}",
-        report.source.findings
+        record.findings
     );
 
     // (b) verify, re-hashing every blob.
@@ -378,7 +381,7 @@ async fn run_create(
         .iter()
         .map(|e| (e.path.as_str(), e))
         .collect();
-    let point = &report.source.point;
+    let point = &record.point;
     let w = point["wal_file_sequence_number"].as_u64();
     let snapshot_seq = point["snapshot_sequence_number"].as_u64();
     outcome.snapshot_captured = snapshot_seq;
@@ -466,8 +469,8 @@ async fn run_create(
         absent.is_empty(),
         "{ctx}: Parquet files referenced by captured snapshots are not in the backup \
          (verify passed it; create's findings: {}; re-plans: {:?}): {absent:#?}",
-        report.source.findings,
-        report.source.replan_reasons
+        record.findings,
+        record.replan_reasons
     );
     assert!(referenced > 0, "{ctx}: no Parquet file referenced");
 

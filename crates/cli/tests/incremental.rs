@@ -21,7 +21,8 @@ async fn local_node(data: &Path) -> NodeStore {
     let args = SourceArgs {
         object_store: ObjectStoreKind::File,
         data_dir: Some(data.to_path_buf()),
-        node_id: Some("node0".into()),
+        node_id: vec!["node0".into()],
+        cluster_id: None,
         bucket: None,
         cloud: CloudArgs::default(),
     };
@@ -35,7 +36,7 @@ async fn create_into(
     max_replans: u32,
 ) -> anyhow::Result<CreateReport> {
     create(CreateOptions {
-        source,
+        source: influxdb3_backup::ops::create::CreateSource::Node(source),
         repo: repo_store(repo.to_str().unwrap(), true).await.unwrap(),
         concurrency: 4,
         max_replans,

@@ -11,7 +11,8 @@ use common::*;
 use ib3_testkit::counting::CountingStore;
 use influxdb3_backup::args::{CloudArgs, ObjectStoreKind, SourceArgs};
 use influxdb3_backup::progress::Bar;
-use influxdb3_backup::stores::{open_node, repo_store};
+use influxdb3_backup::ops::record::BackupSource;
+use influxdb3_backup::stores::{open_root, repo_store};
 use std::sync::Arc;
 
 /// Restore writes in the server's order — Parquet, then snapshot files and checkpoints, then
@@ -41,23 +42,24 @@ async fn restore_writes_in_the_servers_order() {
     let repository = ib3_repo::Repository::open(store, location).await.unwrap();
     let id: ib3_repo::BackupId = report["backup_id"].as_str().unwrap().parse().unwrap();
     let manifest = repository.load_manifest(&id).await.unwrap();
-    let record: influxdb3_backup::ops::record::SourceRecord =
-        serde_json::from_value(manifest.source.clone()).unwrap();
+    let source = BackupSource::parse(&manifest.source).unwrap();
     let args = SourceArgs {
         object_store: ObjectStoreKind::File,
         data_dir: Some(tmp.path().join("target")),
-        node_id: Some("node0".into()),
+        node_id: vec!["node0".into()],
+        cluster_id: None,
         bucket: None,
         cloud: CloudArgs::default(),
     };
-    let mut target = open_node(&args, "node0", true).await.unwrap();
-    let recording = Arc::new(CountingStore::new(target.node.clone()));
-    target.node = recording.clone();
+    let mut target = open_root(&args, true).await.unwrap();
+    let recording = Arc::new(CountingStore::new(target.store.clone()));
+    target.store = recording.clone();
     influxdb3_backup::ops::restore::restore(influxdb3_backup::ops::restore::RestoreOptions {
         repo: repository,
         manifest,
-        record,
+        source,
         target,
+        nodes: Vec::new(),
         dry_run: false,
         force: false,
         chown: None,
@@ -68,7 +70,11 @@ async fn restore_writes_in_the_servers_order() {
     .await
     .unwrap();
 
-    let written = recording.keys_written();
+    let written: Vec<String> = recording
+        .keys_written()
+        .iter()
+        .map(|k| k.strip_prefix("node0/").unwrap().to_string())
+        .collect();
     assert_eq!(
         written.first().map(String::as_str),
         Some(".influxdb3-backup-restore.json"),

@@ -7,19 +7,21 @@
 //! a good one.
 
 use super::now_rfc3339;
-use super::record::SourceRecord;
+use super::record::{BackupSource, ClusterRecord, MemberRecord, SourceRecord};
 use crate::exit::{Failure, TARGET_REFUSED, USAGE, VERIFY_FAILED};
 use crate::progress::Bar;
-use crate::stores::NodeStore;
+use crate::stores::RootStore;
 use anyhow::{Context, Result};
 use futures::TryStreamExt;
-use ib3_influx::path::{classify, Phase};
+use ib3_influx::path::{classify, classify_cluster, CatalogGeneration, ObjectClass, Phase};
 use ib3_repo::{layout, Entry, Manifest};
 use ib3_transfer::{for_each_bounded, hash_object, stream_copy, Codec, CopyOptions};
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Key (under the node prefix) of the in-progress marker.
@@ -32,9 +34,11 @@ pub struct RestoreOptions {
     /// The backup's manifest, already loaded.
     pub manifest: Manifest,
     /// Its source record.
-    pub record: SourceRecord,
-    /// The target node prefix.
-    pub target: NodeStore,
+    pub source: BackupSource,
+    /// The target store root (data dir or bucket).
+    pub target: RootStore,
+    /// Cluster backups: the member nodes to restore (empty: the whole cluster).
+    pub nodes: Vec<String>,
     /// Plan only.
     pub dry_run: bool,
     /// Replace a non-empty target.
@@ -49,11 +53,13 @@ pub struct RestoreOptions {
     pub bar: Bar,
 }
 
-/// One phase of the plan.
+/// One step of the plan: one phase, for one or more prefixes.
 #[derive(Debug, Serialize)]
 pub struct PhasePlan {
     /// Phase.
     pub phase: Phase,
+    /// Prefixes written in this step (node ids, the cluster id).
+    pub prefixes: Vec<String>,
     /// Objects written.
     pub objects: u64,
     /// Bytes written.
@@ -65,17 +71,23 @@ pub struct PhasePlan {
 pub struct RestorePlan {
     /// Backup restored.
     pub backup_id: String,
-    /// Node id.
-    pub node_id: String,
+    /// What is restored: `node0`, `cluster c1`, `cluster c1 built-in backup b1`.
+    pub subject: String,
+    /// Node id (node backups).
+    pub node_id: Option<String>,
+    /// Cluster id (cluster backups).
+    pub cluster_id: Option<String>,
+    /// Prefixes written, in order.
+    pub prefixes: Vec<String>,
     /// Target store location.
     pub target: String,
-    /// Phases in write order.
+    /// Steps in write order.
     pub phases: Vec<PhasePlan>,
     /// Objects already at the target that the backup replaces (with --force).
     pub replaces: Vec<String>,
     /// Objects at the target not in the backup, deleted (with --force).
     pub deletes: Vec<String>,
-    /// What the operator must know (stop the server, versions to start).
+    /// What the operator must know (stop the server, versions to start, licenses).
     pub warnings: Vec<String>,
 }
 
@@ -96,14 +108,102 @@ pub struct RestoreReport {
     pub duration_seconds: f64,
 }
 
+/// What a prefix of the target is in the restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A Core node: its catalog is inside.
+    Node,
+    /// The cluster prefix: catalog, `enterprise`, licenses.
+    Cluster,
+    /// A cluster's data node.
+    Data,
+    /// A cluster's compactor.
+    Compactor,
+    /// A built-in backup's directory.
+    Builtin,
+}
+
+/// One prefix of the target and the backup's entries for it (keys relative to the prefix).
+struct Unit {
+    prefix: String,
+    role: Role,
+    store: Arc<dyn ObjectStore>,
+    entries: Vec<Entry>,
+    active_catalog: Option<CatalogGeneration>,
+    /// Objects at the target under the prefix that the restore would replace or delete.
+    existing: Vec<ObjectMeta>,
+    /// Whether other objects at the prefix are left alone (built-in backups, unknown files).
+    keeps_others: bool,
+}
+
+impl Unit {
+    fn phase_of(&self, key: &str) -> Option<Phase> {
+        match self.role {
+            Role::Node => classify(key).phase(self.active_catalog),
+            Role::Cluster => classify_cluster(key).phase(self.active_catalog),
+            Role::Data | Role::Compactor => classify(key).phase(None),
+            Role::Builtin => Some(Phase::BuiltinBackup),
+        }
+    }
+
+    /// Whether an object at the target is the restore's business (replaced or deleted).
+    fn owns(&self, key: &str) -> bool {
+        if key == MARKER {
+            return true;
+        }
+        match self.role {
+            Role::Cluster => matches!(
+                classify_cluster(key),
+                ObjectClass::CatalogLog { .. }
+                    | ObjectClass::CatalogCheckpoint { .. }
+                    | ObjectClass::ClusterConfig
+            ),
+            _ => true,
+        }
+    }
+
+    /// Whether an object not in the backup is deleted by --force: never a license or the
+    /// `enterprise` file (the target's own), never what the restore does not own.
+    fn deletes(&self, key: &str) -> bool {
+        self.owns(key)
+            && key != MARKER
+            && !(self.role == Role::Cluster && classify_cluster(key) == ObjectClass::ClusterConfig)
+    }
+
+    fn shown(&self, key: &str) -> String {
+        match self.role {
+            Role::Node => key.to_string(),
+            _ => format!("{}/{key}", self.prefix),
+        }
+    }
+
+    fn is_node(&self) -> bool {
+        matches!(self.role, Role::Node | Role::Data | Role::Compactor)
+    }
+}
+
+/// One write step: a phase over some units.
+struct Step {
+    phase: Phase,
+    writes: Vec<(usize, Entry)>,
+}
+
 /// Run `restore`.
 pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
     let started = Instant::now();
-    let target = options.target.node.clone();
-    let existing = list_all(target.as_ref()).await?;
-    refuse_unsafe_target(&options, &existing).await?;
-    let grouped = phases(&options.manifest, &options.record);
-    let plan = plan(&options, &existing, &grouped);
+    let mut units = units(&options).await?;
+    for unit in &mut units {
+        let listed = list_all(unit.store.as_ref()).await?;
+        unit.existing = listed
+            .into_iter()
+            .filter(|m| unit.owns(m.location.as_ref()))
+            .collect();
+    }
+    refuse_unsafe_target(&options, &units).await?;
+    let mut warnings = warnings(&options);
+    check_kept_catalog(&options, &units, &mut warnings).await?;
+    let steps = steps(&units);
+    let plan = plan(&options, &units, &steps, warnings);
     if options.dry_run {
         return Ok(RestoreReport {
             plan,
@@ -114,22 +214,23 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
             duration_seconds: started.elapsed().as_secs_f64(),
         });
     }
-    write_marker(target.as_ref(), &options).await?;
-    for key in &plan.deletes {
-        target
-            .delete(&Path::from(key.as_str()))
-            .await
-            .with_context(|| format!("deleting {key} from the target"))?;
+    for unit in &units {
+        write_marker(unit.store.as_ref(), &options).await?;
+    }
+    for unit in &units {
+        delete_others(unit).await?;
     }
     let copy = CopyOptions::default();
     let mut written = (0u64, 0u64);
-    for (phase, entries) in grouped {
+    for step in steps {
         options.bar.phase(
-            &format!("restoring {}", super::phase_label(phase)),
-            entries.iter().map(|e| e.size).sum(),
+            &format!("restoring {}", super::phase_label(step.phase)),
+            step.writes.iter().map(|(_, e)| e.size).sum(),
         );
-        let results = for_each_bounded(entries, options.concurrency, |entry| {
-            restore_one(&options.repo, target.as_ref(), entry, &copy, &options.bar)
+        let results = for_each_bounded(step.writes, options.concurrency, |(unit, entry)| {
+            let target = units[unit].store.clone();
+            let (repo, copy, bar) = (&options.repo, &copy, &options.bar);
+            async move { restore_one(repo, target.as_ref(), entry, copy, bar).await }
         })
         .await;
         for result in results {
@@ -138,14 +239,18 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
             written.1 += size;
         }
     }
-    let verified = read_back(target.as_ref(), &options).await?;
+    let verified = read_back(&units, &options).await?;
     if let (Some((uid, gid)), Some(dir)) = (options.chown, &options.target.data_dir) {
-        chown_tree(&dir.join(&options.target.node_id), uid, gid)?;
+        for unit in &units {
+            chown_tree(&dir.join(&unit.prefix), uid, gid)?;
+        }
     }
-    target
-        .delete(&Path::from(MARKER))
-        .await
-        .context("removing the restore marker")?;
+    for unit in units.iter().rev() {
+        unit.store
+            .delete(&Path::from(MARKER))
+            .await
+            .with_context(|| format!("removing the restore marker of {}/", unit.prefix))?;
+    }
     options.bar.finish();
     Ok(RestoreReport {
         plan,
@@ -155,6 +260,115 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
         objects_verified: verified,
         duration_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The prefixes a backup restores into, with its entries split among them: a node backup is
+/// one; a cluster backup is the cluster prefix (unless only some nodes are restored into a
+/// store that has the cluster's catalog already), then data nodes, then compactors.
+async fn units(options: &RestoreOptions) -> Result<Vec<Unit>> {
+    let root = &options.target.store;
+    let unit = |prefix: &str, role, entries, active_catalog| Unit {
+        prefix: prefix.to_string(),
+        role,
+        store: Arc::new(PrefixStore::new(root.clone(), prefix)) as Arc<dyn ObjectStore>,
+        entries,
+        active_catalog,
+        existing: Vec::new(),
+        keeps_others: matches!(role, Role::Cluster),
+    };
+    let cluster = match &options.source {
+        BackupSource::Node(record) => {
+            let entries = options.manifest.entries.clone();
+            return Ok(vec![unit(&record.node_id, Role::Node, entries, record.active_catalog)]);
+        }
+        BackupSource::Cluster(cluster) => cluster,
+    };
+    let under = |prefix: &str| -> Vec<Entry> {
+        let prefix = format!("{prefix}/");
+        options
+            .manifest
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let path = e.path.strip_prefix(&prefix)?.to_string();
+                Some(Entry { path, ..e.clone() })
+            })
+            .collect()
+    };
+    if let Some(name) = &cluster.builtin_backup {
+        let prefix = format!("{}/backups/{name}", cluster.cluster_id);
+        return Ok(vec![unit(&prefix, Role::Builtin, under(&prefix), None)]);
+    }
+    let members = selected_members(cluster, &options.nodes)?;
+    let mut units = Vec::new();
+    let whole = options.nodes.is_empty();
+    if whole || !has_catalog(root.as_ref(), &cluster.cluster_id).await? {
+        let active = cluster.catalog.as_ref().and_then(|c| c.active_catalog);
+        units.push(unit(&cluster.cluster_id, Role::Cluster, under(&cluster.cluster_id), active));
+    }
+    for role in [Role::Data, Role::Compactor] {
+        for member in members.iter().filter(|m| member_role(m) == role) {
+            units.push(unit(&member.node_id, role, under(&member.node_id), None));
+        }
+    }
+    Ok(units)
+}
+
+fn member_role(member: &MemberRecord) -> Role {
+    if member.role == "compactor" {
+        Role::Compactor
+    } else {
+        Role::Data
+    }
+}
+
+/// The members named by `--node-id` (each must be in the backup), or all.
+fn selected_members<'a>(
+    cluster: &'a ClusterRecord,
+    requested: &[String],
+) -> Result<Vec<&'a MemberRecord>> {
+    if requested.is_empty() {
+        return Ok(cluster.members.iter().collect());
+    }
+    requested
+        .iter()
+        .map(|id| {
+            cluster.members.iter().find(|m| &m.node_id == id).ok_or_else(|| {
+                let held: Vec<&str> = cluster.members.iter().map(|m| m.node_id.as_str()).collect();
+                Failure::new(
+                    USAGE,
+                    format!("this backup of cluster {} holds no node {id:?}", cluster.cluster_id),
+                )
+                .hint(format!("nodes in the backup: {}", held.join(", ")))
+                .into()
+            })
+        })
+        .collect()
+}
+
+/// Whether the target holds a catalog under `prefix`.
+async fn has_catalog(root: &dyn ObjectStore, prefix: &str) -> Result<bool> {
+    Ok(!catalog_keys(root, prefix).await?.is_empty())
+}
+
+/// Catalog files under `prefix` (relative keys).
+async fn catalog_keys(root: &dyn ObjectStore, prefix: &str) -> Result<Vec<String>> {
+    let under = format!("{prefix}/");
+    let listed: Vec<ObjectMeta> = root
+        .list(Some(&Path::from(prefix)))
+        .try_collect()
+        .await
+        .context("listing the restore target")?;
+    Ok(listed
+        .into_iter()
+        .filter_map(|m| m.location.as_ref().strip_prefix(&under).map(str::to_string))
+        .filter(|k| {
+            matches!(
+                classify_cluster(k),
+                ObjectClass::CatalogLog { .. } | ObjectClass::CatalogCheckpoint { .. }
+            )
+        })
+        .collect())
 }
 
 async fn list_all(store: &dyn ObjectStore) -> Result<Vec<ObjectMeta>> {
@@ -167,36 +381,39 @@ async fn list_all(store: &dyn ObjectStore) -> Result<Vec<ObjectMeta>> {
 
 /// Refuse a target with an incomplete restore, a non-empty target without --force, and a target
 /// whose WAL advances (a running server).
-async fn refuse_unsafe_target(options: &RestoreOptions, existing: &[ObjectMeta]) -> Result<()> {
-    if existing.is_empty() {
-        return Ok(());
+async fn refuse_unsafe_target(options: &RestoreOptions, units: &[Unit]) -> Result<()> {
+    for unit in units.iter().filter(|u| !u.existing.is_empty()) {
+        let where_ = format!("{}/{}", options.target.location, unit.prefix);
+        let marker = unit.existing.iter().any(|m| m.location.as_ref() == MARKER);
+        if marker && !options.force {
+            return Err(Failure::new(
+                TARGET_REFUSED,
+                format!("an earlier restore into {where_} did not complete: the prefix holds a partial restore that no server may start on"),
+            )
+            .hint("run the restore again with --force to replace it")
+            .into());
+        }
+        if !options.force {
+            return Err(Failure::new(
+                TARGET_REFUSED,
+                format!(
+                    "{where_} already holds {} objects (e.g. {}); restore writes only into an empty prefix",
+                    unit.existing.len(),
+                    unit.existing[0].location
+                ),
+            )
+            .hint("restore into an empty --data-dir or bucket, or pass --force to replace what is there (objects not in the backup are deleted)")
+            .into());
+        }
     }
-    let where_ = format!("{}/{}", options.target.location, options.target.node_id);
-    let marker = existing.iter().any(|m| m.location.as_ref() == MARKER);
-    if marker && !options.force {
+    let watched: Vec<&Unit> = units
+        .iter()
+        .filter(|u| u.is_node() && !u.existing.is_empty())
+        .collect();
+    if let Some(prefix) = wal_advances(&watched, options.live_check).await? {
         return Err(Failure::new(
             TARGET_REFUSED,
-            format!("an earlier restore into {where_} did not complete: the node prefix holds a partial restore that no server may start on"),
-        )
-        .hint("run the restore again with --force to replace it")
-        .into());
-    }
-    if !options.force {
-        return Err(Failure::new(
-            TARGET_REFUSED,
-            format!(
-                "{where_} already holds {} objects (e.g. {}); restore writes only into an empty node prefix",
-                existing.len(),
-                existing[0].location
-            ),
-        )
-        .hint("restore into an empty --data-dir, or pass --force to replace what is there (objects not in the backup are deleted)")
-        .into());
-    }
-    if wal_advances(options.target.node.as_ref(), options.live_check).await? {
-        return Err(Failure::new(
-            TARGET_REFUSED,
-            format!("new WAL files appeared under {where_}/wal while watching it: an InfluxDB 3 server is writing there"),
+            format!("new WAL files appeared under {}/{prefix}/wal while watching it: an InfluxDB 3 server is writing there", options.target.location),
         )
         .hint("stop the server on the target before restoring")
         .into());
@@ -204,58 +421,180 @@ async fn refuse_unsafe_target(options: &RestoreOptions, existing: &[ObjectMeta])
     Ok(())
 }
 
-async fn wal_advances(store: &dyn ObjectStore, watch: Duration) -> Result<bool> {
+/// The prefix (if any) whose WAL gained files while `watch` passed.
+async fn wal_advances(units: &[&Unit], watch: Duration) -> Result<Option<String>> {
+    if units.is_empty() {
+        return Ok(None);
+    }
     let wal = Path::from("wal");
-    let list = || async {
-        store
-            .list(Some(&wal))
-            .map_ok(|m| m.location.to_string())
-            .try_collect::<BTreeSet<String>>()
-            .await
-            .context("listing the target WAL")
+    let list = |store: Arc<dyn ObjectStore>| {
+        let wal = wal.clone();
+        async move {
+            store
+                .list(Some(&wal))
+                .map_ok(|m| m.location.to_string())
+                .try_collect::<BTreeSet<String>>()
+                .await
+                .context("listing the target WAL")
+        }
     };
-    let before = list().await?;
+    let mut before = Vec::new();
+    for unit in units {
+        before.push(list(unit.store.clone()).await?);
+    }
     tokio::time::sleep(watch).await;
-    let after = list().await?;
-    Ok(after.difference(&before).next().is_some())
+    for (unit, before) in units.iter().zip(before) {
+        let after = list(unit.store.clone()).await?;
+        if after.difference(&before).next().is_some() {
+            return Ok(Some(unit.prefix.clone()));
+        }
+    }
+    Ok(None)
 }
 
-fn plan(
+/// Restoring some nodes into a cluster whose catalog is kept: that catalog must reach what the
+/// nodes' data needs (the catalog only grows, so a live cluster's does).
+async fn check_kept_catalog(
     options: &RestoreOptions,
-    existing: &[ObjectMeta],
-    grouped: &BTreeMap<Phase, Vec<Entry>>,
-) -> RestorePlan {
-    let in_backup: BTreeSet<&str> = options
-        .manifest
-        .entries
+    units: &[Unit],
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let BackupSource::Cluster(cluster) = &options.source else {
+        return Ok(());
+    };
+    if cluster.builtin_backup.is_some() || units.iter().any(|u| u.role == Role::Cluster) {
+        return Ok(());
+    }
+    let needed = units
         .iter()
-        .map(|e| e.path.as_str())
-        .collect();
-    let (replaces, deletes): (Vec<String>, Vec<String>) = existing
+        .filter_map(|u| cluster.members.iter().find(|m| m.node_id == u.prefix))
+        .filter_map(|m| m.node.as_ref()?.point.get("catalog_sequence_required")?.as_u64())
+        .max()
+        .unwrap_or(0);
+    let keys = catalog_keys(options.target.store.as_ref(), &cluster.cluster_id).await?;
+    let newest = newest_log_sequence(&keys);
+    if newest.is_some_and(|seq| seq < needed) {
+        return Err(Failure::new(
+            TARGET_REFUSED,
+            format!(
+                "the catalog of cluster {} at the target reaches sequence {} but the restored nodes' data needs {needed}: the server would drop their rows",
+                cluster.cluster_id,
+                newest.unwrap_or(0)
+            ),
+        )
+        .hint("restore the whole cluster (without --node-id) into an empty store, or restore a newer backup")
+        .into());
+    }
+    warnings.push(format!(
+        "the target already holds cluster {}'s catalog (newest log {}); it is kept, and only the nodes are restored",
+        cluster.cluster_id,
+        newest.map_or_else(|| "none".to_string(), |s| s.to_string())
+    ));
+    Ok(())
+}
+
+/// The highest catalog log sequence of the newest generation among `keys`.
+fn newest_log_sequence(keys: &[String]) -> Option<u64> {
+    keys.iter()
+        .filter_map(|k| match classify_cluster(k) {
+            ObjectClass::CatalogLog { generation, seq } => Some((generation, seq)),
+            _ => None,
+        })
+        .max()
+        .map(|(_, seq)| seq)
+}
+
+/// Write steps in order. A node backup: its phases. A cluster: the cluster prefix's catalog
+/// logs, checkpoint and cluster files first; then every data node phase by phase; then every
+/// compactor, its node files and then `c/`, `cd/`, `cs/` (DESIGN.md §4.5).
+fn steps(units: &[Unit]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for group in [
+        &[Role::Node, Role::Builtin][..],
+        &[Role::Cluster],
+        &[Role::Data],
+        &[Role::Compactor],
+    ] {
+        let mut phases: BTreeMap<Phase, Vec<(usize, Entry)>> = BTreeMap::new();
+        for (i, unit) in units.iter().enumerate() {
+            if !group.contains(&unit.role) {
+                continue;
+            }
+            for entry in &unit.entries {
+                if let Some(phase) = unit.phase_of(&entry.path) {
+                    phases.entry(phase).or_default().push((i, entry.clone()));
+                }
+            }
+        }
+        steps.extend(
+            phases
+                .into_iter()
+                .map(|(phase, writes)| Step { phase, writes }),
+        );
+    }
+    steps
+}
+
+fn plan(options: &RestoreOptions, units: &[Unit], steps: &[Step], warnings: Vec<String>) -> RestorePlan {
+    let mut replaces = Vec::new();
+    let mut deletes = Vec::new();
+    for unit in units {
+        let in_backup: BTreeSet<&str> = unit.entries.iter().map(|e| e.path.as_str()).collect();
+        for meta in &unit.existing {
+            let key = meta.location.as_ref();
+            if in_backup.contains(key) {
+                replaces.push(unit.shown(key));
+            } else if unit.deletes(key) {
+                deletes.push(unit.shown(key));
+            }
+        }
+    }
+    let phases = steps
         .iter()
-        .map(|m| m.location.to_string())
-        .filter(|k| k != MARKER)
-        .partition(|k| in_backup.contains(k.as_str()));
-    let phases = grouped
-        .iter()
-        .map(|(phase, entries)| PhasePlan {
-            phase: *phase,
-            objects: entries.len() as u64,
-            bytes: entries.iter().map(|e| e.size).sum(),
+        .map(|step| {
+            let prefixes: BTreeSet<&str> = step
+                .writes
+                .iter()
+                .map(|(i, _)| units[*i].prefix.as_str())
+                .collect();
+            PhasePlan {
+                phase: step.phase,
+                prefixes: prefixes.into_iter().map(str::to_string).collect(),
+                objects: step.writes.len() as u64,
+                bytes: step.writes.iter().map(|(_, e)| e.size).sum(),
+            }
         })
         .collect();
+    let (node_id, cluster_id) = match &options.source {
+        BackupSource::Node(r) => (Some(r.node_id.clone()), None),
+        BackupSource::Cluster(c) => (None, Some(c.cluster_id.clone())),
+    };
     RestorePlan {
         backup_id: options.manifest.id.to_string(),
-        node_id: options.target.node_id.clone(),
+        subject: options.source.subject(),
+        node_id,
+        cluster_id,
+        prefixes: units.iter().map(|u| u.prefix.clone()).collect(),
         target: options.target.location.clone(),
         phases,
         replaces,
         deletes,
-        warnings: warnings(&options.record),
+        warnings,
     }
 }
 
-fn warnings(record: &SourceRecord) -> Vec<String> {
+fn warnings(options: &RestoreOptions) -> Vec<String> {
+    match &options.source {
+        BackupSource::Node(record) => node_warnings(record),
+        BackupSource::Cluster(cluster) if cluster.builtin_backup.is_some() => vec![format!(
+            "this restores the server's own backup files only: recover from them with `influxdb3 create restore` on the compactor, into a store with cluster id {} and the same node ids",
+            cluster.cluster_id
+        )],
+        BackupSource::Cluster(cluster) => cluster_warnings(cluster, &options.target),
+    }
+}
+
+fn node_warnings(record: &SourceRecord) -> Vec<String> {
     let mut warnings = vec![
         "the InfluxDB 3 server on the target must be stopped during the restore; start it afterwards".to_string(),
         format!(
@@ -263,7 +602,7 @@ fn warnings(record: &SourceRecord) -> Vec<String> {
             record.server_versions
         ),
     ];
-    if record.active_catalog == Some(ib3_influx::path::CatalogGeneration::V1) {
+    if record.active_catalog == Some(CatalogGeneration::V1) {
         warnings.push("this node has a 3.0–3.3 (v1) catalog: start it with a 3.4–3.9 server once before upgrading to 3.10+, which cannot migrate a v1 catalog directly".to_string());
     }
     if !record.consistent {
@@ -273,15 +612,53 @@ fn warnings(record: &SourceRecord) -> Vec<String> {
     warnings
 }
 
-/// Entries grouped by restore phase, in write order.
-fn phases(manifest: &Manifest, record: &SourceRecord) -> BTreeMap<Phase, Vec<Entry>> {
-    let mut phases: BTreeMap<Phase, Vec<Entry>> = BTreeMap::new();
-    for entry in &manifest.entries {
-        if let Some(phase) = classify(&entry.path).phase(record.active_catalog) {
-            phases.entry(phase).or_default().push(entry.clone());
-        }
+fn cluster_warnings(cluster: &ClusterRecord, target: &RootStore) -> Vec<String> {
+    let mut warnings = vec![
+        "every node of the cluster must be stopped during the restore; afterwards start the data nodes first, then the compactor".to_string(),
+        format!(
+            "start servers of the version that wrote this backup ({}) or newer: a catalog cannot be loaded by an older binary",
+            cluster.server_versions
+        ),
+    ];
+    let moved = cluster.object_store != target.kind || cluster.location != target.location;
+    let licenses: Vec<&str> = cluster
+        .cluster_files
+        .iter()
+        .map(String::as_str)
+        .filter(|f| ib3_influx::path::LICENSE_FILES.contains(f))
+        .collect();
+    let active = cluster.catalog.as_ref().and_then(|c| c.active_catalog);
+    if moved && !licenses.is_empty() && active < Some(CatalogGeneration::V3) {
+        warnings.push(format!(
+            "the license ({}) was issued by a server before 3.10, when licenses were bound to the object-store provider, bucket and path: restored from {} {} into {} {}, it may be rejected. Fix: start the servers with --license-file pointing at a license for the new location (or request one), or upgrade to 3.10+, whose licenses are portable",
+            licenses.join(", "),
+            cluster.object_store,
+            cluster.location,
+            target.kind,
+            target.location
+        ));
     }
-    phases
+    if !cluster.consistent {
+        warnings.push("this backup was written with --allow-inconsistent: `verify` lists what is wrong with it".to_string());
+    }
+    warnings.push("the processing-engine plugin directories (--plugin-dir) are local to the servers and not in this backup".to_string());
+    warnings
+}
+
+/// With --force: delete what the backup does not hold and the restore owns.
+async fn delete_others(unit: &Unit) -> Result<()> {
+    let in_backup: BTreeSet<&str> = unit.entries.iter().map(|e| e.path.as_str()).collect();
+    for meta in &unit.existing {
+        let key = meta.location.as_ref();
+        if in_backup.contains(key) || !unit.deletes(key) || (unit.keeps_others && !unit.owns(key)) {
+            continue;
+        }
+        unit.store
+            .delete(&meta.location)
+            .await
+            .with_context(|| format!("deleting {} from the target", unit.shown(key)))?;
+    }
+    Ok(())
 }
 
 async fn write_marker(target: &dyn ObjectStore, options: &RestoreOptions) -> Result<()> {
@@ -335,22 +712,28 @@ async fn restore_one(
 }
 
 /// Read every restored object back and compare size and hash with the manifest.
-async fn read_back(target: &dyn ObjectStore, options: &RestoreOptions) -> Result<u64> {
-    let entries = options.manifest.entries.clone();
+async fn read_back(units: &[Unit], options: &RestoreOptions) -> Result<u64> {
+    let entries: Vec<(usize, Entry)> = units
+        .iter()
+        .enumerate()
+        .flat_map(|(i, u)| u.entries.iter().map(move |e| (i, e.clone())))
+        .collect();
     options
         .bar
-        .phase("reading back", entries.iter().map(|e| e.size).sum());
-    let results = for_each_bounded(entries, options.concurrency, |entry| async move {
+        .phase("reading back", entries.iter().map(|(_, e)| e.size).sum());
+    let results = for_each_bounded(entries, options.concurrency, |(unit, entry)| async move {
+        let unit = &units[unit];
         let key = Path::from(entry.path.as_str());
-        let got = hash_object(target, &key, &Codec::identity(), &options.bar)
+        let shown = unit.shown(&entry.path);
+        let got = hash_object(unit.store.as_ref(), &key, &Codec::identity(), &options.bar)
             .await
-            .with_context(|| format!("reading back {}", entry.path))?;
+            .with_context(|| format!("reading back {shown}"))?;
         if got.size != entry.size || ib3_repo::BlobId::from(got.hash) != entry.blob {
             return Err(anyhow::Error::from(Failure::new(
                 VERIFY_FAILED,
                 format!(
-                    "restored {} does not match the backup ({} bytes, hash {}; expected {} bytes, {})",
-                    entry.path, got.size, got.hash, entry.size, entry.blob
+                    "restored {shown} does not match the backup ({} bytes, hash {}; expected {} bytes, {})",
+                    got.size, got.hash, entry.size, entry.blob
                 ),
             )));
         }
