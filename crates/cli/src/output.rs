@@ -4,9 +4,9 @@
 use crate::exit::{FINDINGS, OK, VERIFY_FAILED};
 use crate::ops::copy::CopyReport;
 use crate::ops::create::CreateReport;
-use crate::ops::record::{BackupSource, ClusterRecord, SourceRecord};
 use crate::ops::list::ListReport;
 use crate::ops::prune::PruneReport;
+use crate::ops::record::{BackupSource, ClusterRecord, SourceRecord};
 use crate::ops::restore::RestoreReport;
 use crate::ops::unlock::UnlockReport;
 use crate::ops::verify::VerifyReport;
@@ -101,11 +101,7 @@ pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
         }
         Err(_) => Vec::new(),
     };
-    println!(
-        "  objects        {} ({})",
-        r.entries,
-        human_bytes(r.bytes),
-    );
+    println!("  objects        {} ({})", r.entries, human_bytes(r.bytes),);
     println!(
         "  read           {} from the source; {} entries reused unread",
         human_bytes(r.bytes_read),
@@ -224,7 +220,10 @@ fn print_cluster_backup(backup_id: &str, c: &ClusterRecord) {
     for skipped in c.skipped.as_array().into_iter().flatten() {
         println!(
             "  left out       {}/: {}",
-            skipped.get("prefix").and_then(|v| v.as_str()).unwrap_or("?"),
+            skipped
+                .get("prefix")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?"),
             skipped.get("reason").and_then(|v| v.as_str()).unwrap_or("")
         );
     }
@@ -236,7 +235,7 @@ fn cluster_findings(c: &ClusterRecord) -> Vec<Finding> {
         .members
         .iter()
         .filter_map(|m| m.node.as_ref())
-        .chain(c.catalog.as_ref());
+        .chain(c.catalog.as_deref());
     let mut findings = Vec::new();
     for part in parts {
         for mut f in findings_of(&part.findings) {
@@ -410,7 +409,10 @@ pub fn restore(r: &RestoreReport, json: bool) -> Result<u8> {
         "restored"
     };
     match &plan.node_id {
-        Some(node) => println!("{verb} backup {} into {}/{node}", plan.backup_id, plan.target),
+        Some(node) => println!(
+            "{verb} backup {} into {}/{node}",
+            plan.backup_id, plan.target
+        ),
         None => println!(
             "{verb} backup {} ({}) into {}: {}",
             plan.backup_id,

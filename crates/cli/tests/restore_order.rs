@@ -10,8 +10,8 @@ mod common;
 use common::*;
 use ib3_testkit::counting::CountingStore;
 use influxdb3_backup::args::{CloudArgs, ObjectStoreKind, SourceArgs};
-use influxdb3_backup::progress::Bar;
 use influxdb3_backup::ops::record::BackupSource;
+use influxdb3_backup::progress::Bar;
 use influxdb3_backup::stores::{open_root, repo_store};
 use std::sync::Arc;
 

@@ -569,10 +569,7 @@ impl RepoCapture {
     }
 
     /// The entries captured at the current prefix whose keys are in `keys`.
-    pub(super) fn entries_for<'a>(
-        &self,
-        keys: impl IntoIterator<Item = &'a String>,
-    ) -> Vec<Entry> {
+    pub(super) fn entries_for<'a>(&self, keys: impl IntoIterator<Item = &'a String>) -> Vec<Entry> {
         let entries = lock(&self.entries);
         keys.into_iter()
             .filter_map(|key| entries.get(&self.full(key)).cloned())
@@ -641,12 +638,16 @@ fn same_source(document: &serde_json::Value, identity: &serde_json::Value) -> bo
     let Some(fields) = identity.as_object() else {
         return false;
     };
-    fields.iter().all(|(name, value)| {
-        document.get(name).unwrap_or(&serde_json::Value::Null) == value
-    })
+    fields
+        .iter()
+        .all(|(name, value)| document.get(name).unwrap_or(&serde_json::Value::Null) == value)
 }
 
-pub(super) fn source_record(source: &NodeStore, cut: &CutReport, wal_findings: Vec<Finding>) -> SourceRecord {
+pub(super) fn source_record(
+    source: &NodeStore,
+    cut: &CutReport,
+    wal_findings: Vec<Finding>,
+) -> SourceRecord {
     let mut findings = cut.judgement.findings.clone();
     findings.extend(wal_findings);
     SourceRecord {

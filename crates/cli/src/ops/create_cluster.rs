@@ -57,11 +57,11 @@ pub(super) async fn capture(
     settings: &Settings,
 ) -> Result<Outcome> {
     let survey = match survey(source.root.store.as_ref(), &source.cluster_id).await {
-        Err(ib3_influx::Error::NotANode { message }) => {
-            return Err(Failure::new(NOT_A_NODE, message)
-                .hint("check --cluster-id and the store options (--object-store, --data-dir, --bucket)")
-                .into())
-        }
+        Err(ib3_influx::Error::NotANode { message }) => return Err(Failure::new(
+            NOT_A_NODE, message,
+        )
+        .hint("check --cluster-id and the store options (--object-store, --data-dir, --bucket)")
+        .into()),
         other => other?,
     };
     if let Some(name) = &source.builtin_backup {
@@ -109,8 +109,10 @@ pub(super) async fn capture(
     let cluster_keys: Vec<String> = cluster_files.iter().map(|e| strip(source, e)).collect();
     entries.extend(cluster_files);
     entries.sort_by(|a, b| a.path.cmp(&b.path));
-    let consistent =
-        catalog.consistent && records.iter().all(|m| m.node.as_ref().is_none_or(|n| n.consistent));
+    let consistent = catalog.consistent
+        && records
+            .iter()
+            .all(|m| m.node.as_ref().is_none_or(|n| n.consistent));
     let record = ClusterRecord {
         product: PRODUCT_ENTERPRISE.into(),
         kind: ClusterBackupKind::Cluster,
@@ -120,7 +122,7 @@ pub(super) async fn capture(
         storage_mode: "parquet".into(),
         server_versions: catalog.server_versions.clone(),
         consistent,
-        catalog: Some(catalog),
+        catalog: Some(Box::new(catalog)),
         members: records,
         cluster_files: cluster_keys,
         skipped: serde_json::to_value(&survey.skipped)?,
@@ -166,7 +168,9 @@ fn refuse_pacha_tree(survey: &ClusterSurvey) -> Result<()> {
     }
     let mode = match survey.storage_mode {
         StorageMode::PachaTree => "the PachaTree storage engine",
-        StorageMode::ParquetAndPachaTree => "both storage engines (an upgrade to PachaTree in progress)",
+        StorageMode::ParquetAndPachaTree => {
+            "both storage engines (an upgrade to PachaTree in progress)"
+        }
         _ => "a storage engine other than Parquet",
     };
     let set_by = survey
@@ -234,7 +238,10 @@ fn select_members(survey: &ClusterSurvey, requested: &[String]) -> Result<Vec<Me
                 );
                 return Err(Failure::new(
                     NOT_A_NODE,
-                    format!("--node-id {id} is not a member of cluster {}: {why}", survey.cluster_id),
+                    format!(
+                        "--node-id {id} is not a member of cluster {}: {why}",
+                        survey.cluster_id
+                    ),
                 )
                 .hint(format!("members found: {}", found()))
                 .into());
@@ -269,7 +276,10 @@ async fn capture_compaction(
         ] {
             let objects = list_classified(store.as_ref(), Some(dir)).await?;
             let outcomes = capture.capture(phase, objects.clone()).await?;
-            vanished += outcomes.iter().filter(|c| **c == Captured::Vanished).count();
+            vanished += outcomes
+                .iter()
+                .filter(|c| **c == Captured::Vanished)
+                .count();
             listed.extend(
                 objects
                     .into_iter()
@@ -345,7 +355,9 @@ async fn cut_catalog(
     {
         Err(ib3_influx::Error::Inconsistent { message }) => {
             return Err(Failure::new(INCONSISTENT, message)
-                .hint("the catalog is behind the nodes' data or damaged: run `inspect --cluster-id`")
+                .hint(
+                    "the catalog is behind the nodes' data or damaged: run `inspect --cluster-id`",
+                )
                 .into())
         }
         other => other?,
@@ -394,7 +406,11 @@ async fn copy_builtin_backup(
             format!("found: {}", survey.builtin_backups.join(", "))
         };
         return Err(Failure::new(
-            if name.contains('/') { USAGE } else { NOT_A_NODE },
+            if name.contains('/') {
+                USAGE
+            } else {
+                NOT_A_NODE
+            },
             format!(
                 "no built-in backup {name:?} under {}/backups/ in {} ({found})",
                 source.cluster_id, source.root.location
@@ -442,7 +458,9 @@ async fn copy_builtin_backup(
     }
     Err(Failure::new(
         INCONSISTENT,
-        format!("built-in backup {prefix}/ changed while it was copied: the server is still writing it"),
+        format!(
+            "built-in backup {prefix}/ changed while it was copied: the server is still writing it"
+        ),
     )
     .hint("wait until `influxdb3 show backups` reports it complete, then run create again")
     .into())

@@ -61,7 +61,7 @@ pub async fn list(repo: &Repository) -> Result<ListReport> {
             None => (None, None),
         };
         // A cluster's point is its catalog's; nodes' snapshot and WAL ranges are per node.
-        let point_of = node.or_else(|| cluster.and_then(|c| c.catalog.as_ref()));
+        let point_of = node.or_else(|| cluster.and_then(|c| c.catalog.as_deref()));
         let point = |field: &str| {
             point_of
                 .and_then(|r| r.point.get(field))

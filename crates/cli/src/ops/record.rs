@@ -74,7 +74,7 @@ pub struct ClusterRecord {
     /// Whether every member and the catalog held every consistency rule.
     pub consistent: bool,
     /// The cluster catalog's cut (its `node_id` is the cluster id); absent for a built-in backup.
-    pub catalog: Option<SourceRecord>,
+    pub catalog: Option<Box<SourceRecord>>,
     /// Member nodes: compactors first, then data nodes.
     pub members: Vec<MemberRecord>,
     /// Cluster files backed up (license files, `enterprise`), relative to the cluster prefix.

@@ -279,7 +279,12 @@ async fn units(options: &RestoreOptions) -> Result<Vec<Unit>> {
     let cluster = match &options.source {
         BackupSource::Node(record) => {
             let entries = options.manifest.entries.clone();
-            return Ok(vec![unit(&record.node_id, Role::Node, entries, record.active_catalog)]);
+            return Ok(vec![unit(
+                &record.node_id,
+                Role::Node,
+                entries,
+                record.active_catalog,
+            )]);
         }
         BackupSource::Cluster(cluster) => cluster,
     };
@@ -304,7 +309,12 @@ async fn units(options: &RestoreOptions) -> Result<Vec<Unit>> {
     let whole = options.nodes.is_empty();
     if whole || !has_catalog(root.as_ref(), &cluster.cluster_id).await? {
         let active = cluster.catalog.as_ref().and_then(|c| c.active_catalog);
-        units.push(unit(&cluster.cluster_id, Role::Cluster, under(&cluster.cluster_id), active));
+        units.push(unit(
+            &cluster.cluster_id,
+            Role::Cluster,
+            under(&cluster.cluster_id),
+            active,
+        ));
     }
     for role in [Role::Data, Role::Compactor] {
         for member in members.iter().filter(|m| member_role(m) == role) {
@@ -333,15 +343,23 @@ fn selected_members<'a>(
     requested
         .iter()
         .map(|id| {
-            cluster.members.iter().find(|m| &m.node_id == id).ok_or_else(|| {
-                let held: Vec<&str> = cluster.members.iter().map(|m| m.node_id.as_str()).collect();
-                Failure::new(
-                    USAGE,
-                    format!("this backup of cluster {} holds no node {id:?}", cluster.cluster_id),
-                )
-                .hint(format!("nodes in the backup: {}", held.join(", ")))
-                .into()
-            })
+            cluster
+                .members
+                .iter()
+                .find(|m| &m.node_id == id)
+                .ok_or_else(|| {
+                    let held: Vec<&str> =
+                        cluster.members.iter().map(|m| m.node_id.as_str()).collect();
+                    Failure::new(
+                        USAGE,
+                        format!(
+                            "this backup of cluster {} holds no node {id:?}",
+                            cluster.cluster_id
+                        ),
+                    )
+                    .hint(format!("nodes in the backup: {}", held.join(", ")))
+                    .into()
+                })
         })
         .collect()
 }
@@ -468,7 +486,13 @@ async fn check_kept_catalog(
     let needed = units
         .iter()
         .filter_map(|u| cluster.members.iter().find(|m| m.node_id == u.prefix))
-        .filter_map(|m| m.node.as_ref()?.point.get("catalog_sequence_required")?.as_u64())
+        .filter_map(|m| {
+            m.node
+                .as_ref()?
+                .point
+                .get("catalog_sequence_required")?
+                .as_u64()
+        })
         .max()
         .unwrap_or(0);
     let keys = catalog_keys(options.target.store.as_ref(), &cluster.cluster_id).await?;
@@ -535,7 +559,12 @@ fn steps(units: &[Unit]) -> Vec<Step> {
     steps
 }
 
-fn plan(options: &RestoreOptions, units: &[Unit], steps: &[Step], warnings: Vec<String>) -> RestorePlan {
+fn plan(
+    options: &RestoreOptions,
+    units: &[Unit],
+    steps: &[Step],
+    warnings: Vec<String>,
+) -> RestorePlan {
     let mut replaces = Vec::new();
     let mut deletes = Vec::new();
     for unit in units {

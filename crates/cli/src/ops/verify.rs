@@ -5,12 +5,12 @@
 
 use super::codecs;
 use super::record::{BackupSource, ClusterRecord};
-use ib3_influx::path::{classify_cluster, ObjectClass};
-use ib3_influx::rules::CatalogScope;
 use crate::progress::Bar;
 use anyhow::Result;
 use bytes::Bytes;
 use ib3_influx::assess::{assess, Reader};
+use ib3_influx::path::{classify_cluster, ObjectClass};
+use ib3_influx::rules::CatalogScope;
 use ib3_influx::rules::{Finding, Severity};
 use ib3_repo::check::{check_presence, BlobProblem, EntryProblem};
 use ib3_repo::{layout, BlobId, BlobIndex, Encoding, Manifest, Repository};
@@ -284,7 +284,11 @@ struct Check<'a> {
 impl Check<'_> {
     /// Assess the entries under `prefix` (`""`, or `<id>/`) as the node (or catalog) `id`.
     async fn part(&self, prefix: &str, id: &str, scope: CatalogScope) -> Result<Vec<Finding>> {
-        Ok(self.assess_part(prefix, id, scope).await?.judgement.findings)
+        Ok(self
+            .assess_part(prefix, id, scope)
+            .await?
+            .judgement
+            .findings)
     }
 
     async fn assess_part(
@@ -323,12 +327,19 @@ impl Check<'_> {
         let mut required = 0;
         for member in &record.members {
             let prefix = format!("{}/", member.node_id);
-            let present = self.manifest.entries.iter().any(|e| e.path.starts_with(&prefix));
+            let present = self
+                .manifest
+                .entries
+                .iter()
+                .any(|e| e.path.starts_with(&prefix));
             if !present {
                 findings.push(finding(
                     Severity::Error,
                     "member-missing",
-                    format!("node {} is listed as a member but the backup holds none of its files", member.node_id),
+                    format!(
+                        "node {} is listed as a member but the backup holds none of its files",
+                        member.node_id
+                    ),
                 ));
                 continue;
             }
@@ -338,12 +349,22 @@ impl Check<'_> {
             let assessment = self
                 .assess_part(&prefix, &member.node_id, CatalogScope::Elsewhere)
                 .await?;
-            required = required.max(assessment.judgement.point.catalog_sequence_required.unwrap_or(0));
+            required = required.max(
+                assessment
+                    .judgement
+                    .point
+                    .catalog_sequence_required
+                    .unwrap_or(0),
+            );
             findings.extend(prefixed(&member.node_id, assessment.judgement.findings));
         }
         let prefix = format!("{}/", record.cluster_id);
         let catalog = self
-            .part(&prefix, &record.cluster_id, CatalogScope::HereAtLeast(required))
+            .part(
+                &prefix,
+                &record.cluster_id,
+                CatalogScope::HereAtLeast(required),
+            )
             .await?;
         findings.extend(prefixed(&record.cluster_id, catalog));
         for file in &record.cluster_files {

@@ -106,6 +106,7 @@ pub fn run_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
         "INFLUXDB3_DATA_DIR",
         "INFLUXDB3_NODE_IDENTIFIER_PREFIX",
         "INFLUXDB3_NODE_ID",
+        "INFLUXDB3_ENTERPRISE_CLUSTER_ID",
         "INFLUXDB3_BACKUP_REPO",
         "INFLUXDB3_BUCKET",
         "INFLUXDB3_BACKUP_PASSPHRASE",

@@ -21,9 +21,7 @@ fn main() {
         match arg.as_str() {
             "--pacha-tree" => spec.storage_mode = Some("PachaTree"),
             "--neighbours" => spec.neighbours = true,
-            "--builtin-backup" => spec
-                .builtin_backups
-                .extend(rest.next().map(String::as_str)),
+            "--builtin-backup" => spec.builtin_backups.extend(rest.next().map(String::as_str)),
             _ => {}
         }
     }
