@@ -54,9 +54,16 @@ pub async fn run(cli: Cli) -> Result<u8> {
             output::verify(&report, json)
         }
         Command::Inspect(args) => {
+            let concurrency = args.transfer.concurrency as usize;
+            if let Some(cluster_id) = &args.source.cluster_id {
+                stores::check_node_id(cluster_id)?;
+                let root = stores::open_root(&args.source, false).await?;
+                let report = ops::inspect::inspect_cluster(&root, cluster_id, concurrency).await?;
+                return output::inspect_cluster(&report, json);
+            }
             let source =
                 stores::open_node(&args.source, &required_node_id(&args.source)?, false).await?;
-            let report = ops::inspect::inspect(&source, args.transfer.concurrency as usize).await?;
+            let report = ops::inspect::inspect(&source, concurrency).await?;
             output::inspect(&report, json)
         }
         Command::Restore(args) => {

@@ -4,6 +4,7 @@
 use crate::exit::{FINDINGS, OK, VERIFY_FAILED};
 use crate::ops::copy::CopyReport;
 use crate::ops::create::CreateReport;
+use crate::ops::inspect::ClusterInspection;
 use crate::ops::list::ListReport;
 use crate::ops::prune::PruneReport;
 use crate::ops::record::{BackupSource, ClusterRecord, SourceRecord};
@@ -458,6 +459,100 @@ pub fn restore(r: &RestoreReport, json: bool) -> Result<u8> {
         );
     }
     Ok(OK)
+}
+
+/// `inspect --cluster-id`.
+pub fn inspect_cluster(r: &ClusterInspection, json: bool) -> Result<u8> {
+    let code = if r.has_errors() { FINDINGS } else { OK };
+    if json {
+        print_json(r)?;
+        return Ok(code);
+    }
+    let c = &r.cluster;
+    let generation = c
+        .catalog_generation
+        .map(|g| format!("{g:?}").to_lowercase())
+        .unwrap_or_else(|| "none".into());
+    println!(
+        "cluster {} — catalog {generation} (InfluxDB {}), storage engine {}",
+        c.cluster_id,
+        r.catalog.server_versions,
+        serde_json::to_value(c.storage_mode)?
+            .as_str()
+            .unwrap_or("?")
+    );
+    if !r.file_backup_supported {
+        println!(
+            "  not on the Parquet engine{}: back it up with `influxdb3 create backup`, then keep a copy with `create --cluster-id {} --builtin-backup NAME`",
+            c.storage_mode_set_by
+                .as_deref()
+                .map(|k| format!(" (set by {k})"))
+                .unwrap_or_default(),
+            c.cluster_id
+        );
+    }
+    println!(
+        "  cluster files  {}",
+        if c.cluster_files.is_empty() {
+            "none".to_string()
+        } else {
+            c.cluster_files.join(", ")
+        }
+    );
+    if !c.builtin_backups.is_empty() {
+        println!("  built-in backups  {}", c.builtin_backups.join(", "));
+    }
+    let p = &r.catalog.judgement.point;
+    println!(
+        "  catalog        sequence {} (the nodes' data needs {})",
+        opt(p.catalog_sequence),
+        opt(p.catalog_sequence_required)
+    );
+    for m in &c.members {
+        let node = r.members.iter().find(|i| i.node_prefix == m.node_id);
+        let detail = node.map_or_else(
+            || "compactor output only (cs/, cd/, c/): no WAL, snapshots or Parquet".to_string(),
+            |i| {
+                let p = &i.judgement.point;
+                format!(
+                    "snapshot {}, WAL to replay {}..{}, needs catalog {}",
+                    opt(p.snapshot_sequence_number),
+                    opt(p.wal_first),
+                    opt(p.wal_last),
+                    opt(p.catalog_sequence_required)
+                )
+            },
+        );
+        println!(
+            "  node {:<12} {:<9} {:<13} {detail}",
+            m.node_id,
+            crate::ops::inspect::role_label(m.role),
+            serde_json::to_value(m.registration)?
+                .as_str()
+                .unwrap_or("?"),
+        );
+    }
+    for s in &c.skipped {
+        println!("  left out {}/: {}", s.prefix, s.reason);
+    }
+    if !c.registered_without_files.is_empty() {
+        println!(
+            "  registered in the catalog, no files: {}",
+            c.registered_without_files.join(", ")
+        );
+    }
+    let mut findings = Vec::new();
+    for part in r.members.iter().chain([&r.catalog]) {
+        for mut f in part.judgement.findings.clone() {
+            f.object = f.object.map(|o| format!("{}/{o}", part.node_prefix));
+            findings.push(f);
+        }
+    }
+    if findings.is_empty() {
+        println!("  no consistency problem found");
+    }
+    print_findings(&findings);
+    Ok(code)
 }
 
 /// `prune`.

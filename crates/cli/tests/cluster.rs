@@ -124,6 +124,45 @@ fn discovery_names_what_it_leaves_out() {
     let mut spec = ClusterSpec::standard("core-3.9.6-basic");
     spec.neighbours = true;
     let data = build(tmp.path(), &spec);
+    let inspected = run(&[
+        "inspect",
+        "--json",
+        "--data-dir",
+        s(&data),
+        "--cluster-id",
+        CLUSTER,
+    ])
+    .ok()
+    .json();
+    let roles: Vec<(&str, &str, &str)> = inspected["cluster"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let field = |f: &str| m[f].as_str().unwrap();
+            (field("node_id"), field("role"), field("registration"))
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("comp1", "compactor", "registered"),
+            ("node1", "data", "registered"),
+            ("node2", "data", "registered"),
+            ("node3", "data", "registered")
+        ]
+    );
+    assert_eq!(
+        inspected["members"].as_array().unwrap().len(),
+        3,
+        "node files: data nodes"
+    );
+    assert_eq!(
+        inspected["catalog"]["judgement"]["point"]["catalog_sequence_required"],
+        8
+    );
+    assert_eq!(inspected["file_backup_supported"], true);
+    assert_eq!(inspected["cluster"]["skipped"].as_array().unwrap().len(), 2);
     let repo = tmp.path().join("repo");
     let created = create(&data, &repo, &[]).ok().json();
     let skipped: Vec<&str> = created["source"]["skipped"]
@@ -441,6 +480,25 @@ fn pacha_tree_is_refused_and_its_built_in_backup_is_kept_off_site() {
         spec.storage_mode = Some("PachaTree");
         spec.builtin_backups = vec!["nightly-1"];
         let data = build(tmp.path(), &spec);
+        let inspected = run(&[
+            "inspect",
+            "--json",
+            "--data-dir",
+            s(&data),
+            "--cluster-id",
+            CLUSTER,
+        ])
+        .ok()
+        .json();
+        assert_eq!(inspected["file_backup_supported"], false, "{material}");
+        assert_eq!(
+            inspected["cluster"]["storage_mode"], "pacha-tree",
+            "{material}"
+        );
+        assert_eq!(
+            inspected["cluster"]["builtin_backups"],
+            serde_json::json!(["nightly-1"])
+        );
         let repo = tmp.path().join("repo");
         let refused = create(&data, &repo, &[]);
         assert_eq!(refused.code, 18, "{material}: {}", refused.stderr);

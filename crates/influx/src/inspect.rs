@@ -5,7 +5,7 @@ use crate::assess::{assess, Reader};
 use crate::catalog::{catalog_schema, CatalogFileKind};
 use crate::cut::list_classified;
 use crate::layout::Layout;
-use crate::path::{catalog_checkpoint_key, classify, ObjectClass};
+use crate::path::{catalog_checkpoint_key, classify, classify_cluster, ObjectClass};
 use crate::rules::{CatalogScope, Judgement};
 use crate::{Error, Result};
 use bytes::Bytes;
@@ -102,7 +102,7 @@ impl Reader for StoreReader<'_> {
     }
 }
 
-/// Inspect the node prefix `source` is rooted at.
+/// Inspect the node prefix `source` is rooted at, whose catalog is where `catalog` says.
 pub async fn inspect(
     source: &dyn ObjectStore,
     node_prefix: &str,
@@ -115,6 +115,38 @@ pub async fn inspect(
             message: format!("no objects under the node prefix {node_prefix}/"),
         });
     }
+    inspect_listing(source, node_prefix, listing, catalog, concurrency).await
+}
+
+/// Inspect an Enterprise cluster catalog (`source` rooted at the cluster prefix): its catalog
+/// files only, judged against `required`, the highest sequence the nodes' data needs.
+pub async fn inspect_cluster_catalog(
+    source: &dyn ObjectStore,
+    cluster_id: &str,
+    required: u64,
+    concurrency: usize,
+) -> Result<Inspection> {
+    let listing = list_classified(source, None)
+        .await?
+        .into_iter()
+        .filter(|o| {
+            matches!(
+                classify_cluster(&o.key),
+                ObjectClass::CatalogLog { .. } | ObjectClass::CatalogCheckpoint { .. }
+            )
+        })
+        .collect();
+    let scope = CatalogScope::HereAtLeast(required);
+    inspect_listing(source, cluster_id, listing, scope, concurrency).await
+}
+
+async fn inspect_listing(
+    source: &dyn ObjectStore,
+    node_prefix: &str,
+    listing: Vec<crate::cut::SourceObject>,
+    catalog: CatalogScope,
+    concurrency: usize,
+) -> Result<Inspection> {
     let mut classes: BTreeMap<String, ClassStats> = BTreeMap::new();
     for object in &listing {
         let stats = classes.entry(object.class.label().to_string()).or_default();

@@ -136,12 +136,7 @@ pub(super) async fn capture(
     })
 }
 
-fn label(role: Role) -> &'static str {
-    match role {
-        Role::Compactor => "compactor",
-        Role::Data => "data",
-    }
-}
+use super::inspect::role_label as label;
 
 fn registration_label(registration: Registration) -> &'static str {
     match registration {
