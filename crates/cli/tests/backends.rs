@@ -216,7 +216,10 @@ fn whole_bucket(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
         futures::stream::iter(metas)
             .map(|meta| async move {
                 let got = store.get(&meta.location).await.unwrap();
-                (meta.location.to_string(), got.bytes().await.unwrap().to_vec())
+                (
+                    meta.location.to_string(),
+                    got.bytes().await.unwrap().to_vec(),
+                )
             })
             .buffer_unordered(32)
             .collect()

@@ -206,6 +206,35 @@ fn discovery_names_what_it_leaves_out() {
         .map(|m| m["node_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["comp1", "node2"]);
+    // A backup of some nodes is its own retention group: keeping the last one keeps both.
+    let list = run(&["list", "--json", "--repo", s(&repo)]).ok().json();
+    let subjects: Vec<&str> = list["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        ["cluster cluster1", "cluster cluster1 nodes comp1,node2"]
+    );
+    let pruned = run(&[
+        "prune",
+        "--json",
+        "--dry-run",
+        "--keep-last",
+        "1",
+        "--repo",
+        s(&repo),
+    ])
+    .ok()
+    .json();
+    let kept = pruned["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["keep"] == true);
+    assert_eq!(kept.count(), 2, "{pruned:#}");
 }
 
 /// The backup reads the compactor's output first, then the nodes, then the cluster catalog,
@@ -347,6 +376,34 @@ async fn restore_writes_in_the_documented_order() {
         "{written:?}"
     );
     assert_eq!(tree(&target_dir), tree(&data));
+}
+
+/// A cluster catalog behind what the nodes' data needs is no consistent backup (exit 14); with
+/// --allow-inconsistent it is written, marked, and `verify` fails it naming the catalog.
+#[test]
+fn a_cluster_catalog_behind_the_nodes_is_caught() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = build(tmp.path(), &ClusterSpec::standard("core-3.9.6-basic"));
+    for seq in 8..=20 {
+        let _ =
+            std::fs::remove_file(data.join(format!("{CLUSTER}/catalog/v2/logs/{seq:020}.catalog")));
+    }
+    let repo = tmp.path().join("repo");
+    let refused = create(&data, &repo, &["--max-replans", "1"]);
+    assert_eq!(refused.code, 14, "{}", refused.stderr);
+    assert!(refused.stderr.contains("cluster1/"), "{}", refused.stderr);
+    let kept = create(
+        &data,
+        &repo,
+        &["--max-replans", "0", "--allow-inconsistent"],
+    );
+    assert_eq!(kept.code, 3, "{}", kept.stderr);
+    let findings = kept.json()["source"]["catalog"]["findings"].to_string();
+    assert!(findings.contains("catalog-behind-data"), "{findings}");
+    let verified = run(&["verify", "--json", "--repo", s(&repo)]);
+    assert_eq!(verified.code, 12, "{}", verified.stdout);
+    let consistency = verified.json()["backups"][0]["consistency"].to_string();
+    assert!(consistency.contains("catalog-behind-data"), "{consistency}");
 }
 
 /// One node out of a cluster backup: into an empty store it comes with the cluster's catalog

@@ -124,6 +124,7 @@ pub(super) async fn capture(
         consistent,
         catalog: Some(Box::new(catalog)),
         members: records,
+        selected: selected(&source.nodes),
         cluster_files: cluster_keys,
         skipped: serde_json::to_value(&survey.skipped)?,
         builtin_backup: None,
@@ -137,6 +138,12 @@ pub(super) async fn capture(
 }
 
 use super::inspect::role_label as label;
+
+/// The requested node ids, sorted and deduplicated.
+fn selected(requested: &[String]) -> Vec<String> {
+    let set: std::collections::BTreeSet<&String> = requested.iter().collect();
+    set.into_iter().cloned().collect()
+}
 
 fn registration_label(registration: Registration) -> &'static str {
     match registration {
@@ -439,6 +446,7 @@ async fn copy_builtin_backup(
                 consistent: true,
                 catalog: None,
                 members: Vec::new(),
+                selected: Vec::new(),
                 cluster_files: Vec::new(),
                 skipped: serde_json::Value::Array(Vec::new()),
                 builtin_backup: Some(name.to_string()),

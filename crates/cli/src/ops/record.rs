@@ -77,6 +77,10 @@ pub struct ClusterRecord {
     pub catalog: Option<Box<SourceRecord>>,
     /// Member nodes: compactors first, then data nodes.
     pub members: Vec<MemberRecord>,
+    /// The nodes `--node-id` asked for (empty: every member found). A backup of some nodes is
+    /// its own retention group.
+    #[serde(default)]
+    pub selected: Vec<String>,
     /// Cluster files backed up (license files, `enterprise`), relative to the cluster prefix.
     pub cluster_files: Vec<String>,
     /// Prefixes at the store root that were left out, and why.
@@ -127,6 +131,9 @@ impl BackupSource {
             Self::Node(r) => r.node_id.clone(),
             Self::Cluster(r) => match &r.builtin_backup {
                 Some(name) => format!("cluster {} built-in backup {name}", r.cluster_id),
+                None if !r.selected.is_empty() => {
+                    format!("cluster {} nodes {}", r.cluster_id, r.selected.join(","))
+                }
                 None => format!("cluster {}", r.cluster_id),
             },
         }
