@@ -21,3 +21,6 @@ source "$EMU_DIR/env.sh"
 # Every backend is required here: a server that failed to start is a failure, never a skip.
 export IB3_TEST_REQUIRE_BACKENDS=1
 cargo test --workspace --locked
+# The benchmark harness must not rot: a tiny run (ours and cp only, debug build), figures only.
+cargo run --quiet --locked -p ib3-bench -- run --files 300 --tools ours,cp \
+  --work target/bench-ci --ours target/debug/influxdb3-backup

@@ -15,6 +15,7 @@
 
 pub mod cluster;
 pub mod counting;
+pub mod generate;
 pub mod simulator;
 pub mod store;
 

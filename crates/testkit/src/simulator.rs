@@ -41,7 +41,7 @@ const CATALOG_V3_HEADER: usize = 64;
 /// 2026-11-25T00:00:00Z in seconds: the day of the fixtures' Parquet files.
 const DAY_START_SECONDS: i64 = 1_795_564_800;
 /// (database id, table id) pairs that the `core-3.10.0-basic` catalog defines.
-const TABLES: [(u32, u32); 3] = [(1, 0), (1, 1), (2, 0)];
+pub(crate) const TABLES: [(u32, u32); 3] = [(1, 0), (1, 1), (2, 0)];
 
 /// How the simulated server behaves. [`SimConfig::new`] gives the server-like defaults.
 #[derive(Debug, Clone)]
@@ -293,37 +293,37 @@ impl Drop for ServerSimulator {
 
 /// `ParquetFile` of the snapshot JSON (format doc §2.2), in the server's field order.
 #[derive(Debug, Clone, Serialize)]
-struct ParquetFile {
-    id: u64,
-    path: String,
-    size_bytes: u64,
-    row_count: u64,
-    chunk_time: i64,
-    min_time: i64,
-    max_time: i64,
+pub(crate) struct ParquetFile {
+    pub(crate) id: u64,
+    pub(crate) path: String,
+    pub(crate) size_bytes: u64,
+    pub(crate) row_count: u64,
+    pub(crate) chunk_time: i64,
+    pub(crate) min_time: i64,
+    pub(crate) max_time: i64,
 }
 
 /// `{"tables": [[table_id, [ParquetFile…]] …]}`.
 #[derive(Debug, Serialize)]
-struct DatabaseTables {
-    tables: Vec<(u32, Vec<ParquetFile>)>,
+pub(crate) struct DatabaseTables {
+    pub(crate) tables: Vec<(u32, Vec<ParquetFile>)>,
 }
 
 /// `PersistedSnapshotVersion::V1` (format doc §2.2), in the server's field order.
 #[derive(Debug, Serialize)]
-struct SnapshotJson {
-    version: &'static str,
-    node_id: String,
-    next_file_id: u64,
-    snapshot_sequence_number: u64,
-    wal_file_sequence_number: u64,
-    catalog_sequence_number: u64,
-    parquet_size_bytes: u64,
-    row_count: u64,
-    min_time: i64,
-    max_time: i64,
-    databases: Vec<(u32, DatabaseTables)>,
-    removed_files: Vec<(u32, DatabaseTables)>,
+pub(crate) struct SnapshotJson {
+    pub(crate) version: &'static str,
+    pub(crate) node_id: String,
+    pub(crate) next_file_id: u64,
+    pub(crate) snapshot_sequence_number: u64,
+    pub(crate) wal_file_sequence_number: u64,
+    pub(crate) catalog_sequence_number: u64,
+    pub(crate) parquet_size_bytes: u64,
+    pub(crate) row_count: u64,
+    pub(crate) min_time: i64,
+    pub(crate) max_time: i64,
+    pub(crate) databases: Vec<(u32, DatabaseTables)>,
+    pub(crate) removed_files: Vec<(u32, DatabaseTables)>,
 }
 
 /// The simulated server's own state (owned by its thread).

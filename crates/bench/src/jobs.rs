@@ -1,0 +1,348 @@
+//! The benchmark's jobs, on one generated tree in one run: full backup, no-change incremental,
+//! incremental after 1% new files, restore, and verify with a full read — by influxdb3-backup and
+//! by the references an operator would otherwise use: `cp -r` (local), `rclone copy`, `restic`
+//! (local repository) and `aws s3 sync` (against a local S3 server).
+
+use crate::measure::{measure, setup, Cmd, Measured};
+use anyhow::{Context, Result};
+use ib3_testkit::generate::{generate, grow, TreeSpec};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// A tool that can take part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tool {
+    /// influxdb3-backup into a local repository (and into S3 when `aws` is on).
+    Ours,
+    /// `cp -r`.
+    Cp,
+    /// `rclone copy` (local to local).
+    Rclone,
+    /// `restic backup` / `restore` / `check --read-data` with a local repository.
+    Restic,
+    /// `aws s3 sync` against the local S3 server (compared with influxdb3-backup into S3).
+    Aws,
+}
+
+/// An S3 endpoint (the local emulator).
+#[derive(Debug, Clone)]
+pub struct S3 {
+    /// `http://127.0.0.1:8333`.
+    pub endpoint: String,
+    /// Access key.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: String,
+    /// Bucket to use (created by the caller).
+    pub bucket: String,
+}
+
+/// How to run.
+pub struct Settings {
+    /// Working directory (the tree, repositories, copies).
+    pub work: PathBuf,
+    /// The tree.
+    pub spec: TreeSpec,
+    /// Tools taking part.
+    pub tools: Vec<Tool>,
+    /// The influxdb3-backup binary.
+    pub ours: PathBuf,
+    /// The S3 server for `aws`.
+    pub s3: Option<S3>,
+}
+
+/// One measured job.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Job.
+    pub job: &'static str,
+    /// Tool (`influxdb3-backup`, `influxdb3-backup (s3)`, `cp -r`, …).
+    pub tool: &'static str,
+    /// Wall time and peak RSS.
+    #[serde(flatten)]
+    pub measured: Measured,
+    /// Bytes of the tree (or of the change, for an incremental).
+    pub bytes: u64,
+    /// `bytes / seconds` in MiB/s.
+    pub mib_per_second: f64,
+    /// influxdb3-backup's time over this tool's time for the same job (< 1: ours is faster).
+    pub ours_over_this: Option<f64>,
+}
+
+const OURS: &str = "influxdb3-backup";
+const OURS_S3: &str = "influxdb3-backup (s3)";
+const FULL: &str = "full backup";
+const NO_CHANGE: &str = "incremental, no change";
+const ONE_PERCENT: &str = "incremental, 1% new files";
+const RESTORE: &str = "restore";
+const VERIFY: &str = "verify, reading all data";
+
+/// Generate the tree and run every job of every tool; returns the rows in run order.
+pub fn run(settings: &Settings) -> Result<Vec<Row>> {
+    let w = &settings.work;
+    if w.exists() {
+        std::fs::remove_dir_all(w).with_context(|| format!("cleaning {}", w.display()))?;
+    }
+    std::fs::create_dir_all(w)?;
+    let src = w.join("src");
+    eprintln!(
+        "generating {} Parquet files ({:?} sizes) in {}",
+        settings.spec.files,
+        settings.spec.sizes,
+        src.display()
+    );
+    let mut state = generate(&src, &settings.spec).context("generating the tree")?;
+    let tree_bytes = du(&src)?;
+    eprintln!(
+        "tree: {} files, {:.1} MiB",
+        state.files + state.snapshots,
+        tree_bytes as f64 / 1048576.0
+    );
+    let b = Bench {
+        settings,
+        log: w.join("bench.log"),
+        rows: Vec::new(),
+    };
+    let mut b = b;
+    b.setup_tools()?;
+    b.backups(FULL, tree_bytes)?;
+    b.backups(NO_CHANGE, 0)?;
+    let before = state.parquet_bytes;
+    grow(&src, &mut state, (settings.spec.files / 100).max(1)).context("adding 1% files")?;
+    b.backups(ONE_PERCENT, state.parquet_bytes - before)?;
+    b.restores(du(&src)?)?;
+    b.verifies(du(&src)?)?;
+    Ok(b.rows)
+}
+
+struct Bench<'a> {
+    settings: &'a Settings,
+    log: PathBuf,
+    rows: Vec<Row>,
+}
+
+impl Bench<'_> {
+    fn on(&self, tool: Tool) -> bool {
+        self.settings.tools.contains(&tool)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.settings.work.join(name).display().to_string()
+    }
+
+    fn ours(&self, args: &[&str]) -> Cmd {
+        let mut argv = vec![self.settings.ours.display().to_string(), "--quiet".into()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        Cmd::new(&argv)
+    }
+
+    fn restic_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("RESTIC_PASSWORD".into(), "bench".into()),
+            ("RESTIC_REPOSITORY".into(), self.path("restic")),
+            ("RESTIC_CACHE_DIR".into(), self.path("restic-cache")),
+        ]
+    }
+
+    fn aws(&self, args: &[&str]) -> Option<Cmd> {
+        let s3 = self.settings.s3.as_ref()?;
+        let mut argv = vec!["aws", "--endpoint-url", &s3.endpoint, "s3"];
+        argv.extend_from_slice(args);
+        argv.push("--only-show-errors");
+        Some(Cmd::new(&argv).env(&[
+            ("AWS_ACCESS_KEY_ID".into(), s3.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), s3.secret_key.clone()),
+            ("AWS_DEFAULT_REGION".into(), "us-east-1".into()),
+        ]))
+    }
+
+    /// influxdb3-backup's repository in S3 and the environment that reaches it.
+    fn ours_s3(&self, args: &[&str]) -> Option<Cmd> {
+        let s3 = self.settings.s3.as_ref()?;
+        Some(self.ours(args).env(&[
+            (
+                "INFLUXDB3_BACKUP_REPO_AWS_ENDPOINT".into(),
+                s3.endpoint.clone(),
+            ),
+            (
+                "INFLUXDB3_BACKUP_REPO_AWS_ACCESS_KEY_ID".into(),
+                s3.access_key.clone(),
+            ),
+            (
+                "INFLUXDB3_BACKUP_REPO_AWS_SECRET_ACCESS_KEY".into(),
+                s3.secret_key.clone(),
+            ),
+            ("INFLUXDB3_BACKUP_REPO_AWS_ALLOW_HTTP".into(), "true".into()),
+        ]))
+    }
+
+    fn s3_url(&self, what: &str) -> String {
+        let bucket = self.settings.s3.as_ref().map_or("", |s| s.bucket.as_str());
+        format!("s3://{bucket}/{what}")
+    }
+
+    fn setup_tools(&self) -> Result<()> {
+        if self.on(Tool::Restic) {
+            setup(
+                &Cmd::new(&["restic", "init"]).env(&self.restic_env()),
+                &self.log,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        job: &'static str,
+        tool: &'static str,
+        cmd: Cmd,
+        bytes: u64,
+    ) -> Result<()> {
+        eprintln!("  {job:<28} {tool}");
+        let measured = measure(&cmd, &self.log)?;
+        self.rows.push(Row {
+            job,
+            tool,
+            measured,
+            bytes,
+            mib_per_second: bytes as f64 / 1048576.0 / measured.seconds.max(1e-9),
+            ours_over_this: None,
+        });
+        Ok(())
+    }
+
+    /// One backup job (full or incremental) by every tool.
+    fn backups(&mut self, job: &'static str, bytes: u64) -> Result<()> {
+        let src = self.path("src");
+        let repo = self.path("repo");
+        let create = [
+            "create",
+            "--data-dir",
+            &src,
+            "--node-id",
+            "node0",
+            "--repo",
+            &repo,
+        ];
+        self.record(job, OURS, self.ours(&create), bytes)?;
+        if self.on(Tool::Cp) && job == FULL {
+            let cmd = Cmd::new(&["cp", "-r", &src, &self.path("cp")]);
+            self.record(job, "cp -r", cmd, bytes)?;
+        }
+        if self.on(Tool::Rclone) {
+            let cmd = Cmd::new(&["rclone", "copy", &src, &self.path("rclone")]);
+            self.record(job, "rclone copy", cmd, bytes)?;
+        }
+        if self.on(Tool::Restic) {
+            let cmd = Cmd::new(&["restic", "backup", "--quiet", &src]).env(&self.restic_env());
+            self.record(job, "restic backup", cmd, bytes)?;
+        }
+        if self.on(Tool::Aws) {
+            let repo = self.s3_url("repo");
+            let create = [
+                "create",
+                "--data-dir",
+                &src,
+                "--node-id",
+                "node0",
+                "--repo",
+                &repo,
+            ];
+            if let Some(cmd) = self.ours_s3(&create) {
+                self.record(job, OURS_S3, cmd, bytes)?;
+            }
+            if let Some(cmd) = self.aws(&["sync", &src, &self.s3_url("sync")]) {
+                self.record(job, "aws s3 sync", cmd, bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn restores(&mut self, bytes: u64) -> Result<()> {
+        let repo = self.path("repo");
+        let into = self.path("restore-ours");
+        let cmd = self.ours(&["restore", "--repo", &repo, "--data-dir", &into]);
+        self.record(RESTORE, OURS, cmd, bytes)?;
+        if self.on(Tool::Cp) {
+            let cmd = Cmd::new(&["cp", "-r", &self.path("cp"), &self.path("restore-cp")]);
+            self.record(RESTORE, "cp -r", cmd, bytes)?;
+        }
+        if self.on(Tool::Rclone) {
+            let cmd = Cmd::new(&[
+                "rclone",
+                "copy",
+                &self.path("rclone"),
+                &self.path("restore-rclone"),
+            ]);
+            self.record(RESTORE, "rclone copy", cmd, bytes)?;
+        }
+        if self.on(Tool::Restic) {
+            let target = self.path("restore-restic");
+            let cmd = Cmd::new(&["restic", "restore", "latest", "--target", &target])
+                .env(&self.restic_env());
+            self.record(RESTORE, "restic restore", cmd, bytes)?;
+        }
+        if self.on(Tool::Aws) {
+            let (repo, into) = (self.s3_url("repo"), self.path("restore-ours-s3"));
+            if let Some(cmd) = self.ours_s3(&["restore", "--repo", &repo, "--data-dir", &into]) {
+                self.record(RESTORE, OURS_S3, cmd, bytes)?;
+            }
+            if let Some(cmd) = self.aws(&["sync", &self.s3_url("sync"), &self.path("restore-aws")])
+            {
+                self.record(RESTORE, "aws s3 sync", cmd, bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn verifies(&mut self, bytes: u64) -> Result<()> {
+        let repo = self.path("repo");
+        let cmd = self.ours(&["verify", "--read-data", "--repo", &repo, "latest"]);
+        self.record(VERIFY, OURS, cmd, bytes)?;
+        if self.on(Tool::Restic) {
+            let cmd = Cmd::new(&["restic", "check", "--read-data"]).env(&self.restic_env());
+            self.record(VERIFY, "restic check", cmd, bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// Fill in each reference row's `ours_over_this`: influxdb3-backup's time for the same job (its
+/// S3 run for `aws s3 sync`) over the reference's.
+pub fn compare(rows: &mut [Row]) {
+    let ours: Vec<(&'static str, &'static str, f64)> = rows
+        .iter()
+        .filter(|r| r.tool == OURS || r.tool == OURS_S3)
+        .map(|r| (r.job, r.tool, r.measured.seconds))
+        .collect();
+    for row in rows.iter_mut() {
+        if row.tool == OURS || row.tool == OURS_S3 {
+            continue;
+        }
+        let mine = if row.tool == "aws s3 sync" {
+            OURS_S3
+        } else {
+            OURS
+        };
+        row.ours_over_this = ours
+            .iter()
+            .find(|(job, tool, _)| *job == row.job && *tool == mine)
+            .map(|(_, _, s)| s / row.measured.seconds.max(1e-9));
+    }
+}
+
+/// Bytes of every file under `dir`.
+fn du(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        total += if kind.is_dir() {
+            du(&entry.path())?
+        } else {
+            entry.metadata()?.len()
+        };
+    }
+    Ok(total)
+}
