@@ -1,7 +1,9 @@
 //! The benchmark's jobs, on one generated tree in one run: full backup, no-change incremental,
 //! incremental after 1% new files, restore, and verify with a full read — by influxdb3-backup and
 //! by the references an operator would otherwise use: `cp -r` (local), `rclone copy`, `restic`
-//! (local repository) and `aws s3 sync` (against a local S3 server).
+//! (local repository) and `aws s3 sync` (against a local S3 server). Each job starts after a
+//! `sync` (not timed). influxdb3-backup makes its local repository durable (fsync) before it
+//! reports success; `cp -r` and `rclone copy` leave their writes in the page cache.
 
 use crate::measure::{measure, setup, Cmd, Measured};
 use anyhow::{Context, Result};

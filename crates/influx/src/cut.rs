@@ -29,7 +29,7 @@ use crate::snapshot::{
 use crate::{Error, Result};
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ListResult, ObjectMeta, ObjectStore};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
@@ -234,7 +234,11 @@ async fn run_round<C: Capture + Send>(
     state: &mut State,
     first: bool,
 ) -> Result<Option<String>> {
+    let started = std::time::Instant::now();
+    let step =
+        |what: &str| tracing::debug!(ms = started.elapsed().as_millis() as u64, "cut: {what}");
     let listing = list_classified(source, None).await?;
+    step("listed the node prefix");
     if first {
         check_is_node(&listing, &options.node_prefix)?;
     }
@@ -251,7 +255,9 @@ async fn run_round<C: Capture + Send>(
         let todo = state.not_yet_captured(&listing, phase, active);
         state.capture(capture, phase, todo).await?;
     }
+    step("captured Parquet and snapshot files");
     state.parse_snapshots(capture).await?;
+    step("parsed the snapshot files");
     // A listing walks `dbs/` before `snapshots/` (lexicographic on every cloud store): a
     // snapshot written meanwhile references Parquet files the listing had already passed.
     let late =
@@ -283,6 +289,7 @@ async fn run_round<C: Capture + Send>(
     if let Some(reason) = wal_needs_replan(source, state, newest).await? {
         return Ok(Some(reason));
     }
+    step("captured the WAL");
 
     // 3. Catalog last: logs of every generation, then the active checkpoint, then late logs.
     if options.catalog_in_prefix {
@@ -568,9 +575,18 @@ pub async fn list_classified(
     prefix: Option<&str>,
 ) -> Result<Vec<SourceObject>> {
     let prefix = prefix.map(Path::from);
-    source
-        .list(prefix.as_ref())
-        .map_ok(|meta| {
+    let listed = list_fanned_out(source, prefix.as_ref())
+        .await
+        .map_err(|source| Error::Store {
+            object: prefix
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "(node prefix)".into()),
+            source,
+        })?;
+    Ok(listed
+        .into_iter()
+        .map(|meta| {
             let key = meta.location.to_string();
             SourceObject {
                 class: classify(&key),
@@ -578,14 +594,49 @@ pub async fn list_classified(
                 size: meta.size,
             }
         })
+        .collect())
+}
+
+/// Listings in flight at once.
+const LIST_CONCURRENCY: usize = 16;
+/// Enough prefixes to keep the listings busy: stop descending.
+const LIST_FRONTIER: usize = 4 * LIST_CONCURRENCY;
+/// Levels descended at most (`dbs/<db>/<table>/<date>/`).
+const LIST_DEPTH: usize = 4;
+
+/// Every object under `prefix`, listed in parallel: descend level by level with a delimiter
+/// until there are enough sub-prefixes (a node's `dbs/<db>/<table>/<date>/`), then list each of
+/// them in full, [`LIST_CONCURRENCY`] at a time. A node of millions of files is listed in
+/// parallel requests instead of one paged sequence (1 000 keys per request on S3).
+async fn list_fanned_out(
+    store: &dyn ObjectStore,
+    prefix: Option<&Path>,
+) -> object_store::Result<Vec<ObjectMeta>> {
+    use futures::StreamExt;
+    let mut objects = Vec::new();
+    let mut frontier = vec![prefix.cloned()];
+    for _ in 0..LIST_DEPTH {
+        if frontier.is_empty() || frontier.len() >= LIST_FRONTIER {
+            break;
+        }
+        let levels: Vec<ListResult> = futures::stream::iter(frontier)
+            .map(|p| async move { store.list_with_delimiter(p.as_ref()).await })
+            .buffer_unordered(LIST_CONCURRENCY)
+            .try_collect()
+            .await?;
+        frontier = Vec::new();
+        for level in levels {
+            objects.extend(level.objects);
+            frontier.extend(level.common_prefixes.into_iter().map(Some));
+        }
+    }
+    let rest: Vec<Vec<ObjectMeta>> = futures::stream::iter(frontier)
+        .map(|p| async move { store.list(p.as_ref()).try_collect::<Vec<_>>().await })
+        .buffer_unordered(LIST_CONCURRENCY)
         .try_collect()
-        .await
-        .map_err(|source| Error::Store {
-            object: prefix
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "(node prefix)".into()),
-            source,
-        })
+        .await?;
+    objects.extend(rest.into_iter().flatten());
+    Ok(objects)
 }
 
 async fn head_classified(source: &dyn ObjectStore, key: &str) -> Result<Option<SourceObject>> {

@@ -12,6 +12,8 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Fan-out directories of `blobs/` listed at once.
+const BLOB_LISTINGS: usize = 16;
 /// An open repository.
 #[derive(Debug, Clone)]
 pub struct Repository {
@@ -241,14 +243,24 @@ impl Repository {
 
     /// List every blob present (one paged listing of `blobs/`).
     pub async fn blob_index(&self) -> Result<BlobIndex> {
+        use futures::StreamExt;
         let prefix = Path::from(layout::BLOBS);
-        let mut index = BlobIndex::default();
-        let mut listing = self.store.list(Some(&prefix));
-        while let Some(meta) = listing
-            .try_next()
+        let store_error = |e| Error::store(&prefix, e);
+        // `blobs/<hh>/`: the 256 fan-out directories are listed in parallel.
+        let top = self
+            .store
+            .list_with_delimiter(Some(&prefix))
             .await
-            .map_err(|e| Error::store(&prefix, e))?
-        {
+            .map_err(store_error)?;
+        let store = &self.store;
+        let listed: Vec<Vec<ObjectMeta>> = futures::stream::iter(top.common_prefixes)
+            .map(|p| async move { store.list(Some(&p)).try_collect::<Vec<_>>().await })
+            .buffer_unordered(BLOB_LISTINGS)
+            .try_collect()
+            .await
+            .map_err(store_error)?;
+        let mut index = BlobIndex::default();
+        for meta in top.objects.iter().chain(listed.iter().flatten()) {
             if let Some((id, encoding)) = layout::blob_id_of(&meta.location) {
                 index.insert(id, encoding, meta.size);
             }
@@ -257,6 +269,7 @@ impl Repository {
     }
 
     /// Every object under a top-level prefix of the repository (one paged listing).
+    /// (Blob listings run [`BLOB_LISTINGS`] fan-out directories at a time.)
     pub(crate) async fn list_prefix(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let prefix = Path::from(prefix);
         self.store

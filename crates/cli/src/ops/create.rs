@@ -457,9 +457,20 @@ async fn capture_and_commit(
     source: CreateSource,
     settings: Settings,
 ) -> Result<(Manifest, Outcome, u64)> {
+    let started = Instant::now();
     let index = repo.blob_index().await?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        blobs = index.len(),
+        "create: listed the repository's blobs"
+    );
     let identity = source.identity();
     let (previous, superseded) = previous_entries(repo, &identity).await?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        entries = previous.len(),
+        "create: loaded the previous backup's entries"
+    );
     let run_id = BackupId::new(settings.started_at);
     let (first_store, first_prefix) = match &source {
         CreateSource::Node(node) => (node.node.clone(), String::new()),
@@ -513,6 +524,10 @@ async fn capture_and_commit(
         summary,
         entries,
     };
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "create: captured and judged"
+    );
     ensure_blobs_survived(repo, held, &manifest).await?;
     // The commit point: every blob above is stored; a backup exists once this succeeds.
     repo.write_manifest(&manifest).await?;
