@@ -102,6 +102,18 @@ fn synthetic_clusters_of_every_catalog_generation_round_trip() {
             .json();
         assert_eq!(verified["ok"], true, "{material}: {verified:#}");
 
+        if material == "core-3.10.0-basic" {
+            // Off-site copy: cluster manifests are ordinary manifests to `copy`.
+            let offsite = tmp.path().join("offsite");
+            run(&["copy", "--repo", s(&repo), "--to-repo", s(&offsite), "--all"]).ok();
+            let copied = run(&["verify", "--json", "--read-data", "--repo", s(&offsite)])
+                .ok()
+                .json();
+            assert_eq!(copied["backups"].as_array().unwrap().len(), 2);
+            let from_offsite = tmp.path().join("from-offsite");
+            restore(&offsite, &from_offsite, &[]).ok();
+            assert_eq!(tree(&from_offsite), tree(&data));
+        }
         let target = tmp.path().join("target");
         let restored = restore(&repo, &target, &[]).ok().json();
         assert_eq!(
