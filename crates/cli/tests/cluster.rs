@@ -105,7 +105,15 @@ fn synthetic_clusters_of_every_catalog_generation_round_trip() {
         if material == "core-3.10.0-basic" {
             // Off-site copy: cluster manifests are ordinary manifests to `copy`.
             let offsite = tmp.path().join("offsite");
-            run(&["copy", "--repo", s(&repo), "--to-repo", s(&offsite), "--all"]).ok();
+            run(&[
+                "copy",
+                "--repo",
+                s(&repo),
+                "--to-repo",
+                s(&offsite),
+                "--all",
+            ])
+            .ok();
             let copied = run(&["verify", "--json", "--read-data", "--repo", s(&offsite)])
                 .ok()
                 .json();

@@ -127,7 +127,12 @@ pub async fn take_consistent_cut<C: Capture + Send>(
         } else {
             CatalogScope::Elsewhere
         };
+        let judging = std::time::Instant::now();
         let judgement = state.judge(&options.node_prefix, scope);
+        tracing::debug!(
+            ms = judging.elapsed().as_millis() as u64,
+            "cut: judged the captured set"
+        );
         let reason = reason.or_else(|| {
             judgement
                 .has_errors()
@@ -294,6 +299,7 @@ async fn run_round<C: Capture + Send>(
     // 3. Catalog last: logs of every generation, then the active checkpoint, then late logs.
     if options.catalog_in_prefix {
         capture_catalog(source, capture, state, active).await?;
+        step("captured the catalog");
     }
     Ok(None)
 }

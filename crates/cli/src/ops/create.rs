@@ -531,6 +531,10 @@ async fn capture_and_commit(
     ensure_blobs_survived(repo, held, &manifest).await?;
     // The commit point: every blob above is stored; a backup exists once this succeeds.
     repo.write_manifest(&manifest).await?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "create: committed the manifest"
+    );
     // This backup holds everything its own and earlier unfinished runs' records offered.
     for id in superseded.iter().chain([&run_id]) {
         if let Err(e) = repo.remove_partial(id).await {
