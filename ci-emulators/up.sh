@@ -75,7 +75,10 @@ if ! running seaweed && [ "${EMU_KEEP_DATA:-0}" != 1 ]; then rm -rf "$EMU_DIR/se
 mkdir -p "$EMU_DIR/seaweed"
 # -ip/-ip.bind: otherwise it binds the machine's address. Besides 8333 it listens on loopback
 # 9333/19333 (master), 9340/19340 (volume), 8888/18888 (filer), 18333, 23646/33646 (admin).
-start seaweed 8333 "$WEED" -logdir="$LOGS" mini -dir="$EMU_DIR/seaweed" \
+# -volume.max: by default the volume count is free disk / 128 MB, and every bucket (collection)
+# takes several volumes: with ~20 GB free the suite's buckets ran out ("No writable volumes").
+# Volumes are not preallocated, so a high count costs no disk.
+start seaweed 8333 "$WEED" -logdir="$LOGS" mini -dir="$EMU_DIR/seaweed" -volume.max=2000 \
   -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port=8333 -s3.config="$EMU_DIR/s3.json" \
   -bucket="$S3_BUCKETS" -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0
 start azurite 10000 "$AZURITE" --blobHost 127.0.0.1 --blobPort 10000 \
