@@ -8,14 +8,16 @@
 //!
 //! [`survey`] only lists and reads catalog files; it changes nothing.
 
-use crate::catalog::{cluster_facts, v3_record_names_node, CatalogFileKind, ClusterFacts};
+use crate::catalog::{
+    cluster_facts, parse_catalog_file, v3_record_names_node, CatalogFileKind, ClusterFacts,
+};
 use crate::layout::detect;
 use crate::path::{
     classify_cluster, CatalogGeneration, ObjectClass, BUILTIN_BACKUPS_DIR, ENTERPRISE_FILE,
     LICENSE_FILES,
 };
 use crate::{Error, Result};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
@@ -195,51 +197,81 @@ async fn list_relative(root: &dyn ObjectStore, prefix: &Path) -> Result<Vec<Stri
         .collect())
 }
 
-/// The cluster facts of the active catalog's checkpoint and logs (key, facts), oldest first.
+/// Catalog files read at once.
+const CATALOG_READS: usize = 16;
+
+/// The cluster facts of the active catalog's checkpoint and of the logs after it (key, facts),
+/// oldest first. The checkpoint holds the whole state up to its sequence (v1/v2: the node list
+/// and storage mode; v3: every record), so older logs add nothing.
 async fn read_active_catalog(
     root: &dyn ObjectStore,
     cluster_id: &str,
     keys: &[String],
     active: CatalogGeneration,
 ) -> Result<Vec<(String, ClusterFacts)>> {
-    let mut files: Vec<(u64, &String, CatalogFileKind)> = keys
-        .iter()
-        .filter_map(|k| match classify_cluster(k) {
+    let mut checkpoint = None;
+    let mut logs: Vec<(u64, &String)> = Vec::new();
+    for key in keys {
+        match classify_cluster(key) {
             ObjectClass::CatalogLog { generation, seq } if generation == active => {
-                Some((seq, k, CatalogFileKind::Log))
+                logs.push((seq, key))
             }
             ObjectClass::CatalogCheckpoint { generation } if generation == active => {
-                Some((0, k, CatalogFileKind::Checkpoint))
+                checkpoint = Some(key)
             }
-            _ => None,
+            _ => {}
+        }
+    }
+    let mut facts = Vec::new();
+    let mut after = 0;
+    if let Some(key) = checkpoint {
+        if let Some(bytes) = read_catalog_file(root, cluster_id, key).await? {
+            let full = format!("{cluster_id}/{key}");
+            let kind = CatalogFileKind::Checkpoint;
+            after = parse_catalog_file(&full, active, kind, &bytes)?.sequence;
+            facts.push((full.clone(), cluster_facts(&full, active, kind, &bytes)?));
+        }
+    }
+    logs.retain(|(seq, _)| *seq > after);
+    logs.sort();
+    let read: Vec<(String, Option<bytes::Bytes>)> = futures::stream::iter(logs)
+        .map(|(_, key)| async move {
+            let bytes = read_catalog_file(root, cluster_id, key).await?;
+            Ok::<_, Error>((format!("{cluster_id}/{key}"), bytes))
         })
-        .collect();
-    files.sort_by_key(|(seq, _, kind)| (*kind == CatalogFileKind::Log, *seq));
-    let mut facts = Vec::with_capacity(files.len());
-    for (_, key, kind) in files {
-        let full = Path::from(format!("{cluster_id}/{key}"));
-        let bytes = match root.get(&full).await {
-            Ok(got) => got.bytes().await,
-            Err(e) => Err(e),
-        };
-        let bytes = match bytes {
-            Ok(bytes) => bytes,
-            // A log removed by the catalog GC between listing and reading: its content is in
-            // the newer checkpoint.
-            Err(object_store::Error::NotFound { .. }) => continue,
-            Err(source) => {
-                return Err(Error::Store {
-                    object: full.to_string(),
-                    source,
-                })
-            }
-        };
-        facts.push((
-            format!("{cluster_id}/{key}"),
-            cluster_facts(full.as_ref(), active, kind, &bytes)?,
-        ));
+        .buffered(CATALOG_READS)
+        .try_collect()
+        .await?;
+    for (full, bytes) in read {
+        // A log removed by the catalog GC between listing and reading: a newer checkpoint
+        // holds its content.
+        if let Some(bytes) = bytes {
+            let log_facts = cluster_facts(&full, active, CatalogFileKind::Log, &bytes)?;
+            facts.push((full, log_facts));
+        }
     }
     Ok(facts)
+}
+
+/// A catalog file's bytes, `None` when it vanished.
+async fn read_catalog_file(
+    root: &dyn ObjectStore,
+    cluster_id: &str,
+    key: &str,
+) -> Result<Option<bytes::Bytes>> {
+    let full = Path::from(format!("{cluster_id}/{key}"));
+    let read = match root.get(&full).await {
+        Ok(got) => got.bytes().await,
+        Err(e) => Err(e),
+    };
+    match read {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(source) => Err(Error::Store {
+            object: full.to_string(),
+            source,
+        }),
+    }
 }
 
 /// The storage mode set last (files are oldest first), and by which file.

@@ -130,10 +130,9 @@ struct Unit {
     store: Arc<dyn ObjectStore>,
     entries: Vec<Entry>,
     active_catalog: Option<CatalogGeneration>,
-    /// Objects at the target under the prefix that the restore would replace or delete.
+    /// Objects at the target under the prefix that the restore owns (see [`Unit::owns`]): it
+    /// replaces or deletes them; other objects (a cluster's built-in backups) are left alone.
     existing: Vec<ObjectMeta>,
-    /// Whether other objects at the prefix are left alone (built-in backups, unknown files).
-    keeps_others: bool,
 }
 
 impl Unit {
@@ -274,7 +273,6 @@ async fn units(options: &RestoreOptions) -> Result<Vec<Unit>> {
         entries,
         active_catalog,
         existing: Vec::new(),
-        keeps_others: matches!(role, Role::Cluster),
     };
     let cluster = match &options.source {
         BackupSource::Node(record) => {
@@ -679,7 +677,7 @@ async fn delete_others(unit: &Unit) -> Result<()> {
     let in_backup: BTreeSet<&str> = unit.entries.iter().map(|e| e.path.as_str()).collect();
     for meta in &unit.existing {
         let key = meta.location.as_ref();
-        if in_backup.contains(key) || !unit.deletes(key) || (unit.keeps_others && !unit.owns(key)) {
+        if in_backup.contains(key) || !unit.deletes(key) {
             continue;
         }
         unit.store
