@@ -22,5 +22,6 @@ source "$EMU_DIR/env.sh"
 export IB3_TEST_REQUIRE_BACKENDS=1
 cargo test --workspace --locked
 # The benchmark harness must not rot: a tiny run (ours and cp only, debug build), figures only.
+TARGET=${CARGO_TARGET_DIR:-target}
 cargo run --quiet --locked -p ib3-bench -- run --files 300 --tools ours,cp \
-  --work target/bench-ci --ours target/debug/influxdb3-backup
+  --work "$TARGET/bench-ci" --ours "$TARGET/debug/influxdb3-backup"
