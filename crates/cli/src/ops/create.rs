@@ -458,18 +458,18 @@ async fn capture_and_commit(
     settings: Settings,
 ) -> Result<(Manifest, Outcome, u64)> {
     let started = Instant::now();
-    let index = repo.blob_index().await?;
-    tracing::debug!(
-        ms = started.elapsed().as_millis() as u64,
-        blobs = index.len(),
-        "create: listed the repository's blobs"
-    );
     let identity = source.identity();
     let (previous, superseded) = previous_entries(repo, &identity).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
         entries = previous.len(),
         "create: loaded the previous backup's entries"
+    );
+    let index = known_blobs(repo, &previous, superseded.is_empty()).await?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        blobs = index.len(),
+        "create: known blobs"
     );
     let run_id = BackupId::new(settings.started_at);
     let (first_store, first_prefix) = match &source {
@@ -599,6 +599,27 @@ impl RepoCapture {
     pub(super) fn take_wal_findings(&self) -> Vec<Finding> {
         std::mem::take(&mut *lock(&self.wal_findings))
     }
+}
+
+/// The blobs this run may take as present. An incremental run takes them from the newest
+/// backup of the same source: GC never deletes a blob a manifest references, and this run's
+/// shared lock keeps `prune` out until it commits (a lost lock re-checks everything, see
+/// [`ensure_blobs_survived`]). A first backup of a source lists `blobs/`, to store content other
+/// sources hold only once, and so does a run resuming from progress records, whose blobs may
+/// have been collected.
+async fn known_blobs(
+    repo: &Repository,
+    previous: &HashMap<String, Entry>,
+    only_from_manifest: bool,
+) -> Result<BlobIndex> {
+    if previous.is_empty() || !only_from_manifest {
+        return Ok(repo.blob_index().await?);
+    }
+    let mut index = BlobIndex::default();
+    for entry in previous.values() {
+        index.insert(entry.blob, entry.encoding, entry.size);
+    }
+    Ok(index)
 }
 
 /// Before committing: while this run's lock was held no prune could run. If the lock was lost
