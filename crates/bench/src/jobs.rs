@@ -2,8 +2,9 @@
 //! incremental after 1% new files, restore, and verify with a full read — by influxdb3-backup and
 //! by the references an operator would otherwise use: `cp -r` (local), `rclone copy`, `restic`
 //! (local repository) and `aws s3 sync` (against a local S3 server). Each job starts after a
-//! `sync` (not timed). influxdb3-backup makes its local repository durable (fsync) before it
-//! reports success; `cp -r` and `rclone copy` leave their writes in the page cache.
+//! `sync` (not timed). influxdb3-backup makes its local repository durable (one `syncfs` before
+//! its manifest) before it reports success; `cp -r` and `rclone copy` leave their writes in the
+//! page cache.
 
 use crate::measure::{measure, setup, Cmd, Measured};
 use anyhow::{Context, Result};

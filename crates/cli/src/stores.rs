@@ -234,9 +234,10 @@ pub async fn repo_store_in(
         .hint("check --repo (or INFLUXDB3_BACKUP_REPO); `create` initialises a new repository")
         .into());
     }
-    // fsync: a backup must survive a power loss once its manifest is written.
-    let store = local_store(&path, false)?.with_fsync(true);
-    Ok((Arc::new(store), path.display().to_string()))
+    // Durable: a backup must survive a power loss once its manifest is written.
+    let store = ib3_repo::durable::local_repository_store(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    Ok((store, path.display().to_string()))
 }
 
 /// The directory of a local repository (`None` for a URL of a cloud store).

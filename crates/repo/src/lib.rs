@@ -6,6 +6,7 @@
 //! - [`config`]: the repository `config` object, its format version and the refusal of newer ones;
 //! - [`manifest`]: one manifest per backup, written last with create-only semantics;
 //! - [`keys`]: the age key of an encrypted repository, from a key file or a passphrase;
+//! - [`durable`]: a local-directory repository made durable at one filesystem flush per record;
 //! - [`lock`]: shared and exclusive locks, refreshed while held, stale when their holder died;
 //! - [`check`]: structural verification of manifests against the blobs present.
 //!
@@ -15,6 +16,7 @@
 
 pub mod check;
 pub mod config;
+pub mod durable;
 pub mod error;
 pub mod gc;
 pub mod id;
