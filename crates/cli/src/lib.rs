@@ -24,6 +24,13 @@ pub async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Create(args) => {
             let source = create_source(&args).await?;
+            let local = source
+                .data_dir()
+                .zip(stores::local_repo_dir(&args.repo.repo))
+                .map(|(data_dir, repo_dir)| ops::create::LocalDirs {
+                    data_dir: data_dir.clone(),
+                    repo_dir,
+                });
             let report = ops::create::create(ops::create::CreateOptions {
                 source,
                 repo: stores::repo_store(&args.repo.repo, true).await?,
@@ -33,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 compression: (args.compression_level > 0).then_some(args.compression_level),
                 keys: key_source(args.repo.key_file.clone(), "INFLUXDB3_BACKUP_PASSPHRASE"),
                 bar,
+                local,
             })
             .await?;
             output::create(&report, json)

@@ -5,6 +5,7 @@ use crate::args::{ObjectStoreKind, SourceArgs};
 use crate::cloud;
 use crate::exit::{Failure, NOT_A_NODE, REPOSITORY, USAGE};
 use anyhow::Result;
+use ib3_transfer::listing::FastListing;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
@@ -127,7 +128,10 @@ pub async fn open_root(args: &SourceArgs, create: bool) -> Result<RootStore> {
                 .hint("pass the directory `influxdb3 serve --data-dir` uses")
                 .into());
             }
-            let store = local_store(&dir, create)?;
+            // The same directory however it was named (`./data`, a symlink, an absolute
+            // path): the location identifies the source for incremental backups.
+            let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+            let store = FastListing::new(local_store(&dir, create)?, &dir);
             (
                 Arc::new(store),
                 "file",

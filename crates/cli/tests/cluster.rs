@@ -289,6 +289,7 @@ async fn create_reads_in_the_documented_order() {
             compression: Some(3),
             keys: Default::default(),
             bar: Bar::new(false),
+            local: None,
         })
         .await
         .unwrap();

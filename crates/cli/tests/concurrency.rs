@@ -315,6 +315,7 @@ async fn run_create(
         compression: Some(3),
         keys: Default::default(),
         bar: Bar::new(false),
+        local: None,
     })
     .await;
     let seconds = started.elapsed().as_secs_f64();

@@ -44,6 +44,7 @@ async fn create_into(
         compression: Some(3),
         keys: Default::default(),
         bar: Bar::new(false),
+        local: None,
     })
     .await
 }
@@ -278,4 +279,70 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Every file under `dir`, relative path → bytes.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).unwrap().display().to_string();
+                files.insert(relative, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// The local-to-local path (plain threads, `ib3_transfer::local`) stores exactly what the path
+/// through the object stores stores: the same manifest entries and the same blob files.
+#[tokio::test]
+async fn local_copies_store_what_the_store_path_stores() {
+    for fixture in [
+        "core-3.10.0-basic",
+        "core-3.3.0-upgraded-3.9.6",
+        "core-3.9.6-wal-only",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        ib3_testkit::copy_fixture(fixture, &data);
+        let mut manifests = Vec::new();
+        for (name, local) in [("through-stores", false), ("local", true)] {
+            let repo = tmp.path().join(name);
+            let report = create(CreateOptions {
+                source: influxdb3_backup::ops::create::CreateSource::Node(local_node(&data).await),
+                repo: repo_store(repo.to_str().unwrap(), true).await.unwrap(),
+                concurrency: 4,
+                max_replans: 3,
+                allow_inconsistent: false,
+                compression: Some(3),
+                keys: Default::default(),
+                bar: Bar::new(false),
+                local: local.then(|| influxdb3_backup::ops::create::LocalDirs {
+                    data_dir: data.clone(),
+                    repo_dir: repo.clone(),
+                }),
+            })
+            .await
+            .unwrap();
+            assert!(report.consistent, "{fixture} via {name}");
+            assert_eq!(report.bytes_read, report.bytes, "{fixture} via {name}");
+            let (store, location) = repo_store(repo.to_str().unwrap(), false).await.unwrap();
+            let repository = ib3_repo::Repository::open(store, location).await.unwrap();
+            let id = repository.resolve("latest").await.unwrap();
+            manifests.push(repository.load_manifest(&id).await.unwrap().entries);
+            assert!(!tree(&repo.join("blobs")).is_empty());
+        }
+        assert_eq!(manifests[0], manifests[1], "{fixture}: entries differ");
+        assert_eq!(
+            tree(&tmp.path().join("through-stores/blobs")),
+            tree(&tmp.path().join("local/blobs")),
+            "{fixture}: blobs differ"
+        );
+    }
 }

@@ -81,7 +81,7 @@ where
     }
 }
 
-fn check_size(key: &Path, expected: Option<u64>, actual: u64) -> Result<()> {
+pub(crate) fn check_size(key: &Path, expected: Option<u64>, actual: u64) -> Result<()> {
     match expected {
         Some(expected) if expected != actual => Err(Error::SizeMismatch {
             key: key.to_string(),
@@ -333,6 +333,47 @@ async fn pump(
 /// Naming of a content-addressed object: `(plaintext hash, compressed)` → key.
 pub type NameFor<'a> = &'a (dyn Fn(&blake3::Hash, bool) -> Path + Sync);
 
+/// A blob ready to be written: its content key and its stored form.
+pub(crate) struct Packed {
+    pub(crate) key: Path,
+    pub(crate) body: Bytes,
+    pub(crate) compressed: bool,
+}
+
+/// Turn plaintext into its stored form: compressed with `encode.compress` when that saves at
+/// least a tenth, then sealed with `encode.seal`; named by `name_for(hash, compressed)`.
+pub(crate) fn pack(
+    bytes: Bytes,
+    hash: &blake3::Hash,
+    name_for: NameFor<'_>,
+    encode: &Codec,
+) -> Result<Packed> {
+    let size = bytes.len() as u64;
+    let name = name_for(hash, false);
+    let packed = match encode.compress {
+        Some(level) => Some(compress(&bytes, level).map_err(|e| codec_error(&name, e))?)
+            .filter(|c| (c.len() as u64) * 10 <= size * 9),
+        None => None,
+    };
+    let compressed = packed.is_some();
+    let body = packed.map(Bytes::from).unwrap_or(bytes);
+    let body = match &encode.seal {
+        Some(recipient) => {
+            let seal_only = Codec {
+                seal: Some(recipient.clone()),
+                ..Codec::default()
+            };
+            Bytes::from(encode_all(&body, &seal_only).map_err(|e| codec_error(&name, e))?)
+        }
+        None => body,
+    };
+    Ok(Packed {
+        key: name_for(hash, compressed),
+        body,
+        compressed,
+    })
+}
+
 /// Store `bytes` (whose plaintext hash is `hash`) at `dst` under `name_for(hash, compressed)`,
 /// unless `is_known(hash)`. `encode` says how to store it: compressed (when that saves at least
 /// a tenth) and/or sealed.
@@ -355,26 +396,12 @@ pub async fn put_content_addressed(
             stored: 0,
         });
     }
-    let name = name_for(&hash, false);
-    let packed = match encode.compress {
-        Some(level) => Some(compress(&bytes, level).map_err(|e| codec_error(&name, e))?)
-            .filter(|c| (c.len() as u64) * 10 <= size * 9),
-        None => None,
-    };
-    let compressed = packed.is_some();
-    let body = packed.map(Bytes::from).unwrap_or(bytes);
-    let body = match &encode.seal {
-        Some(recipient) => {
-            let seal_only = Codec {
-                seal: Some(recipient.clone()),
-                ..Codec::default()
-            };
-            Bytes::from(encode_all(&body, &seal_only).map_err(|e| codec_error(&name, e))?)
-        }
-        None => body,
-    };
+    let Packed {
+        key,
+        body,
+        compressed,
+    } = pack(bytes, &hash, name_for, encode)?;
     let stored = body.len() as u64;
-    let key = name_for(&hash, compressed);
     with_retries(options.retries, || async {
         dst.put(&key, PutPayload::from_bytes(body.clone()))
             .await

@@ -14,6 +14,8 @@ mod codec;
 mod copy;
 mod engine;
 mod error;
+pub mod listing;
+pub mod local;
 mod progress;
 
 pub use codec::{compress, decode_all, decompress, encode_all, Codec};

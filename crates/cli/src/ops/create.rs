@@ -22,6 +22,7 @@ use ib3_influx::rules::{Finding, Severity};
 use ib3_repo::lock::LockKind;
 use ib3_repo::manifest::Summary;
 use ib3_repo::{layout, BackupId, BlobId, BlobIndex, Encoding, Entry, Manifest, Repository};
+use ib3_transfer::local::{LocalCopied, LocalCopy, SmallFile};
 use ib3_transfer::{
     copy_content_addressed, for_each_bounded, put_content_addressed, read_hashed, read_plain,
     CasCopy, CopyOptions,
@@ -30,6 +31,7 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
@@ -60,6 +62,19 @@ pub struct CreateOptions {
     pub keys: ib3_repo::keys::KeySource,
     /// Progress bar.
     pub bar: Bar,
+    /// The data dir and repository directory when both are local: small files are then copied
+    /// by plain threads instead of through the stores (see `ib3_transfer::local`). `None`: every
+    /// byte goes through the stores given above.
+    pub local: Option<LocalDirs>,
+}
+
+/// A local data dir and a local repository directory.
+#[derive(Debug, Clone)]
+pub struct LocalDirs {
+    /// The data dir (the source store's root).
+    pub data_dir: PathBuf,
+    /// The repository directory.
+    pub repo_dir: PathBuf,
 }
 
 /// What `create` did.
@@ -113,7 +128,7 @@ pub(super) struct RepoCapture {
     pub(super) source: Arc<dyn ObjectStore>,
     pub(super) prefix: String,
     repo: Repository,
-    index: Mutex<BlobIndex>,
+    index: Arc<Mutex<BlobIndex>>,
     previous: HashMap<String, Entry>,
     entries: Mutex<HashMap<String, Entry>>,
     cache: Mutex<HashMap<String, Bytes>>,
@@ -124,6 +139,15 @@ pub(super) struct RepoCapture {
     compression: Option<i32>,
     bar: Bar,
     progress_record: ProgressRecord,
+    /// Set when source and repository are local directories.
+    local: Option<LocalCapture>,
+}
+
+/// The directories of a local-to-local capture: the data dir, and the directory of the current
+/// source prefix within it.
+struct LocalCapture {
+    dirs: LocalDirs,
+    source_dir: PathBuf,
 }
 
 /// Periodic partial-progress records of this run (see [`Repository::write_partial`]), written
@@ -135,6 +159,10 @@ struct ProgressRecord {
     dirty: std::sync::atomic::AtomicBool,
     last: Mutex<Instant>,
 }
+
+/// Threads of a local-to-local copy batch (at most `--concurrency`): enough to overlap file
+/// system latency on two cores without the wake-up storms of many more.
+const LOCAL_THREADS: usize = 4;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock only means another task panicked; the data is still consistent.
@@ -151,6 +179,9 @@ impl RepoCapture {
     pub(super) fn switch_to(&mut self, source: Arc<dyn ObjectStore>, prefix: &str) {
         self.source = source;
         self.prefix = format!("{prefix}/");
+        if let Some(local) = &mut self.local {
+            local.source_dir = local.dirs.data_dir.join(prefix);
+        }
     }
 
     /// The entry recorded by the previous backup, if it can stand for this object unread.
@@ -161,6 +192,141 @@ impl RepoCapture {
             .is_some();
         (object.class.is_immutable() && previous.size == object.size && present)
             .then(|| previous.clone())
+    }
+
+    /// Capture a chunk of objects; results in the order of `chunk`.
+    async fn capture_chunk(&self, chunk: &[SourceObject]) -> Vec<Result<Option<Entry>>> {
+        let Some(local) = &self.local else {
+            return for_each_bounded(chunk.to_vec(), self.concurrency, |o| self.capture_one(o))
+                .await;
+        };
+        let mut results: Vec<Option<Result<Option<Entry>>>> = Vec::with_capacity(chunk.len());
+        let (mut direct, mut through_stores) = (Vec::new(), Vec::new());
+        for (i, object) in chunk.iter().enumerate() {
+            if let Some(entry) = self.reusable(object) {
+                self.stats.reused.fetch_add(1, Ordering::Relaxed);
+                results.push(Some(Ok(Some(entry))));
+                continue;
+            }
+            results.push(None);
+            let small = object.size <= self.copy.small_object_threshold;
+            if small && ib3_transfer::local::is_plain_key(&object.key) {
+                direct.push((i, object.clone()));
+            } else {
+                through_stores.push((i, object.clone()));
+            }
+        }
+        let copied = self.copy_locally(local, &direct).await;
+        for ((i, object), result) in direct.into_iter().zip(copied) {
+            results[i] = Some(self.entry_of_local(&object, result));
+        }
+        let objects = through_stores.iter().map(|(_, o)| o.clone()).collect();
+        let captured = for_each_bounded(objects, self.concurrency, |o| self.capture_one(o)).await;
+        for ((i, _), result) in through_stores.into_iter().zip(captured) {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(anyhow::anyhow!("internal error: object not captured")))
+            })
+            .collect()
+    }
+
+    /// Copy small files from the local source directory into the local repository on plain
+    /// threads (one hand-off for the whole batch).
+    async fn copy_locally(
+        &self,
+        local: &LocalCapture,
+        objects: &[(usize, SourceObject)],
+    ) -> Vec<Result<LocalCopied, ib3_transfer::Error>> {
+        if objects.is_empty() {
+            return Vec::new();
+        }
+        let files: Vec<SmallFile> = objects
+            .iter()
+            .map(|(_, o)| SmallFile {
+                key: o.key.clone(),
+                expected: o.class.is_immutable().then_some(o.size),
+                encode: self.encode_for(&o.class),
+                keep_bytes: o.class.is_state_file()
+                    || !o.class.is_immutable()
+                    || matches!(o.class, ObjectClass::Wal { .. }),
+            })
+            .collect();
+        let source = local.source_dir.clone();
+        let repo_dir = local.dirs.repo_dir.clone();
+        let encrypted = self.repo.keys().is_some();
+        let index = self.index.clone();
+        let bar = self.bar.clone();
+        let threads = self.concurrency.min(LOCAL_THREADS);
+        let count = files.len();
+        let joined = tokio::task::spawn_blocking(move || {
+            LocalCopy {
+                source: &source,
+                destination: &repo_dir,
+                staging_key: &layout::staging_key,
+                name_for: &|h, compressed| codecs::blob_key(h, compressed, encrypted),
+                is_known: &|h| lock(&index).contains(&BlobId::from(*h)),
+                progress: &bar,
+            }
+            .run(files, threads)
+        })
+        .await;
+        joined.unwrap_or_else(|e| {
+            (0..count)
+                .map(|_| {
+                    Err(ib3_transfer::Error::Codec {
+                        key: String::new(),
+                        reason: format!("local copy thread failed: {e}"),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// The entry of a file [`Self::copy_locally`] copied (or its error, or `None` if it vanished).
+    fn entry_of_local(
+        &self,
+        object: &SourceObject,
+        result: Result<LocalCopied, ib3_transfer::Error>,
+    ) -> Result<Option<Entry>> {
+        let copied = match result {
+            Ok(copied) => copied,
+            Err(ib3_transfer::Error::Vanished { .. }) => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("backing up {}", object.key)),
+        };
+        if let Some(bytes) = copied.bytes {
+            self.inspect_read(object, bytes);
+        }
+        let (size, blob, encoding) = self.record(copied.copy);
+        self.stats.bytes_read.fetch_add(size, Ordering::Relaxed);
+        Ok(Some(Entry {
+            path: self.full(&object.key),
+            size,
+            blob,
+            encoding,
+            class: object.class.label().to_string(),
+        }))
+    }
+
+    /// What a read of a whole object feeds: WAL files are checked, state files are kept for the
+    /// cut to parse.
+    fn inspect_read(&self, object: &SourceObject, bytes: Bytes) {
+        if let ObjectClass::Wal { .. } = object.class {
+            if let Err(e) = ib3_influx::wal::check_wal(&object.key, &bytes) {
+                lock(&self.wal_findings).push(Finding {
+                    severity: Severity::Warning,
+                    code: "corrupt-file".into(),
+                    object: Some(self.full(&object.key)),
+                    message: format!(
+                        "{e} (backed up as is; the server skips such a file on replay)"
+                    ),
+                });
+            }
+        } else {
+            lock(&self.cache).insert(self.full(&object.key), bytes);
+        }
     }
 
     async fn capture_one(&self, object: SourceObject) -> Result<Option<Entry>> {
@@ -201,20 +367,7 @@ impl RepoCapture {
         expected: Option<u64>,
     ) -> Result<(u64, BlobId, Encoding), ib3_transfer::Error> {
         let (bytes, hash) = read_hashed(self.source.as_ref(), key, expected, &self.bar).await?;
-        if let ObjectClass::Wal { .. } = object.class {
-            if let Err(e) = ib3_influx::wal::check_wal(&object.key, &bytes) {
-                lock(&self.wal_findings).push(Finding {
-                    severity: Severity::Warning,
-                    code: "corrupt-file".into(),
-                    object: Some(self.full(&object.key)),
-                    message: format!(
-                        "{e} (backed up as is; the server skips such a file on replay)"
-                    ),
-                });
-            }
-        } else {
-            lock(&self.cache).insert(self.full(&object.key), bytes.clone());
-        }
+        self.inspect_read(object, bytes.clone());
         let stored = put_content_addressed(
             self.repo.store().as_ref(),
             bytes,
@@ -346,9 +499,7 @@ impl Capture for RepoCapture {
         self.bar.phase(super::phase_label(phase), to_read);
         let mut outcomes = Vec::with_capacity(objects.len());
         for chunk in objects.chunks(256) {
-            let this = &*self;
-            let results =
-                for_each_bounded(chunk.to_vec(), this.concurrency, |o| this.capture_one(o)).await;
+            let results = self.capture_chunk(chunk).await;
             for result in results {
                 match result {
                     Ok(Some(entry)) => {
@@ -387,6 +538,7 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
         compression: options.compression,
         bar: options.bar,
         started_at,
+        local: options.local,
     };
     let result = capture_and_commit(&repo, &lock, options.source, settings).await;
     let released = lock.release().await;
@@ -424,6 +576,7 @@ pub(super) struct Settings {
     compression: Option<i32>,
     pub(super) bar: Bar,
     started_at: SystemTime,
+    local: Option<LocalDirs>,
 }
 
 /// What capturing a source produced: the manifest's entries and source record.
@@ -435,6 +588,14 @@ pub(super) struct Outcome {
 }
 
 impl CreateSource {
+    /// The data dir, when the source is a local directory.
+    pub fn data_dir(&self) -> Option<&PathBuf> {
+        match self {
+            CreateSource::Node(node) => node.data_dir.as_ref(),
+            CreateSource::Cluster(cluster) => cluster.root.data_dir.as_ref(),
+        }
+    }
+
     /// The fields a manifest's (or progress record's) source document must match for its
     /// entries to stand for this source's objects unread.
     fn identity(&self) -> serde_json::Value {
@@ -480,7 +641,14 @@ async fn capture_and_commit(
         source: first_store,
         prefix: first_prefix,
         repo: repo.clone(),
-        index: Mutex::new(index),
+        index: Arc::new(Mutex::new(index)),
+        local: settings.local.clone().map(|dirs| LocalCapture {
+            source_dir: match &source {
+                CreateSource::Node(node) => dirs.data_dir.join(&node.node_id),
+                CreateSource::Cluster(_) => dirs.data_dir.clone(),
+            },
+            dirs,
+        }),
         previous,
         entries: Mutex::new(HashMap::new()),
         cache: Mutex::new(HashMap::new()),
