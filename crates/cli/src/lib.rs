@@ -120,6 +120,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 live_check: args.live_check,
                 concurrency: args.transfer.concurrency as usize,
                 bar,
+                repo_dir: stores::local_repo_dir(&args.repo.repo),
             })
             .await;
             let released = lock.release().await;

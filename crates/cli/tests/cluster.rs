@@ -357,6 +357,7 @@ async fn restore_writes_in_the_documented_order() {
         live_check: std::time::Duration::ZERO,
         concurrency: 8,
         bar: Bar::new(false),
+        repo_dir: None,
     })
     .await
     .unwrap();

@@ -363,6 +363,43 @@ fn verify_finds_missing_and_corrupt_blobs() {
     assert!(out.stdout.contains("\"missing\""), "{}", out.stdout);
 }
 
+/// A blob corrupted in a local repository stops a restore into a local data dir (the direct
+/// file-to-file path) with the verification exit code, naming the blob and the file.
+#[test]
+fn restore_refuses_a_corrupt_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    create(&data_dir("core-3.10.0-basic"), &repo).ok();
+    let mut files: Vec<_> = walkdir(&repo.join("blobs"))
+        .into_iter()
+        .filter(|p| p.extension().is_none())
+        .collect();
+    files.sort();
+    let victim = files[0].clone();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&victim, &bytes).unwrap();
+    let target = tmp.path().join("restored");
+    let out = run(&[
+        "restore",
+        "--repo",
+        s(&repo),
+        "latest",
+        "--data-dir",
+        s(&target),
+        "--node-id",
+        "node0",
+    ]);
+    assert_eq!(out.code, 12, "{out:?}");
+    let blob = victim.file_name().unwrap().to_str().unwrap();
+    assert!(
+        out.stderr.contains("corrupt in the repository") && out.stderr.contains(blob),
+        "{}",
+        out.stderr
+    );
+}
+
 fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

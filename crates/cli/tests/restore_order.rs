@@ -66,6 +66,7 @@ async fn restore_writes_in_the_servers_order() {
         live_check: std::time::Duration::ZERO,
         concurrency: 8,
         bar: Bar::new(false),
+        repo_dir: None,
     })
     .await
     .unwrap();

@@ -441,6 +441,7 @@ impl State {
     }
 
     async fn parse_snapshots<C: Capture>(&mut self, capture: &C) -> Result<()> {
+        use futures::StreamExt;
         let keys: Vec<(String, ObjectClass)> = self
             .objects
             .keys()
@@ -451,8 +452,15 @@ impl State {
                 _ => false,
             })
             .collect();
-        for (key, class) in keys {
-            let bytes = capture.read(&key).await?;
+        // Read 16 at a time: an incremental re-reads thousands of them from the repository.
+        let mut reads = futures::stream::iter(keys)
+            .map(|(key, class)| async move {
+                let bytes = capture.read(&key).await;
+                (key, class, bytes)
+            })
+            .buffered(SNAPSHOT_READS);
+        while let Some((key, class, bytes)) = reads.next().await {
+            let bytes = bytes?;
             match class {
                 ObjectClass::Snapshot { seq } => {
                     self.snapshots.insert(seq, parse_snapshot(&key, &bytes)?);
@@ -603,6 +611,8 @@ pub async fn list_classified(
         .collect())
 }
 
+/// Snapshot files read at once.
+const SNAPSHOT_READS: usize = 16;
 /// Listings in flight at once.
 const LIST_CONCURRENCY: usize = 16;
 /// Enough prefixes to keep the listings busy: stop descending.

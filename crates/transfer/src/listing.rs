@@ -53,23 +53,70 @@ enum Walked {
     Fallback,
 }
 
-/// Every file under `dir` whose key starts with `prefix` (empty or ending in `/`).
+/// Threads of one walk.
+const WALK_THREADS: usize = 4;
+/// Directories of one level below which a level is read on the calling thread alone.
+const WALK_PARALLEL_FROM: usize = 64;
+
+/// Every file under `dir` whose key starts with `prefix` (empty or ending in `/`), read level
+/// by level, the directories of a wide level by [`WALK_THREADS`] threads.
 fn walk(dir: &FsPath, prefix: &str) -> std::io::Result<Walked> {
     let mut objects = Vec::new();
-    let mut pending = vec![(dir.to_path_buf(), prefix.to_string())];
-    while let Some((dir, prefix)) = pending.pop() {
-        match walk_one(&dir, &prefix, &mut objects, &mut pending) {
+    let mut level: Pending = vec![(dir.to_path_buf(), prefix.to_string())];
+    while !level.is_empty() {
+        let chunk = if level.len() < WALK_PARALLEL_FROM {
+            level.len()
+        } else {
+            level.len().div_ceil(WALK_THREADS)
+        };
+        let read: Vec<Read> = std::thread::scope(|scope| {
+            let workers: Vec<_> = level
+                .chunks(chunk)
+                .map(|dirs| scope.spawn(move || read_dirs(dirs)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| Err(std::io::Error::other("listing thread failed")))
+                })
+                .collect()
+        });
+        let mut next = Vec::new();
+        for result in read {
+            match result? {
+                Some((found, below)) => {
+                    objects.extend(found);
+                    next.extend(below);
+                }
+                None => return Ok(Walked::Fallback),
+            }
+        }
+        level = next;
+    }
+    Ok(Walked::Objects(objects))
+}
+
+/// Read `dirs`: their files, and their subdirectories to read next; `None` when a name is not
+/// plain.
+fn read_dirs(dirs: &[(PathBuf, String)]) -> Read {
+    let (mut objects, mut below) = (Vec::new(), Vec::new());
+    for (dir, prefix) in dirs {
+        match walk_one(dir, prefix, &mut objects, &mut below) {
             Ok(Ok(())) => {}
-            Ok(Err(NotPlain)) => return Ok(Walked::Fallback),
+            Ok(Err(NotPlain)) => return Ok(None),
             // A directory removed while listed holds nothing any more (as LocalFileSystem).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(Walked::Objects(objects))
+    Ok(Some((objects, below)))
 }
 
 type Pending = Vec<(PathBuf, String)>;
+/// What reading some directories found: files, and directories to read next (`None`: a name
+/// is not plain).
+type Read = std::io::Result<Option<(Vec<ObjectMeta>, Pending)>>;
 
 fn walk_one(
     dir: &FsPath,

@@ -74,29 +74,7 @@ pub fn is_plain_key(key: &str) -> bool {
 impl LocalCopy<'_> {
     /// Copy every file with `threads` threads; results come back in the order of `files`.
     pub fn run(&self, files: Vec<SmallFile>, threads: usize) -> Vec<Result<LocalCopied>> {
-        let next = AtomicUsize::new(0);
-        let files = &files;
-        let mut done: Vec<(usize, Result<LocalCopied>)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads.clamp(1, files.len().max(1)))
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut out = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(file) = files.get(i) else { break };
-                            out.push((i, self.copy_one(file)));
-                        }
-                        out
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_default())
-                .collect()
-        });
-        done.sort_by_key(|(i, _)| *i);
-        done.into_iter().map(|(_, result)| result).collect()
+        run_parallel(&files, threads, |file| self.copy_one(file))
     }
 
     fn copy_one(&self, file: &SmallFile) -> Result<LocalCopied> {
@@ -152,6 +130,114 @@ impl LocalCopy<'_> {
         }
         Ok(())
     }
+}
+
+/// Run `job` on every item with `threads` plain threads; results in the order of `items`.
+pub fn run_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    job: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let job = &job;
+    let next = &next;
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.clamp(1, items.len().max(1)))
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        out.push((i, job(item)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, result)| result).collect()
+}
+
+/// One blob to restore into a local directory.
+#[derive(Debug, Clone)]
+pub struct BlobToFile {
+    /// The blob's key, relative to the repository directory.
+    pub blob_key: String,
+    /// How to turn the stored blob into plaintext.
+    pub decode: Codec,
+    /// The file's key, relative to the target directory ([`is_plain_key`]).
+    pub key: String,
+    /// Its expected size.
+    pub size: u64,
+}
+
+/// Restore blobs of a local repository into a local directory: each is read, decoded, checked
+/// against its size, and written under a hidden `name#<digits>` file (which `LocalFileSystem`
+/// and the server never list) renamed into place. Returns what each file received (the caller
+/// compares the hash with the blob id).
+pub fn restore_files(
+    files: &[BlobToFile],
+    repo_dir: &FsPath,
+    target_dir: &FsPath,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Vec<Result<crate::Copied>> {
+    run_parallel(files, threads, |file| {
+        let blob_key = Path::from(file.blob_key.as_str());
+        let key = Path::from(file.key.as_str());
+        let stored = std::fs::read(repo_dir.join(&file.blob_key)).map_err(|e| Error::Read {
+            key: file.blob_key.clone(),
+            source: store_error(e),
+        })?;
+        let plain = if file.decode.is_identity() {
+            stored
+        } else {
+            crate::decode_all(&stored, &file.decode).map_err(|e| Error::Codec {
+                key: blob_key.to_string(),
+                reason: e.to_string(),
+            })?
+        };
+        check_size(&blob_key, Some(file.size), plain.len() as u64)?;
+        progress.advance(plain.len() as u64);
+        let hash = blake3::hash(&plain);
+        let target = target_dir.join(&file.key);
+        let hidden = PathBuf::from(format!("{}#{}", target.display(), fastrand::u32(..)));
+        let write_error = |e| Error::Write {
+            key: key.to_string(),
+            source: store_error(e),
+        };
+        with_parent(&hidden, |p| std::fs::write(p, &plain)).map_err(write_error)?;
+        if let Err(e) = std::fs::rename(&hidden, &target) {
+            let _ = std::fs::remove_file(&hidden);
+            return Err(write_error(e));
+        }
+        Ok(crate::Copied {
+            size: plain.len() as u64,
+            hash,
+            stored: plain.len() as u64,
+        })
+    })
+}
+
+/// Size and BLAKE3 of each file (keys relative to `dir`), read with `threads` threads.
+pub fn hash_files(
+    keys: &[String],
+    dir: &FsPath,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Vec<Result<(u64, blake3::Hash)>> {
+    run_parallel(keys, threads, |key| {
+        let bytes =
+            std::fs::read(dir.join(key)).map_err(|e| read_error(&Path::from(key.as_str()), e))?;
+        progress.advance(bytes.len() as u64);
+        Ok((bytes.len() as u64, blake3::hash(&bytes)))
+    })
 }
 
 /// Run `op` on `path`; when its directory is missing, create it and run `op` again.
@@ -270,5 +356,51 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(staged, 0);
+    }
+
+    #[test]
+    fn restores_decoded_files_and_hashes_them_back() {
+        let repo = tempfile::tempdir().unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let content = "snapshot json ".repeat(50);
+        let hash = blake3::hash(content.as_bytes());
+        let blob = name_for(&hash, true);
+        std::fs::create_dir_all(repo.path().join(blob.as_ref()).parent().unwrap()).unwrap();
+        std::fs::write(
+            repo.path().join(blob.as_ref()),
+            crate::compress(content.as_bytes(), 3).unwrap(),
+        )
+        .unwrap();
+        let unzstd = Codec {
+            decompress: true,
+            ..Codec::default()
+        };
+        let file = |key: &str, size: u64| BlobToFile {
+            blob_key: blob.to_string(),
+            decode: unzstd.clone(),
+            key: key.into(),
+            size,
+        };
+        let len = content.len() as u64;
+        let files = [file("snapshots/1.info.json", len), file("x/bad", len + 1)];
+        let results = restore_files(&files, repo.path(), target.path(), 2, &NoProgress);
+        assert_eq!(results[0].as_ref().unwrap().hash, hash);
+        assert!(matches!(results[1], Err(Error::SizeMismatch { .. })));
+        assert_eq!(
+            std::fs::read(target.path().join("snapshots/1.info.json")).unwrap(),
+            content.as_bytes()
+        );
+        // Nothing but the restored file: no hidden write left, nothing for the failed one.
+        assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(target.path().join("snapshots"))
+                .unwrap()
+                .count(),
+            1
+        );
+        let keys = ["snapshots/1.info.json".to_string(), "gone".to_string()];
+        let hashed = hash_files(&keys, target.path(), 2, &NoProgress);
+        assert_eq!(*hashed[0].as_ref().unwrap(), (len, hash));
+        assert!(matches!(hashed[1], Err(Error::Vanished { .. })));
     }
 }

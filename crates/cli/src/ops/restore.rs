@@ -15,12 +15,14 @@ use anyhow::{Context, Result};
 use futures::TryStreamExt;
 use ib3_influx::path::{classify, classify_cluster, CatalogGeneration, ObjectClass, Phase};
 use ib3_repo::{layout, Entry, Manifest};
+use ib3_transfer::local::BlobToFile;
 use ib3_transfer::{for_each_bounded, hash_object, stream_copy, Codec, CopyOptions};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,7 +53,13 @@ pub struct RestoreOptions {
     pub concurrency: usize,
     /// Progress bar.
     pub bar: Bar,
+    /// The repository directory, when the repository is local: with a local target, small
+    /// files are then restored and read back on plain threads (`ib3_transfer::local`).
+    pub repo_dir: Option<PathBuf>,
 }
+
+/// Threads of a local-to-local restore (at most `--concurrency`).
+const LOCAL_THREADS: usize = 4;
 
 /// One step of the plan: one phase, for one or more prefixes.
 #[derive(Debug, Serialize)]
@@ -226,12 +234,16 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
             &format!("restoring {}", super::phase_label(step.phase)),
             step.writes.iter().map(|(_, e)| e.size).sum(),
         );
-        let results = for_each_bounded(step.writes, options.concurrency, |(unit, entry)| {
-            let target = units[unit].store.clone();
-            let (repo, copy, bar) = (&options.repo, &copy, &options.bar);
-            async move { restore_one(repo, target.as_ref(), entry, copy, bar).await }
-        })
-        .await;
+        let (direct, through_stores) = split_local(&options, &units, step.writes);
+        let mut results = restore_locally(&options, &units, direct).await;
+        results.extend(
+            for_each_bounded(through_stores, options.concurrency, |(unit, entry)| {
+                let target = units[unit].store.clone();
+                let (repo, copy, bar) = (&options.repo, &copy, &options.bar);
+                async move { restore_one(repo, target.as_ref(), entry, copy, bar).await }
+            })
+            .await,
+        );
         for result in results {
             let size = result?;
             written.0 += 1;
@@ -704,6 +716,100 @@ async fn write_marker(target: &dyn ObjectStore, options: &RestoreOptions) -> Res
     Ok(())
 }
 
+/// The local directories of a local-to-local restore: the repository's and the target's.
+fn local_dirs(options: &RestoreOptions) -> Option<(&PathBuf, &PathBuf)> {
+    options
+        .repo_dir
+        .as_ref()
+        .zip(options.target.data_dir.as_ref())
+}
+
+/// Entries to write, each with the index of its unit.
+type Writes = Vec<(usize, Entry)>;
+
+/// Which of a step's writes go straight from file to file (local repository and target, small,
+/// plainly named) and which through the stores.
+fn split_local(
+    options: &RestoreOptions,
+    units: &[Unit],
+    writes: Vec<(usize, Entry)>,
+) -> (Writes, Writes) {
+    if local_dirs(options).is_none() {
+        return (Vec::new(), writes);
+    }
+    let small = CopyOptions::default().small_object_threshold;
+    writes.into_iter().partition(|(unit, entry)| {
+        entry.size <= small
+            && ib3_transfer::local::is_plain_key(&entry.path)
+            && ib3_transfer::local::is_plain_key(&units[*unit].prefix)
+    })
+}
+
+/// Restore `writes` file to file on plain threads (see [`split_local`]); sizes written.
+async fn restore_locally(
+    options: &RestoreOptions,
+    units: &[Unit],
+    writes: Vec<(usize, Entry)>,
+) -> Vec<Result<u64>> {
+    let Some((repo_dir, data_dir)) = local_dirs(options) else {
+        return Vec::new();
+    };
+    let mut results = Vec::with_capacity(writes.len());
+    for (unit_index, unit) in units.iter().enumerate() {
+        let (files, entries): (Vec<BlobToFile>, Vec<Entry>) = writes
+            .iter()
+            .filter(|(u, _)| *u == unit_index)
+            .map(|(_, entry)| {
+                let file = BlobToFile {
+                    blob_key: layout::blob_key(&entry.blob, entry.encoding).to_string(),
+                    decode: super::codecs::decode(entry.encoding, options.repo.keys()),
+                    key: entry.path.clone(),
+                    size: entry.size,
+                };
+                (file, entry.clone())
+            })
+            .unzip();
+        if files.is_empty() {
+            continue;
+        }
+        let (repo_dir, target_dir) = (repo_dir.clone(), data_dir.join(&unit.prefix));
+        let (bar, threads) = (options.bar.clone(), options.concurrency.min(LOCAL_THREADS));
+        let copied = tokio::task::spawn_blocking(move || {
+            ib3_transfer::local::restore_files(&files, &repo_dir, &target_dir, threads, &bar)
+        })
+        .await;
+        let copied = match copied {
+            Ok(copied) => copied,
+            Err(e) => return vec![Err(anyhow::anyhow!("restore thread failed: {e}"))],
+        };
+        for (entry, result) in entries.into_iter().zip(copied) {
+            results.push(
+                result
+                    .map_err(anyhow::Error::from)
+                    .and_then(|copied| check_restored(&entry, copied))
+                    .with_context(|| format!("restoring {} from blob {}", entry.path, entry.blob)),
+            );
+        }
+    }
+    results
+}
+
+/// The size restored, if the content restored is the blob's (else the blob is corrupt).
+fn check_restored(entry: &Entry, copied: ib3_transfer::Copied) -> Result<u64> {
+    if ib3_repo::BlobId::from(copied.hash) != entry.blob {
+        return Err(Failure::new(
+            VERIFY_FAILED,
+            format!(
+                "blob {} (for {}) is corrupt in the repository: its content hashes to {}",
+                entry.blob, entry.path, copied.hash
+            ),
+        )
+        .hint("run `verify --read-data`; restore another backup")
+        .into());
+    }
+    Ok(copied.size)
+}
+
 async fn restore_one(
     repo: &ib3_repo::Repository,
     target: &dyn ObjectStore,
@@ -724,18 +830,7 @@ async fn restore_one(
     )
     .await
     .with_context(|| format!("restoring {} from blob {}", entry.path, entry.blob))?;
-    if ib3_repo::BlobId::from(copied.hash) != entry.blob {
-        return Err(Failure::new(
-            VERIFY_FAILED,
-            format!(
-                "blob {} (for {}) is corrupt in the repository: its content hashes to {}",
-                entry.blob, entry.path, copied.hash
-            ),
-        )
-        .hint("run `verify --read-data`; restore another backup")
-        .into());
-    }
-    Ok(copied.size)
+    check_restored(&entry, copied)
 }
 
 /// Read every restored object back and compare size and hash with the manifest.
@@ -748,6 +843,8 @@ async fn read_back(units: &[Unit], options: &RestoreOptions) -> Result<u64> {
     options
         .bar
         .phase("reading back", entries.iter().map(|(_, e)| e.size).sum());
+    let (direct, entries) = split_local(options, units, entries);
+    let mut verified = read_back_locally(units, options, direct).await?;
     let results = for_each_bounded(entries, options.concurrency, |(unit, entry)| async move {
         let unit = &units[unit];
         let key = Path::from(entry.path.as_str());
@@ -755,24 +852,66 @@ async fn read_back(units: &[Unit], options: &RestoreOptions) -> Result<u64> {
         let got = hash_object(unit.store.as_ref(), &key, &Codec::identity(), &options.bar)
             .await
             .with_context(|| format!("reading back {shown}"))?;
-        if got.size != entry.size || ib3_repo::BlobId::from(got.hash) != entry.blob {
-            return Err(anyhow::Error::from(Failure::new(
-                VERIFY_FAILED,
-                format!(
-                    "restored {shown} does not match the backup ({} bytes, hash {}; expected {} bytes, {})",
-                    got.size, got.hash, entry.size, entry.blob
-                ),
-            )));
-        }
-        Ok(())
+        check_read_back(&shown, &entry, got.size, got.hash)
     })
     .await;
-    let mut verified = 0;
     for result in results {
         result?;
         verified += 1;
     }
     Ok(verified)
+}
+
+/// Read back, on plain threads, files restored by [`restore_locally`]; the number verified.
+async fn read_back_locally(
+    units: &[Unit],
+    options: &RestoreOptions,
+    entries: Vec<(usize, Entry)>,
+) -> Result<u64> {
+    let Some((_, data_dir)) = local_dirs(options) else {
+        return Ok(0);
+    };
+    let mut verified = 0;
+    for (unit_index, unit) in units.iter().enumerate() {
+        let entries: Vec<Entry> = entries
+            .iter()
+            .filter(|(u, _)| *u == unit_index)
+            .map(|(_, e)| e.clone())
+            .collect();
+        if entries.is_empty() {
+            continue;
+        }
+        let keys: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
+        let (dir, bar) = (data_dir.join(&unit.prefix), options.bar.clone());
+        let threads = options.concurrency.min(LOCAL_THREADS);
+        let hashed = tokio::task::spawn_blocking(move || {
+            ib3_transfer::local::hash_files(&keys, &dir, threads, &bar)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("read-back thread failed: {e}"))?;
+        for (entry, got) in entries.iter().zip(hashed) {
+            let shown = unit.shown(&entry.path);
+            let (size, hash) = got.with_context(|| format!("reading back {shown}"))?;
+            check_read_back(&shown, entry, size, hash)?;
+            verified += 1;
+        }
+    }
+    Ok(verified)
+}
+
+/// A restored object must have the size and hash the manifest records.
+fn check_read_back(shown: &str, entry: &Entry, size: u64, hash: blake3::Hash) -> Result<()> {
+    if size != entry.size || ib3_repo::BlobId::from(hash) != entry.blob {
+        return Err(Failure::new(
+            VERIFY_FAILED,
+            format!(
+                "restored {shown} does not match the backup ({size} bytes, hash {hash}; expected {} bytes, {})",
+                entry.size, entry.blob
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Parse `UID:GID`.
