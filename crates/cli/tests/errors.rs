@@ -363,6 +363,40 @@ fn verify_finds_missing_and_corrupt_blobs() {
     assert!(out.stdout.contains("\"missing\""), "{}", out.stdout);
 }
 
+/// `verify --read-data` of every backup reads each blob once, and reports a corrupt blob in
+/// every backup that references it.
+#[test]
+fn verify_reads_each_blob_once_and_blames_every_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let data = data_dir("core-3.3.0-basic");
+    create(&data, &repo).ok();
+    create(&data, &repo).ok();
+    let out = run(&["verify", "--json", "--read-data", "--repo", s(&repo)]);
+    let report = out.ok().json();
+    let backups = report["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 2);
+    assert!(backups[0]["bytes_read"].as_u64().unwrap() > 0);
+    assert_eq!(
+        backups[1]["bytes_read"], 0,
+        "the second backup's blobs were all read already"
+    );
+    let mut files: Vec<_> = walkdir(&repo.join("blobs"))
+        .into_iter()
+        .filter(|p| p.extension().is_none())
+        .collect();
+    files.sort();
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&files[0], &bytes).unwrap();
+    let out = run(&["verify", "--json", "--read-data", "--repo", s(&repo)]);
+    assert_eq!(out.code, 12, "{out:?}");
+    for backup in out.json()["backups"].as_array().unwrap() {
+        assert_eq!(backup["ok"], false, "{backup}");
+        assert_eq!(backup["blobs"][0]["kind"], "hash-mismatch", "{backup}");
+    }
+}
+
 /// A blob corrupted in a local repository stops a restore into a local data dir (the direct
 /// file-to-file path) with the verification exit code, naming the blob and the file.
 #[test]

@@ -91,14 +91,19 @@ impl Reader for ManifestReader<'_> {
     }
 }
 
-/// Re-read every distinct blob of `manifest` (at most `concurrency` at a time), streaming and
-/// decompressing, and check that the plaintext hashes to its id. Returns the problems per entry
-/// and the number of plaintext bytes read.
+/// What reading a blob found (`None`: sound), kept for the run: backups share most blobs, and
+/// each is read once however many backups reference it.
+type Verdicts = HashMap<(BlobId, Encoding), Option<BlobProblem>>;
+
+/// Re-read every distinct blob of `manifest` not judged yet in this run (at most `concurrency`
+/// at a time), streaming and decompressing, and check that the plaintext hashes to its id.
+/// Returns the problems per entry and the number of plaintext bytes read.
 async fn check_content(
     repo: &Repository,
     manifest: &Manifest,
     concurrency: usize,
     bar: &Bar,
+    verdicts: &mut Verdicts,
 ) -> (Vec<EntryProblem>, u64) {
     let mut blobs: BTreeMap<(BlobId, Encoding), Vec<&str>> = BTreeMap::new();
     for entry in &manifest.entries {
@@ -107,7 +112,11 @@ async fn check_content(
             .or_default()
             .push(&entry.path);
     }
-    let keys: Vec<(BlobId, Encoding)> = blobs.keys().copied().collect();
+    let keys: Vec<(BlobId, Encoding)> = blobs
+        .keys()
+        .filter(|k| !verdicts.contains_key(k))
+        .copied()
+        .collect();
     let results = for_each_bounded(keys, concurrency, |(id, encoding)| async move {
         let key = layout::blob_key(&id, encoding);
         let hashed = hash_object(
@@ -120,27 +129,30 @@ async fn check_content(
         (id, encoding, hashed)
     })
     .await;
-    let mut problems = Vec::new();
     let mut bytes_read = 0;
     for (id, encoding, result) in results {
         let problem = match result {
             Ok(copied) => {
                 bytes_read += copied.size;
-                if BlobId::from(copied.hash) == id {
-                    continue;
-                }
-                BlobProblem::HashMismatch {
+                (BlobId::from(copied.hash) != id).then(|| BlobProblem::HashMismatch {
                     actual: copied.hash.to_hex().to_string(),
-                }
+                })
             }
-            Err(e) => BlobProblem::Unreadable {
+            Err(e) => Some(BlobProblem::Unreadable {
                 error: e.to_string(),
-            },
+            }),
         };
-        for path in blobs.get(&(id, encoding)).into_iter().flatten() {
+        verdicts.insert((id, encoding), problem);
+    }
+    let mut problems = Vec::new();
+    for ((id, encoding), paths) in &blobs {
+        let Some(Some(problem)) = verdicts.get(&(*id, *encoding)) else {
+            continue;
+        };
+        for path in paths {
             problems.push(EntryProblem {
                 path: path.to_string(),
-                blob: id,
+                blob: *id,
                 problem: problem.clone(),
             });
         }
@@ -169,9 +181,10 @@ async fn verify_locked(options: &VerifyOptions) -> Result<VerifyReport> {
     };
     let index = options.repo.blob_index().await?;
     let mut backups = Vec::new();
+    let mut verdicts = Verdicts::new();
     for id in ids {
         let manifest = options.repo.load_manifest(&id).await?;
-        backups.push(verify_one(options, &index, &manifest).await?);
+        backups.push(verify_one(options, &index, &manifest, &mut verdicts).await?);
     }
     options.bar.finish();
     Ok(VerifyReport {
@@ -185,6 +198,7 @@ async fn verify_one(
     options: &VerifyOptions,
     index: &BlobIndex,
     manifest: &Manifest,
+    verdicts: &mut Verdicts,
 ) -> Result<BackupVerification> {
     let structure = manifest.structural_problems();
     let mut blobs = check_presence(manifest, index);
@@ -203,8 +217,14 @@ async fn verify_one(
         options
             .bar
             .phase(&format!("reading {}", manifest.id), manifest.summary.bytes);
-        let (problems, read) =
-            check_content(&options.repo, manifest, options.concurrency, &options.bar).await;
+        let (problems, read) = check_content(
+            &options.repo,
+            manifest,
+            options.concurrency,
+            &options.bar,
+            verdicts,
+        )
+        .await;
         bytes_read = read;
         let fresh: Vec<EntryProblem> = problems
             .into_iter()
