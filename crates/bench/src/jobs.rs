@@ -4,13 +4,21 @@
 //! (local repository) and `aws s3 sync` (against a local S3 server). Each job starts after a
 //! `sync` (not timed). influxdb3-backup makes its local repository durable (one `syncfs` before
 //! its manifest) before it reports success; `cp -r` and `rclone copy` leave their writes in the
-//! page cache.
+//! page cache, so `cp -r` is also timed with a `sync` after it (`cp -r + sync`): the same
+//! durability as influxdb3-backup's.
 
 use crate::measure::{measure, setup, Cmd, Measured};
 use anyhow::{Context, Result};
 use ib3_testkit::generate::{generate, grow, TreeSpec};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+
+/// `cp -r` followed by `sync`: a copy as durable as influxdb3-backup's repository.
+const CP_SYNC: &str = "cp -r + sync";
+
+fn cp_then_sync(from: &str, to: &str) -> Cmd {
+    Cmd::new(&["sh", "-c", "cp -r \"$0\" \"$1\" && sync", from, to])
+}
 
 /// A tool that can take part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -232,6 +240,8 @@ impl Bench<'_> {
         if self.on(Tool::Cp) && job == FULL {
             let cmd = Cmd::new(&["cp", "-r", &src, &self.path("cp")]);
             self.record(job, "cp -r", cmd, bytes)?;
+            let cmd = cp_then_sync(&src, &self.path("cp-sync"));
+            self.record(job, CP_SYNC, cmd, bytes)?;
         }
         if self.on(Tool::Rclone) {
             let cmd = Cmd::new(&["rclone", "copy", &src, &self.path("rclone")]);
@@ -270,6 +280,8 @@ impl Bench<'_> {
         if self.on(Tool::Cp) {
             let cmd = Cmd::new(&["cp", "-r", &self.path("cp"), &self.path("restore-cp")]);
             self.record(RESTORE, "cp -r", cmd, bytes)?;
+            let cmd = cp_then_sync(&self.path("cp"), &self.path("restore-cp-sync"));
+            self.record(RESTORE, CP_SYNC, cmd, bytes)?;
         }
         if self.on(Tool::Rclone) {
             let cmd = Cmd::new(&[

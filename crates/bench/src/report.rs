@@ -45,6 +45,12 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         |r| r <= 1.0,
     );
     push(
+        "full backup: ours / (cp -r + sync), equally durable".into(),
+        over(full, seconds(rows, "full backup", "cp -r + sync")),
+        "<= 1",
+        |r| r <= 1.0,
+    );
+    push(
         "restore: ours / cp -r".into(),
         over(
             seconds(rows, "restore", ours),
