@@ -340,17 +340,8 @@ fn verify_finds_missing_and_corrupt_blobs() {
     let id = created["backup_id"].as_str().unwrap();
     run(&["verify", "--repo", s(&repo), id]).ok();
     // Corrupt one blob in place (same size): only --read-data can see it.
-    let blobs = repo.join("blobs");
-    // Raw blobs only: a flipped byte in a compressed one is "unreadable", not a hash mismatch.
-    let mut files: Vec<_> = walkdir(&blobs)
-        .into_iter()
-        .filter(|p| p.extension().is_none())
-        .collect();
-    files.sort();
-    let victim = files[0].clone();
-    let mut bytes = std::fs::read(&victim).unwrap();
-    bytes[0] ^= 0xff;
-    std::fs::write(&victim, &bytes).unwrap();
+    let files = raw_blobs(&repo);
+    flip_first_byte(&files[0]);
     run(&["verify", "--repo", s(&repo), id]).ok();
     let out = run(&["verify", "--json", "--read-data", "--repo", s(&repo), id]);
     assert_eq!(out.code, 12, "{out:?}");
@@ -381,14 +372,7 @@ fn verify_reads_each_blob_once_and_blames_every_backup() {
         backups[1]["bytes_read"], 0,
         "the second backup's blobs were all read already"
     );
-    let mut files: Vec<_> = walkdir(&repo.join("blobs"))
-        .into_iter()
-        .filter(|p| p.extension().is_none())
-        .collect();
-    files.sort();
-    let mut bytes = std::fs::read(&files[0]).unwrap();
-    bytes[0] ^= 0xff;
-    std::fs::write(&files[0], &bytes).unwrap();
+    flip_first_byte(&raw_blobs(&repo)[0]);
     let out = run(&["verify", "--json", "--read-data", "--repo", s(&repo)]);
     assert_eq!(out.code, 12, "{out:?}");
     for backup in out.json()["backups"].as_array().unwrap() {
@@ -404,16 +388,8 @@ fn restore_refuses_a_corrupt_blob() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     create(&data_dir("core-3.10.0-basic"), &repo).ok();
-    let mut files: Vec<_> = walkdir(&repo.join("blobs"))
-        .into_iter()
-        .filter(|p| p.extension().is_none())
-        .collect();
-    files.sort();
-    let victim = files[0].clone();
-    let mut bytes = std::fs::read(&victim).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0xff;
-    std::fs::write(&victim, &bytes).unwrap();
+    let victim = raw_blobs(&repo)[0].clone();
+    flip_first_byte(&victim);
     let target = tmp.path().join("restored");
     let out = run(&[
         "restore",
@@ -432,6 +408,24 @@ fn restore_refuses_a_corrupt_blob() {
         "{}",
         out.stderr
     );
+}
+
+/// The raw (uncompressed, unencrypted) blob files of a repository, sorted. Only these give a
+/// hash mismatch when a byte is flipped: a flipped byte in a compressed one is "unreadable".
+fn raw_blobs(repo: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = walkdir(&repo.join("blobs"))
+        .into_iter()
+        .filter(|p| p.extension().is_none())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Corrupt a file in place, keeping its size (only reading its content can tell).
+fn flip_first_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(path, &bytes).unwrap();
 }
 
 fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {

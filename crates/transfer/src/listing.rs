@@ -10,7 +10,7 @@
 //! `LocalFileSystem` hides (its in-flight `name#<digits>` writes) are hidden here too. Every
 //! other operation is `LocalFileSystem`'s.
 
-use crate::local::is_plain_key;
+use crate::local::{is_plain_key, store_error};
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::local::LocalFileSystem;
@@ -235,8 +235,8 @@ impl ObjectStore for FastListing {
         futures::stream::once(async move {
             let walked = tokio::task::spawn_blocking(move || walk(&dir, &key_prefix))
                 .await
-                .map_err(|e| generic(Box::new(e)))?
-                .map_err(|e| generic(Box::new(e)))?;
+                .map_err(store_error)?
+                .map_err(store_error)?;
             Ok(match walked {
                 Walked::Objects(objects) => {
                     futures::stream::iter(objects.into_iter().map(Ok)).boxed()
@@ -272,13 +272,6 @@ impl ObjectStore for FastListing {
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
         self.inner.rename_opts(from, to, options).await
-    }
-}
-
-fn generic(source: Box<dyn std::error::Error + Send + Sync>) -> object_store::Error {
-    object_store::Error::Generic {
-        store: "LocalFileSystem",
-        source,
     }
 }
 

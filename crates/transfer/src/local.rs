@@ -19,6 +19,10 @@ use object_store::path::Path;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Threads a local batch should use at most: enough to overlap file system latency on two cores
+/// without the wake-up storms of many more.
+pub const MAX_THREADS: usize = 4;
+
 /// One file to copy.
 #[derive(Debug, Clone)]
 pub struct SmallFile {
@@ -256,22 +260,26 @@ fn with_parent(
     }
 }
 
+/// A failed read of a source file, as a failed store read (a missing file has vanished).
 fn read_error(key: &Path, e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        return Error::Vanished {
-            key: key.to_string(),
-        };
-    }
-    Error::Read {
-        key: key.to_string(),
-        source: store_error(e),
-    }
+    let source = if e.kind() == std::io::ErrorKind::NotFound {
+        object_store::Error::NotFound {
+            path: key.to_string(),
+            source: Box::new(e),
+        }
+    } else {
+        store_error(e)
+    };
+    Error::read(key, source)
 }
 
-fn store_error(e: std::io::Error) -> object_store::Error {
+/// A local file system failure as the store error `LocalFileSystem` would report.
+pub(crate) fn store_error(
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> object_store::Error {
     object_store::Error::Generic {
         store: "LocalFileSystem",
-        source: Box::new(e),
+        source: source.into(),
     }
 }
 

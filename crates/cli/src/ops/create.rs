@@ -160,9 +160,11 @@ struct ProgressRecord {
     last: Mutex<Instant>,
 }
 
-/// Threads of a local-to-local copy batch (at most `--concurrency`): enough to overlap file
-/// system latency on two cores without the wake-up storms of many more.
-const LOCAL_THREADS: usize = 4;
+/// Whether a capture hands an object's bytes to [`RepoCapture::inspect_read`]: WAL files (checked)
+/// and state files or files changed in place (parsed by the cut).
+fn keeps_bytes(class: &ObjectClass) -> bool {
+    class.is_state_file() || !class.is_immutable() || matches!(class, ObjectClass::Wal { .. })
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock only means another task panicked; the data is still consistent.
@@ -195,10 +197,11 @@ impl RepoCapture {
     }
 
     /// Capture a chunk of objects; results in the order of `chunk`.
-    async fn capture_chunk(&self, chunk: &[SourceObject]) -> Vec<Result<Option<Entry>>> {
+    async fn capture_chunk(&self, chunk: &[SourceObject]) -> Result<Vec<Result<Option<Entry>>>> {
         let Some(local) = &self.local else {
-            return for_each_bounded(chunk.to_vec(), self.concurrency, |o| self.capture_one(o))
-                .await;
+            return Ok(
+                for_each_bounded(chunk.to_vec(), self.concurrency, |o| self.capture_one(o)).await,
+            );
         };
         let mut results: Vec<Option<Result<Option<Entry>>>> = Vec::with_capacity(chunk.len());
         let (mut direct, mut through_stores) = (Vec::new(), Vec::new());
@@ -216,7 +219,7 @@ impl RepoCapture {
                 through_stores.push((i, object.clone()));
             }
         }
-        let copied = self.copy_locally(local, &direct).await;
+        let copied = self.copy_locally(local, &direct).await?;
         for ((i, object), result) in direct.into_iter().zip(copied) {
             results[i] = Some(self.entry_of_local(&object, result));
         }
@@ -225,12 +228,12 @@ impl RepoCapture {
         for ((i, _), result) in through_stores.into_iter().zip(captured) {
             results[i] = Some(result);
         }
-        results
+        Ok(results
             .into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| Err(anyhow::anyhow!("internal error: object not captured")))
             })
-            .collect()
+            .collect())
     }
 
     /// Copy small files from the local source directory into the local repository on plain
@@ -239,9 +242,9 @@ impl RepoCapture {
         &self,
         local: &LocalCapture,
         objects: &[(usize, SourceObject)],
-    ) -> Vec<Result<LocalCopied, ib3_transfer::Error>> {
+    ) -> Result<Vec<Result<LocalCopied, ib3_transfer::Error>>> {
         if objects.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let files: Vec<SmallFile> = objects
             .iter()
@@ -249,9 +252,7 @@ impl RepoCapture {
                 key: o.key.clone(),
                 expected: o.class.is_immutable().then_some(o.size),
                 encode: self.encode_for(&o.class),
-                keep_bytes: o.class.is_state_file()
-                    || !o.class.is_immutable()
-                    || matches!(o.class, ObjectClass::Wal { .. }),
+                keep_bytes: keeps_bytes(&o.class),
             })
             .collect();
         let source = local.source_dir.clone();
@@ -259,9 +260,8 @@ impl RepoCapture {
         let encrypted = self.repo.keys().is_some();
         let index = self.index.clone();
         let bar = self.bar.clone();
-        let threads = self.concurrency.min(LOCAL_THREADS);
-        let count = files.len();
-        let joined = tokio::task::spawn_blocking(move || {
+        let threads = self.concurrency.min(ib3_transfer::local::MAX_THREADS);
+        tokio::task::spawn_blocking(move || {
             LocalCopy {
                 source: &source,
                 destination: &repo_dir,
@@ -272,17 +272,8 @@ impl RepoCapture {
             }
             .run(files, threads)
         })
-        .await;
-        joined.unwrap_or_else(|e| {
-            (0..count)
-                .map(|_| {
-                    Err(ib3_transfer::Error::Codec {
-                        key: String::new(),
-                        reason: format!("local copy thread failed: {e}"),
-                    })
-                })
-                .collect()
-        })
+        .await
+        .context("local copy thread failed")
     }
 
     /// The entry of a file [`Self::copy_locally`] copied (or its error, or `None` if it vanished).
@@ -291,23 +282,13 @@ impl RepoCapture {
         object: &SourceObject,
         result: Result<LocalCopied, ib3_transfer::Error>,
     ) -> Result<Option<Entry>> {
-        let copied = match result {
-            Ok(copied) => copied,
-            Err(ib3_transfer::Error::Vanished { .. }) => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("backing up {}", object.key)),
-        };
-        if let Some(bytes) = copied.bytes {
-            self.inspect_read(object, bytes);
-        }
-        let (size, blob, encoding) = self.record(copied.copy);
-        self.stats.bytes_read.fetch_add(size, Ordering::Relaxed);
-        Ok(Some(Entry {
-            path: self.full(&object.key),
-            size,
-            blob,
-            encoding,
-            class: object.class.label().to_string(),
-        }))
+        let stored = result.map(|copied| {
+            if let Some(bytes) = copied.bytes {
+                self.inspect_read(object, bytes);
+            }
+            self.record(copied.copy)
+        });
+        self.entry_of(object, stored)
     }
 
     /// What a read of a whole object feeds: WAL files are checked, state files are kept for the
@@ -336,15 +317,23 @@ impl RepoCapture {
         }
         let key = Path::from(object.key.as_str());
         let expected = object.class.is_immutable().then_some(object.size);
-        let read_whole = object.class.is_state_file()
-            || !object.class.is_immutable()
-            || matches!(object.class, ObjectClass::Wal { .. })
-                && object.size <= self.copy.small_object_threshold;
-        let copied = if read_whole {
+        // Large WAL files stream (unchecked); every other kept object is read whole.
+        let large_wal = matches!(object.class, ObjectClass::Wal { .. })
+            && object.size > self.copy.small_object_threshold;
+        let copied = if keeps_bytes(&object.class) && !large_wal {
             self.capture_whole(&object, &key, expected).await
         } else {
             self.capture_streamed(&object, &key).await
         };
+        self.entry_of(&object, copied)
+    }
+
+    /// The entry of a captured object (`None`: it vanished from the source).
+    fn entry_of(
+        &self,
+        object: &SourceObject,
+        copied: Result<(u64, BlobId, Encoding), ib3_transfer::Error>,
+    ) -> Result<Option<Entry>> {
         let (size, blob, encoding) = match copied {
             Ok(done) => done,
             Err(ib3_transfer::Error::Vanished { .. }) => return Ok(None),
@@ -499,7 +488,10 @@ impl Capture for RepoCapture {
         self.bar.phase(super::phase_label(phase), to_read);
         let mut outcomes = Vec::with_capacity(objects.len());
         for chunk in objects.chunks(256) {
-            let results = self.capture_chunk(chunk).await;
+            let results = self
+                .capture_chunk(chunk)
+                .await
+                .map_err(|e| ib3_influx::Error::Capture(format!("{e:#}")))?;
             for result in results {
                 match result {
                     Ok(Some(entry)) => {

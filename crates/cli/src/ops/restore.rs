@@ -58,9 +58,6 @@ pub struct RestoreOptions {
     pub repo_dir: Option<PathBuf>,
 }
 
-/// Threads of a local-to-local restore (at most `--concurrency`).
-const LOCAL_THREADS: usize = 4;
-
 /// One step of the plan: one phase, for one or more prefixes.
 #[derive(Debug, Serialize)]
 pub struct PhasePlan {
@@ -729,11 +726,7 @@ type Writes = Vec<(usize, Entry)>;
 
 /// Which of a step's writes go straight from file to file (local repository and target, small,
 /// plainly named) and which through the stores.
-fn split_local(
-    options: &RestoreOptions,
-    units: &[Unit],
-    writes: Vec<(usize, Entry)>,
-) -> (Writes, Writes) {
+fn split_local(options: &RestoreOptions, units: &[Unit], writes: Writes) -> (Writes, Writes) {
     if local_dirs(options).is_none() {
         return (Vec::new(), writes);
     }
@@ -745,35 +738,44 @@ fn split_local(
     })
 }
 
+/// `writes` grouped by unit, in unit order; units without writes are left out.
+fn by_unit(units: &[Unit], writes: Writes) -> Vec<(&Unit, Vec<Entry>)> {
+    let mut grouped: Vec<Vec<Entry>> = units.iter().map(|_| Vec::new()).collect();
+    for (unit, entry) in writes {
+        grouped[unit].push(entry);
+    }
+    units
+        .iter()
+        .zip(grouped)
+        .filter(|(_, entries)| !entries.is_empty())
+        .collect()
+}
+
 /// Restore `writes` file to file on plain threads (see [`split_local`]); sizes written.
 async fn restore_locally(
     options: &RestoreOptions,
     units: &[Unit],
-    writes: Vec<(usize, Entry)>,
+    writes: Writes,
 ) -> Vec<Result<u64>> {
     let Some((repo_dir, data_dir)) = local_dirs(options) else {
         return Vec::new();
     };
     let mut results = Vec::with_capacity(writes.len());
-    for (unit_index, unit) in units.iter().enumerate() {
-        let (files, entries): (Vec<BlobToFile>, Vec<Entry>) = writes
+    for (unit, entries) in by_unit(units, writes) {
+        let files: Vec<BlobToFile> = entries
             .iter()
-            .filter(|(u, _)| *u == unit_index)
-            .map(|(_, entry)| {
-                let file = BlobToFile {
-                    blob_key: layout::blob_key(&entry.blob, entry.encoding).to_string(),
-                    decode: super::codecs::decode(entry.encoding, options.repo.keys()),
-                    key: entry.path.clone(),
-                    size: entry.size,
-                };
-                (file, entry.clone())
+            .map(|entry| BlobToFile {
+                blob_key: layout::blob_key(&entry.blob, entry.encoding).to_string(),
+                decode: super::codecs::decode(entry.encoding, options.repo.keys()),
+                key: entry.path.clone(),
+                size: entry.size,
             })
-            .unzip();
-        if files.is_empty() {
-            continue;
-        }
+            .collect();
         let (repo_dir, target_dir) = (repo_dir.clone(), data_dir.join(&unit.prefix));
-        let (bar, threads) = (options.bar.clone(), options.concurrency.min(LOCAL_THREADS));
+        let (bar, threads) = (
+            options.bar.clone(),
+            options.concurrency.min(ib3_transfer::local::MAX_THREADS),
+        );
         let copied = tokio::task::spawn_blocking(move || {
             ib3_transfer::local::restore_files(&files, &repo_dir, &target_dir, threads, &bar)
         })
@@ -866,24 +868,16 @@ async fn read_back(units: &[Unit], options: &RestoreOptions) -> Result<u64> {
 async fn read_back_locally(
     units: &[Unit],
     options: &RestoreOptions,
-    entries: Vec<(usize, Entry)>,
+    entries: Writes,
 ) -> Result<u64> {
     let Some((_, data_dir)) = local_dirs(options) else {
         return Ok(0);
     };
     let mut verified = 0;
-    for (unit_index, unit) in units.iter().enumerate() {
-        let entries: Vec<Entry> = entries
-            .iter()
-            .filter(|(u, _)| *u == unit_index)
-            .map(|(_, e)| e.clone())
-            .collect();
-        if entries.is_empty() {
-            continue;
-        }
+    for (unit, entries) in by_unit(units, entries) {
         let keys: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
         let (dir, bar) = (data_dir.join(&unit.prefix), options.bar.clone());
-        let threads = options.concurrency.min(LOCAL_THREADS);
+        let threads = options.concurrency.min(ib3_transfer::local::MAX_THREADS);
         let hashed = tokio::task::spawn_blocking(move || {
             ib3_transfer::local::hash_files(&keys, &dir, threads, &bar)
         })
