@@ -115,6 +115,10 @@ pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
         human_bytes(r.bytes_stored),
         r.compression_ratio
     );
+    println!(
+        "  manifest       {} entry chunks, {} new",
+        r.entry_chunks, r.entry_chunks_written
+    );
     println!("  took           {:.1}s", r.duration_seconds);
     print_findings(&findings);
     Ok(code)

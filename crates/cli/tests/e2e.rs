@@ -108,12 +108,12 @@ fn consistent_point_of_the_basic_fixture() {
     let stored = created["bytes_stored"].as_u64().unwrap();
     assert!(stored < created["bytes"].as_u64().unwrap(), "{created:#}");
     assert!(created["compression_ratio"].as_f64().unwrap() > 1.0);
-    let manifest_path = repo
-        .join("manifests")
-        .join(format!("{}.json", created["backup_id"].as_str().unwrap()));
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
-    for entry in manifest["entries"].as_array().unwrap() {
+    let entries = ib3_testkit::manifest_files::manifest_entries(
+        &repo,
+        created["backup_id"].as_str().unwrap(),
+    );
+    assert_eq!(entries.len() as u64, created["entries"].as_u64().unwrap());
+    for entry in &entries {
         let class = entry["class"].as_str().unwrap();
         let encoding = entry["encoding"].as_str().unwrap_or("raw");
         if class == "parquet" {

@@ -271,7 +271,8 @@ fn copy_between_plain_and_encrypted_repositories() {
     let restored = tmp.path().join("restored");
     run(&["restore", "--repo", s(&back), "--data-dir", s(&restored)]).ok();
     assert_eq!(tree(&restored.join("node0")), tree(&data.join("node0")));
-    // The plain round trip ends where it began: same blobs, same stored form.
+    // The plain round trip ends where it began: the same blobs in the same stored form (the
+    // first repository may hold more: entry chunks of its runs' progress records, until a prune).
     let names = |dir: &Path| -> Vec<String> {
         let mut all = Vec::new();
         for fan in std::fs::read_dir(dir.join("blobs")).unwrap() {
@@ -282,6 +283,10 @@ fn copy_between_plain_and_encrypted_repositories() {
         all.sort();
         all
     };
-    assert_eq!(names(&back), names(&plain));
+    let (back_names, plain_names) = (names(&back), names(&plain));
+    assert!(
+        back_names.iter().all(|n| plain_names.contains(n)),
+        "{back_names:?} vs {plain_names:?}"
+    );
     assert!(names(&sealed).iter().all(|n| n.ends_with(".age")));
 }

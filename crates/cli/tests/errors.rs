@@ -114,12 +114,10 @@ fn newer_repository_format_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     create(&data_dir("core-3.10.0-wal-only"), &repo).ok();
-    let config = std::fs::read_to_string(repo.join("config")).unwrap();
-    std::fs::write(
-        repo.join("config"),
-        config.replace("\"format_version\": 1", "\"format_version\": 99"),
-    )
-    .unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join("config")).unwrap()).unwrap();
+    config["format_version"] = 99.into();
+    std::fs::write(repo.join("config"), config.to_string()).unwrap();
     let out = run(&["list", "--repo", s(&repo)]);
     assert_eq!(out.code, 10, "{out:?}");
     assert!(

@@ -179,14 +179,9 @@ async fn a_failed_run_is_resumed_without_reading_what_it_stored() {
         0,
         "record removed after the commit"
     );
-    let restored_big = {
-        let manifest = std::fs::read_to_string(
-            repo.join("manifests")
-                .join(format!("{}.json", report.backup_id)),
-        )
-        .unwrap();
-        manifest.contains("0000099999.parquet")
-    };
+    let restored_big = ib3_testkit::manifest_files::manifest_entries(&repo, &report.backup_id)
+        .iter()
+        .any(|e| e["path"].as_str().unwrap().ends_with("0000099999.parquet"));
     assert!(restored_big);
 }
 
@@ -218,19 +213,14 @@ async fn a_run_that_lost_its_lock_checks_its_blobs_before_committing() {
             if collect_a_blob {
                 // A prune that ran meanwhile collected a blob this run reuses (a WAL file's).
                 let blobs = walk(&repo_dir.join("blobs"));
-                let manifest_text = std::fs::read_to_string(
-                    std::fs::read_dir(repo_dir.join("manifests"))
-                        .unwrap()
-                        .next()
-                        .unwrap()
-                        .unwrap()
-                        .path(),
-                )
-                .unwrap();
-                let manifest: serde_json::Value = serde_json::from_str(&manifest_text).unwrap();
-                let wal_blob = manifest["entries"]
-                    .as_array()
+                let manifest = std::fs::read_dir(repo_dir.join("manifests"))
                     .unwrap()
+                    .next()
+                    .unwrap()
+                    .unwrap()
+                    .path();
+                let id = manifest.file_stem().unwrap().to_str().unwrap();
+                let wal_blob = ib3_testkit::manifest_files::manifest_entries(&repo_dir, id)
                     .iter()
                     .find(|e| e["class"] == "wal")
                     .unwrap()["blob"]

@@ -9,7 +9,8 @@
 mod common;
 
 use common::*;
-use std::collections::{BTreeMap, BTreeSet};
+use ib3_testkit::manifest_files::referenced_blob_files;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 fn create(data: &Path, repo: &Path) -> serde_json::Value {
@@ -40,18 +41,6 @@ fn blobs(repo: &Path) -> BTreeMap<String, u64> {
         }
     }
     out
-}
-
-fn manifest_blobs(repo: &Path, id: &str) -> BTreeSet<String> {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(repo.join(format!("manifests/{id}.json"))).unwrap())
-            .unwrap();
-    manifest["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["blob"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]
@@ -118,14 +107,19 @@ fn prune_keeps_by_policy_and_collects_exactly_what_removed_backups_alone_held() 
         3
     );
 
-    // Keep the newest only: what ids[0] and ids[1] alone held goes.
-    let kept = manifest_blobs(&repo, &ids[2]);
-    let alone: u64 = manifest_blobs(&repo, &ids[0])
-        .union(&manifest_blobs(&repo, &ids[1]))
-        .filter(|b| !kept.contains(*b))
-        .map(|b| before[b])
+    // Keep the newest only: what it does not reference goes (what ids[0] and ids[1] alone held,
+    // their entry chunks, and those of the runs' progress records).
+    let kept = referenced_blob_files(&repo, &ids[2]);
+    let alone: u64 = before
+        .iter()
+        .filter(|(name, _)| !kept.contains(*name))
+        .map(|(_, size)| size)
         .sum();
-    assert!(alone > 0, "the test must remove something");
+    let parquet_alone = referenced_blob_files(&repo, &ids[0])
+        .union(&referenced_blob_files(&repo, &ids[1]))
+        .filter(|b| !kept.contains(*b))
+        .count();
+    assert!(parquet_alone > 0, "the test must remove something");
     let report = run(&[
         "prune",
         "--json",
@@ -165,6 +159,7 @@ fn grace_period_protects_young_unreferenced_blobs() {
         .ok()
         .json();
     assert_eq!(report["gc"]["remove_backups"].as_array().unwrap().len(), 0);
+    let young_before = report["gc"]["blobs_in_grace"].as_u64().unwrap();
     // A blob a crashed create left (no manifest) survives a prune inside the grace period.
     let id = blake3::hash(b"orphan").to_hex().to_string();
     let orphan = repo.join(format!("blobs/{}/{id}", &id[..2]));
@@ -182,7 +177,11 @@ fn grace_period_protects_young_unreferenced_blobs() {
     ])
     .ok()
     .json();
-    assert_eq!(report["gc"]["blobs_in_grace"], 1);
+    // (The runs' progress records left entry chunks, unreferenced and young too.)
+    assert_eq!(
+        report["gc"]["blobs_in_grace"].as_u64().unwrap(),
+        young_before + 1
+    );
     assert!(orphan.exists());
     run(&[
         "prune",
@@ -323,11 +322,24 @@ fn copy_sends_each_blob_once_verifies_it_and_the_copy_restores() {
     .ok()
     .json();
     assert_eq!(again["blobs_copied"], 0, "a second copy sends nothing");
-    assert_eq!(
-        blobs(&offsite),
-        blobs(&repo),
-        "the copy holds the same blobs, stored the same way"
+    // The copy holds the blobs its backups reference, stored the same way (not the entry chunks
+    // of the first repository's progress records).
+    let (copied, source) = (blobs(&offsite), blobs(&repo));
+    assert!(
+        copied
+            .iter()
+            .all(|(name, size)| source.get(name) == Some(size)),
+        "{copied:?} vs {source:?}"
     );
+    for backup in run(&["list", "--json", "--repo", s(&offsite)]).ok().json()["backups"]
+        .as_array()
+        .unwrap()
+    {
+        let id = backup["backup_id"].as_str().unwrap();
+        assert!(referenced_blob_files(&offsite, id)
+            .iter()
+            .all(|name| copied.contains_key(name)));
+    }
     run(&["verify", "--read-data", "--repo", s(&offsite)]).ok();
     let restored = tmp.path().join("restored");
     let first =

@@ -50,13 +50,7 @@ pub async fn plan_gc(
         if removing.contains(&id) {
             continue;
         }
-        live.extend(
-            repo.load_manifest(&id)
-                .await?
-                .entries
-                .iter()
-                .map(|e| (e.blob, e.encoding)),
-        );
+        mark_live(repo, &id, &mut live).await?;
     }
     let mut plan = GcPlan {
         remove_backups: remove.to_vec(),
@@ -86,6 +80,25 @@ pub async fn plan_gc(
         }
     }
     Ok(plan)
+}
+
+/// Mark the blobs a manifest references, its entry chunks included. A chunk already marked was
+/// read for another manifest: backups share most chunks, so each distinct one is read once.
+async fn mark_live(
+    repo: &Repository,
+    id: &BackupId,
+    live: &mut HashSet<(BlobId, Encoding)>,
+) -> Result<()> {
+    let stored = repo.load_stored_manifest(id).await?;
+    live.extend(stored.manifest.entries.iter().map(|e| (e.blob, e.encoding)));
+    let key = layout::manifest_key(id);
+    for chunk in &stored.entry_chunks {
+        if live.insert((chunk.blob, chunk.encoding)) {
+            let entries = repo.load_entry_chunk(chunk, &key).await?;
+            live.extend(entries.iter().map(|e| (e.blob, e.encoding)));
+        }
+    }
+    Ok(())
 }
 
 impl GcPlan {
@@ -165,6 +178,9 @@ mod tests {
         let (repo, _) = Repository::open_or_init(store, "mem", "t").await.unwrap();
         let old = backup(&repo, &[b"shared", b"only-old"]).await;
         let new = backup(&repo, &[b"shared", b"only-new"]).await;
+        // The old backup's entry chunk goes with it.
+        let old_chunk = repo.load_stored_manifest(&old).await.unwrap().entry_chunks;
+        let old_chunk = (old_chunk[0].blob, old_chunk[0].encoding);
         repo.store()
             .put(
                 &Path::from("staging/abc"),
@@ -182,7 +198,7 @@ mod tests {
         .await
         .unwrap();
         assert!(in_grace.remove_blobs.is_empty());
-        assert_eq!(in_grace.blobs_in_grace, 1);
+        assert_eq!(in_grace.blobs_in_grace, 2);
         assert!(in_grace.remove_staging.is_empty());
 
         let later = SystemTime::now() + Duration::from_secs(7200);
@@ -194,16 +210,26 @@ mod tests {
         )
         .await
         .unwrap();
+        let removed: HashSet<(BlobId, Encoding)> =
+            plan.remove_blobs.iter().map(|(b, e, _)| (*b, *e)).collect();
         assert_eq!(
-            plan.remove_blobs,
-            vec![(BlobId::of(b"only-old"), Encoding::Raw, 8)]
+            removed,
+            HashSet::from([(BlobId::of(b"only-old"), Encoding::Raw), old_chunk])
         );
-        assert_eq!(plan.bytes_freed, 8);
+        assert_eq!(
+            plan.bytes_freed,
+            plan.remove_blobs
+                .iter()
+                .map(|(_, _, size)| size)
+                .sum::<u64>()
+        );
         assert_eq!(plan.remove_staging, ["staging/abc"]);
         plan.execute(&repo).await.unwrap();
-        assert_eq!(repo.list_backups().await.unwrap(), vec![new]);
+        assert_eq!(repo.list_backups().await.unwrap(), vec![new.clone()]);
         let index = repo.blob_index().await.unwrap();
         assert!(index.contains(&BlobId::of(b"shared")) && index.contains(&BlobId::of(b"only-new")));
-        assert_eq!(index.len(), 2);
+        // The two blobs and the remaining backup's entry chunk.
+        assert_eq!(index.len(), 3);
+        assert_eq!(repo.load_manifest(&new).await.unwrap().entries.len(), 2);
     }
 }

@@ -243,19 +243,31 @@ mod tests {
     use super::*;
     use crate::manifest::Summary;
     use crate::{BackupId, Manifest, Repository};
+    use futures::TryStreamExt;
     use object_store::memory::InMemory;
     use object_store::{ObjectStore, ObjectStoreExt};
 
     fn manifest() -> Manifest {
+        let entry = crate::Entry {
+            path: "dbs/secret-table-name/1.parquet".into(),
+            size: 3,
+            blob: crate::BlobId::of(b"abc"),
+            encoding: crate::Encoding::Age,
+            class: "parquet".into(),
+        };
         Manifest {
-            format_version: 1,
+            format_version: crate::config::FORMAT_VERSION,
             id: BackupId::new(std::time::SystemTime::now()),
             tool_version: "t".into(),
             started_at: String::new(),
             finished_at: String::new(),
             source: serde_json::json!({"node_id": "secret-node-name"}),
-            summary: Summary::default(),
-            entries: vec![],
+            summary: Summary {
+                entries: 1,
+                bytes: 3,
+                ..Summary::default()
+            },
+            entries: vec![entry],
         }
     }
 
@@ -283,6 +295,25 @@ mod tests {
         assert!(
             !stored.windows(16).any(|w| w == b"secret-node-name"),
             "manifest stored in clear"
+        );
+        // Its entry chunk too: sealed, under a `.zst.age` key.
+        let blobs: Vec<_> = store
+            .list(Some(&object_store::path::Path::from("blobs")))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(blobs.len(), 1);
+        assert!(blobs[0].location.as_ref().ends_with(".zst.age"));
+        let chunk = store
+            .get(&blobs[0].location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(
+            !chunk.windows(17).any(|w| w == b"secret-table-name"),
+            "entry chunk stored in clear"
         );
 
         for unlock_with in [

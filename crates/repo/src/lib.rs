@@ -15,6 +15,7 @@
 //! The test for this boundary: it could back up a directory of photos unchanged.
 
 pub mod check;
+pub mod chunks;
 pub mod config;
 pub mod durable;
 pub mod error;
@@ -26,9 +27,12 @@ pub mod lock;
 pub mod manifest;
 mod repository;
 pub mod retention;
+mod stored;
 
+pub use chunks::EntryChunk;
 pub use error::{Error, Result};
 pub use id::{BackupId, BlobId};
 pub use layout::Encoding;
 pub use manifest::{Entry, Manifest};
 pub use repository::{BlobIndex, Repository};
+pub use stored::{StoredManifest, WrittenChunks};

@@ -4,7 +4,7 @@
 use crate::config::{RepoConfig, FORMAT_VERSION};
 use crate::keys::{KeySource, Keys};
 use crate::layout::{self, Encoding};
-use crate::{BackupId, BlobId, Error, Manifest, Result};
+use crate::{BackupId, BlobId, Error, Result};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -198,9 +198,13 @@ impl Repository {
         self.keys.as_ref()
     }
 
-    /// Serialise a manifest-shaped document as stored: JSON, encrypted in an encrypted repository.
-    fn encode_document(&self, manifest: &Manifest, key: &Path) -> Result<Vec<u8>> {
-        let json = serde_json::to_vec(manifest).map_err(|e| Error::Corrupt {
+    /// Serialise a JSON document as stored: encrypted in an encrypted repository.
+    pub(crate) fn encode_json<T: serde::Serialize>(
+        &self,
+        value: &T,
+        key: &Path,
+    ) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec(value).map_err(|e| Error::Corrupt {
             key: key.to_string(),
             reason: e.to_string(),
         })?;
@@ -210,8 +214,12 @@ impl Repository {
         }
     }
 
-    /// Parse a stored manifest-shaped document.
-    fn decode_document(&self, bytes: &[u8], key: &Path) -> Result<Manifest> {
+    /// Parse a stored JSON document.
+    pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+        key: &Path,
+    ) -> Result<T> {
         let plain;
         let json = match &self.keys {
             Some(keys) => {
@@ -307,98 +315,9 @@ impl Repository {
             Err(Error::NoSuchBackup { id: spec.into() })
         }
     }
-
-    /// Load and parse a manifest, refusing a newer format.
-    pub async fn load_manifest(&self, id: &BackupId) -> Result<Manifest> {
-        let key = layout::manifest_key(id);
-        let bytes = match self.store.get(&key).await {
-            Ok(result) => result.bytes().await.map_err(|e| Error::store(&key, e))?,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::NoSuchBackup { id: id.to_string() })
-            }
-            Err(e) => return Err(Error::store(&key, e)),
-        };
-        let manifest = self.decode_document(&bytes, &key)?;
-        if manifest.format_version > FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                found: manifest.format_version,
-                supported: FORMAT_VERSION,
-            });
-        }
-        if &manifest.id != id {
-            return Err(Error::Corrupt {
-                key: key.to_string(),
-                reason: format!(
-                    "manifest names backup {} but is stored as {id}",
-                    manifest.id
-                ),
-            });
-        }
-        Ok(manifest)
-    }
-
-    /// Commit a backup: write its manifest with create-only semantics. Every blob it references
-    /// must already be stored (the caller's duty; see DESIGN.md "Write ordering").
-    pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
-        let key = layout::manifest_key(&manifest.id);
-        let body = self.encode_document(manifest, &key)?;
-        match self
-            .store
-            .put_opts(&key, PutPayload::from(body), create_only())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(Error::Exists {
-                id: manifest.id.to_string(),
-            }),
-            Err(e) => Err(Error::store(key, e)),
-        }
-    }
 }
 
-impl Repository {
-    /// Record the progress of a run that has not committed yet: a manifest-shaped document under
-    /// `partial/` listing entries whose blobs are stored. It is not a backup (never listed or
-    /// restored); a later run may reuse its entries instead of reading their sources again.
-    pub async fn write_partial(&self, partial: &Manifest) -> Result<()> {
-        let key = layout::partial_key(&partial.id);
-        let body = self.encode_document(partial, &key)?;
-        self.store
-            .put(&key, PutPayload::from(body))
-            .await
-            .map_err(|e| Error::store(key, e))?;
-        Ok(())
-    }
-
-    /// Every partial-progress record (unreadable ones are skipped: they are only hints).
-    pub async fn partials(&self) -> Result<Vec<Manifest>> {
-        let metas = self.list_prefix(layout::PARTIAL).await?;
-        let mut partials = Vec::new();
-        for meta in metas {
-            let Ok(result) = self.store.get(&meta.location).await else {
-                continue;
-            };
-            let Ok(bytes) = result.bytes().await else {
-                continue;
-            };
-            if let Ok(partial) = self.decode_document(&bytes, &meta.location) {
-                partials.push(partial);
-            }
-        }
-        Ok(partials)
-    }
-
-    /// Remove a run's partial-progress record (after its manifest is written).
-    pub async fn remove_partial(&self, id: &BackupId) -> Result<()> {
-        let key = layout::partial_key(id);
-        match self.store.delete(&key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::store(key, e)),
-        }
-    }
-}
-
-fn create_only() -> PutOptions {
+pub(crate) fn create_only() -> PutOptions {
     PutOptions {
         mode: PutMode::Create,
         ..PutOptions::default()
@@ -425,7 +344,7 @@ async fn read_config(store: &dyn ObjectStore, location: &str) -> Result<Option<R
     Ok(Some(config))
 }
 
-async fn read_optional(store: &dyn ObjectStore, key: &Path) -> Result<Option<Bytes>> {
+pub(crate) async fn read_optional(store: &dyn ObjectStore, key: &Path) -> Result<Option<Bytes>> {
     match store.get(key).await {
         Ok(result) => Ok(Some(
             result.bytes().await.map_err(|e| Error::store(key, e))?,
@@ -449,7 +368,7 @@ async fn first_object(store: &dyn ObjectStore) -> Result<Option<String>> {
 mod tests {
     use super::*;
     use crate::manifest::Summary;
-    use crate::Entry;
+    use crate::{Entry, Manifest};
     use object_store::memory::InMemory;
 
     fn manifest(id: BackupId, entries: Vec<Entry>) -> Manifest {

@@ -16,6 +16,7 @@
 pub mod cluster;
 pub mod counting;
 pub mod generate;
+pub mod manifest_files;
 pub mod simulator;
 pub mod store;
 

@@ -42,6 +42,9 @@ pub struct CopyReport {
     pub bytes_copied: u64,
     /// Blobs the target already held.
     pub blobs_present: u64,
+    /// Entry chunks of the copied manifests the target did not hold (written, not copied: the
+    /// target stores them in its own encoding).
+    pub entry_chunks_written: u64,
 }
 
 /// Run `copy` from `from` to `to`.
@@ -82,6 +85,7 @@ async fn copy_locked(
         blobs_copied: 0,
         bytes_copied: 0,
         blobs_present: 0,
+        entry_chunks_written: 0,
     };
     for id in ids {
         if present.contains(&id) {
@@ -91,7 +95,7 @@ async fn copy_locked(
         let mut manifest = from.load_manifest(&id).await?;
         copy_blobs(from, to, &mut manifest, &mut index, options, &mut report).await?;
         // Commit point on the target: every blob of the backup is there and verified.
-        to.write_manifest(&manifest).await?;
+        report.entry_chunks_written += to.write_manifest(&manifest).await?.new;
         report.copied.push(id.to_string());
     }
     Ok(report)

@@ -30,7 +30,7 @@ use ib3_transfer::{
 use object_store::path::Path;
 use object_store::ObjectStore;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -106,6 +106,11 @@ pub struct CreateReport {
     pub compression_ratio: f64,
     /// Entries taken over from the previous backup without reading the source.
     pub entries_reused: u64,
+    /// Entry chunks of the manifest (DESIGN.md §3.6).
+    pub entry_chunks: u64,
+    /// Entry chunks this run stored as new blobs (its manifest's and its progress records'):
+    /// the unchanged ones are the previous backup's.
+    pub entry_chunks_written: u64,
     /// Re-plans needed.
     pub replans: u32,
     /// Wall time.
@@ -119,6 +124,7 @@ struct Stats {
     blobs_uploaded: AtomicU64,
     bytes_stored: AtomicU64,
     reused: AtomicU64,
+    chunks_written: AtomicU64,
 }
 
 /// The [`Capture`] that stores source objects as repository blobs. Keys it is given are relative
@@ -158,6 +164,8 @@ struct ProgressRecord {
     source: serde_json::Value,
     dirty: std::sync::atomic::AtomicBool,
     last: Mutex<Instant>,
+    /// Entry chunks known stored: the previous backup's, and those this run's records wrote.
+    chunks: Mutex<HashSet<BlobId>>,
 }
 
 /// Whether a capture hands an object's bytes to [`RepoCapture::inspect_read`]: WAL files (checked)
@@ -440,8 +448,17 @@ impl RepoCapture {
             summary: Summary::default(),
             entries,
         };
-        if let Err(e) = self.repo.write_partial(&partial).await {
-            tracing::warn!(error = %e, "could not record progress (a re-run after a crash would read more again)");
+        let known = lock(&record.chunks).clone();
+        match self.repo.write_partial(&partial, &known).await {
+            Ok(written) => {
+                self.stats
+                    .chunks_written
+                    .fetch_add(written.new, Ordering::Relaxed);
+                lock(&record.chunks).extend(written.chunks.iter().map(|c| c.blob));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record progress (a re-run after a crash would read more again)")
+            }
         }
         *lock(&record.last) = Instant::now();
     }
@@ -534,7 +551,13 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
     };
     let result = capture_and_commit(&repo, &lock, options.source, settings).await;
     let released = lock.release().await;
-    let (manifest, outcome, reused) = result?;
+    let Committed {
+        manifest,
+        outcome,
+        reused,
+        entry_chunks,
+        entry_chunks_written,
+    } = result?;
     released?;
     let summary = &manifest.summary;
     Ok(CreateReport {
@@ -555,6 +578,8 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
             summary.bytes_uploaded as f64 / summary.bytes_stored as f64
         },
         entries_reused: reused,
+        entry_chunks,
+        entry_chunks_written,
         replans: outcome.replans,
         duration_seconds: started.elapsed().as_secs_f64(),
     })
@@ -602,17 +627,30 @@ impl CreateSource {
     }
 }
 
-/// Capture the source into the repository and commit its manifest; returns the manifest, what
-/// the capture produced, and the number of entries reused unread.
+/// What [`capture_and_commit`] committed.
+struct Committed {
+    manifest: Manifest,
+    outcome: Outcome,
+    /// Entries reused unread.
+    reused: u64,
+    entry_chunks: u64,
+    entry_chunks_written: u64,
+}
+
+/// Capture the source into the repository and commit its manifest.
 async fn capture_and_commit(
     repo: &Repository,
     held: &ib3_repo::lock::Lock,
     source: CreateSource,
     settings: Settings,
-) -> Result<(Manifest, Outcome, u64)> {
+) -> Result<Committed> {
     let started = Instant::now();
     let identity = source.identity();
-    let (previous, superseded) = previous_entries(repo, &identity).await?;
+    let Previous {
+        entries: previous,
+        superseded,
+        chunks,
+    } = previous_entries(repo, &identity).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
         entries = previous.len(),
@@ -655,6 +693,7 @@ async fn capture_and_commit(
             source: identity,
             dirty: std::sync::atomic::AtomicBool::new(false),
             last: Mutex::new(Instant::now()),
+            chunks: Mutex::new(chunks),
         },
     };
     let outcome = match &source {
@@ -690,7 +729,8 @@ async fn capture_and_commit(
     );
     ensure_blobs_survived(repo, held, &manifest).await?;
     // The commit point: every blob above is stored; a backup exists once this succeeds.
-    repo.write_manifest(&manifest).await?;
+    let known_chunks = lock(&capture.progress_record.chunks).clone();
+    let written = repo.write_manifest_known(&manifest, &known_chunks).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
         "create: committed the manifest"
@@ -701,7 +741,13 @@ async fn capture_and_commit(
             tracing::warn!(error = %e, "could not remove a progress record (prune removes it later)");
         }
     }
-    Ok((manifest, outcome, stats.reused.load(Ordering::Relaxed)))
+    Ok(Committed {
+        manifest,
+        outcome,
+        reused: stats.reused.load(Ordering::Relaxed),
+        entry_chunks: written.chunks.len() as u64,
+        entry_chunks_written: written.new + stats.chunks_written.load(Ordering::Relaxed),
+    })
 }
 
 /// Cut one node (its catalog included) into the repository.
@@ -811,26 +857,42 @@ async fn ensure_blobs_survived(
 /// Entries that may stand for source objects without reading them: those of the newest backup
 /// of the same source (node or cluster, and store location), and those recorded by its runs that
 /// never committed (killed or failed), by path.
-async fn previous_entries(
-    repo: &Repository,
-    identity: &serde_json::Value,
-) -> Result<(HashMap<String, Entry>, Vec<BackupId>)> {
-    let mut previous = HashMap::new();
-    let mut partial_ids = Vec::new();
+async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Result<Previous> {
+    let mut previous = Previous::default();
     for id in repo.list_backups().await?.iter().rev() {
-        let manifest = repo.load_manifest(id).await?;
-        if same_source(&manifest.source, identity) {
-            previous.extend(manifest.entries.into_iter().map(|e| (e.path.clone(), e)));
+        // Headers first: only the matching backup's entries are read.
+        let stored = repo.load_stored_manifest(id).await?;
+        if same_source(&stored.manifest.source, identity) {
+            previous
+                .chunks
+                .extend(stored.entry_chunks.iter().map(|c| c.blob));
+            let manifest = repo.load_manifest(id).await?;
+            previous
+                .entries
+                .extend(manifest.entries.into_iter().map(|e| (e.path.clone(), e)));
             break;
         }
     }
     for partial in repo.partials().await? {
         if same_source(&partial.source, identity) {
-            partial_ids.push(partial.id.clone());
-            previous.extend(partial.entries.into_iter().map(|e| (e.path.clone(), e)));
+            previous.superseded.push(partial.id.clone());
+            previous
+                .entries
+                .extend(partial.entries.into_iter().map(|e| (e.path.clone(), e)));
         }
     }
-    Ok((previous, partial_ids))
+    Ok(previous)
+}
+
+/// What earlier runs of the same source left: see [`previous_entries`].
+#[derive(Default)]
+struct Previous {
+    /// Entries by path.
+    entries: HashMap<String, Entry>,
+    /// Progress records this run's backup supersedes.
+    superseded: Vec<BackupId>,
+    /// Entry chunks of the newest backup: stored, and kept so while this run holds its lock.
+    chunks: HashSet<BlobId>,
 }
 
 /// Whether a manifest's (or partial record's) source document has every field of `identity`.

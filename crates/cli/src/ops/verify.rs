@@ -183,8 +183,14 @@ async fn verify_locked(options: &VerifyOptions) -> Result<VerifyReport> {
     let mut backups = Vec::new();
     let mut verdicts = Verdicts::new();
     for id in ids {
-        let manifest = options.repo.load_manifest(&id).await?;
-        backups.push(verify_one(options, &index, &manifest, &mut verdicts).await?);
+        match options.repo.load_manifest(&id).await {
+            Ok(manifest) => {
+                backups.push(verify_one(options, &index, &manifest, &mut verdicts).await?)
+            }
+            // A damaged manifest or entry chunk fails that backup; the others are still checked.
+            Err(e @ ib3_repo::Error::Corrupt { .. }) => backups.push(unreadable(&id, &e)),
+            Err(e) => return Err(e.into()),
+        }
     }
     options.bar.finish();
     Ok(VerifyReport {
@@ -246,6 +252,21 @@ async fn verify_one(
         read_data: options.read_data,
         bytes_read,
     })
+}
+
+/// The verdict on a backup whose manifest or entry chunks cannot be read.
+fn unreadable(id: &ib3_repo::BackupId, error: &ib3_repo::Error) -> BackupVerification {
+    BackupVerification {
+        backup_id: id.to_string(),
+        ok: false,
+        entries: 0,
+        bytes: 0,
+        structure: vec![error.to_string()],
+        blobs: Vec::new(),
+        consistency: Vec::new(),
+        read_data: false,
+        bytes_read: 0,
+    }
 }
 
 fn blobs_contains(list: &[EntryProblem], problem: &EntryProblem) -> bool {
