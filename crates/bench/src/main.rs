@@ -58,6 +58,7 @@ struct TreeArgs {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Profile {
+    Tiny,
     Small,
     Realistic,
 }
@@ -93,6 +94,7 @@ impl TreeArgs {
         TreeSpec {
             files_per_snapshot: self.files_per_snapshot,
             sizes: match self.profile {
+                Profile::Tiny => SizeProfile::Tiny,
                 Profile::Small => SizeProfile::Small,
                 Profile::Realistic => SizeProfile::Realistic,
             },

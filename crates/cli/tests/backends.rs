@@ -760,11 +760,8 @@ fn prune_and_locks_on_every_cloud() {
         let first = create();
         let extra = data.join("node0/dbs/9/9/2030-01-01/00-00/0000000001.parquet");
         std::fs::create_dir_all(extra.parent().unwrap()).unwrap();
-        std::fs::write(
-            &extra,
-            format!("only in the first backup of {}", backend.name()),
-        )
-        .unwrap();
+        let extra_content = format!("only in the first backup of {}", backend.name());
+        std::fs::write(&extra, &extra_content).unwrap();
         let with_extra = create();
         std::fs::remove_file(&extra).unwrap();
         let last = create();
@@ -790,11 +787,46 @@ fn prune_and_locks_on_every_cloud() {
             "{}",
             backend.name()
         );
-        let freed = plan["gc"]["bytes_freed"].as_u64().unwrap();
+        // The extra file's blob goes, with the entry chunks only the removed backups (and the
+        // runs' progress records) had; nothing the kept backup needs (verify below reads it all).
         assert_eq!(
-            freed,
             with_extra["bytes"].as_u64().unwrap() - last["bytes"].as_u64().unwrap(),
-            "{}: only the extra file's blob",
+            extra_content.len() as u64
+        );
+        let removed = plan["gc"]["remove_blobs"].as_array().unwrap();
+        let extra_id = blake3::hash(extra_content.as_bytes()).to_hex().to_string();
+        assert!(
+            removed.iter().any(|b| b[0] == extra_id.as_str()),
+            "{}: the extra file's blob is collected: {removed:?}",
+            backend.name()
+        );
+        assert!(
+            removed
+                .iter()
+                .all(|b| b[0] == extra_id.as_str() || b[1] == "zstd"),
+            "{}: besides it, only entry chunks: {removed:?}",
+            backend.name()
+        );
+        let again = run_env(
+            &[
+                "prune",
+                "--json",
+                "--dry-run",
+                "--keep-last",
+                "1",
+                "--gc-grace",
+                "0s",
+                "--repo",
+                &repo,
+            ],
+            &env,
+        )
+        .ok()
+        .json();
+        assert_eq!(
+            again["gc"]["remove_blobs"].as_array().unwrap().len(),
+            0,
+            "{}: nothing unreferenced is left",
             backend.name()
         );
         let listed = run_env(&["list", "--json", "--repo", &repo], &env)

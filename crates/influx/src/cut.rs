@@ -62,7 +62,7 @@ pub trait Capture: Reader {
     fn capture(
         &mut self,
         phase: Phase,
-        objects: Vec<SourceObject>,
+        objects: &[SourceObject],
     ) -> impl Future<Output = Result<Vec<Captured>>> + Send;
 }
 
@@ -421,7 +421,7 @@ impl State {
         if objects.is_empty() {
             return Ok(Vec::new());
         }
-        let outcomes = capture.capture(phase, objects.clone()).await?;
+        let outcomes = capture.capture(phase, &objects).await?;
         for (object, outcome) in objects.iter().zip(&outcomes) {
             match outcome {
                 Captured::Yes => {
@@ -774,7 +774,7 @@ mod tests {
         async fn capture(
             &mut self,
             phase: Phase,
-            objects: Vec<SourceObject>,
+            objects: &[SourceObject],
         ) -> Result<Vec<Captured>> {
             if phase == Phase::Wal {
                 if let Some(hook) = self.on_wal.take() {
@@ -786,7 +786,7 @@ mod tests {
                 match self.source.get(&Path::from(o.key.as_str())).await {
                     Ok(r) => {
                         let bytes = r.bytes().await.unwrap();
-                        self.copied.lock().unwrap().insert(o.key, bytes);
+                        self.copied.lock().unwrap().insert(o.key.clone(), bytes);
                         out.push(Captured::Yes);
                     }
                     Err(_) => out.push(Captured::Vanished),

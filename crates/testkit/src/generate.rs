@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SizeProfile {
+    /// 512 B–4 KiB, log-uniform: per-file costs only (listing, manifest, memory) at millions
+    /// of files on a disk that could not hold them at realistic sizes three times over.
+    Tiny,
     /// 2–32 KiB, log-uniform: many small gen1 files (a busy node's common case).
     Small,
     /// 90% 4–256 KiB, 9% 256 KiB–16 MiB, 1% 16–256 MiB, log-uniform within each band.
@@ -25,6 +28,7 @@ pub enum SizeProfile {
 impl SizeProfile {
     fn draw(self, rng: &mut fastrand::Rng) -> u64 {
         let (low, high) = match self {
+            SizeProfile::Tiny => (512, 4 << 10),
             SizeProfile::Small => (2 << 10, 32 << 10),
             SizeProfile::Realistic => match rng.u32(0..100) {
                 0 => (16 << 20, 256 << 20),

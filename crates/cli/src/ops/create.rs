@@ -29,6 +29,7 @@ use ib3_transfer::{
 };
 use object_store::path::Path;
 use object_store::ObjectStore;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -135,8 +136,8 @@ pub(super) struct RepoCapture {
     pub(super) prefix: String,
     repo: Repository,
     index: Arc<Mutex<BlobIndex>>,
-    previous: HashMap<String, Entry>,
-    entries: Mutex<HashMap<String, Entry>>,
+    previous: FxHashMap<String, Entry>,
+    entries: Mutex<FxHashMap<String, Entry>>,
     cache: Mutex<HashMap<String, Bytes>>,
     wal_findings: Mutex<Vec<Finding>>,
     stats: Stats,
@@ -181,8 +182,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl RepoCapture {
     /// The entry path of a key relative to the current source.
-    fn full(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+    fn full<'k>(&self, key: &'k str) -> std::borrow::Cow<'k, str> {
+        // A node backup's entry paths are its keys: no copy per object.
+        if self.prefix.is_empty() {
+            std::borrow::Cow::Borrowed(key)
+        } else {
+            std::borrow::Cow::Owned(format!("{}{key}", self.prefix))
+        }
+    }
+
+    /// Free what only the capture needed (the previous backup's entries by path, this run's
+    /// entries by path, bytes kept for the cut) before the manifest is built: at millions of
+    /// objects each is hundreds of megabytes.
+    fn release_lookups(&mut self) {
+        self.previous = FxHashMap::default();
+        *lock(&self.entries) = FxHashMap::default();
+        *lock(&self.cache) = HashMap::new();
     }
 
     /// Point the capture at another prefix of the store root (cluster members).
@@ -195,13 +210,15 @@ impl RepoCapture {
     }
 
     /// The entry recorded by the previous backup, if it can stand for this object unread.
-    fn reusable(&self, object: &SourceObject) -> Option<Entry> {
-        let previous = self.previous.get(&self.full(&object.key))?;
+    fn reusable(&self, object: &SourceObject) -> Option<&Entry> {
+        if !object.class.is_immutable() {
+            return None;
+        }
+        let previous = self.previous.get(self.full(&object.key).as_ref())?;
         let present = lock(&self.index)
             .size(&previous.blob, previous.encoding)
             .is_some();
-        (object.class.is_immutable() && previous.size == object.size && present)
-            .then(|| previous.clone())
+        (previous.size == object.size && present).then_some(previous)
     }
 
     /// Capture a chunk of objects; results in the order of `chunk`.
@@ -216,7 +233,7 @@ impl RepoCapture {
         for (i, object) in chunk.iter().enumerate() {
             if let Some(entry) = self.reusable(object) {
                 self.stats.reused.fetch_add(1, Ordering::Relaxed);
-                results.push(Some(Ok(Some(entry))));
+                results.push(Some(Ok(Some(entry.clone()))));
                 continue;
             }
             results.push(None);
@@ -307,21 +324,21 @@ impl RepoCapture {
                 lock(&self.wal_findings).push(Finding {
                     severity: Severity::Warning,
                     code: "corrupt-file".into(),
-                    object: Some(self.full(&object.key)),
+                    object: Some(self.full(&object.key).into_owned()),
                     message: format!(
                         "{e} (backed up as is; the server skips such a file on replay)"
                     ),
                 });
             }
         } else {
-            lock(&self.cache).insert(self.full(&object.key), bytes);
+            lock(&self.cache).insert(self.full(&object.key).into_owned(), bytes);
         }
     }
 
     async fn capture_one(&self, object: SourceObject) -> Result<Option<Entry>> {
         if let Some(entry) = self.reusable(&object) {
             self.stats.reused.fetch_add(1, Ordering::Relaxed);
-            return Ok(Some(entry));
+            return Ok(Some(entry.clone()));
         }
         let key = Path::from(object.key.as_str());
         let expected = object.class.is_immutable().then_some(object.size);
@@ -349,7 +366,7 @@ impl RepoCapture {
         };
         self.stats.bytes_read.fetch_add(size, Ordering::Relaxed);
         Ok(Some(Entry {
-            path: self.full(&object.key),
+            path: self.full(&object.key).into_owned(),
             size,
             blob,
             encoding,
@@ -466,8 +483,10 @@ impl RepoCapture {
 
 impl Reader for RepoCapture {
     async fn read(&self, key: &str) -> ib3_influx::Result<Bytes> {
-        let key = &self.full(key);
-        if let Some(bytes) = lock(&self.cache).get(key).cloned() {
+        let key = self.full(key);
+        let key = key.as_ref();
+        // Each state file is parsed once: the bytes kept for it are released on the way.
+        if let Some(bytes) = lock(&self.cache).remove(key) {
             return Ok(bytes);
         }
         let blob = lock(&self.entries).get(key).map(|e| (e.blob, e.encoding));
@@ -495,7 +514,7 @@ impl Capture for RepoCapture {
     async fn capture(
         &mut self,
         phase: Phase,
-        objects: Vec<SourceObject>,
+        objects: &[SourceObject],
     ) -> ib3_influx::Result<Vec<Captured>> {
         let to_read: u64 = objects
             .iter()
@@ -680,7 +699,7 @@ async fn capture_and_commit(
             dirs,
         }),
         previous,
-        entries: Mutex::new(HashMap::new()),
+        entries: Mutex::new(FxHashMap::default()),
         cache: Mutex::new(HashMap::new()),
         wal_findings: Mutex::new(Vec::new()),
         stats: Stats::default(),
@@ -696,15 +715,16 @@ async fn capture_and_commit(
             chunks: Mutex::new(chunks),
         },
     };
-    let outcome = match &source {
+    let mut outcome = match &source {
         CreateSource::Node(node) => capture_node(&mut capture, node, &settings).await?,
         CreateSource::Cluster(cluster) => {
             super::create_cluster::capture(&mut capture, cluster, &settings).await?
         }
     };
     settings.bar.finish();
+    capture.release_lookups();
     let stats = &capture.stats;
-    let entries = outcome.entries.clone();
+    let entries = std::mem::take(&mut outcome.entries);
     let summary = Summary {
         entries: entries.len() as u64,
         bytes: entries.iter().map(|e| e.size).sum(),
@@ -785,7 +805,7 @@ impl RepoCapture {
         cut.objects
             .keys()
             .map(|key| {
-                let path = self.full(key);
+                let path = self.full(key).into_owned();
                 entries.get(&path).cloned().with_context(|| {
                     format!("internal error: {path} is in the cut but was not captured")
                 })
@@ -797,7 +817,7 @@ impl RepoCapture {
     pub(super) fn entries_for<'a>(&self, keys: impl IntoIterator<Item = &'a String>) -> Vec<Entry> {
         let entries = lock(&self.entries);
         keys.into_iter()
-            .filter_map(|key| entries.get(&self.full(key)).cloned())
+            .filter_map(|key| entries.get(self.full(key).as_ref()).cloned())
             .collect()
     }
 
@@ -815,7 +835,7 @@ impl RepoCapture {
 /// have been collected.
 async fn known_blobs(
     repo: &Repository,
-    previous: &HashMap<String, Entry>,
+    previous: &FxHashMap<String, Entry>,
     only_from_manifest: bool,
 ) -> Result<BlobIndex> {
     if previous.is_empty() || !only_from_manifest {
@@ -888,7 +908,7 @@ async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Re
 #[derive(Default)]
 struct Previous {
     /// Entries by path.
-    entries: HashMap<String, Entry>,
+    entries: FxHashMap<String, Entry>,
     /// Progress records this run's backup supersedes.
     superseded: Vec<BackupId>,
     /// Entry chunks of the newest backup: stored, and kept so while this run holds its lock.

@@ -277,7 +277,7 @@ async fn capture_compaction(
             ("c", Phase::CompactedData),
         ] {
             let objects = list_classified(store.as_ref(), Some(dir)).await?;
-            let outcomes = capture.capture(phase, objects.clone()).await?;
+            let outcomes = capture.capture(phase, &objects).await?;
             vanished += outcomes
                 .iter()
                 .filter(|c| **c == Captured::Vanished)
@@ -388,7 +388,7 @@ async fn capture_cluster_files(
         }
     }
     let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
-    capture.capture(Phase::ClusterConfig, objects).await?;
+    capture.capture(Phase::ClusterConfig, &objects).await?;
     Ok(capture.entries_for(&keys))
 }
 
@@ -426,9 +426,7 @@ async fn copy_builtin_backup(
     capture.switch_to(store.clone(), &prefix);
     for _ in 0..=settings.max_replans {
         let before = list_opaque(store.as_ref()).await?;
-        let outcomes = capture
-            .capture(Phase::BuiltinBackup, before.clone())
-            .await?;
+        let outcomes = capture.capture(Phase::BuiltinBackup, &before).await?;
         let after = list_opaque(store.as_ref()).await?;
         if outcomes.iter().all(|c| *c == Captured::Yes) && after == before {
             let keys: Vec<String> = before.iter().map(|o| o.key.clone()).collect();
