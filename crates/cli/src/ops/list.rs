@@ -53,7 +53,8 @@ pub struct ListReport {
 pub async fn list(repo: &Repository) -> Result<ListReport> {
     let mut backups = Vec::new();
     for id in repo.list_backups().await? {
-        let manifest = repo.load_manifest(&id).await?;
+        // The header says all a listing shows: entry chunks are not read.
+        let manifest = repo.load_stored_manifest(&id).await?.manifest;
         let source = BackupSource::parse(&manifest.source).ok();
         let (node, cluster) = match &source {
             Some(BackupSource::Node(r)) => (Some(r), None),

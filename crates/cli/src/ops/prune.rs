@@ -64,7 +64,7 @@ async fn plan_and_execute(
 ) -> Result<PruneReport> {
     let mut candidates = Vec::new();
     for id in repo.list_backups().await? {
-        let manifest = repo.load_manifest(&id).await?;
+        let manifest = repo.load_stored_manifest(&id).await?.manifest;
         let group = BackupSource::parse(&manifest.source)
             .map(|s| format!("{} ({})", s.subject(), s.location()))
             .unwrap_or_else(|_| "unknown source".to_string());
