@@ -53,8 +53,10 @@ enum Walked {
     Fallback,
 }
 
-/// Threads of one walk.
-const WALK_THREADS: usize = 4;
+/// Threads of one walk. Reading directories of a tree not in the page cache waits on the disk,
+/// not the CPU: 16 threads listed 101 000 cold directories in 2.0–2.3 s where 4 took 3.4–3.7 s
+/// (64 gained nothing more); warm, the extra threads cost nothing measurable.
+const WALK_THREADS: usize = 16;
 /// Directories of one level below which a level is read on the calling thread alone.
 const WALK_PARALLEL_FROM: usize = 64;
 
