@@ -185,6 +185,57 @@ async fn a_failed_run_is_resumed_without_reading_what_it_stored() {
     assert!(restored_big);
 }
 
+/// An incremental's progress record holds what it stored, not what the previous backup holds
+/// already: a failed incremental records only its new file, and the next run reads it no more.
+#[tokio::test]
+async fn a_failed_incremental_records_only_its_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ib3_testkit::copy_fixture("core-3.10.0-basic", &data);
+    let node = data.join("node0");
+    let repo = tmp.path().join("repo");
+    let (first, _) = counted_create(&data, &repo).await;
+    assert!(first.entries > 50);
+
+    let new = node.join("dbs/1/0/2030-01-01/00-00/0000099998.parquet");
+    std::fs::create_dir_all(new.parent().unwrap()).unwrap();
+    std::fs::write(&new, b"a new parquet file").unwrap();
+    let checkpoint = node.join("catalog/v3/snapshot");
+    let good = std::fs::read(&checkpoint).unwrap();
+    let mut bad = good.clone();
+    bad[0x44] ^= 0xff;
+    std::fs::write(&checkpoint, &bad).unwrap();
+    assert!(create_into(local_node(&data).await, &repo, 0)
+        .await
+        .is_err());
+    let records: Vec<String> = std::fs::read_dir(repo.join("partial"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(records.len(), 1);
+    let recorded: Vec<String> = ib3_testkit::manifest_files::partial_entries(&repo, &records[0])
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        recorded.contains(&"dbs/1/0/2030-01-01/00-00/0000099998.parquet".to_string()),
+        "{recorded:?}"
+    );
+    assert!(
+        recorded.len() < 5,
+        "only what changed since the first backup: {recorded:?}"
+    );
+
+    std::fs::write(&checkpoint, &good).unwrap();
+    let (report, counted) = counted_create(&data, &repo).await;
+    assert!(
+        !counted.keys_read().keys().any(|k| k.ends_with(".parquet")),
+        "{:?}",
+        counted.keys_read()
+    );
+    assert_eq!(report.entries, first.entries + 1);
+}
+
 /// A create whose repository lock is removed mid-run (an `unlock` from another host) checks
 /// every blob before committing: with them all present it commits; when one it reuses was
 /// collected meanwhile, it fails and writes no manifest.

@@ -7,8 +7,11 @@ use std::path::Path;
 
 /// The manifest document of backup `id` in the (unencrypted, local) repository `repo`.
 pub fn manifest_document(repo: &Path, id: &str) -> serde_json::Value {
-    let path = repo.join("manifests").join(format!("{id}.json"));
-    let bytes = std::fs::read(&path)
+    document(&repo.join("manifests").join(format!("{id}.json")))
+}
+
+fn document(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path)
         .unwrap_or_else(|e| panic!("cannot read manifest {}: {e}", path.display()));
     serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("manifest {} does not parse: {e}", path.display()))
@@ -16,7 +19,16 @@ pub fn manifest_document(repo: &Path, id: &str) -> serde_json::Value {
 
 /// Every entry of backup `id`, in order: inline (format 1) or from its entry chunks (format 2).
 pub fn manifest_entries(repo: &Path, id: &str) -> Vec<serde_json::Value> {
-    let document = manifest_document(repo, id);
+    entries_of(repo, &manifest_document(repo, id))
+}
+
+/// Every entry of the progress record `partial/<file name>`.
+pub fn partial_entries(repo: &Path, file_name: &str) -> Vec<serde_json::Value> {
+    entries_of(repo, &document(&repo.join("partial").join(file_name)))
+}
+
+fn entries_of(repo: &Path, document: &serde_json::Value) -> Vec<serde_json::Value> {
+    let id = document["id"].as_str().unwrap_or_default();
     if let Some(entries) = document["entries"].as_array() {
         return entries.clone();
     }

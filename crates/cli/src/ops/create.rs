@@ -157,14 +157,19 @@ struct LocalCapture {
     source_dir: PathBuf,
 }
 
+/// Least time between two periodic progress records.
+const RECORD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Periodic partial-progress records of this run (see [`Repository::write_partial`]), written
-/// only when the run stored new blobs since the last one, at most every 30 seconds and at the
-/// end of each phase.
+/// only when the run stored new blobs since the last one, at the end of each phase and in between
+/// at most every 30 seconds (or ten times as long as the last record took).
 struct ProgressRecord {
     id: BackupId,
     source: serde_json::Value,
     dirty: std::sync::atomic::AtomicBool,
     last: Mutex<Instant>,
+    /// Time between periodic records: [`RECORD_INTERVAL`], or more when a record is slow.
+    interval: Mutex<std::time::Duration>,
     /// Entry chunks known stored: the previous backup's, and those this run's records wrote.
     chunks: Mutex<HashSet<BlobId>>,
 }
@@ -449,11 +454,18 @@ impl RepoCapture {
     /// `phase_end` or 30 seconds passed. A failure only costs resumability: it is logged.
     async fn record_progress(&self, phase_end: bool) {
         let record = &self.progress_record;
-        let due = phase_end || lock(&record.last).elapsed() >= std::time::Duration::from_secs(30);
+        let due = phase_end || lock(&record.last).elapsed() >= *lock(&record.interval);
         if !due || !record.dirty.swap(false, Ordering::Relaxed) {
             return;
         }
-        let mut entries: Vec<Entry> = lock(&self.entries).values().cloned().collect();
+        let started = Instant::now();
+        // Only what the previous backup does not hold already: a resuming run reads that backup
+        // too, so an incremental's record stays as small as its changes.
+        let mut entries: Vec<Entry> = lock(&self.entries)
+            .values()
+            .filter(|e| self.previous.get(&e.path) != Some(*e))
+            .cloned()
+            .collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         let partial = Manifest {
             format_version: ib3_repo::config::FORMAT_VERSION,
@@ -477,6 +489,9 @@ impl RepoCapture {
                 tracing::warn!(error = %e, "could not record progress (a re-run after a crash would read more again)")
             }
         }
+        // A record costs time in proportion to the entries (seconds at millions): space them so
+        // that recording takes at most a tenth of the run.
+        *lock(&record.interval) = RECORD_INTERVAL.max(started.elapsed() * 10);
         *lock(&record.last) = Instant::now();
     }
 }
@@ -712,6 +727,7 @@ async fn capture_and_commit(
             source: identity,
             dirty: std::sync::atomic::AtomicBool::new(false),
             last: Mutex::new(Instant::now()),
+            interval: Mutex::new(RECORD_INTERVAL),
             chunks: Mutex::new(chunks),
         },
     };
