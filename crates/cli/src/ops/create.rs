@@ -5,6 +5,7 @@
 //! without reading the source; new content is named by its hash, so identical bytes are stored
 //! once. Mutable objects (the catalog checkpoint) are always read again.
 
+use super::by_path::EntriesByPath;
 use super::codecs;
 use super::record::{SourceRecord, PRODUCT};
 use super::{now_rfc3339, tool_version};
@@ -29,7 +30,6 @@ use ib3_transfer::{
 };
 use object_store::path::Path;
 use object_store::ObjectStore;
-use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -136,8 +136,8 @@ pub(super) struct RepoCapture {
     pub(super) prefix: String,
     repo: Repository,
     index: Arc<Mutex<BlobIndex>>,
-    previous: FxHashMap<String, Entry>,
-    entries: Mutex<FxHashMap<String, Entry>>,
+    previous: EntriesByPath,
+    entries: Mutex<EntriesByPath>,
     cache: Mutex<HashMap<String, Bytes>>,
     wal_findings: Mutex<Vec<Finding>>,
     stats: Stats,
@@ -200,8 +200,8 @@ impl RepoCapture {
     /// entries by path, bytes kept for the cut) before the manifest is built: at millions of
     /// objects each is hundreds of megabytes.
     fn release_lookups(&mut self) {
-        self.previous = FxHashMap::default();
-        *lock(&self.entries) = FxHashMap::default();
+        self.previous = EntriesByPath::default();
+        *lock(&self.entries) = EntriesByPath::default();
         *lock(&self.cache) = HashMap::new();
     }
 
@@ -463,7 +463,7 @@ impl RepoCapture {
         // too, so an incremental's record stays as small as its changes.
         let mut entries: Vec<Entry> = lock(&self.entries)
             .values()
-            .filter(|e| self.previous.get(&e.path) != Some(*e))
+            .filter(|e| self.previous.get(&e.path) != Some(e))
             .cloned()
             .collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -546,7 +546,7 @@ impl Capture for RepoCapture {
             for result in results {
                 match result {
                     Ok(Some(entry)) => {
-                        lock(&self.entries).insert(entry.path.clone(), entry);
+                        lock(&self.entries).insert(entry);
                         outcomes.push(Captured::Yes);
                     }
                     Ok(None) => outcomes.push(Captured::Vanished),
@@ -714,7 +714,7 @@ async fn capture_and_commit(
             dirs,
         }),
         previous,
-        entries: Mutex::new(FxHashMap::default()),
+        entries: Mutex::new(EntriesByPath::default()),
         cache: Mutex::new(HashMap::new()),
         wal_findings: Mutex::new(Vec::new()),
         stats: Stats::default(),
@@ -851,7 +851,7 @@ impl RepoCapture {
 /// have been collected.
 async fn known_blobs(
     repo: &Repository,
-    previous: &FxHashMap<String, Entry>,
+    previous: &EntriesByPath,
     only_from_manifest: bool,
 ) -> Result<BlobIndex> {
     if previous.is_empty() || !only_from_manifest {
@@ -903,18 +903,14 @@ async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Re
                 .chunks
                 .extend(stored.entry_chunks.iter().map(|c| c.blob));
             let manifest = repo.load_manifest(id).await?;
-            previous
-                .entries
-                .extend(manifest.entries.into_iter().map(|e| (e.path.clone(), e)));
+            previous.entries.extend(manifest.entries);
             break;
         }
     }
     for partial in repo.partials().await? {
         if same_source(&partial.source, identity) {
             previous.superseded.push(partial.id.clone());
-            previous
-                .entries
-                .extend(partial.entries.into_iter().map(|e| (e.path.clone(), e)));
+            previous.entries.extend(partial.entries);
         }
     }
     Ok(previous)
@@ -924,7 +920,7 @@ async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Re
 #[derive(Default)]
 struct Previous {
     /// Entries by path.
-    entries: FxHashMap<String, Entry>,
+    entries: EntriesByPath,
     /// Progress records this run's backup supersedes.
     superseded: Vec<BackupId>,
     /// Entry chunks of the newest backup: stored, and kept so while this run holds its lock.

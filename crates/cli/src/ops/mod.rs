@@ -2,6 +2,7 @@
 //! consistent), `repo` (where it goes) and `transfer` (how bytes move), and returns a
 //! serialisable report that [`crate::output`] prints.
 
+mod by_path;
 pub mod codecs;
 pub mod copy;
 pub mod create;

@@ -1,0 +1,102 @@
+//! [`EntriesByPath`]: manifest entries looked up by path, each path stored once. A `create` holds
+//! the previous backup's entries and its own this way; at millions of objects a map keyed by a
+//! copy of each path would hold every path twice.
+
+use ib3_repo::Entry;
+use rustc_hash::FxHashSet;
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
+
+/// An entry that hashes and compares as its path.
+#[derive(Debug, Clone)]
+struct ByPath(Entry);
+
+impl Hash for ByPath {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The same as `str`'s hash: lookups by `&str` find it (`Borrow<str>`).
+        self.0.path.as_str().hash(state);
+    }
+}
+
+impl PartialEq for ByPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.path == other.0.path
+    }
+}
+
+impl Eq for ByPath {}
+
+impl Borrow<str> for ByPath {
+    fn borrow(&self) -> &str {
+        &self.0.path
+    }
+}
+
+/// Entries by path (at most one per path).
+#[derive(Debug, Default)]
+pub(super) struct EntriesByPath(FxHashSet<ByPath>);
+
+impl EntriesByPath {
+    /// The entry of `path`.
+    pub(super) fn get(&self, path: &str) -> Option<&Entry> {
+        self.0.get(path).map(|e| &e.0)
+    }
+
+    /// Add an entry, replacing the one of the same path.
+    pub(super) fn insert(&mut self, entry: Entry) {
+        self.0.replace(ByPath(entry));
+    }
+
+    /// Number of entries.
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is none.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every entry, in no particular order.
+    pub(super) fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.0.iter().map(|e| &e.0)
+    }
+}
+
+impl Extend<Entry> for EntriesByPath {
+    fn extend<I: IntoIterator<Item = Entry>>(&mut self, entries: I) {
+        for entry in entries {
+            self.insert(entry);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ib3_repo::{BlobId, Encoding};
+
+    fn entry(path: &str, content: &[u8]) -> Entry {
+        Entry {
+            path: path.into(),
+            size: content.len() as u64,
+            blob: BlobId::of(content),
+            encoding: Encoding::Raw,
+            class: "parquet".into(),
+        }
+    }
+
+    #[test]
+    fn looks_up_by_path_and_replaces() {
+        let mut entries = EntriesByPath::default();
+        assert!(entries.is_empty());
+        entries.extend([entry("a/1", b"x"), entry("a/2", b"y")]);
+        entries.insert(entry("a/1", b"zz"));
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries.get("a/1").unwrap().blob, BlobId::of(b"zz"));
+        assert_eq!(entries.get("a/2").unwrap().size, 1);
+        assert!(entries.get("a/3").is_none());
+        assert_eq!(entries.values().count(), 2);
+    }
+}
