@@ -352,6 +352,51 @@ fn verify_finds_missing_and_corrupt_blobs() {
     assert!(out.stdout.contains("\"missing\""), "{}", out.stdout);
 }
 
+/// A backup whose manifest entry chunk is gone fails `verify` by name (exit 12) while the other
+/// backups are still checked and pass; `list` still shows it.
+#[test]
+fn verify_names_a_missing_entry_chunk_and_checks_the_other_backups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let damaged = create(&data_dir("core-3.10.0-wal-only"), &repo).ok().json();
+    let sound = create(&data_dir("core-3.3.0-basic"), &repo).ok().json();
+    let id = damaged["backup_id"].as_str().unwrap();
+    let document = ib3_testkit::manifest_files::manifest_document(&repo, id);
+    let chunk = document["entry_chunks"][0]["blob"].as_str().unwrap();
+    let sound_chunks = ib3_testkit::manifest_files::referenced_blob_files(
+        &repo,
+        sound["backup_id"].as_str().unwrap(),
+    );
+    assert!(
+        !sound_chunks.contains(&format!("{chunk}.zst")),
+        "chunks shared"
+    );
+    std::fs::remove_file(repo.join(format!("blobs/{}/{chunk}.zst", &chunk[..2]))).unwrap();
+
+    let out = run(&["verify", "--json", "--repo", s(&repo)]);
+    assert_eq!(out.code, 12, "{out:?}");
+    let report = out.json();
+    let backups = report["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 2);
+    let verdict = |id: &serde_json::Value| {
+        backups
+            .iter()
+            .find(|b| b["backup_id"] == *id)
+            .unwrap()
+            .clone()
+    };
+    let failed = verdict(&damaged["backup_id"]);
+    assert_eq!(failed["ok"], false);
+    let problem = failed["structure"][0].as_str().unwrap();
+    assert!(
+        problem.contains("is missing") && problem.contains(chunk),
+        "{problem}"
+    );
+    assert_eq!(verdict(&sound["backup_id"])["ok"], true);
+    let listed = run(&["list", "--json", "--repo", s(&repo)]).ok().json();
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 2);
+}
+
 /// `verify --read-data` of every backup reads each blob once, and reports a corrupt blob in
 /// every backup that references it.
 #[test]
