@@ -50,6 +50,8 @@ use std::time::{Duration, Instant};
 const FIXTURE: &str = "core-3.10.0-basic";
 const NODE: &str = "node0";
 const DEFAULT_RUNS: u64 = 20;
+/// Held by the running campaign.
+static CAMPAIGNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Re-plans each `create` may take (see `run_create`).
 const TEST_MAX_REPLANS: u32 = 40;
 /// At most this share of runs may end in `Inconsistent` (the server outran every re-plan).
@@ -114,6 +116,10 @@ async fn create_with_cloud_ordered_listings_always_yields_a_consistent_backup() 
 /// Run `create` under the simulator for each seed (`IB3_CONCURRENCY_RUNS`,
 /// `IB3_CONCURRENCY_FIRST_SEED`), check each backup, then the campaign as a whole.
 async fn campaign(name: &str, default_runs: u64, access_of: impl Fn(u64) -> Access) {
+    // One campaign at a time (`cargo test` runs a binary's tests in parallel): the simulated
+    // server's pace is only meaningful against a CPU the capture does not share with another
+    // campaign's server and captures.
+    let _alone = CAMPAIGNS.lock().await;
     let runs = env_u64("IB3_CONCURRENCY_RUNS", default_runs);
     let first = env_u64("IB3_CONCURRENCY_FIRST_SEED", 0);
     assert!(runs > 0, "IB3_CONCURRENCY_RUNS must be at least 1");
