@@ -131,7 +131,8 @@ impl Repository {
             .buffered(CHUNKS_IN_FLIGHT)
             .try_collect()
             .await?;
-        manifest.entries.reserve(manifest.summary.entries as usize);
+        // Sized from what was read, never from the counts a (possibly damaged) header claims.
+        manifest.entries.reserve(chunks.iter().map(Vec::len).sum());
         manifest.entries.extend(chunks.into_iter().flatten());
         Ok(manifest)
     }
