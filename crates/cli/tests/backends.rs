@@ -766,21 +766,16 @@ fn prune_and_locks_on_every_cloud() {
         std::fs::remove_file(&extra).unwrap();
         let last = create();
         assert_ne!(first["backup_id"], last["backup_id"]);
-        let plan = run_env(
-            &[
-                "prune",
-                "--json",
-                "--keep-last",
-                "1",
-                "--gc-grace",
-                "0s",
-                "--repo",
-                &repo,
-            ],
-            &env,
-        )
-        .ok()
-        .json();
+        // Keep the newest backup; collect at once what only the others held.
+        let prune = |dry_run: bool| {
+            let mut argv = vec!["prune", "--json", "--keep-last", "1", "--gc-grace", "0s"];
+            if dry_run {
+                argv.push("--dry-run");
+            }
+            argv.extend(["--repo", &repo]);
+            run_env(&argv, &env).ok().json()
+        };
+        let plan = prune(false);
         assert_eq!(
             plan["gc"]["remove_backups"].as_array().unwrap().len(),
             2,
@@ -807,22 +802,7 @@ fn prune_and_locks_on_every_cloud() {
             "{}: besides it, only entry chunks: {removed:?}",
             backend.name()
         );
-        let again = run_env(
-            &[
-                "prune",
-                "--json",
-                "--dry-run",
-                "--keep-last",
-                "1",
-                "--gc-grace",
-                "0s",
-                "--repo",
-                &repo,
-            ],
-            &env,
-        )
-        .ok()
-        .json();
+        let again = prune(true);
         assert_eq!(
             again["gc"]["remove_blobs"].as_array().unwrap().len(),
             0,

@@ -111,6 +111,17 @@ async fn second_create_reads_only_the_overwritten_checkpoints() {
     );
 }
 
+/// Damage the node's v3 catalog checkpoint (found only after every other file was captured);
+/// returns its path and good bytes, to put back.
+fn corrupt_catalog_checkpoint(node: &Path) -> (std::path::PathBuf, Vec<u8>) {
+    let checkpoint = node.join("catalog/v3/snapshot");
+    let good = std::fs::read(&checkpoint).unwrap();
+    let mut bad = good.clone();
+    bad[0x44] ^= 0xff;
+    std::fs::write(&checkpoint, &bad).unwrap();
+    (checkpoint, good)
+}
+
 /// The newest WAL file's sequence number and bytes.
 fn newest_wal(node: &Path) -> (u64, Vec<u8>) {
     let mut wals: Vec<_> = std::fs::read_dir(node.join("wal"))
@@ -143,11 +154,7 @@ async fn a_failed_run_is_resumed_without_reading_what_it_stored() {
     let mut content = vec![0u8; 20 << 20];
     fastrand::Rng::with_seed(1).fill(&mut content);
     std::fs::write(&big, &content).unwrap();
-    let checkpoint = node.join("catalog/v3/snapshot");
-    let good = std::fs::read(&checkpoint).unwrap();
-    let mut bad = good.clone();
-    bad[0x44] ^= 0xff;
-    std::fs::write(&checkpoint, &bad).unwrap();
+    let (checkpoint, good) = corrupt_catalog_checkpoint(&node);
     let repo = tmp.path().join("repo");
 
     let failed = create_into(local_node(&data).await, &repo, 0).await;
@@ -200,11 +207,7 @@ async fn a_failed_incremental_records_only_its_changes() {
     let new = node.join("dbs/1/0/2030-01-01/00-00/0000099998.parquet");
     std::fs::create_dir_all(new.parent().unwrap()).unwrap();
     std::fs::write(&new, b"a new parquet file").unwrap();
-    let checkpoint = node.join("catalog/v3/snapshot");
-    let good = std::fs::read(&checkpoint).unwrap();
-    let mut bad = good.clone();
-    bad[0x44] ^= 0xff;
-    std::fs::write(&checkpoint, &bad).unwrap();
+    let (checkpoint, good) = corrupt_catalog_checkpoint(&node);
     assert!(create_into(local_node(&data).await, &repo, 0)
         .await
         .is_err());

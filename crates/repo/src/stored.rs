@@ -7,7 +7,7 @@ use crate::chunks::{self, EncodedChunk, EntryChunk};
 use crate::config::FORMAT_VERSION;
 use crate::layout::{self, Encoding};
 use crate::manifest::Summary;
-use crate::repository::create_only;
+use crate::repository::{create_only, read_optional};
 use crate::{BackupId, BlobId, Entry, Error, Manifest, Repository, Result};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -90,12 +90,8 @@ impl Repository {
     /// Load a manifest's header and chunk references without its chunked entries.
     pub async fn load_stored_manifest(&self, id: &BackupId) -> Result<StoredManifest> {
         let key = layout::manifest_key(id);
-        let bytes = match self.store().get(&key).await {
-            Ok(result) => result.bytes().await.map_err(|e| Error::store(&key, e))?,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::NoSuchBackup { id: id.to_string() })
-            }
-            Err(e) => return Err(Error::store(&key, e)),
+        let Some(bytes) = read_optional(self.store().as_ref(), &key).await? else {
+            return Err(Error::NoSuchBackup { id: id.to_string() });
         };
         let stored = self.decode_json::<Document>(&bytes, &key)?.into_stored();
         if stored.manifest.format_version > FORMAT_VERSION {
@@ -119,7 +115,13 @@ impl Repository {
     /// Load and parse a manifest with all its entries, refusing a newer format.
     pub async fn load_manifest(&self, id: &BackupId) -> Result<Manifest> {
         let stored = self.load_stored_manifest(id).await?;
-        let key = layout::manifest_key(id);
+        self.load_entries(stored).await
+    }
+
+    /// A manifest loaded by [`Repository::load_stored_manifest`], with its chunked entries read
+    /// in (for a caller that looked at the header first).
+    pub async fn load_entries(&self, stored: StoredManifest) -> Result<Manifest> {
+        let key = layout::manifest_key(&stored.manifest.id);
         self.with_entries(stored, &key).await
     }
 
@@ -140,18 +142,14 @@ impl Repository {
     /// Read one entry chunk of the manifest (or progress record) stored at `owner`.
     pub async fn load_entry_chunk(&self, chunk: &EntryChunk, owner: &Path) -> Result<Vec<Entry>> {
         let key = layout::blob_key(&chunk.blob, chunk.encoding);
-        let stored = match self.store().get(&key).await {
-            Ok(result) => result.bytes().await.map_err(|e| Error::store(&key, e))?,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::Corrupt {
-                    key: owner.to_string(),
-                    reason: format!(
-                        "its entry chunk {key} is missing (deleted or never written); \
-                         this backup cannot be read — restore another one"
-                    ),
-                })
-            }
-            Err(e) => return Err(Error::store(&key, e)),
+        let Some(stored) = read_optional(self.store().as_ref(), &key).await? else {
+            return Err(Error::Corrupt {
+                key: owner.to_string(),
+                reason: format!(
+                    "its entry chunk {key} is missing (deleted or never written); \
+                     this backup cannot be read — restore another one"
+                ),
+            });
         };
         let keys = self.keys().cloned();
         let chunk = chunk.clone();
@@ -197,9 +195,8 @@ impl Repository {
         manifest: &Manifest,
         known: &HashSet<BlobId>,
     ) -> Result<WrittenChunks> {
-        let chunks = self.store_entries(&manifest.entries, known).await?;
         let key = layout::manifest_key(&manifest.id);
-        let body = self.encode_json(&header(manifest, &chunks.chunks), &key)?;
+        let (body, chunks) = self.encode_stored(manifest, &key, known).await?;
         match self
             .store()
             .put_opts(&key, PutPayload::from(body), create_only())
@@ -222,9 +219,8 @@ impl Repository {
         partial: &Manifest,
         known: &HashSet<BlobId>,
     ) -> Result<WrittenChunks> {
-        let chunks = self.store_entries(&partial.entries, known).await?;
         let key = layout::partial_key(&partial.id);
-        let body = self.encode_json(&header(partial, &chunks.chunks), &key)?;
+        let (body, chunks) = self.encode_stored(partial, &key, known).await?;
         self.store()
             .put(&key, PutPayload::from(body))
             .await
@@ -237,10 +233,7 @@ impl Repository {
         let metas = self.list_prefix(layout::PARTIAL).await?;
         let mut partials = Vec::new();
         for meta in metas {
-            let Ok(result) = self.store().get(&meta.location).await else {
-                continue;
-            };
-            let Ok(bytes) = result.bytes().await else {
+            let Ok(Some(bytes)) = read_optional(self.store().as_ref(), &meta.location).await else {
                 continue;
             };
             let Ok(document) = self.decode_json::<Document>(&bytes, &meta.location) else {
@@ -263,6 +256,19 @@ impl Repository {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Error::store(key, e)),
         }
+    }
+
+    /// Store a manifest-shaped document's entry chunks (those not `known`) and encode its header
+    /// for `key`: the body to write there, and the chunks.
+    async fn encode_stored(
+        &self,
+        document: &Manifest,
+        key: &Path,
+        known: &HashSet<BlobId>,
+    ) -> Result<(Vec<u8>, WrittenChunks)> {
+        let chunks = self.store_entries(&document.entries, known).await?;
+        let body = self.encode_json(&header(document, &chunks.chunks), key)?;
+        Ok((body, chunks))
     }
 
     /// Cut entries into chunks and store those not `known` (create-only: a chunk stored

@@ -77,7 +77,7 @@ pub fn referenced_blob_files(repo: &Path, id: &str) -> std::collections::BTreeSe
         .as_array()
         .cloned()
         .unwrap_or_default();
-    manifest_entries(repo, id)
+    entries_of(repo, &document)
         .iter()
         .chain(chunks.iter())
         .map(file)

@@ -902,7 +902,7 @@ async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Re
             previous
                 .chunks
                 .extend(stored.entry_chunks.iter().map(|c| c.blob));
-            let manifest = repo.load_manifest(id).await?;
+            let manifest = repo.load_entries(stored).await?;
             previous.entries.extend(manifest.entries);
             break;
         }
