@@ -2,13 +2,16 @@
 //! while the server keeps writing (DESIGN.md "Consistency algorithm").
 //!
 //! One round:
-//! 1. list the node prefix; capture Parquet and unrecognised objects, then snapshot files and
-//!    snapshot checkpoints (only what is not captured yet);
-//! 2. parse the captured snapshots; S = the newest, W = its `wal_file_sequence_number`;
-//! 3. list `wal/` afresh and capture it; the files after W must run contiguously from W+1. If a
+//! 1. list the node prefix (a re-plan round: only the snapshot directories); capture Parquet and
+//!    unrecognised objects, then snapshot files and snapshot checkpoints (only what is not
+//!    captured yet);
+//! 2. parse the captured snapshots; S = the newest, W = its `wal_file_sequence_number`; list
+//!    `wal/` afresh and capture it; the files after W must run contiguously from W+1. If a
 //!    required WAL file vanished, or W+1 is missing, or nothing after W exists while a newer
 //!    snapshot does, the server snapshotted meanwhile and deleted WAL files: re-plan (next round,
 //!    which captures only the difference, with the newer snapshot);
+//! 3. capture the Parquet files the snapshots reference that no listing showed (after the WAL,
+//!    which the server deletes at its next snapshot);
 //! 4. list the catalog; capture its immutable logs (every generation), then the active
 //!    checkpoint last, then any log appended meanwhile;
 //! 5. judge the captured set with [`crate::rules`]; errors trigger another round.
@@ -242,32 +245,35 @@ async fn run_round<C: Capture + Send>(
     let started = std::time::Instant::now();
     let step =
         |what: &str| tracing::debug!(ms = started.elapsed().as_millis() as u64, "cut: {what}");
-    let listing = list_classified(source, None).await?;
-    step("listed the node prefix");
-    if first {
+    let listing = if first {
+        let listing = list_classified(source, None).await?;
+        step("listed the node prefix");
         check_is_node(&listing, &options.node_prefix)?;
-    }
-    state.derived_skipped = listing
-        .iter()
-        .filter(|o| o.class == ObjectClass::Derived)
-        .count() as u64;
-    let layout = detect(listing.iter().map(|o| o.key.as_str()));
-    let active = layout.active_catalog;
-    state.layout = Some(layout);
+        state.derived_skipped = listing
+            .iter()
+            .filter(|o| o.class == ObjectClass::Derived)
+            .count() as u64;
+        state.layout = Some(detect(listing.iter().map(|o| o.key.as_str())));
+        listing
+    } else {
+        // A re-plan chases the server: only its new snapshots matter (their Parquet files are
+        // fetched by reference below), and re-listing a node of millions of Parquet files
+        // would give the server time to snapshot again.
+        let listing = list_snapshots(source).await?;
+        step("listed the snapshots");
+        listing
+    };
+    let active = state.layout.as_ref().and_then(|l| l.active_catalog);
 
     // 1. Parquet (and unrecognised objects), then snapshot files and checkpoints.
     for phase in [Phase::Data, Phase::Snapshots] {
         let todo = state.not_yet_captured(&listing, phase, active);
         state.capture(capture, phase, todo).await?;
     }
+    drop(listing);
     step("captured Parquet and snapshot files");
     state.parse_snapshots(capture).await?;
     step("parsed the snapshot files");
-    // A listing walks `dbs/` before `snapshots/` (lexicographic on every cloud store): a
-    // snapshot written meanwhile references Parquet files the listing had already passed.
-    let late =
-        with_current_sizes(source, state.referenced_not_captured(&options.node_prefix)).await?;
-    state.capture(capture, Phase::Data, late).await?;
 
     // 2. WAL after the newest captured snapshot, contiguous from W+1.
     let newest = state.newest_snapshot();
@@ -296,7 +302,16 @@ async fn run_round<C: Capture + Send>(
     }
     step("captured the WAL");
 
-    // 3. Catalog last: logs of every generation, then the active checkpoint, then late logs.
+    // 3. Parquet files the snapshots reference that no listing showed. After the WAL, which the
+    // server deletes at its next snapshot; Parquet files outlive many snapshots. A listing also
+    // walks `dbs/` before `snapshots/` (lexicographic on every cloud store): a snapshot written
+    // meanwhile references Parquet files the listing had already passed.
+    let late =
+        with_current_sizes(source, state.referenced_not_captured(&options.node_prefix)).await?;
+    state.capture(capture, Phase::Data, late).await?;
+    step("captured late-referenced Parquet files");
+
+    // 4. Catalog last: logs of every generation, then the active checkpoint, then late logs.
     if options.catalog_in_prefix {
         capture_catalog(source, capture, state, active).await?;
         step("captured the catalog");
@@ -443,9 +458,8 @@ impl State {
     async fn parse_snapshots<C: Capture>(&mut self, capture: &C) -> Result<()> {
         use futures::StreamExt;
         let keys: Vec<(String, ObjectClass)> = self
-            .objects
-            .keys()
-            .map(|k| (k.clone(), classify(k)))
+            .keys_under("snapshot")
+            .map(|k| (k.to_string(), classify(k)))
             .filter(|(k, class)| match class {
                 ObjectClass::Snapshot { seq } => !self.snapshots.contains_key(seq),
                 ObjectClass::SnapshotCheckpoint { .. } => !self.checkpoints.contains_key(k),
@@ -476,17 +490,17 @@ impl State {
 
     async fn parse_catalog<C: Capture>(&mut self, capture: &C) -> Result<()> {
         let keys: Vec<(String, CatalogGeneration, CatalogFileKind)> = self
-            .objects
-            .keys()
+            .keys_under("_catalog_checkpoint")
+            .chain(self.keys_under("catalog"))
             .filter_map(|k| match classify(k) {
                 ObjectClass::CatalogLog { generation, .. }
                     if !self.catalog_files.contains_key(k) =>
                 {
-                    Some((k.clone(), generation, CatalogFileKind::Log))
+                    Some((k.to_string(), generation, CatalogFileKind::Log))
                 }
                 // Checkpoints change in place: parse what was captured this time.
                 ObjectClass::CatalogCheckpoint { generation } => {
-                    Some((k.clone(), generation, CatalogFileKind::Checkpoint))
+                    Some((k.to_string(), generation, CatalogFileKind::Checkpoint))
                 }
                 _ => None,
             })
@@ -558,9 +572,20 @@ impl State {
         seqs.windows(2).any(|pair| pair[1] != pair[0] + 1)
     }
 
-    fn wal_seqs(&self) -> Vec<u64> {
+    /// Captured keys that start with `prefix` (a range of the sorted map, not a scan: a
+    /// re-plan asks this of a cut holding millions of Parquet files).
+    fn keys_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.objects
-            .keys()
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(k, _)| k.as_str())
+            .take_while(move |k| k.starts_with(prefix))
+    }
+
+    fn wal_seqs(&self) -> Vec<u64> {
+        self.keys_under("wal/")
             .filter_map(|k| match classify(k) {
                 ObjectClass::Wal { seq } => Some(seq),
                 _ => None,
@@ -609,6 +634,13 @@ pub async fn list_classified(
             }
         })
         .collect())
+}
+
+/// The snapshot files and snapshot checkpoints, classified.
+async fn list_snapshots(source: &dyn ObjectStore) -> Result<Vec<SourceObject>> {
+    let mut listing = list_classified(source, Some("snapshots")).await?;
+    listing.extend(list_classified(source, Some("snapshot-checkpoints")).await?);
+    Ok(listing)
 }
 
 /// Snapshot files read at once.
@@ -841,7 +873,23 @@ mod tests {
                 let mut json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
                 json["snapshot_sequence_number"] = 60.into();
                 json["wal_file_sequence_number"] = 179.into();
-                json["databases"] = serde_json::json!([]);
+                // Snapshot 60 persists one new Parquet file; another one, unreferenced, is
+                // still being written. Both appear after the first round's listing.
+                let parquet = "dbs/1/0/2026-11-25/09-59/0000000180.parquet";
+                let unreferenced = "dbs/1/0/2026-11-25/09-59/0000000181.parquet";
+                for key in [parquet, unreferenced] {
+                    store
+                        .put(
+                            &Path::from(key),
+                            Bytes::from_static(b"PAR1 rows PAR1").into(),
+                        )
+                        .await
+                        .unwrap();
+                }
+                json["databases"] = serde_json::json!([[1, {"tables": [[0, [{
+                    "id": 999, "path": format!("node0/{parquet}"), "size_bytes": 14,
+                    "row_count": 1, "chunk_time": 0, "min_time": 0, "max_time": 0
+                }]]]}]]);
                 let key = crate::path::snapshot_key(60);
                 store
                     .put(
@@ -874,6 +922,11 @@ mod tests {
             "{:?}",
             report.judgement.findings
         );
+        // The re-plan fetched the new snapshot's Parquet file by reference and did not list
+        // the node again (the unreferenced file is beyond the cut).
+        let objects = &report.objects;
+        assert!(objects.contains_key("dbs/1/0/2026-11-25/09-59/0000000180.parquet"));
+        assert!(!objects.contains_key("dbs/1/0/2026-11-25/09-59/0000000181.parquet"));
     }
 
     /// A real hole in the WAL that no snapshot explains is not papered over.
