@@ -4,6 +4,12 @@ use clap::Parser;
 use influxdb3_backup::{args::Cli, exit, run};
 use std::process::ExitCode;
 
+/// A backup of many small files allocates and frees per object (paths, entries, buffers):
+/// mimalloc takes ~30% off the user CPU of a full backup of 100 000 files and ~10% off a
+/// no-change incremental, for ~30 MiB more peak RSS (DESIGN §2).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Threads for blocking file I/O (local stores run every call on one): twice the cores, at least
 /// four. Tokio's default (512) lets a run of small files wake hundreds of threads, and the
 /// futex wake-ups and context switches then cost more CPU than the copying (measured).
