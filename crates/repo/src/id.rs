@@ -60,8 +60,18 @@ impl Serialize for BlobId {
 
 impl<'de> Deserialize<'de> for BlobId {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
+        // Parsed from the borrowed text: a manifest of millions of entries holds millions of ids.
+        struct HexVisitor;
+        impl serde::de::Visitor<'_> for HexVisitor {
+            type Value = BlobId;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a blob id (64 lowercase hex digits)")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<BlobId, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(HexVisitor)
     }
 }
 
