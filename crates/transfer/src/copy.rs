@@ -135,7 +135,68 @@ async fn body_of(
     codec: &Codec,
 ) -> Result<futures::stream::BoxStream<'static, std::io::Result<Bytes>>> {
     let result = store.get(key).await.map_err(|e| Error::read(key, e))?;
-    decrypted(result.into_stream(), key, codec).await
+    decrypted(body_stream(result), key, codec).await
+}
+
+/// Bytes read from a local file per hand-off to the blocking pool.
+const LOCAL_READ_BLOCK: u64 = 1 << 20;
+
+/// The body of a GET as a stream. A local file is read in [`LOCAL_READ_BLOCK`] blocks:
+/// `GetResult::into_stream` reads it 8 KiB at a time, each through the blocking pool, which held
+/// a backup of large Parquet files to ~270 MiB/s on a disk `cp` reads at 1.8 GiB/s (measured).
+fn body_stream(
+    result: object_store::GetResult,
+) -> futures::stream::BoxStream<'static, object_store::Result<Bytes>> {
+    match result.payload {
+        object_store::GetResultPayload::File(file, path) => {
+            local_blocks(file, path, result.range).boxed()
+        }
+        object_store::GetResultPayload::Stream(stream) => stream,
+    }
+}
+
+/// `range` of `file`, block by block, each read on the blocking pool. A file that ends early
+/// (truncated meanwhile) is an error, not a short body.
+fn local_blocks(
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    range: std::ops::Range<u64>,
+) -> impl futures::Stream<Item = object_store::Result<Bytes>> + Send + 'static {
+    let start = (
+        file,
+        path,
+        range.start,
+        range.end.saturating_sub(range.start),
+    );
+    futures::stream::try_unfold(start, |(file, path, offset, left)| async move {
+        if left == 0 {
+            return Ok(None);
+        }
+        let n = left.min(LOCAL_READ_BLOCK);
+        let shown = path.clone();
+        let (file, path, block) = tokio::task::spawn_blocking(move || {
+            let block = read_block(&file, offset, n);
+            (file, path, block)
+        })
+        .await
+        .map_err(|e| local_read_error(&shown, e.into()))?;
+        let block = block.map_err(|e| local_read_error(&path, e))?;
+        Ok(Some((block, (file, path, offset + n, left - n))))
+    })
+}
+
+fn read_block(file: &std::fs::File, offset: u64, n: u64) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut block = vec![0; n as usize];
+    file.read_exact_at(&mut block, offset)?;
+    Ok(block.into())
+}
+
+fn local_read_error(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: format!("reading {}: {e}", path.display()).into(),
+    }
 }
 
 async fn decrypted(
@@ -257,7 +318,7 @@ async fn stream_copy_once(
             stored,
         });
     }
-    let body = decrypted(result.into_stream(), src_key, codec).await?;
+    let body = decrypted(body_stream(result), src_key, codec).await?;
     let upload = dst
         .put_multipart(dst_key)
         .await
@@ -501,7 +562,7 @@ mod tests {
         }
     }
 
-    async fn put(store: &InMemory, key: &str, bytes: Vec<u8>) -> Path {
+    async fn put(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> Path {
         let path = Path::from(key);
         store.put(&path, bytes.into()).await.unwrap();
         path
@@ -531,6 +592,58 @@ mod tests {
         assert_eq!(progress.0.load(Ordering::Relaxed), 12_345_678);
         let back = dst.get(&out).await.unwrap().bytes().await.unwrap();
         assert_eq!(back.as_ref(), content.as_slice());
+    }
+
+    /// A local source is read in blocks (not `into_stream`'s 8 KiB): every byte arrives, in
+    /// order, across block boundaries, for a whole object and for a ranged read.
+    #[tokio::test]
+    async fn local_files_stream_in_blocks_whole_and_ranged() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let len = 2 * LOCAL_READ_BLOCK as usize + 12_345;
+        let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let key = put(&src, "a/big", content.clone()).await;
+
+        let body: Vec<Bytes> = body_stream(src.get(&key).await.unwrap())
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(body.len(), 3, "three blocks of at most 1 MiB");
+        assert_eq!(body.concat(), content);
+
+        let range = 1_000..LOCAL_READ_BLOCK + 5_000;
+        let options = object_store::GetOptions {
+            range: Some(range.clone().into()),
+            ..Default::default()
+        };
+        let ranged: Vec<Bytes> = body_stream(src.get_opts(&key, options).await.unwrap())
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            ranged.concat(),
+            content[range.start as usize..range.end as usize]
+        );
+    }
+
+    /// A local file truncated after it was opened ends the body with an error naming it,
+    /// never with a short body that would be stored as the whole object.
+    #[tokio::test]
+    async fn a_local_file_truncated_while_read_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let key = put(&src, "a/big", vec![7; 3 * LOCAL_READ_BLOCK as usize]).await;
+        let result = src.get(&key).await.unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("a/big"))
+            .unwrap();
+        file.set_len(LOCAL_READ_BLOCK + 10).unwrap();
+        let err = body_stream(result)
+            .try_collect::<Vec<Bytes>>()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("a/big"), "{err}");
     }
 
     #[tokio::test]
