@@ -2,7 +2,7 @@
 //! incremental after 1% new files, restore, and verify with a full read — by influxdb3-backup and
 //! by the references an operator would otherwise use: `cp -r` (local), `rclone copy`, `restic`
 //! (local repository) and `aws s3 sync` (against a local S3 server). Each job starts after a
-//! `sync` (not timed). influxdb3-backup makes its local repository durable (one `syncfs` before
+//! `sync` and a metadata walk of the source tree (not timed: see `settle`). influxdb3-backup makes its local repository durable (one `syncfs` before
 //! its manifest) before it reports success; `cp -r` and `rclone copy` leave their writes in the
 //! page cache, so `cp -r` is also timed with a `sync` after it (`cp -r + sync`): the same
 //! durability as influxdb3-backup's.
@@ -12,6 +12,28 @@ use anyhow::{Context, Result};
 use ib3_testkit::generate::{generate, grow, TreeSpec};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+
+/// Before each measured command (untimed): `sync`, so that no tool pays for the previous one's
+/// dirty pages, and a metadata walk of the source tree, so that each tool finds it equally warm
+/// (the tools run in a fixed order: the first would otherwise warm the page cache for the next).
+fn settle(src: &Path) -> Result<()> {
+    let status = std::process::Command::new("sync")
+        .status()
+        .context("running sync")?;
+    anyhow::ensure!(status.success(), "sync failed: {status}");
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("walking {}", dir.display()))?
+        {
+            let entry = entry?;
+            if entry.metadata()?.is_dir() {
+                dirs.push(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
 
 /// `cp -r` followed by `sync`: a copy as durable as influxdb3-backup's repository.
 const CP_SYNC: &str = "cp -r + sync";
@@ -211,6 +233,7 @@ impl Bench<'_> {
         bytes: u64,
     ) -> Result<()> {
         eprintln!("  {job:<28} {tool}");
+        settle(&self.settings.work.join("src"))?;
         let measured = measure(&cmd, &self.log)?;
         self.rows.push(Row {
             job,
