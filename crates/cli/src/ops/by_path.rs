@@ -47,6 +47,11 @@ impl EntriesByPath {
         self.0.replace(ByPath(entry));
     }
 
+    /// Remove the entry of `path` and return it.
+    pub(super) fn take(&mut self, path: &str) -> Option<Entry> {
+        self.0.take(path).map(|e| e.0)
+    }
+
     /// Number of entries.
     pub(super) fn len(&self) -> usize {
         self.0.len()
@@ -98,5 +103,8 @@ mod tests {
         assert_eq!(entries.get("a/2").unwrap().size, 1);
         assert!(entries.get("a/3").is_none());
         assert_eq!(entries.values().count(), 2);
+        assert_eq!(entries.take("a/2").unwrap().blob, BlobId::of(b"y"));
+        assert!(entries.take("a/2").is_none());
+        assert_eq!(entries.len(), 1);
     }
 }

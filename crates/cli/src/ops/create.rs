@@ -815,14 +815,15 @@ async fn capture_node(
 }
 
 impl RepoCapture {
-    /// The manifest entries of a cut taken at the current prefix.
+    /// The manifest entries of a cut taken at the current prefix, moved out of the capture's
+    /// lookup (the cut is over: nothing reads them there again).
     pub(super) fn entries_of(&self, cut: &CutReport) -> Result<Vec<Entry>> {
-        let entries = lock(&self.entries);
+        let mut entries = lock(&self.entries);
         cut.objects
             .keys()
             .map(|key| {
-                let path = self.full(key).into_owned();
-                entries.get(&path).cloned().with_context(|| {
+                let path = self.full(key);
+                entries.take(&path).with_context(|| {
                     format!("internal error: {path} is in the cut but was not captured")
                 })
             })
