@@ -106,7 +106,10 @@ pub struct CutReport {
 #[derive(Default)]
 struct State {
     objects: BTreeMap<String, u64>,
-    snapshots: BTreeMap<u64, PersistedSnapshot>,
+    /// Sorted by sequence number: the judge borrows them as a slice.
+    snapshots: Vec<PersistedSnapshot>,
+    /// Sequence numbers (from the file names) of the snapshot files parsed.
+    snapshots_parsed: BTreeSet<u64>,
     checkpoints: BTreeMap<String, SnapshotCheckpoint>,
     catalog_files: BTreeMap<String, CatalogFileInfo>,
     vanished: BTreeSet<String>,
@@ -461,7 +464,7 @@ impl State {
             .keys_under("snapshot")
             .map(|k| (k.to_string(), classify(k)))
             .filter(|(k, class)| match class {
-                ObjectClass::Snapshot { seq } => !self.snapshots.contains_key(seq),
+                ObjectClass::Snapshot { seq } => !self.snapshots_parsed.contains(seq),
                 ObjectClass::SnapshotCheckpoint { .. } => !self.checkpoints.contains_key(k),
                 _ => false,
             })
@@ -477,7 +480,8 @@ impl State {
             let bytes = bytes?;
             match class {
                 ObjectClass::Snapshot { seq } => {
-                    self.snapshots.insert(seq, parse_snapshot(&key, &bytes)?);
+                    self.snapshots.push(parse_snapshot(&key, &bytes)?);
+                    self.snapshots_parsed.insert(seq);
                 }
                 _ => {
                     self.checkpoints
@@ -485,6 +489,7 @@ impl State {
                 }
             }
         }
+        self.snapshots.sort_by_key(|s| s.snapshot_sequence_number);
         Ok(())
     }
 
@@ -516,11 +521,11 @@ impl State {
     /// Parquet files referenced by captured snapshots or checkpoints (and not recorded as
     /// removed) that are neither captured nor known to be gone.
     fn referenced_not_captured(&self, node_prefix: &str) -> Vec<SourceObject> {
-        let snapshot_refs = self.snapshots.values().flat_map(|s| s.files.iter());
+        let snapshot_refs = self.snapshots.iter().flat_map(|s| s.files.iter());
         let checkpoint_refs = self.checkpoints.values().flat_map(|c| c.files.iter());
         let removed: BTreeSet<&str> = self
             .snapshots
-            .values()
+            .iter()
             .flat_map(|s| s.removed_files.iter())
             .chain(
                 self.checkpoints
@@ -556,9 +561,8 @@ impl State {
     /// (snapshot sequence, W) of the newest captured snapshot.
     fn newest_snapshot(&self) -> Option<(u64, u64)> {
         self.snapshots
-            .iter()
-            .next_back()
-            .map(|(seq, s)| (*seq, s.wal_file_sequence_number))
+            .last()
+            .map(|s| (s.snapshot_sequence_number, s.wal_file_sequence_number))
     }
 
     /// Whether the captured WAL after `floor` (W, or nothing without snapshot) skips a number
@@ -594,12 +598,11 @@ impl State {
     }
 
     fn judge(&self, node_prefix: &str, scope: CatalogScope) -> Judgement {
-        let snapshots: Vec<PersistedSnapshot> = self.snapshots.values().cloned().collect();
         let checkpoints: Vec<SnapshotCheckpoint> = self.checkpoints.values().cloned().collect();
         judge(&CapturedSet {
             node_prefix,
             objects: &self.objects,
-            snapshots: &snapshots,
+            snapshots: &self.snapshots,
             checkpoints: &checkpoints,
             catalog_files: &self.catalog_files,
             active_catalog: self.layout.as_ref().and_then(|l| l.active_catalog),
