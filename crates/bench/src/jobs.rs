@@ -21,17 +21,8 @@ fn settle(src: &Path) -> Result<()> {
         .status()
         .context("running sync")?;
     anyhow::ensure!(status.success(), "sync failed: {status}");
-    let mut dirs = vec![src.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("walking {}", dir.display()))?
-        {
-            let entry = entry?;
-            if entry.metadata()?.is_dir() {
-                dirs.push(entry.path());
-            }
-        }
-    }
+    // `du` reads the metadata of every directory and file: the walk every tool starts with.
+    du(src)?;
     Ok(())
 }
 
