@@ -451,6 +451,13 @@ fn restore_refuses_a_corrupt_blob() {
         "{}",
         out.stderr
     );
+    // The corrupt content was read back before the rename and never put in place.
+    let corrupt = std::fs::read(&victim).unwrap();
+    for file in walkdir(&target) {
+        let name = file.to_string_lossy();
+        assert!(!name.contains('#'), "a hidden write was left: {name}");
+        assert_ne!(std::fs::read(&file).unwrap(), corrupt, "{name} holds it");
+    }
 }
 
 /// The raw (uncompressed, unencrypted) blob files of a repository, sorted. Only these give a

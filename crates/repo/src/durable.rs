@@ -33,6 +33,32 @@ pub fn local_repository_store(dir: &std::path::Path) -> Result<Arc<dyn ObjectSto
     }
 }
 
+/// Make everything written under `dir` durable: one `syncfs(2)` of its file system on Linux,
+/// elsewhere an fsync of every file and directory under it.
+pub fn flush_tree(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        nix::unistd::syncfs(std::fs::File::open(dir)?).map_err(std::io::Error::from)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        fsync_tree(dir)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn fsync_tree(dir: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            fsync_tree(&entry.path())?;
+        } else {
+            std::fs::File::open(entry.path())?.sync_all()?;
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Whether a key holds content (flushed later, in bulk) rather than a record.
 fn is_content(location: &Path) -> bool {
     matches!(

@@ -1,10 +1,10 @@
 //! Identifiers: [`BlobId`] names content, [`BackupId`] names a backup.
 //!
-//! Invariants: a `BlobId` is the BLAKE3 hash of the blob's bytes as stored (anyone can check a
-//! blob with `b3sum`); it prints as 64 lowercase hex digits. A `BackupId` is
-//! `YYYYMMDDTHHMMSS.mmmZ-xxxxxxxx` (UTC time of the start of the backup to the millisecond, 8
-//! random hex digits), so that lexical order is time order and two concurrent backups never
-//! collide.
+//! Invariants: a `BlobId` is the BLAKE3 hash of the plaintext, the source object's bytes (a blob
+//! stored as is can be checked with `b3sum`, a `.zst` one with `zstd -dc | b3sum`); it prints as
+//! 64 lowercase hex digits. A `BackupId` is `YYYYMMDDTHHMMSS.mmmZ-xxxxxxxx` (UTC time of the
+//! start of the backup to the millisecond, 8 random hex digits), so that lexical order is time
+//! order and two concurrent backups never collide.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -179,12 +179,17 @@ pub struct BlobToFile {
     pub key: String,
     /// Its expected size.
     pub size: u64,
+    /// Its expected BLAKE3 (the blob id).
+    pub hash: blake3::Hash,
 }
 
-/// Restore blobs of a local repository into a local directory: each is read, decoded, checked
-/// against its size, and written under a hidden `name#<digits>` file (which `LocalFileSystem`
-/// and the server never list) renamed into place. Returns what each file received (the caller
-/// compares the hash with the blob id).
+/// Restore blobs of a local repository into a local directory. Each file is written under a
+/// hidden `name#<digits>` file (which `LocalFileSystem` and the server never list), read back
+/// from there and hashed, and renamed into place only if it has the expected size and hash. A
+/// blob stored as is is copied by the kernel (`copy_file_range`: its bytes never pass through
+/// this process, and a file system that shares extents shares them); any other is decoded in
+/// memory. Returns what each file holds as read back: a hash that is not [`BlobToFile::hash`]
+/// means the blob is corrupt, and nothing was put in place for it.
 pub fn restore_files(
     files: &[BlobToFile],
     repo_dir: &FsPath,
@@ -193,62 +198,105 @@ pub fn restore_files(
     progress: &dyn Progress,
 ) -> Vec<Result<crate::Copied>> {
     run_parallel(files, threads, |file| {
-        let blob_key = Path::from(file.blob_key.as_str());
-        let key = Path::from(file.key.as_str());
-        let stored = std::fs::read(repo_dir.join(&file.blob_key)).map_err(|e| Error::Read {
-            key: file.blob_key.clone(),
-            source: store_error(e),
-        })?;
-        let plain = if file.decode.is_identity() {
-            stored
-        } else {
-            crate::decode_all(&stored, &file.decode).map_err(|e| Error::Codec {
-                key: blob_key.to_string(),
-                reason: e.to_string(),
-            })?
-        };
-        check_size(&blob_key, Some(file.size), plain.len() as u64)?;
-        progress.advance(plain.len() as u64);
-        let hash = blake3::hash(&plain);
-        let target = target_dir.join(&file.key);
-        let hidden = PathBuf::from(format!("{}#{}", target.display(), fastrand::u32(..)));
-        let write_error = |e| Error::Write {
-            key: key.to_string(),
-            source: store_error(e),
-        };
-        with_parent(&hidden, |p| std::fs::write(p, &plain)).map_err(write_error)?;
-        if let Err(e) = std::fs::rename(&hidden, &target) {
-            let _ = std::fs::remove_file(&hidden);
-            return Err(write_error(e));
-        }
-        Ok(crate::Copied {
-            size: plain.len() as u64,
-            hash,
-            stored: plain.len() as u64,
-        })
+        restore_file(file, repo_dir, &target_dir.join(&file.key), progress)
     })
 }
 
-/// Size and BLAKE3 of each file (keys relative to `dir`), read with `threads` threads.
-pub fn hash_files(
-    keys: &[String],
-    dir: &FsPath,
-    threads: usize,
+fn restore_file(
+    file: &BlobToFile,
+    repo_dir: &FsPath,
+    target: &FsPath,
     progress: &dyn Progress,
-) -> Vec<Result<(u64, blake3::Hash)>> {
-    run_parallel(keys, threads, |key| {
-        let bytes =
-            std::fs::read(dir.join(key)).map_err(|e| read_error(&Path::from(key.as_str()), e))?;
-        progress.advance(bytes.len() as u64);
-        Ok((bytes.len() as u64, blake3::hash(&bytes)))
+) -> Result<crate::Copied> {
+    let key = Path::from(file.key.as_str());
+    let write_error = |e| Error::Write {
+        key: key.to_string(),
+        source: store_error(e),
+    };
+    let hidden = PathBuf::from(format!("{}#{}", target.display(), fastrand::u32(..)));
+    let mut out = with_parent(&hidden, |p| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(p)
+    })
+    .map_err(write_error)?;
+    let written = write_plaintext(file, &repo_dir.join(&file.blob_key), &mut out)
+        .and_then(|()| hash_written(&mut out, file.size).map_err(write_error));
+    drop(out);
+    match written {
+        Ok(copied) if copied.hash == file.hash => {
+            if let Err(e) = std::fs::rename(&hidden, target) {
+                let _ = std::fs::remove_file(&hidden);
+                return Err(write_error(e));
+            }
+            progress.advance(copied.size);
+            Ok(copied)
+        }
+        other => {
+            let _ = std::fs::remove_file(&hidden);
+            other
+        }
+    }
+}
+
+/// Write the plaintext of `file`'s blob (at `blob`) into `out`, checking its size.
+fn write_plaintext(file: &BlobToFile, blob: &FsPath, out: &mut std::fs::File) -> Result<()> {
+    let blob_key = Path::from(file.blob_key.as_str());
+    let read_error = |e| read_error(&blob_key, e);
+    let write_error = |e| Error::Write {
+        key: file.key.clone(),
+        source: store_error(e),
+    };
+    if file.decode.is_identity() {
+        let source = std::fs::File::open(blob).map_err(read_error)?;
+        // One byte more than expected is asked for, so that a longer blob shows.
+        let copied = std::io::copy(&mut std::io::Read::take(&source, file.size + 1), out)
+            .map_err(write_error)?;
+        return check_size(&blob_key, Some(file.size), copied);
+    }
+    let stored = std::fs::read(blob).map_err(read_error)?;
+    let plain = crate::decode_all(&stored, &file.decode).map_err(|e| Error::Codec {
+        key: blob_key.to_string(),
+        reason: e.to_string(),
+    })?;
+    check_size(&blob_key, Some(file.size), plain.len() as u64)?;
+    std::io::Write::write_all(out, &plain).map_err(write_error)
+}
+
+/// Size and BLAKE3 of what was written to `out`, read back from its start.
+fn hash_written(out: &mut std::fs::File, size_hint: u64) -> std::io::Result<crate::Copied> {
+    use std::io::{Read, Seek};
+    out.seek(std::io::SeekFrom::Start(0))?;
+    let mut buf = vec![0; size_hint.clamp(1, READ_BACK_BLOCK as u64) as usize];
+    let (mut hasher, mut size) = (blake3::Hasher::new(), 0u64);
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(crate::Copied {
+        size,
+        hash: hasher.finalize(),
+        stored: size,
     })
 }
+
+/// Bytes read per call when a restored file is read back.
+const READ_BACK_BLOCK: usize = 1024 * 1024;
 
 /// Run `op` on `path`; when its directory is missing, create it and run `op` again.
-fn with_parent(
+fn with_parent<T>(
     path: &PathBuf,
-    op: impl Fn(&PathBuf) -> std::io::Result<()>,
-) -> std::io::Result<()> {
+    op: impl Fn(&PathBuf) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     match op(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent() {
@@ -366,49 +414,118 @@ mod tests {
         assert_eq!(staged, 0);
     }
 
-    #[test]
-    fn restores_decoded_files_and_hashes_them_back() {
+    /// A repository directory holding `blobs` (key, stored bytes).
+    fn repo_with(blobs: &[(&Path, &[u8])]) -> tempfile::TempDir {
         let repo = tempfile::tempdir().unwrap();
-        let target = tempfile::tempdir().unwrap();
+        for (key, bytes) in blobs {
+            let path = repo.path().join(key.as_ref());
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        repo
+    }
+
+    fn to_file(blob: &Path, decode: &Codec, key: &str, content: &[u8]) -> BlobToFile {
+        BlobToFile {
+            blob_key: blob.to_string(),
+            decode: decode.clone(),
+            key: key.into(),
+            size: content.len() as u64,
+            hash: blake3::hash(content),
+        }
+    }
+
+    /// Every file under `dir`, relative, sorted (hidden write files would show here).
+    fn files_under(dir: &FsPath) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for entry in std::fs::read_dir(d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                } else {
+                    let rel = path.strip_prefix(dir).unwrap();
+                    found.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn restores_decoded_files_read_back_before_they_are_put_in_place() {
         let content = "snapshot json ".repeat(50);
-        let hash = blake3::hash(content.as_bytes());
-        let blob = name_for(&hash, true);
-        std::fs::create_dir_all(repo.path().join(blob.as_ref()).parent().unwrap()).unwrap();
-        std::fs::write(
-            repo.path().join(blob.as_ref()),
-            crate::compress(content.as_bytes(), 3).unwrap(),
-        )
-        .unwrap();
+        let blob = name_for(&blake3::hash(content.as_bytes()), true);
+        let compressed = crate::compress(content.as_bytes(), 3).unwrap();
+        let repo = repo_with(&[(&blob, &compressed)]);
+        let target = tempfile::tempdir().unwrap();
         let unzstd = Codec {
             decompress: true,
             ..Codec::default()
         };
-        let file = |key: &str, size: u64| BlobToFile {
-            blob_key: blob.to_string(),
-            decode: unzstd.clone(),
-            key: key.into(),
-            size,
-        };
-        let len = content.len() as u64;
-        let files = [file("snapshots/1.info.json", len), file("x/bad", len + 1)];
+        let mut longer = to_file(&blob, &unzstd, "x/bad", content.as_bytes());
+        longer.size += 1;
+        let files = [
+            to_file(&blob, &unzstd, "snapshots/1.info.json", content.as_bytes()),
+            longer,
+        ];
         let results = restore_files(&files, repo.path(), target.path(), 2, &NoProgress);
-        assert_eq!(results[0].as_ref().unwrap().hash, hash);
+        let restored = results[0].as_ref().unwrap();
+        assert_eq!(restored.hash, blake3::hash(content.as_bytes()));
+        assert_eq!(restored.size, content.len() as u64);
         assert!(matches!(results[1], Err(Error::SizeMismatch { .. })));
         assert_eq!(
             std::fs::read(target.path().join("snapshots/1.info.json")).unwrap(),
             content.as_bytes()
         );
         // Nothing but the restored file: no hidden write left, nothing for the failed one.
-        assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 1);
+        assert_eq!(files_under(target.path()), ["snapshots/1.info.json"]);
+    }
+
+    #[test]
+    fn restores_raw_blobs_of_any_size_and_refuses_corrupt_ones() {
+        // Above the read-back block, so that reading back takes several reads.
+        let big: Vec<u8> = (0..3 * READ_BACK_BLOCK + 17)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let good = name_for(&blake3::hash(&big), false);
+        let mut flipped = big.clone();
+        flipped[READ_BACK_BLOCK + 5] ^= 1;
+        let corrupt = Path::from("blobs/cc/corrupt");
+        let short = Path::from("blobs/dd/short");
+        let repo = repo_with(&[(&good, &big), (&corrupt, &flipped), (&short, &big[..100])]);
+        let target = tempfile::tempdir().unwrap();
+        let raw = Codec::identity();
+        let mut too_short = to_file(&good, &raw, "dbs/1/too_short.parquet", &big);
+        too_short.size -= 1;
+        let files = [
+            to_file(&good, &raw, "dbs/1/a.parquet", &big),
+            to_file(&corrupt, &raw, "dbs/1/b.parquet", &big),
+            to_file(&short, &raw, "dbs/1/c.parquet", &big),
+            too_short,
+            to_file(&Path::from("blobs/ee/gone"), &raw, "dbs/1/d.parquet", &big),
+        ];
+        let results = restore_files(&files, repo.path(), target.path(), 3, &NoProgress);
+        let restored = results[0].as_ref().unwrap();
         assert_eq!(
-            std::fs::read_dir(target.path().join("snapshots"))
-                .unwrap()
-                .count(),
-            1
+            (restored.size, restored.hash),
+            (big.len() as u64, blake3::hash(&big))
         );
-        let keys = ["snapshots/1.info.json".to_string(), "gone".to_string()];
-        let hashed = hash_files(&keys, target.path(), 2, &NoProgress);
-        assert_eq!(*hashed[0].as_ref().unwrap(), (len, hash));
-        assert!(matches!(hashed[1], Err(Error::Vanished { .. })));
+        assert_eq!(
+            std::fs::read(target.path().join("dbs/1/a.parquet")).unwrap(),
+            big
+        );
+        // A blob whose bytes are not its id's: the hash read back tells; nothing is put in place.
+        assert_eq!(results[1].as_ref().unwrap().hash, blake3::hash(&flipped));
+        // A blob shorter or longer than its entry says.
+        assert!(matches!(
+            results[2],
+            Err(Error::SizeMismatch { actual: 100, .. })
+        ));
+        assert!(matches!(results[3], Err(Error::SizeMismatch { .. })));
+        assert!(matches!(results[4], Err(Error::Vanished { .. })));
+        assert_eq!(files_under(target.path()), ["dbs/1/a.parquet"]);
     }
 }

@@ -1,6 +1,9 @@
 //! `restore`: write a backup into an empty node prefix in the server's order — Parquet, then
 //! snapshot files and checkpoints, then WAL, then catalog logs, then the catalog checkpoint last
-//! — checking every object's hash as it is written and reading every object back at the end.
+//! — reading every object back and checking its size and hash against the manifest. From a local
+//! repository into a local data dir each file is read back before it is renamed into place (a
+//! corrupt blob never lands); through the stores, objects are hashed as written and read back
+//! at the end. A restore into a local data dir then flushes it to disk before it reports success.
 //!
 //! A marker object (`.influxdb3-backup-restore.json` under the node prefix) is written first and
 //! removed last, so an interrupted restore is recognised on the next run and never mistaken for
@@ -226,6 +229,8 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
     }
     let copy = CopyOptions::default();
     let mut written = (0u64, 0u64);
+    let mut verified = 0u64;
+    let mut to_read_back = Vec::new();
     for step in steps {
         options.bar.phase(
             &format!("restoring {}", super::phase_label(step.phase)),
@@ -233,6 +238,9 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
         );
         let (direct, through_stores) = split_local(&options, &units, step.writes);
         let mut results = restore_locally(&options, &units, direct).await;
+        // Restored locally means read back already (before the rename into place).
+        verified += results.len() as u64;
+        to_read_back.extend(through_stores.iter().cloned());
         results.extend(
             for_each_bounded(through_stores, options.concurrency, |(unit, entry)| {
                 let target = units[unit].store.clone();
@@ -247,12 +255,13 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
             written.1 += size;
         }
     }
-    let verified = read_back(&units, &options).await?;
+    verified += read_back(&units, &options, to_read_back).await?;
     if let (Some((uid, gid)), Some(dir)) = (options.chown, &options.target.data_dir) {
         for unit in &units {
             chown_tree(&dir.join(&unit.prefix), uid, gid)?;
         }
     }
+    make_durable(&options).await?;
     for unit in units.iter().rev() {
         unit.store
             .delete(&Path::from(MARKER))
@@ -724,15 +733,15 @@ fn local_dirs(options: &RestoreOptions) -> Option<(&PathBuf, &PathBuf)> {
 /// Entries to write, each with the index of its unit.
 type Writes = Vec<(usize, Entry)>;
 
-/// Which of a step's writes go straight from file to file (local repository and target, small,
-/// plainly named) and which through the stores.
+/// Which of a step's writes go straight from file to file (local repository and target, plainly
+/// named, small or stored as is) and which through the stores.
 fn split_local(options: &RestoreOptions, units: &[Unit], writes: Writes) -> (Writes, Writes) {
     if local_dirs(options).is_none() {
         return (Vec::new(), writes);
     }
     let small = CopyOptions::default().small_object_threshold;
     writes.into_iter().partition(|(unit, entry)| {
-        entry.size <= small
+        (entry.size <= small || entry.encoding == ib3_repo::Encoding::Raw)
             && ib3_transfer::local::is_plain_key(&entry.path)
             && ib3_transfer::local::is_plain_key(&units[*unit].prefix)
     })
@@ -769,6 +778,7 @@ async fn restore_locally(
                 decode: super::codecs::decode(entry.encoding, options.repo.keys()),
                 key: entry.path.clone(),
                 size: entry.size,
+                hash: blake3::Hash::from_bytes(entry.blob.0),
             })
             .collect();
         let (repo_dir, target_dir) = (repo_dir.clone(), data_dir.join(&unit.prefix));
@@ -835,19 +845,13 @@ async fn restore_one(
     check_restored(&entry, copied)
 }
 
-/// Read every restored object back and compare size and hash with the manifest.
-async fn read_back(units: &[Unit], options: &RestoreOptions) -> Result<u64> {
-    let entries: Vec<(usize, Entry)> = units
-        .iter()
-        .enumerate()
-        .flat_map(|(i, u)| u.entries.iter().map(move |e| (i, e.clone())))
-        .collect();
+/// Read back every object written through the stores and compare size and hash with the
+/// manifest; the number verified.
+async fn read_back(units: &[Unit], options: &RestoreOptions, written: Writes) -> Result<u64> {
     options
         .bar
-        .phase("reading back", entries.iter().map(|(_, e)| e.size).sum());
-    let (direct, entries) = split_local(options, units, entries);
-    let mut verified = read_back_locally(units, options, direct).await?;
-    let results = for_each_bounded(entries, options.concurrency, |(unit, entry)| async move {
+        .phase("reading back", written.iter().map(|(_, e)| e.size).sum());
+    let results = for_each_bounded(written, options.concurrency, |(unit, entry)| async move {
         let unit = &units[unit];
         let key = Path::from(entry.path.as_str());
         let shown = unit.shown(&entry.path);
@@ -857,6 +861,7 @@ async fn read_back(units: &[Unit], options: &RestoreOptions) -> Result<u64> {
         check_read_back(&shown, &entry, got.size, got.hash)
     })
     .await;
+    let mut verified = 0;
     for result in results {
         result?;
         verified += 1;
@@ -864,33 +869,23 @@ async fn read_back(units: &[Unit], options: &RestoreOptions) -> Result<u64> {
     Ok(verified)
 }
 
-/// Read back, on plain threads, files restored by [`restore_locally`]; the number verified.
-async fn read_back_locally(
-    units: &[Unit],
-    options: &RestoreOptions,
-    entries: Writes,
-) -> Result<u64> {
-    let Some((_, data_dir)) = local_dirs(options) else {
-        return Ok(0);
+/// A restore into a local directory is on disk before it reports success (and before its
+/// markers go): one flush of the target's file system.
+async fn make_durable(options: &RestoreOptions) -> Result<()> {
+    let Some(dir) = options.target.data_dir.clone() else {
+        return Ok(());
     };
-    let mut verified = 0;
-    for (unit, entries) in by_unit(units, entries) {
-        let keys: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
-        let (dir, bar) = (data_dir.join(&unit.prefix), options.bar.clone());
-        let threads = options.concurrency.min(ib3_transfer::local::MAX_THREADS);
-        let hashed = tokio::task::spawn_blocking(move || {
-            ib3_transfer::local::hash_files(&keys, &dir, threads, &bar)
+    options.bar.phase("flushing to disk", 0);
+    tokio::task::spawn_blocking(move || {
+        ib3_repo::durable::flush_tree(&dir).with_context(|| {
+            format!(
+                "flushing the restored files under {} to disk",
+                dir.display()
+            )
         })
-        .await
-        .map_err(|e| anyhow::anyhow!("read-back thread failed: {e}"))?;
-        for (entry, got) in entries.iter().zip(hashed) {
-            let shown = unit.shown(&entry.path);
-            let (size, hash) = got.with_context(|| format!("reading back {shown}"))?;
-            check_read_back(&shown, entry, size, hash)?;
-            verified += 1;
-        }
-    }
-    Ok(verified)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("flush thread failed: {e}"))?
 }
 
 /// A restored object must have the size and hash the manifest records.
