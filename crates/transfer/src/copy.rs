@@ -62,6 +62,30 @@ pub struct CasCopy {
     pub stored: u64,
 }
 
+impl CasCopy {
+    /// Content the destination held already: nothing written.
+    pub fn known(size: u64, hash: blake3::Hash) -> Self {
+        CasCopy {
+            size,
+            hash,
+            uploaded: false,
+            compressed: false,
+            stored: 0,
+        }
+    }
+
+    /// Content written as is.
+    pub fn uploaded_raw(size: u64, hash: blake3::Hash) -> Self {
+        CasCopy {
+            size,
+            hash,
+            uploaded: true,
+            compressed: false,
+            stored: size,
+        }
+    }
+}
+
 /// Retry `attempt` while its error is transient, with exponential backoff.
 async fn with_retries<T, F, Fut>(retries: u32, mut attempt: F) -> Result<T>
 where
@@ -449,13 +473,7 @@ pub async fn put_content_addressed(
 ) -> Result<CasCopy> {
     let size = bytes.len() as u64;
     if is_known(&hash) {
-        return Ok(CasCopy {
-            size,
-            hash,
-            uploaded: false,
-            compressed: false,
-            stored: 0,
-        });
+        return Ok(CasCopy::known(size, hash));
     }
     let Packed {
         key,
@@ -515,13 +533,7 @@ pub async fn copy_content_addressed(
         dst.delete(staging_key)
             .await
             .map_err(|e| Error::write(staging_key, e))?;
-        return Ok(CasCopy {
-            size: copied.size,
-            hash: copied.hash,
-            uploaded: false,
-            compressed: false,
-            stored: 0,
-        });
+        return Ok(CasCopy::known(copied.size, copied.hash));
     }
     let compressed = encode.compress.is_some();
     let key = name_for(&copied.hash, compressed);

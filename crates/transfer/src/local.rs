@@ -12,7 +12,7 @@
 //! is not written, and a blob appears atomically (written under a staging key, then renamed).
 //! Only keys whose file name is the key itself ([`is_plain_key`]) take this path.
 
-use crate::copy::{check_size, pack, Packed};
+use crate::copy::{check_size, pack};
 use crate::{CasCopy, Codec, Error, NameFor, Progress, Result};
 use bytes::Bytes;
 use object_store::path::Path;
@@ -43,6 +43,12 @@ pub struct LocalCopied {
     pub copy: CasCopy,
     /// The plaintext, when [`SmallFile::keep_bytes`].
     pub bytes: Option<Bytes>,
+}
+
+impl LocalCopied {
+    fn of(copy: CasCopy) -> Self {
+        LocalCopied { copy, bytes: None }
+    }
 }
 
 /// Where a batch copies from and to.
@@ -82,6 +88,9 @@ impl LocalCopy<'_> {
     }
 
     fn copy_one(&self, file: &SmallFile) -> Result<LocalCopied> {
+        if file.encode.is_identity() && !file.keep_bytes {
+            return RAW_BLOCK_BUF.with_borrow_mut(|block| self.copy_raw(file, block));
+        }
         let key = Path::from(file.key.as_str());
         let bytes = Bytes::from(
             std::fs::read(self.source.join(&file.key)).map_err(|e| read_error(&key, e))?,
@@ -92,18 +101,12 @@ impl LocalCopy<'_> {
         let size = bytes.len() as u64;
         let kept = file.keep_bytes.then(|| bytes.clone());
         let copy = if (self.is_known)(&hash) {
-            CasCopy {
-                size,
-                hash,
-                uploaded: false,
-                compressed: false,
-                stored: 0,
-            }
+            CasCopy::known(size, hash)
         } else {
             let packed = pack(bytes, &hash, self.name_for, &file.encode)?;
             let stored = packed.body.len() as u64;
             let compressed = packed.compressed;
-            self.write_atomically(packed)?;
+            self.write_atomically(&packed.key, &packed.body)?;
             CasCopy {
                 size,
                 hash,
@@ -115,25 +118,114 @@ impl LocalCopy<'_> {
         Ok(LocalCopied { copy, bytes: kept })
     }
 
-    /// Write under a staging key, then rename to the content key (creating directories as
-    /// needed): a reader never sees a partial blob, and a crash leaves only a staging file.
-    fn write_atomically(&self, packed: Packed) -> Result<()> {
+    /// Copy a file stored as is through `block`, which stays in the CPU cache from the read
+    /// through the hash to the write (a whole-file buffer of megabytes would not, and its fresh
+    /// pages cost faults). A file that fits in the block is hashed before anything is written,
+    /// so known content is never written; a larger one streams to a staging file, renamed to its
+    /// content key at the end (or removed, if the content is known).
+    fn copy_raw(&self, file: &SmallFile, block: &mut [u8]) -> Result<LocalCopied> {
+        let key = Path::from(file.key.as_str());
+        let mut source =
+            std::fs::File::open(self.source.join(&file.key)).map_err(|e| read_error(&key, e))?;
+        let first = fill(&mut source, block).map_err(|e| read_error(&key, e))?;
+        self.progress.advance(first as u64);
+        if first < block.len() {
+            let bytes = &block[..first];
+            check_size(&key, file.expected, first as u64)?;
+            let hash = blake3::hash(bytes);
+            if (self.is_known)(&hash) {
+                return Ok(LocalCopied::of(CasCopy::known(first as u64, hash)));
+            }
+            self.write_atomically(&(self.name_for)(&hash, false), bytes)?;
+            return Ok(LocalCopied::of(CasCopy::uploaded_raw(first as u64, hash)));
+        }
         let staging_key = (self.staging_key)();
         let staging = self.destination.join(staging_key.as_ref());
-        let target = self.destination.join(packed.key.as_ref());
-        let write_error = |key: &Path, e: std::io::Error| Error::Write {
-            key: key.to_string(),
-            source: store_error(e),
+        let streamed = with_parent(&staging, |p| std::fs::File::create_new(p))
+            .map_err(|e| Error::write(&staging_key, store_error(e)))
+            .and_then(|mut out| self.stream(&key, &mut source, &mut out, block, first));
+        let (size, hash) = match streamed {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = std::fs::remove_file(&staging);
+                return Err(e);
+            }
         };
-        with_parent(&staging, |p| std::fs::write(p, &packed.body))
-            .map_err(|e| write_error(&staging_key, e))?;
-        let renamed = with_parent(&target, |p| std::fs::rename(&staging, p));
-        if let Err(e) = renamed {
+        let checked = check_size(&key, file.expected, size);
+        if checked.is_err() || (self.is_known)(&hash) {
             let _ = std::fs::remove_file(&staging);
-            return Err(write_error(&packed.key, e));
+            return checked.map(|()| LocalCopied::of(CasCopy::known(size, hash)));
+        }
+        self.rename_into_place(&staging, &(self.name_for)(&hash, false))?;
+        Ok(LocalCopied::of(CasCopy::uploaded_raw(size, hash)))
+    }
+
+    /// Write `block[..first]` (already read) and the rest of `source` to `out`, hashing on the
+    /// way; the size and hash.
+    fn stream(
+        &self,
+        key: &Path,
+        source: &mut std::fs::File,
+        out: &mut std::fs::File,
+        block: &mut [u8],
+        first: usize,
+    ) -> Result<(u64, blake3::Hash)> {
+        use std::io::Write;
+        let write_error = |e| Error::write(key, store_error(e));
+        let (mut hasher, mut size, mut n) = (blake3::Hasher::new(), 0u64, first);
+        while n > 0 {
+            hasher.update(&block[..n]);
+            out.write_all(&block[..n]).map_err(write_error)?;
+            size += n as u64;
+            n = fill(source, block).map_err(|e| read_error(key, e))?;
+            self.progress.advance(n as u64);
+        }
+        Ok((size, hasher.finalize()))
+    }
+
+    /// Write under a staging key, then rename to the content key (creating directories as
+    /// needed): a reader never sees a partial blob, and a crash leaves only a staging file.
+    fn write_atomically(&self, blob_key: &Path, body: &[u8]) -> Result<()> {
+        let staging_key = (self.staging_key)();
+        let staging = self.destination.join(staging_key.as_ref());
+        with_parent(&staging, |p| std::fs::write(p, body))
+            .map_err(|e| Error::write(&staging_key, store_error(e)))?;
+        self.rename_into_place(&staging, blob_key)
+    }
+
+    /// Rename a staging file to `blob_key`; on failure the staging file is removed.
+    fn rename_into_place(&self, staging: &PathBuf, blob_key: &Path) -> Result<()> {
+        let target = self.destination.join(blob_key.as_ref());
+        let renamed = with_parent(&target, |p| std::fs::rename(staging, p));
+        if let Err(e) = renamed {
+            let _ = std::fs::remove_file(staging);
+            return Err(Error::write(blob_key, store_error(e)));
         }
         Ok(())
     }
+}
+
+/// Bytes a raw copy moves per read and write: small enough to stay in a core's cache between the
+/// read, the hash and the write, large enough that calls are few.
+const RAW_BLOCK: usize = 256 * 1024;
+
+thread_local! {
+    /// Each copying thread's block (threads of [`run_parallel`] live for one batch).
+    static RAW_BLOCK_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; RAW_BLOCK]);
+}
+
+/// Read from `source` until `buf` is full or the file ends; the bytes read.
+fn fill(source: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match std::io::Read::read(source, &mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Run `job` on every item with `threads` plain threads; results in the order of `items`.
@@ -366,6 +458,50 @@ mod tests {
         assert!(!is_plain_key("a//b"));
         assert!(!is_plain_key("../a"));
         assert!(!is_plain_key(""));
+    }
+
+    #[test]
+    fn streams_files_larger_than_a_block_and_leaves_nothing_staged() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..2 * RAW_BLOCK + 3).map(|i| (i % 253) as u8).collect();
+        let twin: Vec<u8> = big.iter().map(|b| b ^ 0x5a).collect();
+        for (name, bytes) in [("big", &big), ("known", &twin), ("short", &big)] {
+            std::fs::write(src.path().join(name), bytes).unwrap();
+        }
+        let known = blake3::hash(&twin);
+        let copy = LocalCopy {
+            source: src.path(),
+            destination: dst.path(),
+            staging_key: &|| Path::from(format!("staging/{:016x}", fastrand::u64(..))),
+            name_for: &name_for,
+            is_known: &|h| *h == known,
+            progress: &NoProgress,
+        };
+        let size = big.len() as u64;
+        let results = copy.run(
+            vec![
+                file("big", Some(size), false),
+                file("known", Some(size), false),
+                file("short", Some(size + 1), false),
+            ],
+            2,
+        );
+        let copied = results[0].as_ref().unwrap().copy;
+        assert_eq!(copied, CasCopy::uploaded_raw(size, blake3::hash(&big)));
+        let stored = std::fs::read(dst.path().join(name_for(&copied.hash, false).as_ref()));
+        assert_eq!(stored.unwrap(), big);
+        let twin_copy = results[1].as_ref().unwrap().copy;
+        assert_eq!(twin_copy, CasCopy::known(size, known));
+        assert!(matches!(
+            results[2],
+            Err(Error::SizeMismatch { actual, .. }) if actual == size
+        ));
+        // Only the one new blob was kept: nothing staged, nothing for the known or short file.
+        let staged = std::fs::read_dir(dst.path().join("staging")).unwrap();
+        assert_eq!(staged.count(), 0);
+        let blob_dirs = std::fs::read_dir(dst.path().join("blobs")).unwrap();
+        assert_eq!(blob_dirs.count(), 1);
     }
 
     #[test]

@@ -242,8 +242,7 @@ impl RepoCapture {
                 continue;
             }
             results.push(None);
-            let small = object.size <= self.copy.small_object_threshold;
-            if small && ib3_transfer::local::is_plain_key(&object.key) {
+            if self.copies_locally(object) {
                 direct.push((i, object.clone()));
             } else {
                 through_stores.push((i, object.clone()));
@@ -266,8 +265,16 @@ impl RepoCapture {
             .collect())
     }
 
-    /// Copy small files from the local source directory into the local repository on plain
-    /// threads (one hand-off for the whole batch).
+    /// Whether `object` takes the local path (plainly named; small, or large and stored as is
+    /// without being parsed).
+    fn copies_locally(&self, object: &SourceObject) -> bool {
+        let small = object.size <= self.copy.small_object_threshold;
+        let raw = self.encode_for(&object.class).is_identity() && !keeps_bytes(&object.class);
+        (small || raw) && ib3_transfer::local::is_plain_key(&object.key)
+    }
+
+    /// Copy files from the local source directory into the local repository on plain threads
+    /// (one hand-off for the whole batch).
     async fn copy_locally(
         &self,
         local: &LocalCapture,
