@@ -21,7 +21,8 @@ source "$EMU_DIR/env.sh"
 # Every backend is required here: a server that failed to start is a failure, never a skip.
 export IB3_TEST_REQUIRE_BACKENDS=1
 cargo test --workspace --locked
-# The benchmark harness must not rot: a tiny run (ours and cp only, debug build), figures only.
+# The benchmark harness must not rot: a tiny run (ours and cp only, two rounds, debug build),
+# figures only.
 TARGET=${CARGO_TARGET_DIR:-target}
-cargo run --quiet --locked -p ib3-bench -- run --files 300 --tools ours,cp \
+cargo run --quiet --locked -p ib3-bench -- run --files 300 --tools ours,cp --rounds 2 \
   --work "$TARGET/bench-ci" --ours "$TARGET/debug/influxdb3-backup"

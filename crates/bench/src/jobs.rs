@@ -74,6 +74,8 @@ pub struct Settings {
     pub ours: PathBuf,
     /// The S3 server for `aws`.
     pub s3: Option<S3>,
+    /// Rounds of the jobs whose ratio is close to 1 (full backup and restore by ours and `cp`).
+    pub rounds: u32,
 }
 
 /// One measured job.
@@ -83,9 +85,11 @@ pub struct Row {
     pub job: &'static str,
     /// Tool (`influxdb3-backup`, `influxdb3-backup (s3)`, `cp -r`, …).
     pub tool: &'static str,
-    /// Wall time and peak RSS.
+    /// Wall time and peak RSS (of the median round).
     #[serde(flatten)]
     pub measured: Measured,
+    /// Wall time of every round, in the order run.
+    pub rounds: Vec<f64>,
     /// Bytes of the tree (or of the change, for an incremental).
     pub bytes: u64,
     /// `bytes / seconds` in MiB/s.
@@ -138,6 +142,14 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>> {
     b.restores(du(&src)?)?;
     b.verifies(du(&src)?)?;
     Ok(b.rows)
+}
+
+/// One tool's command in a job taken in rounds, and the directory it writes (removed before
+/// every round but the first).
+struct Contender {
+    tool: &'static str,
+    cmd: Cmd,
+    output: PathBuf,
 }
 
 struct Bench<'a> {
@@ -223,18 +235,78 @@ impl Bench<'_> {
         cmd: Cmd,
         bytes: u64,
     ) -> Result<()> {
+        let measured = self.measure_settled(job, tool, &cmd)?;
+        self.push(job, tool, vec![measured], bytes);
+        Ok(())
+    }
+
+    fn measure_settled(&self, job: &str, tool: &str, cmd: &Cmd) -> Result<Measured> {
         eprintln!("  {job:<28} {tool}");
         settle(&self.settings.work.join("src"))?;
-        let measured = measure(&cmd, &self.log)?;
+        measure(cmd, &self.log)
+    }
+
+    /// Run `contenders` in turn for `rounds` rounds, each round after removing what the
+    /// previous one wrote; one row each, with the median round.
+    fn record_rounds(
+        &mut self,
+        job: &'static str,
+        contenders: Vec<Contender>,
+        bytes: u64,
+    ) -> Result<()> {
+        let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); contenders.len()];
+        for round in 0..self.settings.rounds {
+            for (c, runs) in contenders.iter().zip(&mut runs) {
+                if round > 0 {
+                    std::fs::remove_dir_all(&c.output)
+                        .with_context(|| format!("removing {}", c.output.display()))?;
+                }
+                runs.push(self.measure_settled(job, c.tool, &c.cmd)?);
+            }
+        }
+        for (c, runs) in contenders.into_iter().zip(runs) {
+            self.push(job, c.tool, runs, bytes);
+        }
+        Ok(())
+    }
+
+    /// Add the row of `runs` (at least one): the median round's figures.
+    fn push(&mut self, job: &'static str, tool: &'static str, runs: Vec<Measured>, bytes: u64) {
+        let mut by_time = runs.clone();
+        by_time.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        let measured = by_time[by_time.len() / 2];
         self.rows.push(Row {
             job,
             tool,
             measured,
+            rounds: runs.iter().map(|m| m.seconds).collect(),
             bytes,
             mib_per_second: bytes as f64 / 1048576.0 / measured.seconds.max(1e-9),
             ours_over_this: None,
         });
-        Ok(())
+    }
+
+    /// influxdb3-backup and, with `cp` on, `cp -r` and `cp -r` + `sync`, from `from` (for
+    /// influxdb3-backup: `ours`) into `<to>-cp` and `<to>-cp-sync`.
+    fn with_cp(&self, ours: Contender, from: &str, to: &str) -> Vec<Contender> {
+        let mut contenders = vec![ours];
+        if self.on(Tool::Cp) {
+            let (plain, synced) = (
+                self.path(&format!("{to}cp")),
+                self.path(&format!("{to}cp-sync")),
+            );
+            contenders.push(Contender {
+                tool: "cp -r",
+                cmd: Cmd::new(&["cp", "-r", from, &plain]),
+                output: plain.into(),
+            });
+            contenders.push(Contender {
+                tool: CP_SYNC,
+                cmd: cp_then_sync(from, &synced),
+                output: synced.into(),
+            });
+        }
+        contenders
     }
 
     /// One backup job (full or incremental) by every tool.
@@ -250,12 +322,16 @@ impl Bench<'_> {
             "--repo",
             &repo,
         ];
-        self.record(job, OURS, self.ours(&create), bytes)?;
-        if self.on(Tool::Cp) && job == FULL {
-            let cmd = Cmd::new(&["cp", "-r", &src, &self.path("cp")]);
-            self.record(job, "cp -r", cmd, bytes)?;
-            let cmd = cp_then_sync(&src, &self.path("cp-sync"));
-            self.record(job, CP_SYNC, cmd, bytes)?;
+        if job == FULL {
+            let ours = Contender {
+                tool: OURS,
+                cmd: self.ours(&create),
+                output: repo.as_str().into(),
+            };
+            let contenders = self.with_cp(ours, &src, "");
+            self.record_rounds(job, contenders, bytes)?;
+        } else {
+            self.record(job, OURS, self.ours(&create), bytes)?;
         }
         if self.on(Tool::Rclone) {
             let cmd = Cmd::new(&["rclone", "copy", &src, &self.path("rclone")]);
@@ -289,14 +365,13 @@ impl Bench<'_> {
     fn restores(&mut self, bytes: u64) -> Result<()> {
         let repo = self.path("repo");
         let into = self.path("restore-ours");
-        let cmd = self.ours(&["restore", "--repo", &repo, "--data-dir", &into]);
-        self.record(RESTORE, OURS, cmd, bytes)?;
-        if self.on(Tool::Cp) {
-            let cmd = Cmd::new(&["cp", "-r", &self.path("cp"), &self.path("restore-cp")]);
-            self.record(RESTORE, "cp -r", cmd, bytes)?;
-            let cmd = cp_then_sync(&self.path("cp"), &self.path("restore-cp-sync"));
-            self.record(RESTORE, CP_SYNC, cmd, bytes)?;
-        }
+        let ours = Contender {
+            tool: OURS,
+            cmd: self.ours(&["restore", "--repo", &repo, "--data-dir", &into]),
+            output: into.as_str().into(),
+        };
+        let contenders = self.with_cp(ours, &self.path("cp"), "restore-");
+        self.record_rounds(RESTORE, contenders, bytes)?;
         if self.on(Tool::Rclone) {
             let cmd = Cmd::new(&[
                 "rclone",

@@ -87,6 +87,11 @@ struct RunArgs {
     /// Write the results here as JSON [default: <work>/results.json].
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Rounds of the full backup and the restore by influxdb3-backup, `cp -r` and `cp -r` +
+    /// `sync`, taken in turn (the median is reported): these ratios are close to 1 and a disk's
+    /// speed drifts between runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    rounds: u32,
 }
 
 impl TreeArgs {
@@ -143,6 +148,7 @@ fn run(args: RunArgs) -> Result<()> {
         tools,
         ours,
         s3,
+        rounds: args.rounds,
     };
     let mut rows = jobs::run(&settings)?;
     jobs::compare(&mut rows);
