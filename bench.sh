@@ -4,7 +4,7 @@
 # missing (rclone and restic from Debian's packages, the AWS CLI from PyPI), starts the local S3
 # server (ci-emulators/up.sh), builds in release mode, and stops the server at the end.
 #
-# Usage: ./bench.sh [--files N] [--profile tiny|small|realistic] [--tools ours,cp,rclone,restic,aws]
+# Usage: ./bench.sh [--files N] [--profile tiny|small|realistic] [--tools ours,cp,rclone,restic,aws] [--rounds R]
 #                   [--work DIR] [--json FILE]          (see: target/release/bench run --help)
 # Figures only: a slow result never fails this script.
 set -euo pipefail

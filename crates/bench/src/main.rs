@@ -88,8 +88,8 @@ struct RunArgs {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Rounds of the full backup and the restore by influxdb3-backup, `cp -r` and `cp -r` +
-    /// `sync`, taken in turn (the median is reported): these ratios are close to 1 and a disk's
-    /// speed drifts between runs.
+    /// `sync`, and of the no-change incremental by every tool, taken in turn (the median is
+    /// reported): these ratios are close to their goals and a disk's speed drifts between runs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
     rounds: u32,
 }
