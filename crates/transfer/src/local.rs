@@ -177,10 +177,12 @@ impl LocalCopy<'_> {
         use std::io::Write;
         let write_error = |e| Error::write(key, store_error(e));
         let (mut hasher, mut size, mut n) = (blake3::Hasher::new(), 0u64, first);
+        let mut behind = WriteBehind::default();
         while n > 0 {
             hasher.update(&block[..n]);
             out.write_all(&block[..n]).map_err(write_error)?;
             size += n as u64;
+            behind.written(out, size);
             n = fill(source, block).map_err(|e| read_error(key, e))?;
             self.progress.advance(n as u64);
         }
@@ -213,18 +215,49 @@ impl LocalCopy<'_> {
 /// the disk works while the next files are copied and the flush at the end waits for little.
 const EARLY_WRITE_OUT: u64 = 1024 * 1024;
 
+/// A large file's write-out is started every this many bytes while it is written: without it
+/// the kernel holds a file of hundreds of megabytes in memory until it is complete.
+const WRITE_BEHIND: u64 = 8 * 1024 * 1024;
+
+/// Where the write-out of a file being written has been started up to.
+#[derive(Default)]
+struct WriteBehind {
+    started: u64,
+}
+
+impl WriteBehind {
+    /// `out` now holds `size` bytes: start the write-out of the last [`WRITE_BEHIND`] bytes
+    /// or more, if that many are waiting.
+    fn written(&mut self, out: &std::fs::File, size: u64) {
+        if size - self.started >= WRITE_BEHIND {
+            start_range_write_out(out, self.started, size - self.started);
+            self.started = size;
+        }
+    }
+}
+
 /// Start writing `file` (`size` bytes) to disk without waiting, when it is large enough to be
 /// worth it. `POSIX_FADV_DONTNEED` starts the write-out of dirty pages (and drops clean ones
 /// from the page cache, which a backup or restore does not read again); it is advice, so
 /// failure changes nothing: the caller's final flush makes everything durable either way.
 fn start_write_out(file: &std::fs::File, size: u64) {
-    #[cfg(target_os = "linux")]
     if size >= EARLY_WRITE_OUT {
+        start_range_write_out(file, 0, 0);
+    }
+}
+
+/// Start writing `len` bytes of `file` from `offset` (0: to its end) to disk, without waiting.
+fn start_range_write_out(file: &std::fs::File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
         use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
-        let _ = posix_fadvise(file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        let _ = posix_fadvise(file, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (file, size);
+    let _ = (file, offset, len);
 }
 
 /// Bytes a raw copy moves per read and write: small enough to stay in a core's cache between the
@@ -336,7 +369,11 @@ fn restore_file(
             .open(p)
     })
     .map_err(write_error)?;
+    // The write-out starts before the read-back (which reads the pages still cached, dirty or
+    // being written) so the disk works while the file is hashed; the second call drops the
+    // pages the read-back left clean.
     let written = write_plaintext(file, &repo_dir.join(&file.blob_key), &mut out)
+        .inspect(|()| start_write_out(&out, file.size))
         .and_then(|()| hash_written(&mut out, file.size).map_err(write_error));
     if written.is_ok() {
         start_write_out(&out, file.size);
@@ -368,9 +405,7 @@ fn write_plaintext(file: &BlobToFile, blob: &FsPath, out: &mut std::fs::File) ->
     };
     if file.decode.is_identity() {
         let source = std::fs::File::open(blob).map_err(read_error)?;
-        // One byte more than expected is asked for, so that a longer blob shows.
-        let copied = std::io::copy(&mut std::io::Read::take(&source, file.size + 1), out)
-            .map_err(write_error)?;
+        let copied = copy_behind(&source, out, file.size).map_err(write_error)?;
         return check_size(&blob_key, Some(file.size), copied);
     }
     let stored = std::fs::read(blob).map_err(read_error)?;
@@ -380,6 +415,26 @@ fn write_plaintext(file: &BlobToFile, blob: &FsPath, out: &mut std::fs::File) ->
     })?;
     check_size(&blob_key, Some(file.size), plain.len() as u64)?;
     std::io::Write::write_all(out, &plain).map_err(write_error)
+}
+
+/// Copy `source` into `out` by the kernel ([`std::io::copy`] between files), [`WRITE_BEHIND`]
+/// bytes at a time with the write-out of each piece started; the bytes copied. One byte more
+/// than `expected` is asked for, so that a longer source shows.
+fn copy_behind(
+    source: &std::fs::File,
+    out: &mut std::fs::File,
+    expected: u64,
+) -> std::io::Result<u64> {
+    let (mut copied, mut behind) = (0u64, WriteBehind::default());
+    loop {
+        let want = WRITE_BEHIND.min(expected + 1 - copied);
+        let n = std::io::copy(&mut std::io::Read::take(source, want), out)?;
+        copied += n;
+        behind.written(out, copied);
+        if n < want || copied > expected {
+            return Ok(copied);
+        }
+    }
 }
 
 /// Size and BLAKE3 of what was written to `out`, read back from its start.
@@ -647,8 +702,9 @@ mod tests {
 
     #[test]
     fn restores_raw_blobs_of_any_size_and_refuses_corrupt_ones() {
-        // Above the read-back block, so that reading back takes several reads.
-        let big: Vec<u8> = (0..3 * READ_BACK_BLOCK + 17)
+        // Above the write-behind step and the read-back block, so that the copy takes several
+        // pieces and reading back several reads.
+        let big: Vec<u8> = (0..WRITE_BEHIND as usize + 3 * READ_BACK_BLOCK + 17)
             .map(|i| (i % 251) as u8)
             .collect();
         let good = name_for(&blake3::hash(&big), false);
