@@ -439,20 +439,17 @@ fn copy_behind(
 
 /// Size and BLAKE3 of what was written to `out`, read back from its start.
 fn hash_written(out: &mut std::fs::File, size_hint: u64) -> std::io::Result<crate::Copied> {
-    use std::io::{Read, Seek};
+    use std::io::Seek;
     out.seek(std::io::SeekFrom::Start(0))?;
     let mut buf = vec![0; size_hint.clamp(1, READ_BACK_BLOCK as u64) as usize];
     let (mut hasher, mut size) = (blake3::Hasher::new(), 0u64);
     loop {
-        match out.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                size += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        let n = fill(out, &mut buf)?;
+        if n == 0 {
+            break;
         }
+        hasher.update(&buf[..n]);
+        size += n as u64;
     }
     Ok(crate::Copied {
         size,
