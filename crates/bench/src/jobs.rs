@@ -74,7 +74,8 @@ pub struct Settings {
     pub ours: PathBuf,
     /// The S3 server for `aws`.
     pub s3: Option<S3>,
-    /// Rounds of the jobs whose ratio is close to 1 (full backup and restore by ours and `cp`).
+    /// Rounds of the jobs whose ratios sit close to their goals (full backup and restore by
+    /// ours and `cp`, no-change incremental by every tool).
     pub rounds: u32,
 }
 
@@ -307,8 +308,8 @@ impl Bench<'_> {
         });
     }
 
-    /// influxdb3-backup and, with `cp` on, `cp -r` and `cp -r` + `sync`, from `from` (for
-    /// influxdb3-backup: `ours`) into `<to>-cp` and `<to>-cp-sync`.
+    /// `ours` and, with `cp` on, `cp -r` and `cp -r` + `sync` of `from` into `<to>cp` and
+    /// `<to>cp-sync`.
     fn with_cp(&self, ours: Contender, from: &str, to: &str) -> Vec<Contender> {
         let mut contenders = vec![ours];
         if self.on(Tool::Cp) {
