@@ -4,7 +4,10 @@
 //! `LocalFileSystem::list` stats every entry twice and turns each path into a URL and back; at
 //! 100 000 files in as many directories that took 0.9 s, most of a no-change incremental
 //! backup. This walk reads each directory once, takes the entry type from the directory
-//! listing, stats files only, and builds keys by joining names. It answers only where its keys
+//! listing, stats files only, and builds keys by joining names. On Unix it opens each
+//! directory relative to its parent's handle and reads it with `getdents64` (rustix): five
+//! system calls a directory of one file instead of std's six with a whole path to resolve,
+//! which took the listing of 100 000 such directories from 0.74–0.88 s to 0.68–0.73 s. It answers only where its keys
 //! are exactly `LocalFileSystem`'s: every name plain ([`crate::local::is_plain_key`]) and no
 //! symbolic link on the way; anything else is listed by `LocalFileSystem` itself. Files that
 //! `LocalFileSystem` hides (its in-flight `name#<digits>` writes) are hidden here too. Every
@@ -19,7 +22,9 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
-use std::path::{Path as FsPath, PathBuf};
+#[cfg(not(unix))]
+use std::path::Path as FsPath;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// A [`LocalFileSystem`] rooted at a directory, with fast recursive listings.
@@ -53,28 +58,88 @@ enum Walked {
     Fallback,
 }
 
-/// Threads of one walk. Reading directories of a tree not in the page cache waits on the disk,
-/// not the CPU: 16 threads listed 101 000 cold directories in 2.0–2.3 s where 4 took 3.4–3.7 s
-/// (64 gained nothing more); warm, the extra threads cost nothing measurable.
-const WALK_THREADS: usize = 16;
-/// Directories of one level below which a level is read on the calling thread alone.
-const WALK_PARALLEL_FROM: usize = 64;
+/// `LocalFileSystem`'s in-flight write files, `name#<digits>`, which it never lists.
+fn is_hidden_write(name: &str) -> bool {
+    match name.split_once('#') {
+        Some((_, suffix)) => !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
+}
 
-/// Every file under `dir` whose key starts with `prefix` (empty or ending in `/`), read level
-/// by level, the directories of a wide level by [`WALK_THREADS`] threads.
-fn walk(dir: &FsPath, prefix: &str) -> std::io::Result<Walked> {
-    let mut objects = Vec::new();
-    let mut level: Pending = vec![(dir.to_path_buf(), prefix.to_string())];
-    while !level.is_empty() {
-        let chunk = if level.len() < WALK_PARALLEL_FROM {
-            level.len()
-        } else {
-            level.len().div_ceil(WALK_THREADS)
-        };
-        let read: Vec<Read> = std::thread::scope(|scope| {
-            let workers: Vec<_> = level
-                .chunks(chunk)
-                .map(|dirs| scope.spawn(move || read_dirs(dirs)))
+/// The walk itself, on Unix (directory handles and `getdents64` through rustix).
+#[cfg(unix)]
+mod walker {
+    use super::{is_hidden_write, NotPlain, Walked};
+    use crate::local::is_plain_key;
+    use object_store::path::Path;
+    use object_store::ObjectMeta;
+    use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
+    use rustix::io::Errno;
+    use std::path::{Path as FsPath, PathBuf};
+    use std::sync::Arc;
+
+    /// Threads of one walk. Reading directories of a tree not in the page cache waits on the
+    /// disk, not the CPU: 16 threads listed 101 000 cold directories in 2.0–2.3 s where 4 took
+    /// 3.4–3.7 s (64 gained nothing more); warm, the extra threads cost nothing measurable.
+    const WALK_THREADS: usize = 16;
+    /// Directories of one level from which the rest of the walk is shared among threads.
+    const WALK_PARALLEL_FROM: usize = 64;
+
+    /// A directory still to read: opened relative to its parent's handle (one name to look up, not
+    /// a whole path), or by path at the top.
+    struct PendingDir {
+        parent: Option<Arc<Dir>>,
+        /// Its name in the parent, or its whole path at the top.
+        name: PathBuf,
+        /// The key prefix of what it holds (ends in `/`, or empty).
+        prefix: String,
+    }
+
+    /// What reading some directories found: files, and directories to read next (`None`: a name
+    /// is not plain).
+    type Read = std::io::Result<Option<(Vec<ObjectMeta>, Vec<PendingDir>)>>;
+
+    /// Every file under `dir` whose key starts with `prefix` (empty or ending in `/`). Narrow
+    /// levels are read on the calling thread; from the first level of [`WALK_PARALLEL_FROM`]
+    /// directories on, [`WALK_THREADS`] threads each walk a share of it depth-first, so a thread
+    /// holds open only the directories between its share and the one it reads.
+    pub(super) fn walk(dir: &FsPath, prefix: &str) -> std::io::Result<Walked> {
+        let mut objects = Vec::new();
+        let mut level = vec![PendingDir {
+            parent: None,
+            name: dir.to_path_buf(),
+            prefix: prefix.to_string(),
+        }];
+        while !level.is_empty() {
+            if level.len() >= WALK_PARALLEL_FROM {
+                return walk_shared(level, objects);
+            }
+            match read_dirs(level)? {
+                Some((found, below)) => {
+                    objects.extend(found);
+                    level = below;
+                }
+                None => return Ok(Walked::Fallback),
+            }
+        }
+        Ok(Walked::Objects(objects))
+    }
+
+    /// Walk `level` and everything below it, a share of it per thread.
+    fn walk_shared(
+        level: Vec<PendingDir>,
+        mut objects: Vec<ObjectMeta>,
+    ) -> std::io::Result<Walked> {
+        let chunk = level.len().div_ceil(WALK_THREADS);
+        let mut shares = Vec::new();
+        let mut level = level.into_iter().peekable();
+        while level.peek().is_some() {
+            shares.push(level.by_ref().take(chunk).collect::<Vec<_>>());
+        }
+        let read: Vec<std::io::Result<Option<Vec<ObjectMeta>>>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = shares
+                .into_iter()
+                .map(|share| scope.spawn(move || walk_depth_first(share)))
                 .collect();
             workers
                 .into_iter()
@@ -84,108 +149,174 @@ fn walk(dir: &FsPath, prefix: &str) -> std::io::Result<Walked> {
                 })
                 .collect()
         });
-        let mut next = Vec::new();
         for result in read {
             match result? {
-                Some((found, below)) => {
-                    objects.extend(found);
-                    next.extend(below);
-                }
+                Some(found) => objects.extend(found),
                 None => return Ok(Walked::Fallback),
             }
         }
-        level = next;
+        Ok(Walked::Objects(objects))
     }
-    Ok(Walked::Objects(objects))
-}
 
-/// Read `dirs`: their files, and their subdirectories to read next; `None` when a name is not
-/// plain.
-fn read_dirs(dirs: &[(PathBuf, String)]) -> Read {
-    let (mut objects, mut below) = (Vec::new(), Vec::new());
-    for (dir, prefix) in dirs {
-        match walk_one(dir, prefix, &mut objects, &mut below) {
-            Ok(Ok(())) => {}
-            Ok(Err(NotPlain)) => return Ok(None),
-            // A directory removed while listed holds nothing any more (as LocalFileSystem).
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Some((objects, below)))
-}
-
-type Pending = Vec<(PathBuf, String)>;
-/// What reading some directories found: files, and directories to read next (`None`: a name
-/// is not plain).
-type Read = std::io::Result<Option<(Vec<ObjectMeta>, Pending)>>;
-
-fn walk_one(
-    dir: &FsPath,
-    prefix: &str,
-    objects: &mut Vec<ObjectMeta>,
-    pending: &mut Pending,
-) -> std::io::Result<std::result::Result<(), NotPlain>> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            return Ok(Err(NotPlain));
-        };
-        let file_type = entry.file_type()?;
-        if file_type.is_symlink() {
-            return Ok(Err(NotPlain));
-        }
-        if file_type.is_dir() {
-            if !is_plain_key(name) {
-                return Ok(Err(NotPlain));
+    /// Every file in and below `dirs`, reading one directory at a time from a stack.
+    fn walk_depth_first(mut stack: Vec<PendingDir>) -> std::io::Result<Option<Vec<ObjectMeta>>> {
+        let mut objects = Vec::new();
+        while let Some(dir) = stack.pop() {
+            match read_dirs(vec![dir])? {
+                Some((found, below)) => {
+                    objects.extend(found);
+                    stack.extend(below);
+                }
+                None => return Ok(None),
             }
-            pending.push((entry.path(), format!("{prefix}{name}/")));
-            continue;
         }
-        if !file_type.is_file() || is_hidden_write(name) {
-            continue;
+        Ok(Some(objects))
+    }
+
+    /// Read `dirs`: their files, and their subdirectories to read next; `None` when a name is not
+    /// plain.
+    fn read_dirs(dirs: Vec<PendingDir>) -> Read {
+        let (mut objects, mut below) = (Vec::new(), Vec::new());
+        for dir in dirs {
+            match walk_one(&dir, &mut objects, &mut below) {
+                Ok(Ok(())) => {}
+                Ok(Err(NotPlain)) => return Ok(None),
+                // A directory removed while listed holds nothing any more (as LocalFileSystem).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
-        if !is_plain_key(name) {
-            return Ok(Err(NotPlain));
-        }
-        let metadata = match entry.metadata() {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
+        Ok(Some((objects, below)))
+    }
+
+    /// Open a pending directory: below the top, relative to its parent and never through a
+    /// symbolic link (the listing said it is a directory; if that changed, `ELOOP`/`ENOTDIR` hand
+    /// the listing over to `LocalFileSystem`).
+    fn open_dir(dir: &PendingDir) -> std::io::Result<std::result::Result<Dir, NotPlain>> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let opened = match &dir.parent {
+            Some(parent) => rustix::fs::openat(
+                parent.fd()?,
+                &dir.name,
+                flags | OFlags::NOFOLLOW,
+                Mode::empty(),
+            ),
+            None => rustix::fs::open(&dir.name, flags, Mode::empty()),
         };
-        objects.push(object_meta(format!("{prefix}{name}"), &metadata));
+        match opened {
+            Ok(fd) => Ok(Ok(Dir::new(fd)?)),
+            Err(Errno::LOOP | Errno::NOTDIR) if dir.parent.is_some() => Ok(Err(NotPlain)),
+            Err(e) => Err(e.into()),
+        }
     }
-    Ok(Ok(()))
+
+    /// Read one directory: its files into `objects`, its subdirectories into `pending`.
+    fn walk_one(
+        dir: &PendingDir,
+        objects: &mut Vec<ObjectMeta>,
+        pending: &mut Vec<PendingDir>,
+    ) -> std::io::Result<std::result::Result<(), NotPlain>> {
+        let mut entries = match open_dir(dir)? {
+            Ok(entries) => entries,
+            Err(NotPlain) => return Ok(Err(NotPlain)),
+        };
+        let prefix = &dir.prefix;
+        let mut subdirs = Vec::new();
+        while let Some(entry) = entries.read() {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().to_str() else {
+                return Ok(Err(NotPlain));
+            };
+            if name == "." || name == ".." {
+                continue;
+            }
+            let mut file_type = entry.file_type();
+            let mut stat = None;
+            if file_type == FileType::Unknown {
+                // File systems without types in their directories: ask the inode.
+                let Some(s) = stat_entry(&entries, name)? else {
+                    continue;
+                };
+                file_type = FileType::from_raw_mode(s.st_mode);
+                stat = Some(s);
+            }
+            match file_type {
+                FileType::Symlink => return Ok(Err(NotPlain)),
+                FileType::Directory => {
+                    if !is_plain_key(name) {
+                        return Ok(Err(NotPlain));
+                    }
+                    subdirs.push(name.to_string());
+                }
+                FileType::RegularFile if !is_hidden_write(name) => {
+                    if !is_plain_key(name) {
+                        return Ok(Err(NotPlain));
+                    }
+                    let stat = match stat {
+                        Some(s) => s,
+                        None => match stat_entry(&entries, name)? {
+                            Some(s) => s,
+                            None => continue,
+                        },
+                    };
+                    objects.push(object_meta(format!("{prefix}{name}"), &stat));
+                }
+                _ => {}
+            }
+        }
+        if !subdirs.is_empty() {
+            let parent = Arc::new(entries);
+            pending.extend(subdirs.into_iter().map(|name| PendingDir {
+                parent: Some(parent.clone()),
+                prefix: format!("{prefix}{name}/"),
+                name: PathBuf::from(name),
+            }));
+        }
+        Ok(Ok(()))
+    }
+
+    /// `lstat` of `name` in `dir`; `None` when it vanished since the directory was read.
+    fn stat_entry(dir: &Dir, name: &str) -> std::io::Result<Option<Stat>> {
+        match rustix::fs::statat(dir.fd()?, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some(stat)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The metadata `LocalFileSystem` reports for a file (its ETag scheme included).
+    fn object_meta(key: String, stat: &Stat) -> ObjectMeta {
+        let modified = modified(stat);
+        let micros = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        let inode = stat.st_ino;
+        let size = stat.st_size as u64;
+        ObjectMeta {
+            location: Path::from(key),
+            last_modified: chrono::DateTime::<chrono::Utc>::from(modified),
+            size,
+            e_tag: Some(format!("\"{inode:x}-{micros:x}-{size:x}\"")),
+            version: None,
+        }
+    }
+
+    /// A file's modification time (before 1970: the epoch, as `LocalFileSystem`'s ETag has it).
+    fn modified(stat: &Stat) -> std::time::SystemTime {
+        let secs = u64::try_from(stat.st_mtime).unwrap_or(0);
+        let nanos = u32::try_from(stat.st_mtime_nsec).unwrap_or(0);
+        std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+    }
 }
 
-/// `LocalFileSystem`'s in-flight write files, `name#<digits>`, which it never lists.
-fn is_hidden_write(name: &str) -> bool {
-    match name.split_once('#') {
-        Some((_, suffix)) => !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()),
-        None => false,
-    }
-}
+#[cfg(unix)]
+use walker::walk;
 
-/// The metadata `LocalFileSystem` reports for a file (its ETag scheme included).
-fn object_meta(key: String, metadata: &std::fs::Metadata) -> ObjectMeta {
-    let modified = metadata.modified().unwrap_or(std::time::UNIX_EPOCH);
-    let micros = modified
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros();
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(metadata);
-    #[cfg(not(unix))]
-    let inode = 0u64;
-    let size = metadata.len();
-    ObjectMeta {
-        location: Path::from(key),
-        last_modified: chrono::DateTime::<chrono::Utc>::from(modified),
-        size,
-        e_tag: Some(format!("\"{inode:x}-{micros:x}-{size:x}\"")),
-        version: None,
-    }
+/// Elsewhere every listing is `LocalFileSystem`'s.
+#[cfg(not(unix))]
+fn walk(_dir: &FsPath, _prefix: &str) -> std::io::Result<Walked> {
+    Ok(Walked::Fallback)
 }
 
 #[async_trait]
@@ -282,6 +413,7 @@ impl ObjectStore for FastListing {
 mod tests {
     use super::*;
     use futures::TryStreamExt;
+    use std::path::Path as FsPath;
 
     async fn listed(store: &dyn ObjectStore, prefix: Option<&str>) -> Vec<(String, u64)> {
         let prefix = prefix.map(Path::from);
@@ -342,5 +474,44 @@ mod tests {
             .iter()
             .any(|(k, _)| k.contains("odd")));
         assert!(matches!(walk(root, "").unwrap(), Walked::Fallback));
+    }
+
+    /// A level wide enough to be shared among threads is walked depth-first below it, with the
+    /// same answer; the data dir itself may be a symbolic link, a directory below it may not.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn wide_trees_are_walked_in_parallel_and_links_below_the_top_hand_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        for day in 0..3 {
+            for minute in 0..70 {
+                let key = format!("dbs/1-2/2026-11-{day:02}/10-{minute:02}/{minute:010}.parquet");
+                write(&root, &key, &vec![b'p'; minute]);
+            }
+        }
+        write(
+            &root,
+            "dbs/1-2/2026-11-00/10-05/extra.parquet",
+            b"second file",
+        );
+        let linked = dir.path().join("linked");
+        std::os::unix::fs::symlink(&root, &linked).unwrap();
+        let reference = LocalFileSystem::new_with_prefix(&root).unwrap();
+        let expected = listed(&reference, None).await;
+        assert_eq!(expected.len(), 211);
+        for top in [&root, &linked] {
+            let fast = FastListing::new(LocalFileSystem::new_with_prefix(top).unwrap(), top);
+            assert_eq!(listed(&fast, None).await, expected, "{top:?}");
+            assert_eq!(
+                listed(&fast, Some("dbs/1-2")).await,
+                listed(&reference, Some("dbs/1-2")).await
+            );
+            assert!(matches!(walk(top, "").unwrap(), Walked::Objects(o) if o.len() == 211));
+        }
+        std::os::unix::fs::symlink(root.join("dbs/1-2/2026-11-01"), root.join("dbs/1-2/alias"))
+            .unwrap();
+        assert!(matches!(walk(&root, "").unwrap(), Walked::Fallback));
+        let fast = FastListing::new(LocalFileSystem::new_with_prefix(&root).unwrap(), &root);
+        assert_eq!(listed(&fast, None).await, listed(&reference, None).await);
     }
 }
