@@ -28,6 +28,8 @@ pub struct NodeStore {
     pub location: String,
     /// The data dir, for `file` stores.
     pub data_dir: Option<PathBuf>,
+    /// The store root again, for `file` stores: hints for its listings.
+    pub listing: Option<Arc<FastListing>>,
 }
 
 /// The node ids from `--node-id`, `INFLUXDB3_NODE_IDENTIFIER_PREFIX`, or (3.11)
@@ -83,6 +85,8 @@ pub struct RootStore {
     pub location: String,
     /// The data dir, for `file` stores.
     pub data_dir: Option<PathBuf>,
+    /// The store again, for `file` stores: hints for its listings.
+    pub listing: Option<Arc<FastListing>>,
 }
 
 impl RootStore {
@@ -95,6 +99,7 @@ impl RootStore {
             kind: self.kind,
             location: self.location.clone(),
             data_dir: self.data_dir.clone(),
+            listing: self.listing.clone(),
         }
     }
 }
@@ -109,6 +114,7 @@ pub async fn open_node(args: &SourceArgs, node_id: &str, create: bool) -> Result
 /// Open the store root named by `args` (data dir or bucket) and check that it answers. A `file`
 /// store's data dir must exist unless `create` (restore targets) is set.
 pub async fn open_root(args: &SourceArgs, create: bool) -> Result<RootStore> {
+    let mut listing = None;
     let (store, kind, location, data_dir): (Arc<dyn ObjectStore>, _, _, _) = match args.object_store
     {
         ObjectStoreKind::File => {
@@ -131,13 +137,9 @@ pub async fn open_root(args: &SourceArgs, create: bool) -> Result<RootStore> {
             // The same directory however it was named (`./data`, a symlink, an absolute
             // path): the location identifies the source for incremental backups.
             let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-            let store = FastListing::new(local_store(&dir, create)?, &dir);
-            (
-                Arc::new(store),
-                "file",
-                dir.display().to_string(),
-                Some(dir),
-            )
+            let store = Arc::new(FastListing::new(local_store(&dir, create)?, &dir));
+            listing = Some(store.clone());
+            (store, "file", dir.display().to_string(), Some(dir))
         }
         ObjectStoreKind::Memory => (
             Arc::new(InMemory::new()),
@@ -157,6 +159,7 @@ pub async fn open_root(args: &SourceArgs, create: bool) -> Result<RootStore> {
         kind,
         location,
         data_dir,
+        listing,
     })
 }
 
@@ -175,6 +178,7 @@ pub fn absent_root(args: &SourceArgs) -> Result<Option<RootStore>> {
         kind: "file",
         location: dir.display().to_string(),
         data_dir: Some(dir),
+        listing: None,
     }))
 }
 

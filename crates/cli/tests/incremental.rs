@@ -111,6 +111,51 @@ async fn second_create_reads_only_the_overwritten_checkpoints() {
     );
 }
 
+/// A local node's directories that have not changed since the previous backup began are not
+/// read again (DESIGN §2), yet a file rewritten in place in one of them is seen at its new size,
+/// and a file added to one is found: the walk still stats every file, and adding one changes
+/// its directory's status time.
+#[tokio::test]
+async fn unchanged_directories_still_show_rewritten_and_added_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ib3_testkit::copy_fixture("core-3.3.0-upgraded-3.9.6", &data);
+    let node = data.join("node0");
+    let unreferenced = "dbs/2/0/2026-11-25/08-43/0000088888.parquet";
+    std::fs::write(node.join(unreferenced), b"PAR1 beyond the cut PAR1").unwrap();
+    let repo = tmp.path().join("repo");
+    // Directories are trusted only when they last changed 2 s before a backup began (which
+    // is recorded in whole seconds).
+    std::thread::sleep(std::time::Duration::from_millis(3_200));
+    let (first, _) = counted_create(&data, &repo).await;
+
+    std::fs::write(
+        node.join(unreferenced),
+        b"PAR1 rewritten in place, longer PAR1",
+    )
+    .unwrap();
+    let added = "dbs/2/0/2026-11-25/08-56/0000077777.parquet";
+    std::fs::write(node.join(added), b"PAR1 added PAR1").unwrap();
+    let (_, counted) = counted_create(&data, &repo).await;
+    let read: Vec<String> = counted.keys_read().into_keys().collect();
+    assert_eq!(
+        read,
+        [
+            "_catalog_checkpoint",
+            "catalog/v2/snapshot",
+            unreferenced,
+            added
+        ]
+    );
+    let (third, counted) = counted_create(&data, &repo).await;
+    assert_eq!(counted.keys_read().len(), 2, "only the checkpoints again");
+    assert_eq!(
+        third.bytes - first.bytes,
+        36 - 24 + 15,
+        "the rewritten file at its new size, and the added one"
+    );
+}
+
 /// Damage the node's v3 catalog checkpoint (found only after every other file was captured);
 /// returns its path and good bytes, to put back.
 fn corrupt_catalog_checkpoint(node: &Path) -> (std::path::PathBuf, Vec<u8>) {

@@ -25,13 +25,14 @@ use object_store::{
 #[cfg(not(unix))]
 use std::path::Path as FsPath;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A [`LocalFileSystem`] rooted at a directory, with fast recursive listings.
 #[derive(Debug)]
 pub struct FastListing {
     inner: Arc<LocalFileSystem>,
     root: PathBuf,
+    hints: Mutex<Option<Arc<ListingHints>>>,
 }
 
 impl FastListing {
@@ -40,7 +41,71 @@ impl FastListing {
         Self {
             inner: Arc::new(inner),
             root: root.into(),
+            hints: Mutex::new(None),
         }
+    }
+
+    /// Let the listings that follow use (or, with `None`, stop using) what an earlier listing
+    /// of this tree saw: see [`ListingHints`].
+    pub fn set_hints(&self, hints: Option<ListingHints>) {
+        *self.hints.lock().unwrap_or_else(|p| p.into_inner()) = hints.map(Arc::new);
+    }
+
+    fn hints(&self) -> Option<Arc<ListingHints>> {
+        self.hints.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The files an earlier listing of this tree found, and when it began. A directory that holds
+/// no subdirectory (its link count is 2), whose status last changed before that listing began
+/// (with a margin for coarse file system clocks) and where that listing found files holds the
+/// same names now: adding, removing or renaming an entry changes a directory's status time, and
+/// no process can set it back. Such a directory is not read; each of its files is still
+/// stat-ed, so a file truncated, rewritten or removed since is seen as it is now. On a file
+/// system without link counts for directories (btrfs: always 1) every directory is read.
+#[derive(Debug, Clone)]
+pub struct ListingHints {
+    /// Keys of the earlier listing, relative to the store root, sorted.
+    keys: Vec<Box<str>>,
+    /// Directories whose status changed before this are trusted.
+    unchanged_before: std::time::SystemTime,
+}
+
+/// How long before an earlier listing began a directory must have last changed to be trusted:
+/// file system timestamps come from a clock read at coarser grain than the system clock.
+pub const HINT_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl ListingHints {
+    /// Hints from the keys an earlier listing found (any order) and when it began.
+    pub fn new(
+        keys: impl IntoIterator<Item = String>,
+        listing_began: std::time::SystemTime,
+    ) -> Self {
+        let mut keys: Vec<Box<str>> = keys.into_iter().map(String::into_boxed_str).collect();
+        keys.sort_unstable();
+        Self {
+            keys,
+            unchanged_before: listing_began
+                .checked_sub(HINT_MARGIN)
+                .unwrap_or(std::time::UNIX_EPOCH),
+        }
+    }
+
+    /// Names of the files the earlier listing found directly in directory `prefix` (ends in
+    /// `/`); `None` when it found none, or found something below a subdirectory.
+    fn files_in(&self, prefix: &str) -> Option<Vec<&str>> {
+        let start = self.keys.partition_point(|k| k.as_ref() < prefix);
+        let mut names = Vec::new();
+        for key in &self.keys[start..] {
+            let Some(name) = key.strip_prefix(prefix) else {
+                break;
+            };
+            if name.contains('/') {
+                return None;
+            }
+            names.push(name);
+        }
+        (!names.is_empty()).then_some(names)
     }
 }
 
@@ -69,7 +134,7 @@ fn is_hidden_write(name: &str) -> bool {
 /// The walk itself, on Unix (directory handles and `getdents64` through rustix).
 #[cfg(unix)]
 mod walker {
-    use super::{is_hidden_write, NotPlain, Walked};
+    use super::{is_hidden_write, ListingHints, NotPlain, Walked};
     use crate::local::is_plain_key;
     use object_store::path::Path;
     use object_store::ObjectMeta;
@@ -103,7 +168,11 @@ mod walker {
     /// levels are read on the calling thread; from the first level of [`WALK_PARALLEL_FROM`]
     /// directories on, [`WALK_THREADS`] threads each walk a share of it depth-first, so a thread
     /// holds open only the directories between its share and the one it reads.
-    pub(super) fn walk(dir: &FsPath, prefix: &str) -> std::io::Result<Walked> {
+    pub(in crate::listing) fn walk(
+        dir: &FsPath,
+        prefix: &str,
+        hints: Option<&ListingHints>,
+    ) -> std::io::Result<Walked> {
         let mut objects = Vec::new();
         let mut level = vec![PendingDir {
             parent: None,
@@ -112,9 +181,9 @@ mod walker {
         }];
         while !level.is_empty() {
             if level.len() >= WALK_PARALLEL_FROM {
-                return walk_shared(level, objects);
+                return walk_shared(level, objects, hints);
             }
-            match read_dirs(level)? {
+            match read_dirs(level, hints)? {
                 Some((found, below)) => {
                     objects.extend(found);
                     level = below;
@@ -129,6 +198,7 @@ mod walker {
     fn walk_shared(
         level: Vec<PendingDir>,
         mut objects: Vec<ObjectMeta>,
+        hints: Option<&ListingHints>,
     ) -> std::io::Result<Walked> {
         let chunk = level.len().div_ceil(WALK_THREADS);
         let mut shares = Vec::new();
@@ -139,7 +209,7 @@ mod walker {
         let read: Vec<std::io::Result<Option<Vec<ObjectMeta>>>> = std::thread::scope(|scope| {
             let workers: Vec<_> = shares
                 .into_iter()
-                .map(|share| scope.spawn(move || walk_depth_first(share)))
+                .map(|share| scope.spawn(move || walk_depth_first(share, hints)))
                 .collect();
             workers
                 .into_iter()
@@ -159,10 +229,13 @@ mod walker {
     }
 
     /// Every file in and below `dirs`, reading one directory at a time from a stack.
-    fn walk_depth_first(mut stack: Vec<PendingDir>) -> std::io::Result<Option<Vec<ObjectMeta>>> {
+    fn walk_depth_first(
+        mut stack: Vec<PendingDir>,
+        hints: Option<&ListingHints>,
+    ) -> std::io::Result<Option<Vec<ObjectMeta>>> {
         let mut objects = Vec::new();
         while let Some(dir) = stack.pop() {
-            match read_dirs(vec![dir])? {
+            match read_dirs(vec![dir], hints)? {
                 Some((found, below)) => {
                     objects.extend(found);
                     stack.extend(below);
@@ -175,10 +248,10 @@ mod walker {
 
     /// Read `dirs`: their files, and their subdirectories to read next; `None` when a name is not
     /// plain.
-    fn read_dirs(dirs: Vec<PendingDir>) -> Read {
+    fn read_dirs(dirs: Vec<PendingDir>, hints: Option<&ListingHints>) -> Read {
         let (mut objects, mut below) = (Vec::new(), Vec::new());
         for dir in dirs {
-            match walk_one(&dir, &mut objects, &mut below) {
+            match walk_one(&dir, hints, &mut objects, &mut below) {
                 Ok(Ok(())) => {}
                 Ok(Err(NotPlain)) => return Ok(None),
                 // A directory removed while listed holds nothing any more (as LocalFileSystem).
@@ -210,9 +283,11 @@ mod walker {
         }
     }
 
-    /// Read one directory: its files into `objects`, its subdirectories into `pending`.
+    /// Read one directory: its files into `objects`, its subdirectories into `pending` (or,
+    /// those that `hints` let trust unread, their files into `objects`).
     fn walk_one(
         dir: &PendingDir,
+        hints: Option<&ListingHints>,
         objects: &mut Vec<ObjectMeta>,
         pending: &mut Vec<PendingDir>,
     ) -> std::io::Result<std::result::Result<(), NotPlain>> {
@@ -246,7 +321,15 @@ mod walker {
                     if !is_plain_key(name) {
                         return Ok(Err(NotPlain));
                     }
-                    subdirs.push(name.to_string());
+                    let below = format!("{prefix}{name}/");
+                    let trusted = match hints {
+                        Some(hints) => unchanged_leaf(&entries, name, &below, hints)?,
+                        None => None,
+                    };
+                    match trusted {
+                        Some(found) => objects.extend(found),
+                        None => subdirs.push((name.to_string(), below)),
+                    }
                 }
                 FileType::RegularFile if !is_hidden_write(name) => {
                     if !is_plain_key(name) {
@@ -266,13 +349,62 @@ mod walker {
         }
         if !subdirs.is_empty() {
             let parent = Arc::new(entries);
-            pending.extend(subdirs.into_iter().map(|name| PendingDir {
+            pending.extend(subdirs.into_iter().map(|(name, prefix)| PendingDir {
                 parent: Some(parent.clone()),
-                prefix: format!("{prefix}{name}/"),
+                prefix,
                 name: PathBuf::from(name),
             }));
         }
         Ok(Ok(()))
+    }
+
+    /// The files of subdirectory `name` of `parent` (key prefix `prefix`), each stat-ed, if
+    /// `hints` let its names be trusted without reading it ([`ListingHints`]); `None` when it
+    /// must be read.
+    fn unchanged_leaf(
+        parent: &Dir,
+        name: &str,
+        prefix: &str,
+        hints: &ListingHints,
+    ) -> std::io::Result<Option<Vec<ObjectMeta>>> {
+        let Some(files) = hints.files_in(prefix) else {
+            return Ok(None);
+        };
+        if !files.iter().all(|f| is_plain_key(f)) {
+            return Ok(None);
+        }
+        let Some(dir) = stat_entry(parent, name)? else {
+            return Ok(Some(Vec::new()));
+        };
+        let unchanged = FileType::from_raw_mode(dir.st_mode) == FileType::Directory
+            && dir.st_nlink == 2
+            && status_changed(&dir) < hints.unchanged_before;
+        if !unchanged {
+            return Ok(None);
+        }
+        let mut found = Vec::with_capacity(files.len());
+        for file in files {
+            // A file removed since is gone; anything but a file where one was: read the directory.
+            match rustix::fs::statat(
+                parent.fd()?,
+                format!("{name}/{file}"),
+                AtFlags::SYMLINK_NOFOLLOW,
+            ) {
+                Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {
+                    found.push(object_meta(format!("{prefix}{file}"), &stat));
+                }
+                Err(Errno::NOENT) => {}
+                Ok(_) | Err(_) => return Ok(None),
+            }
+        }
+        Ok(Some(found))
+    }
+
+    /// When an inode's status (for a directory: its entries) last changed.
+    fn status_changed(stat: &Stat) -> std::time::SystemTime {
+        let secs = u64::try_from(stat.st_ctime).unwrap_or(0);
+        let nanos = u32::try_from(stat.st_ctime_nsec).unwrap_or(0);
+        std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
     }
 
     /// `lstat` of `name` in `dir`; `None` when it vanished since the directory was read.
@@ -315,7 +447,7 @@ use walker::walk;
 
 /// Elsewhere every listing is `LocalFileSystem`'s.
 #[cfg(not(unix))]
-fn walk(_dir: &FsPath, _prefix: &str) -> std::io::Result<Walked> {
+fn walk(_dir: &FsPath, _prefix: &str, _hints: Option<&ListingHints>) -> std::io::Result<Walked> {
     Ok(Walked::Fallback)
 }
 
@@ -365,11 +497,13 @@ impl ObjectStore for FastListing {
         let dir = self.root.join(&key_prefix);
         let inner = self.inner.clone();
         let prefix = prefix.cloned();
+        let hints = self.hints();
         futures::stream::once(async move {
-            let walked = tokio::task::spawn_blocking(move || walk(&dir, &key_prefix))
-                .await
-                .map_err(store_error)?
-                .map_err(store_error)?;
+            let walked =
+                tokio::task::spawn_blocking(move || walk(&dir, &key_prefix, hints.as_deref()))
+                    .await
+                    .map_err(store_error)?
+                    .map_err(store_error)?;
             Ok(match walked {
                 Walked::Objects(objects) => {
                     futures::stream::iter(objects.into_iter().map(Ok)).boxed()
@@ -462,7 +596,7 @@ mod tests {
             .iter()
             .all(|(k, _)| !k.ends_with("#12")));
         assert!(
-            matches!(walk(root, "").unwrap(), Walked::Objects(o) if o.len() == 3),
+            matches!(walk(root, "", None).unwrap(), Walked::Objects(o) if o.len() == 3),
             "a plain tree is walked, not handed over"
         );
         // Names that need encoding: the walk hands over, the answer is still the reference's.
@@ -473,7 +607,7 @@ mod tests {
             .await
             .iter()
             .any(|(k, _)| k.contains("odd")));
-        assert!(matches!(walk(root, "").unwrap(), Walked::Fallback));
+        assert!(matches!(walk(root, "", None).unwrap(), Walked::Fallback));
     }
 
     /// A level wide enough to be shared among threads is walked depth-first below it, with the
@@ -506,12 +640,74 @@ mod tests {
                 listed(&fast, Some("dbs/1-2")).await,
                 listed(&reference, Some("dbs/1-2")).await
             );
-            assert!(matches!(walk(top, "").unwrap(), Walked::Objects(o) if o.len() == 211));
+            assert!(matches!(walk(top, "", None).unwrap(), Walked::Objects(o) if o.len() == 211));
         }
         std::os::unix::fs::symlink(root.join("dbs/1-2/2026-11-01"), root.join("dbs/1-2/alias"))
             .unwrap();
-        assert!(matches!(walk(&root, "").unwrap(), Walked::Fallback));
+        assert!(matches!(walk(&root, "", None).unwrap(), Walked::Fallback));
         let fast = FastListing::new(LocalFileSystem::new_with_prefix(&root).unwrap(), &root);
         assert_eq!(listed(&fast, None).await, listed(&reference, None).await);
+    }
+
+    fn keys_of(walked: Walked) -> Vec<(String, u64)> {
+        let Walked::Objects(objects) = walked else {
+            panic!("handed over")
+        };
+        let mut keys: Vec<_> = objects
+            .into_iter()
+            .map(|o| (o.location.to_string(), o.size))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// A leaf directory unchanged since the earlier listing is not read (a name the hints lack
+    /// stays unlisted: only possible when the hints are not from this tree), but each of its
+    /// files is stat-ed; a directory changed since, or holding a subdirectory, is read.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn hints_leave_unchanged_leaf_directories_unread_but_stat_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "dbs/a/10-00/x.parquet", b"xxxx");
+        write(root, "dbs/a/10-01/y.parquet", b"yy");
+        write(root, "dbs/a/10-01/z.parquet", b"not in the hints");
+        write(root, "dbs/b/deep/10-02/w.parquet", b"w");
+        std::fs::write(root.join("dbs/a/10-00/x.parquet"), b"x").unwrap();
+        let earlier = [
+            "dbs/a/10-00/x.parquet",
+            "dbs/a/10-01/y.parquet",
+            "dbs/a/10-01/gone.parquet",
+            "dbs/b/deep/10-02/w.parquet",
+        ]
+        .map(String::from);
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        let trusted = ListingHints::new(earlier.clone(), later);
+        let expected = vec![
+            ("dbs/a/10-00/x.parquet".to_string(), 1),
+            ("dbs/a/10-01/y.parquet".to_string(), 2),
+            ("dbs/b/deep/10-02/w.parquet".to_string(), 1),
+        ];
+        assert_eq!(keys_of(walk(root, "", Some(&trusted)).unwrap()), expected);
+        assert_eq!(
+            keys_of(walk(&root.join("dbs/a"), "dbs/a/", Some(&trusted)).unwrap()),
+            expected[..2]
+        );
+        let fast = FastListing::new(LocalFileSystem::new_with_prefix(root).unwrap(), root);
+        fast.set_hints(Some(trusted.clone()));
+        assert_eq!(listed(&fast, None).await, expected);
+        fast.set_hints(None);
+        let everything = listed(&fast, None).await;
+        assert_eq!(everything.len(), 4, "{everything:?}");
+
+        // Changed since that listing began: read.
+        let stale = ListingHints::new(earlier.clone(), std::time::UNIX_EPOCH);
+        assert_eq!(keys_of(walk(root, "", Some(&stale)).unwrap()), everything);
+        // Holding a subdirectory: read, whatever the time says.
+        write(root, "dbs/a/10-00/sub/v.parquet", b"v");
+        let with_sub = keys_of(walk(root, "", Some(&trusted)).unwrap());
+        assert!(with_sub
+            .iter()
+            .any(|(k, _)| k == "dbs/a/10-00/sub/v.parquet"));
     }
 }

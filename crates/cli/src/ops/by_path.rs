@@ -52,6 +52,11 @@ impl EntriesByPath {
         self.0.take(path).map(|e| e.0)
     }
 
+    /// Every path.
+    pub(super) fn paths(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|e| e.0.path.as_str())
+    }
+
     /// Number of entries.
     pub(super) fn len(&self) -> usize {
         self.0.len()

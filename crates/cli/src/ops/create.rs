@@ -23,6 +23,7 @@ use ib3_influx::rules::{Finding, Severity};
 use ib3_repo::lock::LockKind;
 use ib3_repo::manifest::Summary;
 use ib3_repo::{layout, BackupId, BlobId, BlobIndex, Encoding, Entry, Manifest, Repository};
+use ib3_transfer::listing::ListingHints;
 use ib3_transfer::local::{LocalCopied, LocalCopy, SmallFile};
 use ib3_transfer::{
     copy_content_addressed, for_each_bounded, put_content_addressed, read_hashed, read_plain,
@@ -137,6 +138,8 @@ pub(super) struct RepoCapture {
     repo: Repository,
     index: Arc<Mutex<BlobIndex>>,
     previous: EntriesByPath,
+    /// When the backup that `previous` comes from began (listing hints: [`listing_hints`]).
+    previous_began: Option<SystemTime>,
     entries: Mutex<EntriesByPath>,
     cache: Mutex<HashMap<String, Bytes>>,
     wal_findings: Mutex<Vec<Finding>>,
@@ -689,6 +692,7 @@ async fn capture_and_commit(
     let identity = source.identity();
     let Previous {
         entries: previous,
+        began: previous_began,
         superseded,
         chunks,
     } = previous_entries(repo, &identity).await?;
@@ -721,6 +725,7 @@ async fn capture_and_commit(
             dirs,
         }),
         previous,
+        previous_began,
         entries: Mutex::new(EntriesByPath::default()),
         cache: Mutex::new(HashMap::new()),
         wal_findings: Mutex::new(Vec::new()),
@@ -805,7 +810,14 @@ async fn capture_node(
         allow_inconsistent: settings.allow_inconsistent,
         catalog_in_prefix: true,
     };
-    let cut = match take_consistent_cut(source.node.as_ref(), capture, &cut_options).await {
+    if let Some(listing) = &source.listing {
+        listing.set_hints(listing_hints(capture, &source.node_id));
+    }
+    let cut = take_consistent_cut(source.node.as_ref(), capture, &cut_options).await;
+    if let Some(listing) = &source.listing {
+        listing.set_hints(None);
+    }
+    let cut = match cut {
         Err(ib3_influx::Error::NotANode { message }) => {
             return Err(not_a_node(source, message).await)
         }
@@ -910,6 +922,7 @@ async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Re
             previous
                 .chunks
                 .extend(stored.entry_chunks.iter().map(|c| c.blob));
+            previous.began = humantime::parse_rfc3339(&stored.manifest.started_at).ok();
             let manifest = repo.load_entries(stored).await?;
             previous.entries.extend(manifest.entries);
             break;
@@ -924,11 +937,28 @@ async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Re
     Ok(previous)
 }
 
+/// What the previous backup's listing of a local node found under `dbs/` (the Parquet tree,
+/// where nearly all files are), as hints that spare re-reading its unchanged directories
+/// (`transfer::listing::ListingHints`; DESIGN §2). Files are still stat-ed one by one, and a
+/// Parquet file a snapshot references that a listing missed is captured by reference (§4.3
+/// step 3) whatever the hints said.
+fn listing_hints(capture: &RepoCapture, node_id: &str) -> Option<ListingHints> {
+    let began = capture.previous_began?;
+    let keys = capture
+        .previous
+        .paths()
+        .filter(|path| path.starts_with("dbs/"))
+        .map(|path| format!("{node_id}/{path}"));
+    Some(ListingHints::new(keys, began))
+}
+
 /// What earlier runs of the same source left: see [`previous_entries`].
 #[derive(Default)]
 struct Previous {
     /// Entries by path.
     entries: EntriesByPath,
+    /// When the newest backup began.
+    began: Option<SystemTime>,
     /// Progress records this run's backup supersedes.
     superseded: Vec<BackupId>,
     /// Entry chunks of the newest backup: stored, and kept so while this run holds its lock.
