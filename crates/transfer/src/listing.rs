@@ -6,12 +6,15 @@
 //! backup. This walk reads each directory once, takes the entry type from the directory
 //! listing, stats files only, and builds keys by joining names. On Unix it opens each
 //! directory relative to its parent's handle and reads it with `getdents64` (rustix): five
-//! system calls a directory of one file instead of std's six with a whole path to resolve,
-//! which took the listing of 100 000 such directories from 0.74–0.88 s to 0.68–0.73 s. It answers only where its keys
-//! are exactly `LocalFileSystem`'s: every name plain ([`crate::local::is_plain_key`]) and no
-//! symbolic link on the way; anything else is listed by `LocalFileSystem` itself. Files that
-//! `LocalFileSystem` hides (its in-flight `name#<digits>` writes) are hidden here too. Every
-//! other operation is `LocalFileSystem`'s.
+//! system calls a directory of one file instead of std's six with a whole path to resolve
+//! (listing 100 000 such directories: 0.74–0.88 s → 0.68–0.73 s). Given [`ListingHints`], it
+//! does not read leaf directories unchanged since an earlier listing, and stats their files
+//! (→ 0.28–0.34 s).
+//!
+//! It answers only where its keys are exactly `LocalFileSystem`'s: every name plain
+//! ([`crate::local::is_plain_key`]) and no symbolic link on the way; anything else is listed by
+//! `LocalFileSystem` itself. Files that `LocalFileSystem` hides (its in-flight `name#<digits>`
+//! writes) are hidden here too. Every other operation is `LocalFileSystem`'s.
 
 use crate::local::{is_plain_key, store_error};
 use async_trait::async_trait;
@@ -73,7 +76,7 @@ pub struct ListingHints {
 
 /// How long before an earlier listing began a directory must have last changed to be trusted:
 /// file system timestamps come from a clock read at coarser grain than the system clock.
-pub const HINT_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+const HINT_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl ListingHints {
     /// Hints from the keys an earlier listing found (any order) and when it began.
