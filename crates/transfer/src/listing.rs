@@ -238,7 +238,7 @@ mod walker {
     ) -> std::io::Result<Option<Vec<ObjectMeta>>> {
         let mut objects = Vec::new();
         while let Some(dir) = stack.pop() {
-            match read_dirs(vec![dir], hints)? {
+            match read_dirs(std::iter::once(dir), hints)? {
                 Some((found, below)) => {
                     objects.extend(found);
                     stack.extend(below);
@@ -251,7 +251,7 @@ mod walker {
 
     /// Read `dirs`: their files, and their subdirectories to read next; `None` when a name is not
     /// plain.
-    fn read_dirs(dirs: Vec<PendingDir>, hints: Option<&ListingHints>) -> Read {
+    fn read_dirs(dirs: impl IntoIterator<Item = PendingDir>, hints: Option<&ListingHints>) -> Read {
         let (mut objects, mut below) = (Vec::new(), Vec::new());
         for dir in dirs {
             match walk_one(&dir, hints, &mut objects, &mut below) {
@@ -388,16 +388,14 @@ mod walker {
         let mut found = Vec::with_capacity(files.len());
         for file in files {
             // A file removed since is gone; anything but a file where one was: read the directory.
-            match rustix::fs::statat(
-                parent.fd()?,
-                format!("{name}/{file}"),
-                AtFlags::SYMLINK_NOFOLLOW,
-            ) {
-                Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {
+            match stat_entry(parent, &format!("{name}/{file}")) {
+                Ok(Some(stat))
+                    if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile =>
+                {
                     found.push(object_meta(format!("{prefix}{file}"), &stat));
                 }
-                Err(Errno::NOENT) => {}
-                Ok(_) | Err(_) => return Ok(None),
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => return Ok(None),
             }
         }
         Ok(Some(found))
@@ -405,9 +403,7 @@ mod walker {
 
     /// When an inode's status (for a directory: its entries) last changed.
     fn status_changed(stat: &Stat) -> std::time::SystemTime {
-        let secs = u64::try_from(stat.st_ctime).unwrap_or(0);
-        let nanos = u32::try_from(stat.st_ctime_nsec).unwrap_or(0);
-        std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+        system_time(stat.st_ctime, stat.st_ctime_nsec)
     }
 
     /// `lstat` of `name` in `dir`; `None` when it vanished since the directory was read.
@@ -437,10 +433,15 @@ mod walker {
         }
     }
 
-    /// A file's modification time (before 1970: the epoch, as `LocalFileSystem`'s ETag has it).
+    /// A file's modification time.
     fn modified(stat: &Stat) -> std::time::SystemTime {
-        let secs = u64::try_from(stat.st_mtime).unwrap_or(0);
-        let nanos = u32::try_from(stat.st_mtime_nsec).unwrap_or(0);
+        system_time(stat.st_mtime, stat.st_mtime_nsec)
+    }
+
+    /// A `stat` timestamp (before 1970: the epoch, as `LocalFileSystem`'s ETag has it).
+    fn system_time(secs: impl TryInto<u64>, nanos: impl TryInto<u32>) -> std::time::SystemTime {
+        let secs = secs.try_into().unwrap_or(0);
+        let nanos = nanos.try_into().unwrap_or(0);
         std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
     }
 }
