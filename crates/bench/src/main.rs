@@ -9,7 +9,7 @@ mod report;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use ib3_testkit::generate::{generate, SizeProfile, TreeSpec};
+use ib3_testkit::generate::{generate, grow, SizeProfile, TreeSpec, TreeState};
 use std::path::PathBuf;
 
 /// Benchmark of influxdb3-backup against the tools an operator would otherwise use.
@@ -30,6 +30,19 @@ enum Command {
         dir: PathBuf,
         #[command(flatten)]
         tree: TreeArgs,
+    },
+    /// Add Parquet files (and their snapshots and WAL) to a generated tree, as a server would
+    /// between two backups: for profiling an incremental by hand.
+    Grow {
+        /// Data dir written by `generate`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The state `generate` printed (saved to a file); rewritten with the new state.
+        #[arg(long)]
+        state: PathBuf,
+        /// Parquet files to add.
+        #[arg(long)]
+        files: u64,
     },
     /// Internal: run a command and report its exit status and peak RSS as JSON.
     #[command(hide = true)]
@@ -116,8 +129,23 @@ fn main() -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&state)?);
             Ok(())
         }
+        Command::Grow { dir, state, files } => grow_tree(&dir, &state, files),
         Command::Run(args) => run(args),
     }
+}
+
+fn grow_tree(dir: &std::path::Path, state_file: &std::path::Path, files: u64) -> Result<()> {
+    let read = std::fs::read(state_file)
+        .with_context(|| format!("reading the tree state {}", state_file.display()))?;
+    let mut state: TreeState = serde_json::from_slice(&read).with_context(|| {
+        format!(
+            "{} is not the state `bench generate` printed",
+            state_file.display()
+        )
+    })?;
+    grow(dir, &mut state, files)?;
+    std::fs::write(state_file, serde_json::to_vec_pretty(&state)?)
+        .with_context(|| format!("writing {}", state_file.display()))
 }
 
 fn run(args: RunArgs) -> Result<()> {

@@ -9,7 +9,9 @@
 //!
 //! The semantics are those of [`crate::copy_content_addressed`] for a small object: the size is
 //! checked, a missing file is [`crate::Error::Vanished`], content the destination already holds
-//! is not written, and a blob appears atomically (written under a staging key, then renamed).
+//! is not written, and a blob appears atomically (on Linux a small one is written as an unnamed
+//! file in its own directory and linked under its name; otherwise under a staging key, then
+//! renamed).
 //! Only keys whose file name is the key itself ([`is_plain_key`]) take this path.
 
 use crate::copy::{check_size, pack};
@@ -189,9 +191,19 @@ impl LocalCopy<'_> {
         Ok((size, hasher.finalize()))
     }
 
-    /// Write under a staging key, then rename to the content key (creating directories as
-    /// needed): a reader never sees a partial blob, and a crash leaves only a staging file.
+    /// Write as an unnamed file linked under the content key when the system can ([`unnamed`]),
+    /// else under a staging key, then rename to the content key (creating directories as
+    /// needed): a reader never sees a partial blob, and a crash leaves at most a staging file.
     fn write_atomically(&self, blob_key: &Path, body: &[u8]) -> Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            let target = self.destination.join(blob_key.as_ref());
+            match unnamed::write(&target, body) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => return Err(Error::write(blob_key, store_error(e))),
+            }
+        }
         let staging_key = (self.staging_key)();
         let staging = self.destination.join(staging_key.as_ref());
         with_parent(&staging, |p| std::fs::write(p, body))
@@ -208,6 +220,68 @@ impl LocalCopy<'_> {
             return Err(Error::write(blob_key, store_error(e)));
         }
         Ok(())
+    }
+}
+
+/// Blobs written as unnamed files in their own directory (`O_TMPFILE`), linked under their
+/// name once complete. Staging them in `staging/` instead serialises every writer on that one
+/// directory's lock (each create and each rename out of it), and a rename between directories
+/// takes the file system's rename lock too: with a few threads writing thousands of small blobs,
+/// a tenth of a 1% incremental's CPU time went to spinning on those locks. An unnamed file
+/// never needs cleaning up either: a crash before the link leaves nothing behind.
+#[cfg(target_os = "linux")]
+mod unnamed {
+    use rustix::fs::{AtFlags, Mode, OFlags, CWD};
+    use rustix::io::Errno;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Cleared at the first sign that this system cannot do it (no `O_TMPFILE` on the file
+    /// system, no `/proc`); from then on every blob is staged.
+    static SUPPORTED: AtomicBool = AtomicBool::new(true);
+
+    /// Write `body` as `target`, atomically. `Ok(false)`: not done, stage it instead (also
+    /// when `target` exists, so that a staged rename replaces it as before).
+    pub(super) fn write(target: &Path, body: &[u8]) -> std::io::Result<bool> {
+        if !SUPPORTED.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let Some(dir) = target.parent() else {
+            return Ok(false);
+        };
+        let file = match open_unnamed(dir) {
+            Err(Errno::NOENT) => {
+                std::fs::create_dir_all(dir)?;
+                open_unnamed(dir)
+            }
+            opened => opened,
+        };
+        let mut file = match file {
+            Ok(fd) => std::fs::File::from(fd),
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => return unsupported(),
+            Err(e) => return Err(e.into()),
+        };
+        file.write_all(body)?;
+        let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+        match rustix::fs::linkat(CWD, by_fd.as_str(), CWD, target, AtFlags::SYMLINK_FOLLOW) {
+            Ok(()) => Ok(true),
+            Err(Errno::EXIST) => Ok(false),
+            Err(Errno::NOENT) if std::fs::metadata(dir).is_ok() => unsupported(),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn open_unnamed(dir: &Path) -> rustix::io::Result<std::os::fd::OwnedFd> {
+        let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+        rustix::fs::open(dir, flags, Mode::from_raw_mode(0o666))
+    }
+
+    fn unsupported() -> std::io::Result<bool> {
+        SUPPORTED.store(false, Ordering::Relaxed);
+        tracing::debug!("local writes: no unnamed files here, staging every blob");
+        Ok(false)
     }
 }
 
@@ -575,8 +649,7 @@ mod tests {
             Err(Error::SizeMismatch { actual, .. }) if actual == size
         ));
         // Only the one new blob was kept: nothing staged, nothing for the known or short file.
-        let staged = std::fs::read_dir(dst.path().join("staging")).unwrap();
-        assert_eq!(staged.count(), 0);
+        assert_eq!(staged(dst.path()), 0);
         let blob_dirs = std::fs::read_dir(dst.path().join("blobs")).unwrap();
         assert_eq!(blob_dirs.count(), 1);
     }
@@ -621,10 +694,69 @@ mod tests {
         assert!(matches!(results[2], Err(Error::SizeMismatch { .. })));
         assert!(matches!(results[3], Err(Error::Vanished { .. })));
         // Nothing is left in staging.
-        let staged = std::fs::read_dir(dst.path().join("staging"))
-            .unwrap()
-            .count();
-        assert_eq!(staged, 0);
+        assert_eq!(staged(dst.path()), 0);
+    }
+
+    /// Entries under `staging/` (which small blobs may never create).
+    fn staged(destination: &FsPath) -> usize {
+        match std::fs::read_dir(destination.join("staging")) {
+            Ok(entries) => entries.count(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A small blob that already exists under its name, damaged, is replaced by the staged
+    /// rename: the unnamed write never links over an existing file.
+    #[test]
+    fn a_damaged_blob_in_the_way_is_replaced() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("1.parquet"), b"good bytes").unwrap();
+        std::fs::write(src.path().join("2.parquet"), b"other bytes").unwrap();
+        let target = dst
+            .path()
+            .join(name_for(&blake3::hash(b"good bytes"), false).as_ref());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(&target, b"bad").unwrap();
+        let copy = LocalCopy {
+            source: src.path(),
+            destination: dst.path(),
+            staging_key: &|| Path::from(format!("staging/{:016x}", fastrand::u64(..))),
+            name_for: &name_for,
+            is_known: &|_| false,
+            progress: &NoProgress,
+        };
+        let results = copy.run(
+            vec![
+                file("1.parquet", Some(10), false),
+                file("2.parquet", Some(11), false),
+            ],
+            2,
+        );
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"good bytes");
+        let other = name_for(&blake3::hash(b"other bytes"), false);
+        let other = std::fs::read(dst.path().join(other.as_ref())).unwrap();
+        assert_eq!(other, b"other bytes");
+        assert_eq!(staged(dst.path()), 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn unnamed_writes_create_directories_and_never_replace() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("blobs/ab/abcdef");
+        assert!(unnamed::write(&target, b"content").unwrap());
+        assert_eq!(std::fs::read(&target).unwrap(), b"content");
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_ne!(mode & 0o400, 0, "readable by its owner: {mode:o}");
+        // The directory holds the blob alone: an unnamed file leaves no name behind.
+        let names = std::fs::read_dir(target.parent().unwrap()).unwrap().count();
+        assert_eq!(names, 1);
+        assert!(!unnamed::write(&target, b"other").unwrap());
+        assert_eq!(std::fs::read(&target).unwrap(), b"content");
     }
 
     /// A repository directory holding `blobs` (key, stored bytes).
