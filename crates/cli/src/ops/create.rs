@@ -811,7 +811,12 @@ async fn capture_node(
         catalog_in_prefix: true,
     };
     if let Some(listing) = &source.listing {
+        let began = Instant::now();
         listing.set_hints(listing_hints(capture, &source.node_id));
+        tracing::debug!(
+            ms = began.elapsed().as_millis() as u64,
+            "create: listing hints from the previous backup"
+        );
     }
     let cut = take_consistent_cut(source.node.as_ref(), capture, &cut_options).await;
     if let Some(listing) = &source.listing {
