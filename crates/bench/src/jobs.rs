@@ -147,17 +147,28 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>> {
 
 /// One tool's command in a job taken in rounds, and the directory it writes, removed before
 /// every round but the first (none: a round may run on what the last one left, as a no-change
-/// incremental does).
+/// incremental does), then remade by `prepare` (untimed) if the tool needs that.
 struct Contender {
     tool: &'static str,
     cmd: Cmd,
     output: Option<PathBuf>,
+    prepare: Option<Cmd>,
 }
 
 impl Contender {
     fn new(tool: &'static str, cmd: Cmd, output: Option<&str>) -> Self {
         let output = output.map(PathBuf::from);
-        Self { tool, cmd, output }
+        Self {
+            tool,
+            cmd,
+            output,
+            prepare: None,
+        }
+    }
+
+    fn prepared_by(mut self, prepare: Cmd) -> Self {
+        self.prepare = Some(prepare);
+        self
     }
 }
 
@@ -229,12 +240,13 @@ impl Bench<'_> {
 
     fn setup_tools(&self) -> Result<()> {
         if self.on(Tool::Restic) {
-            setup(
-                &Cmd::new(&["restic", "init"]).env(&self.restic_env()),
-                &self.log,
-            )?;
+            setup(&self.restic_init(), &self.log)?;
         }
         Ok(())
+    }
+
+    fn restic_init(&self) -> Cmd {
+        Cmd::new(&["restic", "init"]).env(&self.restic_env())
     }
 
     fn record(
@@ -269,6 +281,9 @@ impl Bench<'_> {
                 if let Some(output) = c.output.as_ref().filter(|_| round > 0) {
                     std::fs::remove_dir_all(output)
                         .with_context(|| format!("removing {}", output.display()))?;
+                    if let Some(prepare) = &c.prepare {
+                        setup(prepare, &self.log)?;
+                    }
                 }
                 runs.push(self.measure_settled(job, c.tool, &c.cmd)?);
             }
@@ -329,8 +344,9 @@ impl Bench<'_> {
     }
 
     /// One backup job (full or incremental) by every tool. The jobs whose ratios are close to
-    /// their goals go in rounds: the full backup by ours and `cp` (restic's and rclone's
-    /// repositories are not remade), and the no-change incremental, which any round can repeat.
+    /// their goals go in rounds: the full backup (each tool's repository or copy removed, and
+    /// restic's initialised again, between rounds), and the no-change incremental, which any
+    /// round can repeat. Later jobs run on what the last round left.
     fn backups(&mut self, job: &'static str, bytes: u64) -> Result<()> {
         let src = self.path("src");
         let repo = self.path("repo");
@@ -344,20 +360,25 @@ impl Bench<'_> {
             &repo,
         ];
         let ours = self.ours(&create);
+        // Outputs, for a full backup: removed between rounds.
+        let full = job == FULL;
+        let (rclone, restic) = (self.path("rclone"), self.path("restic"));
         let mut others = Vec::new();
         if self.on(Tool::Rclone) {
-            let cmd = Cmd::new(&["rclone", "copy", &src, &self.path("rclone")]);
-            others.push(Contender::new("rclone copy", cmd, None));
+            let cmd = Cmd::new(&["rclone", "copy", &src, &rclone]);
+            others.push(Contender::new("rclone copy", cmd, full.then_some(&rclone)));
         }
         if self.on(Tool::Restic) {
             let cmd = Cmd::new(&["restic", "backup", "--quiet", &src]).env(&self.restic_env());
-            others.push(Contender::new("restic backup", cmd, None));
+            let restic = Contender::new("restic backup", cmd, full.then_some(&restic));
+            others.push(restic.prepared_by(self.restic_init()));
         }
         match job {
             FULL => {
                 let ours = Contender::new(OURS, ours, Some(&repo));
-                self.record_rounds(job, self.with_cp(ours, &src, ""), bytes)?;
-                self.record_once(job, others, bytes)?;
+                let mut contenders = self.with_cp(ours, &src, "");
+                contenders.extend(others);
+                self.record_rounds(job, contenders, bytes)?;
             }
             NO_CHANGE => {
                 let mut contenders = vec![Contender::new(OURS, ours, None)];
@@ -395,23 +416,19 @@ impl Bench<'_> {
         let into = self.path("restore-ours");
         let cmd = self.ours(&["restore", "--repo", &repo, "--data-dir", &into]);
         let ours = Contender::new(OURS, cmd, Some(&into));
-        let contenders = self.with_cp(ours, &self.path("cp"), "restore-");
-        self.record_rounds(RESTORE, contenders, bytes)?;
+        let mut contenders = self.with_cp(ours, &self.path("cp"), "restore-");
         if self.on(Tool::Rclone) {
-            let cmd = Cmd::new(&[
-                "rclone",
-                "copy",
-                &self.path("rclone"),
-                &self.path("restore-rclone"),
-            ]);
-            self.record(RESTORE, "rclone copy", cmd, bytes)?;
+            let target = self.path("restore-rclone");
+            let cmd = Cmd::new(&["rclone", "copy", &self.path("rclone"), &target]);
+            contenders.push(Contender::new("rclone copy", cmd, Some(&target)));
         }
         if self.on(Tool::Restic) {
             let target = self.path("restore-restic");
             let cmd = Cmd::new(&["restic", "restore", "latest", "--target", &target])
                 .env(&self.restic_env());
-            self.record(RESTORE, "restic restore", cmd, bytes)?;
+            contenders.push(Contender::new("restic restore", cmd, Some(&target)));
         }
+        self.record_rounds(RESTORE, contenders, bytes)?;
         if self.on(Tool::Aws) {
             let (repo, into) = (self.s3_url("repo"), self.path("restore-ours-s3"));
             if let Some(cmd) = self.ours_s3(&["restore", "--repo", &repo, "--data-dir", &into]) {

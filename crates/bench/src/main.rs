@@ -100,9 +100,9 @@ struct RunArgs {
     /// Write the results here as JSON [default: <work>/results.json].
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Rounds of the full backup and the restore by influxdb3-backup, `cp -r` and `cp -r` +
-    /// `sync`, and of the no-change incremental by every tool, taken in turn (the median is
-    /// reported): these ratios are close to their goals and a disk's speed drifts between runs.
+    /// Rounds of the full backup, the restore and the no-change incremental by every tool but
+    /// the S3 ones, taken in turn (the median is reported): these ratios are close to their
+    /// goals and a disk's speed drifts between runs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
     rounds: u32,
 }
