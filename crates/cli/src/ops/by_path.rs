@@ -6,21 +6,41 @@ use ib3_repo::Entry;
 use rustc_hash::FxHashSet;
 use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// An entry that hashes and compares as its path.
-#[derive(Debug, Clone)]
-struct ByPath(Entry);
+/// An entry that hashes and compares as its path, and whether a run reuses it.
+#[derive(Debug)]
+pub(super) struct ByPath {
+    entry: Entry,
+    reused: AtomicBool,
+}
+
+impl ByPath {
+    /// The entry.
+    pub(super) fn entry(&self) -> &Entry {
+        &self.entry
+    }
+
+    /// Record that this run takes the entry as it is (see [`EntriesByPath::get_reused`]).
+    pub(super) fn reuse(&self) {
+        self.reused.store(true, Ordering::Relaxed);
+    }
+
+    fn is_reused(&self) -> bool {
+        self.reused.load(Ordering::Relaxed)
+    }
+}
 
 impl Hash for ByPath {
     fn hash<H: Hasher>(&self, state: &mut H) {
         // The same as `str`'s hash: lookups by `&str` find it (`Borrow<str>`).
-        self.0.path.as_str().hash(state);
+        self.entry.path.as_str().hash(state);
     }
 }
 
 impl PartialEq for ByPath {
     fn eq(&self, other: &Self) -> bool {
-        self.0.path == other.0.path
+        self.entry.path == other.entry.path
     }
 }
 
@@ -28,7 +48,7 @@ impl Eq for ByPath {}
 
 impl Borrow<str> for ByPath {
     fn borrow(&self) -> &str {
-        &self.0.path
+        &self.entry.path
     }
 }
 
@@ -39,22 +59,47 @@ pub(super) struct EntriesByPath(FxHashSet<ByPath>);
 impl EntriesByPath {
     /// The entry of `path`.
     pub(super) fn get(&self, path: &str) -> Option<&Entry> {
-        self.0.get(path).map(|e| &e.0)
+        self.0.get(path).map(ByPath::entry)
+    }
+
+    /// The entry of `path` and its reuse mark.
+    pub(super) fn slot(&self, path: &str) -> Option<&ByPath> {
+        self.0.get(path)
+    }
+
+    /// The entry of `path`, if marked reused ([`ByPath::reuse`]).
+    pub(super) fn get_reused(&self, path: &str) -> Option<&Entry> {
+        self.0
+            .get(path)
+            .filter(|e| e.is_reused())
+            .map(ByPath::entry)
     }
 
     /// Add an entry, replacing the one of the same path.
     pub(super) fn insert(&mut self, entry: Entry) {
-        self.0.replace(ByPath(entry));
+        self.0.replace(ByPath {
+            entry,
+            reused: AtomicBool::new(false),
+        });
     }
 
     /// Remove the entry of `path` and return it.
     pub(super) fn take(&mut self, path: &str) -> Option<Entry> {
-        self.0.take(path).map(|e| e.0)
+        self.0.take(path).map(|e| e.entry)
+    }
+
+    /// Remove the entry of `path` and return it, if marked reused.
+    pub(super) fn take_reused(&mut self, path: &str) -> Option<Entry> {
+        if self.0.get(path)?.is_reused() {
+            self.take(path)
+        } else {
+            None
+        }
     }
 
     /// Every path.
     pub(super) fn paths(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|e| e.0.path.as_str())
+        self.0.iter().map(|e| e.entry.path.as_str())
     }
 
     /// Number of entries.
@@ -69,7 +114,7 @@ impl EntriesByPath {
 
     /// Every entry, in no particular order.
     pub(super) fn values(&self) -> impl Iterator<Item = &Entry> {
-        self.0.iter().map(|e| &e.0)
+        self.0.iter().map(ByPath::entry)
     }
 }
 
@@ -111,5 +156,25 @@ mod tests {
         assert_eq!(entries.take("a/2").unwrap().blob, BlobId::of(b"y"));
         assert!(entries.take("a/2").is_none());
         assert_eq!(entries.len(), 1);
+    }
+
+    #[test]
+    fn only_entries_marked_reused_are_given_as_reused() {
+        let mut entries = EntriesByPath::default();
+        entries.extend([entry("a/1", b"x"), entry("a/2", b"y")]);
+        assert!(entries.get_reused("a/1").is_none());
+        assert!(entries.take_reused("a/1").is_none());
+        entries.slot("a/1").unwrap().reuse();
+        assert_eq!(entries.get_reused("a/1").unwrap().blob, BlobId::of(b"x"));
+        assert!(entries.get_reused("a/2").is_none());
+        assert!(entries.slot("a/3").is_none());
+        assert_eq!(entries.take_reused("a/1").unwrap().blob, BlobId::of(b"x"));
+        assert!(entries.take_reused("a/1").is_none());
+        assert!(entries.take_reused("a/2").is_none());
+        assert_eq!(entries.len(), 1, "an entry not reused stays");
+        // Replacing an entry clears its mark.
+        entries.slot("a/2").unwrap().reuse();
+        entries.insert(entry("a/2", b"z"));
+        assert!(entries.get_reused("a/2").is_none());
     }
 }

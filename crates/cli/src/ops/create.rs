@@ -183,6 +183,16 @@ fn keeps_bytes(class: &ObjectClass) -> bool {
     class.is_state_file() || !class.is_immutable() || matches!(class, ObjectClass::Wal { .. })
 }
 
+/// The entry path of `key` under `prefix` (empty, or ending in `/`).
+fn full_path<'k>(prefix: &str, key: &'k str) -> std::borrow::Cow<'k, str> {
+    // A node backup's entry paths are its keys: no copy per object.
+    if prefix.is_empty() {
+        std::borrow::Cow::Borrowed(key)
+    } else {
+        std::borrow::Cow::Owned(format!("{prefix}{key}"))
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock only means another task panicked; the data is still consistent.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -191,12 +201,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl RepoCapture {
     /// The entry path of a key relative to the current source.
     fn full<'k>(&self, key: &'k str) -> std::borrow::Cow<'k, str> {
-        // A node backup's entry paths are its keys: no copy per object.
-        if self.prefix.is_empty() {
-            std::borrow::Cow::Borrowed(key)
-        } else {
-            std::borrow::Cow::Owned(format!("{}{key}", self.prefix))
-        }
+        full_path(&self.prefix, key)
     }
 
     /// Free what only the capture needed (the previous backup's entries by path, this run's
@@ -217,16 +222,31 @@ impl RepoCapture {
         }
     }
 
-    /// The entry recorded by the previous backup, if it can stand for this object unread.
-    fn reusable(&self, object: &SourceObject) -> Option<&Entry> {
+    /// Whether the entry recorded by the previous backup can stand for this object unread; if
+    /// so, it is marked reused there, which captures the object (no copy of the entry is made:
+    /// the lookups below fall back to reused previous entries).
+    fn reuse(&self, object: &SourceObject) -> bool {
         if !object.class.is_immutable() {
-            return None;
+            return false;
         }
-        let previous = self.previous.get(self.full(&object.key).as_ref())?;
+        let Some(slot) = self.previous.slot(self.full(&object.key).as_ref()) else {
+            return false;
+        };
+        let previous = slot.entry();
         let present = lock(&self.index)
             .size(&previous.blob, previous.encoding)
             .is_some();
-        (previous.size == object.size && present).then_some(previous)
+        let reusable = previous.size == object.size && present;
+        if reusable {
+            slot.reuse();
+        }
+        reusable
+    }
+
+    /// The entry this run captured at `path`: copied, or reused from the previous backup.
+    fn captured(&self, path: &str) -> Option<Entry> {
+        let fresh = lock(&self.entries).get(path).cloned();
+        fresh.or_else(|| self.previous.get_reused(path).cloned())
     }
 
     /// Capture a chunk of objects; results in the order of `chunk`.
@@ -239,11 +259,6 @@ impl RepoCapture {
         let mut results: Vec<Option<Result<Option<Entry>>>> = Vec::with_capacity(chunk.len());
         let (mut direct, mut through_stores) = (Vec::new(), Vec::new());
         for (i, object) in chunk.iter().enumerate() {
-            if let Some(entry) = self.reusable(object) {
-                self.stats.reused.fetch_add(1, Ordering::Relaxed);
-                results.push(Some(Ok(Some(entry.clone()))));
-                continue;
-            }
             results.push(None);
             if self.copies_locally(object) {
                 direct.push((i, object.clone()));
@@ -351,10 +366,6 @@ impl RepoCapture {
     }
 
     async fn capture_one(&self, object: SourceObject) -> Result<Option<Entry>> {
-        if let Some(entry) = self.reusable(&object) {
-            self.stats.reused.fetch_add(1, Ordering::Relaxed);
-            return Ok(Some(entry.clone()));
-        }
         let key = Path::from(object.key.as_str());
         let expected = object.class.is_immutable().then_some(object.size);
         // Large WAL files stream (unchecked); every other kept object is read whole.
@@ -514,7 +525,7 @@ impl Reader for RepoCapture {
         if let Some(bytes) = lock(&self.cache).remove(key) {
             return Ok(bytes);
         }
-        let blob = lock(&self.entries).get(key).map(|e| (e.blob, e.encoding));
+        let blob = self.captured(key).map(|e| (e.blob, e.encoding));
         let Some((blob, encoding)) = blob else {
             return Err(ib3_influx::Error::Capture(format!(
                 "{key} was not captured"
@@ -541,25 +552,29 @@ impl Capture for RepoCapture {
         phase: Phase,
         objects: &[SourceObject],
     ) -> ib3_influx::Result<Vec<Captured>> {
-        let to_read: u64 = objects
+        // Reused entries are captured as they are found; the rest are read.
+        let to_capture: Vec<(usize, &SourceObject)> = objects
             .iter()
-            .filter(|o| self.reusable(o).is_none())
-            .map(|o| o.size)
-            .sum();
+            .enumerate()
+            .filter(|(_, o)| !self.reuse(o))
+            .collect();
+        let reused = objects.len() - to_capture.len();
+        self.stats
+            .reused
+            .fetch_add(reused as u64, Ordering::Relaxed);
+        let to_read = to_capture.iter().map(|(_, o)| o.size).sum();
         self.bar.phase(super::phase_label(phase), to_read);
-        let mut outcomes = Vec::with_capacity(objects.len());
-        for chunk in objects.chunks(256) {
+        let mut outcomes = vec![Captured::Yes; objects.len()];
+        for chunk in to_capture.chunks(256) {
+            let objects: Vec<SourceObject> = chunk.iter().map(|(_, o)| (*o).clone()).collect();
             let results = self
-                .capture_chunk(chunk)
+                .capture_chunk(&objects)
                 .await
                 .map_err(|e| ib3_influx::Error::Capture(format!("{e:#}")))?;
-            for result in results {
+            for ((i, _), result) in chunk.iter().zip(results) {
                 match result {
-                    Ok(Some(entry)) => {
-                        lock(&self.entries).insert(entry);
-                        outcomes.push(Captured::Yes);
-                    }
-                    Ok(None) => outcomes.push(Captured::Vanished),
+                    Ok(Some(entry)) => lock(&self.entries).insert(entry),
+                    Ok(None) => outcomes[*i] = Captured::Vanished,
                     Err(e) => return Err(ib3_influx::Error::Capture(format!("{e:#}"))),
                 }
             }
@@ -840,25 +855,32 @@ async fn capture_node(
 
 impl RepoCapture {
     /// The manifest entries of a cut taken at the current prefix, moved out of the capture's
-    /// lookup (the cut is over: nothing reads them there again).
-    pub(super) fn entries_of(&self, cut: &CutReport) -> Result<Vec<Entry>> {
-        let mut entries = lock(&self.entries);
+    /// lookups (the cut is over: nothing reads them there again).
+    pub(super) fn entries_of(&mut self, cut: &CutReport) -> Result<Vec<Entry>> {
+        let entries = self
+            .entries
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (prefix, previous) = (&self.prefix, &mut self.previous);
         cut.objects
             .keys()
             .map(|key| {
-                let path = self.full(key);
-                entries.take(&path).with_context(|| {
-                    format!("internal error: {path} is in the cut but was not captured")
-                })
+                let path = full_path(prefix, key);
+                let path = path.as_ref();
+                entries
+                    .take(path)
+                    .or_else(|| previous.take_reused(path))
+                    .with_context(|| {
+                        format!("internal error: {path} is in the cut but was not captured")
+                    })
             })
             .collect()
     }
 
     /// The entries captured at the current prefix whose keys are in `keys`.
     pub(super) fn entries_for<'a>(&self, keys: impl IntoIterator<Item = &'a String>) -> Vec<Entry> {
-        let entries = lock(&self.entries);
         keys.into_iter()
-            .filter_map(|key| entries.get(self.full(key).as_ref()).cloned())
+            .filter_map(|key| self.captured(self.full(key).as_ref()))
             .collect()
     }
 
