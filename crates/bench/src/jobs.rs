@@ -9,7 +9,7 @@
 
 use crate::measure::{measure, setup, Cmd, Measured};
 use anyhow::{Context, Result};
-use ib3_testkit::generate::{generate, grow, TreeSpec};
+use ib3_testkit::generate::{generate, grow, TreeSpec, TreeState};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -137,9 +137,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>> {
     b.setup_tools()?;
     b.backups(FULL, tree_bytes)?;
     b.backups(NO_CHANGE, 0)?;
-    let before = state.parquet_bytes;
-    grow(&src, &mut state, (settings.spec.files / 100).max(1)).context("adding 1% files")?;
-    b.backups(ONE_PERCENT, state.parquet_bytes - before)?;
+    b.one_percent_incrementals(&mut state)?;
     b.restores(du(&src)?)?;
     b.verifies(du(&src)?)?;
     Ok(b.rows)
@@ -343,11 +341,54 @@ impl Bench<'_> {
         contenders
     }
 
-    /// One backup job (full or incremental) by every tool. The jobs whose ratios are close to
-    /// their goals go in rounds: the full backup (each tool's repository or copy removed, and
-    /// restic's initialised again, between rounds), and the no-change incremental, which any
-    /// round can repeat. Later jobs run on what the last round left.
+    /// A full or no-change backup by every tool. Both go in rounds (their ratios are close to
+    /// their goals): a full backup with each tool's repository or copy removed, and restic's
+    /// initialised again, between rounds; later jobs run on what the last round left. The S3
+    /// tools run once.
     fn backups(&mut self, job: &'static str, bytes: u64) -> Result<()> {
+        let full = job == FULL;
+        let (ours, others) = self.local_backups(full);
+        let mut contenders = if full {
+            let ours = Contender::new(OURS, ours, Some(&self.path("repo")));
+            self.with_cp(ours, &self.path("src"), "")
+        } else {
+            vec![Contender::new(OURS, ours, None)]
+        };
+        contenders.extend(others);
+        self.record_rounds(job, contenders, bytes)?;
+        let s3 = self.s3_backups();
+        self.record_once(job, s3, bytes)
+    }
+
+    /// The incremental after 1% new files, by every tool, in rounds: before each, 1% more
+    /// files are added (untimed), so every round backs up new files.
+    fn one_percent_incrementals(&mut self, state: &mut TreeState) -> Result<()> {
+        let (ours, others) = self.local_backups(false);
+        let mut contenders = vec![Contender::new(OURS, ours, None)];
+        contenders.extend(others);
+        contenders.extend(self.s3_backups());
+        let src = self.settings.work.join("src");
+        let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); contenders.len()];
+        let mut added = 0;
+        for _ in 0..self.settings.rounds {
+            let before = state.parquet_bytes;
+            grow(&src, state, (self.settings.spec.files / 100).max(1))
+                .context("adding 1% files")?;
+            added += state.parquet_bytes - before;
+            for (c, runs) in contenders.iter().zip(&mut runs) {
+                runs.push(self.measure_settled(ONE_PERCENT, c.tool, &c.cmd)?);
+            }
+        }
+        let bytes = added / u64::from(self.settings.rounds);
+        for (c, runs) in contenders.into_iter().zip(runs) {
+            self.push(ONE_PERCENT, c.tool, runs, bytes);
+        }
+        Ok(())
+    }
+
+    /// Our backup of the source into the local repository, and the other local tools' (their
+    /// outputs removed between rounds when `full`).
+    fn local_backups(&self, full: bool) -> (Cmd, Vec<Contender>) {
         let src = self.path("src");
         let repo = self.path("repo");
         let create = [
@@ -360,8 +401,6 @@ impl Bench<'_> {
             &repo,
         ];
         let ours = self.ours(&create);
-        // Outputs, for a full backup: removed between rounds.
-        let full = job == FULL;
         let (rclone, restic) = (self.path("rclone"), self.path("restic"));
         let mut others = Vec::new();
         if self.on(Tool::Rclone) {
@@ -373,42 +412,33 @@ impl Bench<'_> {
             let restic = Contender::new("restic backup", cmd, full.then_some(&restic));
             others.push(restic.prepared_by(self.restic_init()));
         }
-        match job {
-            FULL => {
-                let ours = Contender::new(OURS, ours, Some(&repo));
-                let mut contenders = self.with_cp(ours, &src, "");
-                contenders.extend(others);
-                self.record_rounds(job, contenders, bytes)?;
-            }
-            NO_CHANGE => {
-                let mut contenders = vec![Contender::new(OURS, ours, None)];
-                contenders.extend(others);
-                self.record_rounds(job, contenders, bytes)?;
-            }
-            _ => {
-                self.record(job, OURS, ours, bytes)?;
-                self.record_once(job, others, bytes)?;
-            }
+        (ours, others)
+    }
+
+    /// Our backup into the local S3 server, and `aws s3 sync` to it.
+    fn s3_backups(&self) -> Vec<Contender> {
+        let mut contenders = Vec::new();
+        if !self.on(Tool::Aws) {
+            return contenders;
         }
-        if self.on(Tool::Aws) {
-            let repo = self.s3_url("repo");
-            let create = [
-                "create",
-                "--data-dir",
-                &src,
-                "--node-id",
-                "node0",
-                "--repo",
-                &repo,
-            ];
-            if let Some(cmd) = self.ours_s3(&create) {
-                self.record(job, OURS_S3, cmd, bytes)?;
-            }
-            if let Some(cmd) = self.aws(&["sync", &src, &self.s3_url("sync")]) {
-                self.record(job, "aws s3 sync", cmd, bytes)?;
-            }
+        let src = self.path("src");
+        let repo = self.s3_url("repo");
+        let create = [
+            "create",
+            "--data-dir",
+            &src,
+            "--node-id",
+            "node0",
+            "--repo",
+            &repo,
+        ];
+        if let Some(cmd) = self.ours_s3(&create) {
+            contenders.push(Contender::new(OURS_S3, cmd, None));
         }
-        Ok(())
+        if let Some(cmd) = self.aws(&["sync", &src, &self.s3_url("sync")]) {
+            contenders.push(Contender::new("aws s3 sync", cmd, None));
+        }
+        contenders
     }
 
     fn restores(&mut self, bytes: u64) -> Result<()> {

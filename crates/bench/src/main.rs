@@ -101,7 +101,8 @@ struct RunArgs {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Rounds of the full backup, the restore and the no-change incremental by every tool but
-    /// the S3 ones, taken in turn (the median is reported): these ratios are close to their
+    /// the S3 ones, and of the incremental after 1% new files by every tool (1% more before
+    /// each round), taken in turn (the median is reported): these ratios are close to their
     /// goals and a disk's speed drifts between runs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
     rounds: u32,
