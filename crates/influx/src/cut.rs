@@ -33,6 +33,7 @@ use crate::{Error, Result};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ListResult, ObjectMeta, ObjectStore};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
@@ -525,7 +526,7 @@ impl State {
     fn referenced_not_captured(&self, node_prefix: &str) -> Vec<SourceObject> {
         let snapshot_refs = self.snapshots.iter().flat_map(|s| s.files.iter());
         let checkpoint_refs = self.checkpoints.values().flat_map(|c| c.files.iter());
-        let removed: BTreeSet<&str> = self
+        let removed: FxHashSet<&str> = self
             .snapshots
             .iter()
             .flat_map(|s| s.removed_files.iter())
@@ -537,24 +538,27 @@ impl State {
             .map(|f| f.path.as_str())
             .collect();
         let prefix = format!("{node_prefix}/");
-        let mut wanted = BTreeMap::new();
+        let mut wanted: FxHashMap<&str, u64> = FxHashMap::default();
         for file in snapshot_refs.chain(checkpoint_refs) {
             let Some(key) = file.path.strip_prefix(&prefix) else {
                 continue;
             };
-            if removed.contains(file.path.as_str())
-                || self.objects.contains_key(key)
-                || self.vanished.contains(key)
-            {
-                continue;
+            if !removed.contains(file.path.as_str()) {
+                wanted.entry(key).or_insert(file.size_bytes);
             }
-            wanted.entry(key.to_string()).or_insert(file.size_bytes);
         }
+        // Struck off by one walk of the captured objects in order: a lookup per reference in
+        // their ordered map, in snapshot order, jumped around memory (1 s at 2 000 000 files).
+        for key in self.objects.keys().chain(&self.vanished) {
+            wanted.remove(key.as_str());
+        }
+        let mut wanted: Vec<(&str, u64)> = wanted.into_iter().collect();
+        wanted.sort_unstable();
         wanted
             .into_iter()
             .map(|(key, size)| SourceObject {
-                class: classify(&key),
-                key,
+                class: classify(key),
+                key: key.to_string(),
                 size,
             })
             .collect()

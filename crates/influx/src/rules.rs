@@ -19,8 +19,9 @@ use crate::path::{
     wal_key, CatalogGeneration, ObjectClass,
 };
 use crate::snapshot::{ParquetRef, PersistedSnapshot, SnapshotCheckpoint};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Everything a cut captured, keyed by keys relative to the node prefix.
 #[derive(Debug, Clone, Copy)]
@@ -290,10 +291,18 @@ impl Referrer {
     }
 }
 
-/// Every referenced file once (by path), with its newest reference, in no particular order:
-/// hashed, where an ordered map compared long common-prefix paths some twenty times per
-/// reference, and there is one reference per Parquet file (millions on a large node).
-fn parquet_references<'s>(set: &CapturedSet<'s>) -> HashMap<&'s str, (Referrer, &'s ParquetRef)> {
+/// A referenced file's newest reference, and the size it was captured with.
+type Reference<'s> = (Referrer, &'s ParquetRef, Option<u64>);
+
+/// Every referenced file once (by path), with its newest reference and its captured size, in
+/// no particular order. Hashed, and sizes found by one walk of the captured objects in order:
+/// an ordered map of the references compared long common-prefix paths some twenty times per
+/// reference, and a lookup per reference in the ordered map of captured objects, in hash
+/// order, jumped around memory (4 s of a no-change backup of 2 000 000 files).
+fn parquet_references<'s>(
+    set: &CapturedSet<'s>,
+    prefix: &str,
+) -> FxHashMap<&'s str, Reference<'s>> {
     let snapshots = set.snapshots.iter().flat_map(|s| {
         let by = Referrer::Snapshot(s.snapshot_sequence_number);
         s.files.iter().map(move |f| (by, f))
@@ -302,15 +311,30 @@ fn parquet_references<'s>(set: &CapturedSet<'s>) -> HashMap<&'s str, (Referrer, 
         let by = Referrer::Checkpoint(c.last_snapshot_sequence_number);
         c.files.iter().map(move |f| (by, f))
     });
-    let mut refs: HashMap<&str, (Referrer, &ParquetRef)> = HashMap::new();
+    let mut refs: FxHashMap<&str, Reference<'s>> = FxHashMap::default();
     for (by, file) in snapshots.chain(checkpoints) {
         refs.entry(&file.path)
-            .and_modify(|(seen, seen_file)| {
+            .and_modify(|(seen, seen_file, _)| {
                 if (by.seq(), by) > (seen.seq(), *seen) {
                     (*seen, *seen_file) = (by, file);
                 }
             })
-            .or_insert((by, file));
+            .or_insert((by, file, None));
+    }
+    // Captured keys are relative to the node prefix; recorded paths carry it.
+    let mut path = String::from(prefix);
+    for (key, &size) in set.objects {
+        path.truncate(prefix.len());
+        path.push_str(key);
+        if let Some((_, _, captured)) = refs.get_mut(path.as_str()) {
+            *captured = Some(size);
+        }
+    }
+    // A path recorded without the prefix names the captured key as it is.
+    for (path, (_, _, captured)) in refs.iter_mut() {
+        if !path.starts_with(prefix) {
+            *captured = set.objects.get(*path).copied();
+        }
     }
     refs
 }
@@ -348,12 +372,10 @@ fn parquet_rule(set: &CapturedSet<'_>, judgement: &mut Judgement) {
     let removals = RecordedRemovals::of(set);
     let prefix = format!("{}/", set.node_prefix);
     // Only the references with a problem, in path order (findings read in a stable order).
-    let mut problems: Vec<_> = parquet_references(set)
+    let mut problems: Vec<_> = parquet_references(set, &prefix)
         .into_iter()
-        .filter_map(|(path, (by, file))| {
-            let relative = path.strip_prefix(&prefix).unwrap_or(path);
+        .filter_map(|(path, (by, file, size))| {
             let recorded = removals.contains(file);
-            let size = set.objects.get(relative).copied();
             // The server does not load a file it recorded as removed: its bytes do not matter.
             let fine = size.is_some_and(|size| recorded || size == file.size_bytes);
             (!fine).then_some((path, by, file, recorded, size))

@@ -163,6 +163,24 @@ struct LocalCapture {
 /// Least time between two periodic progress records.
 const RECORD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Least time since the run began, or since its last record, for the end of a phase to record
+/// progress. A record costs a flush of the repository's file system, which waits for every blob
+/// written so far; a run of a few seconds (an incremental) would flush once per phase to save at
+/// most a few seconds of work after a crash. A run that fails records what it stored whenever
+/// it fails.
+const PHASE_END_RECORD_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// When a progress record is considered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordWhen {
+    /// Between chunks of a phase: every [`RECORD_INTERVAL`] (or longer, when a record is slow).
+    Periodic,
+    /// At the end of a phase: after [`PHASE_END_RECORD_AFTER`].
+    PhaseEnd,
+    /// The run is failing: always (a re-run resumes from it).
+    Failed,
+}
+
 /// Periodic partial-progress records of this run (see [`Repository::write_partial`]), written
 /// only when the run stored new blobs since the last one, at the end of each phase and in between
 /// at most every 30 seconds (or ten times as long as the last record took).
@@ -471,11 +489,16 @@ impl RepoCapture {
 }
 
 impl RepoCapture {
-    /// Write the partial-progress record if new blobs were stored since the last one and
-    /// `phase_end` or 30 seconds passed. A failure only costs resumability: it is logged.
-    async fn record_progress(&self, phase_end: bool) {
+    /// Write the partial-progress record if new blobs were stored since the last one and it is
+    /// due (see [`RecordWhen`]). A failure only costs resumability: it is logged.
+    async fn record_progress(&self, when: RecordWhen) {
         let record = &self.progress_record;
-        let due = phase_end || lock(&record.last).elapsed() >= *lock(&record.interval);
+        let since = lock(&record.last).elapsed();
+        let due = match when {
+            RecordWhen::Periodic => since >= *lock(&record.interval),
+            RecordWhen::PhaseEnd => since >= PHASE_END_RECORD_AFTER,
+            RecordWhen::Failed => true,
+        };
         if !due || !record.dirty.swap(false, Ordering::Relaxed) {
             return;
         }
@@ -578,9 +601,9 @@ impl Capture for RepoCapture {
                     Err(e) => return Err(ib3_influx::Error::Capture(format!("{e:#}"))),
                 }
             }
-            self.record_progress(false).await;
+            self.record_progress(RecordWhen::Periodic).await;
         }
-        self.record_progress(true).await;
+        self.record_progress(RecordWhen::PhaseEnd).await;
         Ok(outcomes)
     }
 }
@@ -758,10 +781,17 @@ async fn capture_and_commit(
             chunks: Mutex::new(chunks),
         },
     };
-    let mut outcome = match &source {
-        CreateSource::Node(node) => capture_node(&mut capture, node, &settings).await?,
+    let captured = match &source {
+        CreateSource::Node(node) => capture_node(&mut capture, node, &settings).await,
         CreateSource::Cluster(cluster) => {
-            super::create_cluster::capture(&mut capture, cluster, &settings).await?
+            super::create_cluster::capture(&mut capture, cluster, &settings).await
+        }
+    };
+    let mut outcome = match captured {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            capture.record_progress(RecordWhen::Failed).await;
+            return Err(e);
         }
     };
     settings.bar.finish();
