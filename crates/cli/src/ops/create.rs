@@ -181,9 +181,8 @@ enum RecordWhen {
     Failed,
 }
 
-/// Periodic partial-progress records of this run (see [`Repository::write_partial`]), written
-/// only when the run stored new blobs since the last one, at the end of each phase and in between
-/// at most every 30 seconds (or ten times as long as the last record took).
+/// Partial-progress records of this run (see [`Repository::write_partial`]), written only when
+/// the run stored new blobs since the last one: when [`RecordWhen`] says so.
 struct ProgressRecord {
     id: BackupId,
     source: serde_json::Value,
