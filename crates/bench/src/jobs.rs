@@ -389,18 +389,8 @@ impl Bench<'_> {
     /// Our backup of the source into the local repository, and the other local tools' (their
     /// outputs removed between rounds when `full`).
     fn local_backups(&self, full: bool) -> (Cmd, Vec<Contender>) {
-        let src = self.path("src");
-        let repo = self.path("repo");
-        let create = [
-            "create",
-            "--data-dir",
-            &src,
-            "--node-id",
-            "node0",
-            "--repo",
-            &repo,
-        ];
-        let ours = self.ours(&create);
+        let (src, repo) = (self.path("src"), self.path("repo"));
+        let ours = self.ours(&create_args(&src, &repo));
         let (rclone, restic) = (self.path("rclone"), self.path("restic"));
         let mut others = Vec::new();
         if self.on(Tool::Rclone) {
@@ -421,18 +411,8 @@ impl Bench<'_> {
         if !self.on(Tool::Aws) {
             return contenders;
         }
-        let src = self.path("src");
-        let repo = self.s3_url("repo");
-        let create = [
-            "create",
-            "--data-dir",
-            &src,
-            "--node-id",
-            "node0",
-            "--repo",
-            &repo,
-        ];
-        if let Some(cmd) = self.ours_s3(&create) {
+        let (src, repo) = (self.path("src"), self.s3_url("repo"));
+        if let Some(cmd) = self.ours_s3(&create_args(&src, &repo)) {
             contenders.push(Contender::new(OURS_S3, cmd, None));
         }
         if let Some(cmd) = self.aws(&["sync", &src, &self.s3_url("sync")]) {
@@ -482,6 +462,19 @@ impl Bench<'_> {
         }
         Ok(())
     }
+}
+
+/// `create` arguments backing up node `node0` of the data dir `src` into `repo`.
+fn create_args<'a>(src: &'a str, repo: &'a str) -> [&'a str; 7] {
+    [
+        "create",
+        "--data-dir",
+        src,
+        "--node-id",
+        "node0",
+        "--repo",
+        repo,
+    ]
 }
 
 /// Fill in each reference row's `ours_over_this`: influxdb3-backup's time for the same job (its

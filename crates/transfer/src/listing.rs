@@ -115,7 +115,7 @@ impl ListingHints {
 /// keys with the same directory is all of that directory exactly when neither neighbour of the
 /// run is under it too.
 fn leaf_directories(keys: &[Box<str>]) -> FxHashMap<Box<str>, std::ops::Range<usize>> {
-    let dir_of = |key: &str| key.rfind('/').map(|slash| key[..=slash].len());
+    let dir_of = |key: &str| key.rfind('/').map(|slash| slash + 1);
     let mut leaves = FxHashMap::default();
     let mut start = 0;
     while start < keys.len() {

@@ -251,17 +251,13 @@ mod unnamed {
         let Some(dir) = target.parent() else {
             return Ok(false);
         };
-        let file = match open_unnamed(dir) {
-            Err(Errno::NOENT) => {
-                std::fs::create_dir_all(dir)?;
-                open_unnamed(dir)
-            }
-            opened => opened,
-        };
-        let mut file = match file {
+        let opened = super::with_parent(target, |_| open_unnamed(dir).map_err(Into::into));
+        let mut file = match opened {
             Ok(fd) => std::fs::File::from(fd),
-            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => return unsupported(),
-            Err(e) => return Err(e.into()),
+            Err(e) => match Errno::from_io_error(&e) {
+                Some(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => return unsupported(),
+                _ => return Err(e),
+            },
         };
         file.write_all(body)?;
         let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
@@ -536,10 +532,7 @@ fn hash_written(out: &mut std::fs::File, size_hint: u64) -> std::io::Result<crat
 const READ_BACK_BLOCK: usize = 1024 * 1024;
 
 /// Run `op` on `path`; when its directory is missing, create it and run `op` again.
-fn with_parent<T>(
-    path: &PathBuf,
-    op: impl Fn(&PathBuf) -> std::io::Result<T>,
-) -> std::io::Result<T> {
+fn with_parent<T>(path: &FsPath, op: impl Fn(&FsPath) -> std::io::Result<T>) -> std::io::Result<T> {
     match op(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent() {
