@@ -26,17 +26,24 @@ use ib3_repo::{layout, BackupId, BlobId, BlobIndex, Encoding, Entry, Manifest, R
 use ib3_transfer::listing::ListingHints;
 use ib3_transfer::local::{LocalCopied, LocalCopy, SmallFile};
 use ib3_transfer::{
-    copy_content_addressed, for_each_bounded, put_content_addressed, read_hashed, read_plain,
-    CasCopy, CopyOptions,
+    copy_content_addressed, put_content_addressed, read_hashed, read_plain, CasCopy, CopyOptions,
 };
 use object_store::path::Path;
 use object_store::ObjectStore;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinHandle;
+
+/// Objects, each with its position in a phase's list.
+type Numbered = Vec<(usize, SourceObject)>;
+
+/// Results of files copied on plain threads, each with the file's position in its list.
+type Copied = UnboundedReceiver<(usize, Result<LocalCopied, ib3_transfer::Error>)>;
 
 /// What `create` backs up.
 pub enum CreateSource {
@@ -266,38 +273,67 @@ impl RepoCapture {
         fresh.or_else(|| self.previous.get_reused(path).cloned())
     }
 
-    /// Capture a chunk of objects; results in the order of `chunk`.
-    async fn capture_chunk(&self, chunk: &[SourceObject]) -> Result<Vec<Result<Option<Entry>>>> {
-        let Some(local) = &self.local else {
-            return Ok(
-                for_each_bounded(chunk.to_vec(), self.concurrency, |o| self.capture_one(o)).await,
-            );
-        };
-        let mut results: Vec<Option<Result<Option<Entry>>>> = Vec::with_capacity(chunk.len());
-        let (mut direct, mut through_stores) = (Vec::new(), Vec::new());
-        for (i, object) in chunk.iter().enumerate() {
-            results.push(None);
-            if self.copies_locally(object) {
-                direct.push((i, object.clone()));
-            } else {
-                through_stores.push((i, object.clone()));
+    /// Capture `objects` (each with its index in `outcomes`), recording each entry as soon as
+    /// its blob is stored. Plainly named local files are copied on a few plain threads that live
+    /// for the whole call; the rest go through the stores, `concurrency` at a time. Nothing waits
+    /// for a batch's slowest object: in batches of 256, a full backup of 100 000 small files
+    /// spent a third of its time waiting and starting threads. Stops at the first error, once
+    /// the copying threads have finished the files they had begun.
+    async fn capture_all(
+        &self,
+        objects: &[(usize, &SourceObject)],
+        outcomes: &mut [Captured],
+    ) -> Result<()> {
+        use futures::StreamExt;
+        let (direct, through_stores) = self.split_direct(objects);
+        let (copying, mut copied) = self.copy_locally(&direct);
+        let copied = futures::stream::poll_fn(move |cx| copied.poll_recv(cx)).map(|(j, result)| {
+            let (i, object) = &direct[j];
+            (*i, self.entry_of_local(object, result))
+        });
+        let streamed = futures::stream::iter(through_stores)
+            .map(|(i, object)| async move { (i, self.capture_one(object).await) })
+            .buffer_unordered(self.concurrency.max(1));
+        let mut results = futures::stream::select(copied, streamed);
+        let (mut received, mut failure) = (0, None);
+        while let Some((i, result)) = results.next().await {
+            received += 1;
+            match result {
+                Ok(Some(entry)) => lock(&self.entries).insert(entry),
+                Ok(None) => outcomes[i] = Captured::Vanished,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
+            self.record_progress(RecordWhen::Periodic).await;
         }
-        let copied = self.copy_locally(local, &direct).await?;
-        for ((i, object), result) in direct.into_iter().zip(copied) {
-            results[i] = Some(self.entry_of_local(&object, result));
+        // Dropping the results tells the copying threads to take no more files.
+        drop(results);
+        let joined = match copying {
+            Some(copying) => copying.await.context("local copy thread failed"),
+            None => Ok(()),
+        };
+        if let Some(e) = failure {
+            return Err(e);
         }
-        let objects = through_stores.iter().map(|(_, o)| o.clone()).collect();
-        let captured = for_each_bounded(objects, self.concurrency, |o| self.capture_one(o)).await;
-        for ((i, _), result) in through_stores.into_iter().zip(captured) {
-            results[i] = Some(result);
+        joined?;
+        if received != objects.len() {
+            anyhow::bail!(
+                "internal error: {received} of {} objects captured",
+                objects.len()
+            );
         }
-        Ok(results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| Err(anyhow::anyhow!("internal error: object not captured")))
-            })
-            .collect())
+        Ok(())
+    }
+
+    /// `objects` split into those copied file to file ([`Self::copies_locally`]) and the rest.
+    fn split_direct(&self, objects: &[(usize, &SourceObject)]) -> (Numbered, Numbered) {
+        let owned = objects.iter().map(|(i, o)| (*i, (*o).clone()));
+        if self.local.is_none() {
+            return (Vec::new(), owned.collect());
+        }
+        owned.partition(|(_, object)| self.copies_locally(object))
     }
 
     /// Whether `object` takes the local path (plainly named; small, or large and stored as is
@@ -308,16 +344,14 @@ impl RepoCapture {
         (small || raw) && ib3_transfer::local::is_plain_key(&object.key)
     }
 
-    /// Copy files from the local source directory into the local repository on plain threads
-    /// (one hand-off for the whole batch).
-    async fn copy_locally(
-        &self,
-        local: &LocalCapture,
-        objects: &[(usize, SourceObject)],
-    ) -> Result<Vec<Result<LocalCopied, ib3_transfer::Error>>> {
-        if objects.is_empty() {
-            return Ok(Vec::new());
-        }
+    /// Start copying `objects` from the local source directory into the local repository on
+    /// plain threads (one hand-off for all of them); each result arrives on the channel with the
+    /// object's position in `objects`. The threads take no more files once the receiver is gone.
+    fn copy_locally(&self, objects: &Numbered) -> (Option<JoinHandle<()>>, Copied) {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let Some(local) = self.local.as_ref().filter(|_| !objects.is_empty()) else {
+            return (None, receiver);
+        };
         let files: Vec<SmallFile> = objects
             .iter()
             .map(|(_, o)| SmallFile {
@@ -333,19 +367,23 @@ impl RepoCapture {
         let index = self.index.clone();
         let bar = self.bar.clone();
         let threads = self.concurrency.min(ib3_transfer::local::MAX_THREADS);
-        tokio::task::spawn_blocking(move || {
-            LocalCopy {
+        let copying = tokio::task::spawn_blocking(move || {
+            let stop = AtomicBool::new(false);
+            let copy = LocalCopy {
                 source: &source,
                 destination: &repo_dir,
                 staging_key: &layout::staging_key,
                 name_for: &|h, compressed| codecs::blob_key(h, compressed, encrypted),
                 is_known: &|h| lock(&index).contains(&BlobId::from(*h)),
                 progress: &bar,
-            }
-            .run(files, threads)
-        })
-        .await
-        .context("local copy thread failed")
+            };
+            copy.run_each(&files, threads, &stop, |i, result| {
+                if sender.send((i, result)).is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            });
+        });
+        (Some(copying), receiver)
     }
 
     /// The entry of a file [`Self::copy_locally`] copied (or its error, or `None` if it vanished).
@@ -587,21 +625,9 @@ impl Capture for RepoCapture {
         let to_read = to_capture.iter().map(|(_, o)| o.size).sum();
         self.bar.phase(super::phase_label(phase), to_read);
         let mut outcomes = vec![Captured::Yes; objects.len()];
-        for chunk in to_capture.chunks(256) {
-            let objects: Vec<SourceObject> = chunk.iter().map(|(_, o)| (*o).clone()).collect();
-            let results = self
-                .capture_chunk(&objects)
-                .await
-                .map_err(|e| ib3_influx::Error::Capture(format!("{e:#}")))?;
-            for ((i, _), result) in chunk.iter().zip(results) {
-                match result {
-                    Ok(Some(entry)) => lock(&self.entries).insert(entry),
-                    Ok(None) => outcomes[*i] = Captured::Vanished,
-                    Err(e) => return Err(ib3_influx::Error::Capture(format!("{e:#}"))),
-                }
-            }
-            self.record_progress(RecordWhen::Periodic).await;
-        }
+        self.capture_all(&to_capture, &mut outcomes)
+            .await
+            .map_err(|e| ib3_influx::Error::Capture(format!("{e:#}")))?;
         self.record_progress(RecordWhen::PhaseEnd).await;
         Ok(outcomes)
     }
