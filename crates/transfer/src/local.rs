@@ -355,6 +355,26 @@ thread_local! {
     static RAW_BLOCK_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; RAW_BLOCK]);
 }
 
+/// Read from `file` at `offset` until `buf` is full or the file ends; the bytes read.
+fn fill_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    use std::os::unix::fs::FileExt;
+    #[cfg(windows)]
+    let read_at = |buf: &mut [u8], at| std::os::windows::fs::FileExt::seek_read(file, buf, at);
+    #[cfg(unix)]
+    let read_at = |buf: &mut [u8], at| file.read_at(buf, at);
+    let mut filled = 0;
+    while filled < buf.len() {
+        match read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 /// Read from `source` until `buf` is full or the file ends; the bytes read.
 fn fill(source: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
@@ -446,9 +466,26 @@ pub fn restore_files(
     threads: usize,
     progress: &dyn Progress,
 ) -> Vec<Result<crate::Copied>> {
+    make_directories(files, target_dir, threads);
     run_parallel(files, threads, |file| {
         restore_file(file, repo_dir, &target_dir.join(&file.key), progress)
     })
+}
+
+/// Create the directories of `files` under `target_dir`, in parallel, before any file is
+/// written: the server gives each Parquet file a directory of its own, and each first write
+/// would otherwise walk the path to fail on the missing directory, then again. Best effort: a
+/// directory that cannot be made fails its files' writes, which say why.
+fn make_directories(files: &[BlobToFile], target_dir: &FsPath, threads: usize) {
+    let dirs: std::collections::BTreeSet<&str> = files
+        .iter()
+        .filter_map(|file| file.key.rsplit_once('/'))
+        .map(|(dir, _)| dir)
+        .collect();
+    let dirs: Vec<&str> = dirs.into_iter().collect();
+    run_parallel(&dirs, threads, |dir| {
+        let _ = std::fs::create_dir_all(target_dir.join(dir));
+    });
 }
 
 fn restore_file(
@@ -476,7 +513,7 @@ fn restore_file(
     // pages the read-back left clean.
     let written = write_plaintext(file, &repo_dir.join(&file.blob_key), &mut out)
         .inspect(|()| start_write_out(&out, file.size))
-        .and_then(|()| hash_written(&mut out, file.size).map_err(write_error));
+        .and_then(|()| hash_written(&out, file.size).map_err(write_error));
     if written.is_ok() {
         start_write_out(&out, file.size);
     }
@@ -519,34 +556,56 @@ fn write_plaintext(file: &BlobToFile, blob: &FsPath, out: &mut std::fs::File) ->
     std::io::Write::write_all(out, &plain).map_err(write_error)
 }
 
-/// Copy `source` into `out` by the kernel ([`std::io::copy`] between files), [`WRITE_BEHIND`]
-/// bytes at a time with the write-out of each piece started; the bytes copied. One byte more
-/// than `expected` is asked for, so that a longer source shows.
+/// Copy `source` into `out` by the kernel, [`WRITE_BEHIND`] bytes at a time with the write-out
+/// of each piece started; the bytes copied. One byte more than `expected` is asked for, so that
+/// a longer source shows; a short copy that ends at `expected` is the source's end.
 fn copy_behind(
     source: &std::fs::File,
     out: &mut std::fs::File,
     expected: u64,
 ) -> std::io::Result<u64> {
     let (mut copied, mut behind) = (0u64, WriteBehind::default());
-    loop {
+    while copied <= expected {
         let want = WRITE_BEHIND.min(expected + 1 - copied);
-        let n = std::io::copy(&mut std::io::Read::take(source, want), out)?;
+        let n = copy_range(source, out, want)?;
         copied += n;
         behind.written(out, copied);
-        if n < want || copied > expected {
-            return Ok(copied);
+        if n == 0 || (n < want && copied == expected) {
+            break;
         }
     }
+    Ok(copied)
+}
+
+/// Copy up to `len` bytes from `source` to `out`, each at its offset; the bytes copied, 0 at
+/// the source's end. On Linux one `copy_file_range(2)`: [`std::io::copy`] first asks both files
+/// for their metadata and copies until it sees the end, four calls where a small file needs
+/// one. [`std::io::copy`] where the kernel cannot copy between these two files.
+fn copy_range(source: &std::fs::File, out: &mut std::fs::File, len: u64) -> std::io::Result<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::io::Errno;
+        let want = usize::try_from(len).unwrap_or(usize::MAX);
+        loop {
+            match rustix::fs::copy_file_range(source, None, &*out, None, want) {
+                Ok(n) => return Ok(n as u64),
+                Err(Errno::INTR) => {}
+                Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL | Errno::PERM) => {
+                    break
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    std::io::copy(&mut std::io::Read::take(source, len), out)
 }
 
 /// Size and BLAKE3 of what was written to `out`, read back from its start.
-fn hash_written(out: &mut std::fs::File, size_hint: u64) -> std::io::Result<crate::Copied> {
-    use std::io::Seek;
-    out.seek(std::io::SeekFrom::Start(0))?;
+fn hash_written(out: &std::fs::File, size_hint: u64) -> std::io::Result<crate::Copied> {
     let mut buf = vec![0; size_hint.clamp(1, READ_BACK_BLOCK as u64) as usize];
     let (mut hasher, mut size) = (blake3::Hasher::new(), 0u64);
     loop {
-        let n = fill(out, &mut buf)?;
+        let n = fill_at(out, &mut buf, size)?;
         if n == 0 {
             break;
         }
@@ -844,7 +903,10 @@ mod tests {
 
     /// A repository directory holding `blobs` (key, stored bytes).
     fn repo_with(blobs: &[(&Path, &[u8])]) -> tempfile::TempDir {
-        let repo = tempfile::tempdir().unwrap();
+        repo_in(tempfile::tempdir().unwrap(), blobs)
+    }
+
+    fn repo_in(repo: tempfile::TempDir, blobs: &[(&Path, &[u8])]) -> tempfile::TempDir {
         for (key, bytes) in blobs {
             let path = repo.path().join(key.as_ref());
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -956,5 +1018,57 @@ mod tests {
         assert!(matches!(results[3], Err(Error::SizeMismatch { .. })));
         assert!(matches!(results[4], Err(Error::Vanished { .. })));
         assert_eq!(files_under(target.path()), ["dbs/1/a.parquet"]);
+    }
+
+    #[test]
+    fn restores_from_a_repository_on_another_file_system() {
+        // The kernel copies only within one file system (`EXDEV` otherwise, on current Linux):
+        // a repository on the RAM disk restored into the temporary directory takes the
+        // fallback where both exist and differ, the kernel copy elsewhere; either way the
+        // bytes, their count and the directories come out right.
+        let content: Vec<u8> = (0..3 * RAW_BLOCK + 7).map(|i| (i % 249) as u8).collect();
+        let small = b"a small file".to_vec();
+        let (big_blob, small_blob) = (
+            name_for(&blake3::hash(&content), false),
+            name_for(&blake3::hash(&small), false),
+        );
+        let blobs: [(&Path, &[u8]); 2] = [(&big_blob, &content), (&small_blob, &small)];
+        let repo = match tempfile::tempdir_in("/dev/shm") {
+            Ok(dir) => repo_in(dir, &blobs),
+            Err(_) => repo_with(&blobs),
+        };
+        let target = tempfile::tempdir().unwrap();
+        let raw = Codec::identity();
+        let files = [
+            to_file(
+                &big_blob,
+                &raw,
+                "dbs/1-2/3-4/2026-11-25/10-00/a.parquet",
+                &content,
+            ),
+            to_file(
+                &small_blob,
+                &raw,
+                "dbs/1-2/3-4/2026-11-25/10-10/b.parquet",
+                &small,
+            ),
+        ];
+        let results = restore_files(&files, repo.path(), target.path(), 2, &NoProgress);
+        for (file, result) in files.iter().zip(&results) {
+            let copied = result.as_ref().unwrap();
+            assert_eq!((copied.size, copied.hash), (file.size, file.hash));
+        }
+        assert_eq!(
+            std::fs::read(target.path().join(&files[0].key)).unwrap(),
+            content
+        );
+        assert_eq!(
+            std::fs::read(target.path().join(&files[1].key)).unwrap(),
+            small
+        );
+        assert_eq!(
+            files_under(target.path()),
+            [files[0].key.as_str(), files[1].key.as_str()]
+        );
     }
 }
