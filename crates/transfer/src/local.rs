@@ -466,26 +466,28 @@ pub fn restore_files(
     threads: usize,
     progress: &dyn Progress,
 ) -> Vec<Result<crate::Copied>> {
-    make_directories(files, target_dir, threads);
+    make_directories(files, target_dir);
     run_parallel(files, threads, |file| {
         restore_file(file, repo_dir, &target_dir.join(&file.key), progress)
     })
 }
 
-/// Create the directories of `files` under `target_dir`, in parallel, before any file is
-/// written: the server gives each Parquet file a directory of its own, and each first write
-/// would otherwise walk the path to fail on the missing directory, then again. Best effort: a
-/// directory that cannot be made fails its files' writes, which say why.
-fn make_directories(files: &[BlobToFile], target_dir: &FsPath, threads: usize) {
+/// Create the directories of `files` under `target_dir`, in order, before any file is written:
+/// the server gives each Parquet file a directory of its own, and each first write would
+/// otherwise walk the path to fail on the missing directory, then again. One thread: siblings
+/// made in parallel queue on their parent's lock. Restoring small files, alternating: 100 000 on
+/// a RAM disk 2.1–2.3 s against 3.1–3.3 s without this step; 20 000 on this VM's disk 13.3 and
+/// 19.7 s against 15.3 and 22.2 s (20–23 s with four threads). Best effort: a directory that
+/// cannot be made fails its files' writes, which say why.
+fn make_directories(files: &[BlobToFile], target_dir: &FsPath) {
     let dirs: std::collections::BTreeSet<&str> = files
         .iter()
         .filter_map(|file| file.key.rsplit_once('/'))
         .map(|(dir, _)| dir)
         .collect();
-    let dirs: Vec<&str> = dirs.into_iter().collect();
-    run_parallel(&dirs, threads, |dir| {
+    for dir in dirs {
         let _ = std::fs::create_dir_all(target_dir.join(dir));
-    });
+    }
 }
 
 fn restore_file(
