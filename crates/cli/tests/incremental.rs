@@ -237,6 +237,70 @@ async fn a_failed_run_is_resumed_without_reading_what_it_stored() {
     assert!(restored_big);
 }
 
+/// A source file that fails its read in the middle of the Parquet phase (here: truncated just
+/// before its read, so its size no longer matches) fails the run by name and commits nothing.
+/// Nothing is begun after the failure, but every file whose read had begun is finished and
+/// recorded: the next run reads none of them again, only the file that failed.
+#[tokio::test]
+async fn a_read_failing_mid_phase_stops_the_run_and_keeps_what_was_begun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ib3_testkit::copy_fixture("core-3.10.0-basic", &data);
+    let node = data.join("node0");
+    let repo = tmp.path().join("repo");
+    let mut parquet: Vec<String> = walk(&node.join("dbs"))
+        .iter()
+        .map(|p| p.strip_prefix(&node).unwrap().to_str().unwrap().to_string())
+        .filter(|k| k.ends_with(".parquet"))
+        .collect();
+    parquet.sort();
+    let victim: &'static str = parquet[parquet.len() / 2].clone().leak();
+    let victim_file = node.join(victim);
+    let good = std::fs::read(&victim_file).unwrap();
+
+    let mut source = local_node(&data).await;
+    let truncate = victim_file.clone();
+    // Reads begun after the victim's are slowed down, so that they are still in flight when its
+    // failure shows.
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let counting = Arc::new(CountingStore::with_hook(
+        source.node.clone(),
+        Box::new(move |key| {
+            if key == victim {
+                std::fs::write(&truncate, b"PAR1").unwrap();
+                failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            } else if failed.load(std::sync::atomic::Ordering::SeqCst) && key.ends_with(".parquet")
+            {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
+        }),
+    ));
+    source.node = counting.clone();
+    let err = create_into(source, &repo, 0).await.unwrap_err();
+    assert!(format!("{err:#}").contains(victim), "{err:#}");
+    let manifests = std::fs::read_dir(repo.join("manifests")).map_or(0, |d| d.count());
+    assert_eq!(manifests, 0, "the failed run committed a backup");
+    let begun: Vec<String> = counting
+        .keys_read()
+        .into_keys()
+        .filter(|k| k.ends_with(".parquet") && k != victim)
+        .collect();
+    assert!(!begun.is_empty(), "the failure came before any other read");
+
+    std::fs::write(&victim_file, &good).unwrap();
+    let (_, counted) = counted_create(&data, &repo).await;
+    let read_again = counted.keys_read();
+    assert!(read_again.contains_key(victim), "{read_again:?}");
+    let begun_read_again: Vec<&String> = begun
+        .iter()
+        .filter(|k| read_again.contains_key(*k))
+        .collect();
+    assert!(
+        begun_read_again.is_empty(),
+        "begun in the failed run, read again: {begun_read_again:?}"
+    );
+}
+
 /// An incremental's progress record holds what it stored, not what the previous backup holds
 /// already: a failed incremental records only its new file, and the next run reads it no more.
 #[tokio::test]
