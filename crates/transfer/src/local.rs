@@ -363,23 +363,23 @@ fn fill_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result
     let read_at = |buf: &mut [u8], at| std::os::windows::fs::FileExt::seek_read(file, buf, at);
     #[cfg(unix)]
     let read_at = |buf: &mut [u8], at| file.read_at(buf, at);
-    let mut filled = 0;
-    while filled < buf.len() {
-        match read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
+    fill_with(buf, |free, done| read_at(free, offset + done))
 }
 
 /// Read from `source` until `buf` is full or the file ends; the bytes read.
 fn fill(source: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    fill_with(buf, |free, _| std::io::Read::read(source, free))
+}
+
+/// Call `read` (with the part of `buf` still free and the bytes read so far) until `buf` is
+/// full or a read returns nothing; the bytes read.
+fn fill_with(
+    buf: &mut [u8],
+    mut read: impl FnMut(&mut [u8], u64) -> std::io::Result<usize>,
+) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        match std::io::Read::read(source, &mut buf[filled..]) {
+        match read(&mut buf[filled..], filled as u64) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
