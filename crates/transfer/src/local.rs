@@ -85,11 +85,6 @@ pub fn is_plain_key(key: &str) -> bool {
 }
 
 impl LocalCopy<'_> {
-    /// Copy every file with `threads` threads; results come back in the order of `files`.
-    pub fn run(&self, files: Vec<SmallFile>, threads: usize) -> Vec<Result<LocalCopied>> {
-        run_parallel(&files, threads, |file| self.copy_one(file))
-    }
-
     /// Copy `files` on `threads` plain threads, handing each result to `deliver` with the file's
     /// index as soon as it is done, so the caller consumes results while copies go on (no batch
     /// waits for its slowest file). No file is started once `stop` is set.
@@ -673,6 +668,31 @@ mod tests {
         Path::from(format!("blobs/{}/{hex}{suffix}", &hex[..2]))
     }
 
+    fn staging_key() -> Path {
+        Path::from(format!("staging/{:016x}", fastrand::u64(..)))
+    }
+
+    /// A copy from `src` into `dst`, which holds what `is_known` says.
+    fn copy_between<'a>(
+        src: &'a FsPath,
+        dst: &'a FsPath,
+        is_known: &'a (dyn Fn(&blake3::Hash) -> bool + Sync),
+    ) -> LocalCopy<'a> {
+        LocalCopy {
+            source: src,
+            destination: dst,
+            staging_key: &staging_key,
+            name_for: &name_for,
+            is_known,
+            progress: &NoProgress,
+        }
+    }
+
+    /// Copy every file with `threads` threads; results in the order of `files`.
+    fn run(copy: &LocalCopy, files: Vec<SmallFile>, threads: usize) -> Vec<Result<LocalCopied>> {
+        run_parallel(&files, threads, |file| copy.copy_one(file))
+    }
+
     fn file(key: &str, expected: Option<u64>, compress: bool) -> SmallFile {
         SmallFile {
             key: key.into(),
@@ -708,14 +728,7 @@ mod tests {
                 file(&key, None, false)
             })
             .collect();
-        let copy = LocalCopy {
-            source: src.path(),
-            destination: dst.path(),
-            staging_key: &|| Path::from(format!("staging/{:016x}", fastrand::u64(..))),
-            name_for: &name_for,
-            is_known: &|_| false,
-            progress: &NoProgress,
-        };
+        let copy = copy_between(src.path(), dst.path(), &|_| false);
         let delivered = Mutex::new(Vec::new());
         copy.run_each(&files, 3, &AtomicBool::new(false), |i, result| {
             let hash = result.unwrap().copy.hash;
@@ -765,16 +778,11 @@ mod tests {
             std::fs::write(src.path().join(name), bytes).unwrap();
         }
         let known = blake3::hash(&twin);
-        let copy = LocalCopy {
-            source: src.path(),
-            destination: dst.path(),
-            staging_key: &|| Path::from(format!("staging/{:016x}", fastrand::u64(..))),
-            name_for: &name_for,
-            is_known: &|h| *h == known,
-            progress: &NoProgress,
-        };
+        let is_known = |h: &blake3::Hash| *h == known;
+        let copy = copy_between(src.path(), dst.path(), &is_known);
         let size = big.len() as u64;
-        let results = copy.run(
+        let results = run(
+            &copy,
             vec![
                 file("big", Some(size), false),
                 file("known", Some(size), false),
@@ -809,15 +817,10 @@ mod tests {
         std::fs::write(src.path().join("a/b/3.parquet"), b"parquet").unwrap();
         let known = Mutex::new(std::collections::HashSet::new());
         known.lock().unwrap().insert(blake3::hash(b"parquet"));
-        let copy = LocalCopy {
-            source: src.path(),
-            destination: dst.path(),
-            staging_key: &|| Path::from(format!("staging/{:016x}", fastrand::u64(..))),
-            name_for: &name_for,
-            is_known: &|h| known.lock().unwrap().contains(h),
-            progress: &NoProgress,
-        };
-        let results = copy.run(
+        let is_known = |h: &blake3::Hash| known.lock().unwrap().contains(h);
+        let copy = copy_between(src.path(), dst.path(), &is_known);
+        let results = run(
+            &copy,
             vec![
                 file("a/b/1.wal", None, true),
                 file("a/b/2.parquet", Some(7), false),
@@ -863,15 +866,9 @@ mod tests {
             .join(name_for(&blake3::hash(b"good bytes"), false).as_ref());
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::write(&target, b"bad").unwrap();
-        let copy = LocalCopy {
-            source: src.path(),
-            destination: dst.path(),
-            staging_key: &|| Path::from(format!("staging/{:016x}", fastrand::u64(..))),
-            name_for: &name_for,
-            is_known: &|_| false,
-            progress: &NoProgress,
-        };
-        let results = copy.run(
+        let copy = copy_between(src.path(), dst.path(), &|_| false);
+        let results = run(
+            &copy,
             vec![
                 file("1.parquet", Some(10), false),
                 file("2.parquet", Some(11), false),
