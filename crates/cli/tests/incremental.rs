@@ -254,19 +254,19 @@ async fn a_read_failing_mid_phase_stops_the_run_and_keeps_what_was_begun() {
         .filter(|k| k.ends_with(".parquet"))
         .collect();
     parquet.sort();
-    let victim: &'static str = parquet[parquet.len() / 2].clone().leak();
-    let victim_file = node.join(victim);
+    let victim = parquet[parquet.len() / 2].clone();
+    let victim_file = node.join(&victim);
     let good = std::fs::read(&victim_file).unwrap();
 
     let mut source = local_node(&data).await;
-    let truncate = victim_file.clone();
+    let (truncate, key_of_victim) = (victim_file.clone(), victim.clone());
     // Reads begun after the victim's are slowed down, so that they are still in flight when its
     // failure shows.
     let failed = std::sync::atomic::AtomicBool::new(false);
     let counting = Arc::new(CountingStore::with_hook(
         source.node.clone(),
         Box::new(move |key| {
-            if key == victim {
+            if key == key_of_victim {
                 std::fs::write(&truncate, b"PAR1").unwrap();
                 failed.store(true, std::sync::atomic::Ordering::SeqCst);
             } else if failed.load(std::sync::atomic::Ordering::SeqCst) && key.ends_with(".parquet")
@@ -277,20 +277,20 @@ async fn a_read_failing_mid_phase_stops_the_run_and_keeps_what_was_begun() {
     ));
     source.node = counting.clone();
     let err = create_into(source, &repo, 0).await.unwrap_err();
-    assert!(format!("{err:#}").contains(victim), "{err:#}");
+    assert!(format!("{err:#}").contains(&victim), "{err:#}");
     let manifests = std::fs::read_dir(repo.join("manifests")).map_or(0, |d| d.count());
     assert_eq!(manifests, 0, "the failed run committed a backup");
     let begun: Vec<String> = counting
         .keys_read()
         .into_keys()
-        .filter(|k| k.ends_with(".parquet") && k != victim)
+        .filter(|k| k.ends_with(".parquet") && *k != victim)
         .collect();
     assert!(!begun.is_empty(), "the failure came before any other read");
 
     std::fs::write(&victim_file, &good).unwrap();
     let (_, counted) = counted_create(&data, &repo).await;
     let read_again = counted.keys_read();
-    assert!(read_again.contains_key(victim), "{read_again:?}");
+    assert!(read_again.contains_key(&victim), "{read_again:?}");
     let begun_read_again: Vec<&String> = begun
         .iter()
         .filter(|k| read_again.contains_key(*k))
