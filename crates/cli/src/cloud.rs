@@ -330,48 +330,81 @@ pub async fn preflight(store: &dyn ObjectStore, location: &str, role: &str) -> R
     let Err(error) = store.list_with_delimiter(None).await else {
         return Ok(());
     };
+    let (what, hint) = match classify(&error) {
+        StoreFailure::Unreachable => (
+            "it could not be reached",
+            "check the endpoint, the network, and TLS settings",
+        ),
+        StoreFailure::Missing => (
+            "the bucket or container does not exist",
+            "create it, or check --bucket / the repository URL",
+        ),
+        StoreFailure::Refused => ("access was refused", "check the credentials (access key and secret, account key, service account) and their permissions"),
+    };
+    Err(Failure::new(
+        STORE_ACCESS,
+        format!("{role} {location}: {what}: {}", redact(&error.to_string())),
+    )
+    .hint(hint)
+    .into())
+}
+
+/// Why a store did not answer a listing.
+#[derive(Debug, PartialEq, Eq)]
+enum StoreFailure {
+    Unreachable,
+    Missing,
+    Refused,
+}
+
+/// Sort a failed listing by its cause. The connection is judged from the error's type, not its
+/// text: the text carries a bucket name and a duration (`in 253.401µs`), so a bare number such
+/// as `401` in it proves nothing. Status codes are only taken with their reason phrase.
+fn classify(error: &object_store::Error) -> StoreFailure {
+    if never_answered(error) {
+        return StoreFailure::Unreachable;
+    }
     let text = error.to_string();
-    let (what, hint) = if matches!(error, object_store::Error::NotFound { .. })
-        || [
+    let says = |markers: &[&str]| markers.iter().any(|m| text.contains(m));
+    if matches!(error, object_store::Error::NotFound { .. })
+        || says(&[
             "NoSuchBucket",
             "ContainerNotFound",
             "404 Not Found",
             "bucket does not exist",
-        ]
-        .iter()
-        .any(|m| text.contains(m))
+        ])
     {
-        (
-            "the bucket or container does not exist",
-            "create it, or check --bucket / the repository URL",
-        )
+        StoreFailure::Missing
     } else if matches!(
         error,
         object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. }
-    ) || [
+    ) || says(&[
         "SignatureDoesNotMatch",
         "InvalidAccessKeyId",
         "AccessDenied",
         "AuthenticationFailed",
-        "403",
-        "401",
-    ]
-    .iter()
-    .any(|m| text.contains(m))
-    {
-        ("access was refused", "check the credentials (access key and secret, account key, service account) and their permissions")
+        "403 Forbidden",
+        "401 Unauthorized",
+    ]) {
+        StoreFailure::Refused
     } else {
-        (
-            "it could not be reached",
-            "check the endpoint, the network, and TLS settings",
-        )
-    };
-    Err(Failure::new(
-        STORE_ACCESS,
-        format!("{role} {location}: {what}: {}", redact(&text)),
-    )
-    .hint(hint)
-    .into())
+        StoreFailure::Unreachable
+    }
+}
+
+/// Whether the request failed before any server answered: a refused or timed-out connection.
+fn never_answered(error: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(http) = e.downcast_ref::<HttpError>() {
+            if matches!(http.kind(), HttpErrorKind::Connect | HttpErrorKind::Timeout) {
+                return true;
+            }
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Keep object_store error text, but never a query string (which could carry a SAS token).
@@ -383,4 +416,53 @@ fn redact(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::client::{HttpError, HttpErrorKind};
+
+    /// An error shaped like object_store's after a request: the retry layer's text around an
+    /// HTTP error of the given kind.
+    fn failed_request(kind: HttpErrorKind, text: &str) -> object_store::Error {
+        #[derive(Debug, thiserror::Error)]
+        #[error("Error performing GET http://127.0.0.1:9/ib3-err-5316261d in 253.401µs - {text}")]
+        struct Request {
+            text: String,
+            #[source]
+            source: HttpError,
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(Request {
+                text: text.into(),
+                source: HttpError::new(kind, io),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_refused_connection_is_unreachable_whatever_numbers_its_text_holds() {
+        let error = failed_request(HttpErrorKind::Connect, "HTTP error: error sending request");
+        assert!(
+            error.to_string().contains("401"),
+            "the test needs a 401 in the text"
+        );
+        assert_eq!(classify(&error), StoreFailure::Unreachable);
+        let error = failed_request(HttpErrorKind::Timeout, "HTTP error: 404 in a timeout");
+        assert_eq!(classify(&error), StoreFailure::Unreachable);
+    }
+
+    #[test]
+    fn statuses_count_only_with_their_reason_phrase() {
+        let answered = |text: &str| failed_request(HttpErrorKind::Unknown, text);
+        let forbidden = answered("Server returned non-2xx status code: 403 Forbidden: ");
+        assert_eq!(classify(&forbidden), StoreFailure::Refused);
+        let missing = answered("Server returned error response: <Code>NoSuchBucket</Code>");
+        assert_eq!(classify(&missing), StoreFailure::Missing);
+        let other = answered("Server returned non-2xx status code: 500 Internal Server Error: ");
+        assert_eq!(classify(&other), StoreFailure::Unreachable);
+    }
 }
