@@ -28,7 +28,8 @@ pub struct NodeStore {
     pub location: String,
     /// The data dir, for `file` stores.
     pub data_dir: Option<PathBuf>,
-    /// The store root again, for `file` stores: hints for its listings.
+    /// The node store again, for `file` stores: hints for its listings (keys relative to the
+    /// node).
     pub listing: Option<Arc<FastListing>>,
 }
 
@@ -90,16 +91,33 @@ pub struct RootStore {
 }
 
 impl RootStore {
+    /// The fast listing, if it is the very store in use: a caller that wrapped or replaced
+    /// `store` (to record what is read or written) must see every access of the node stores.
+    fn listing_in_use(&self) -> Option<&Arc<FastListing>> {
+        self.listing
+            .as_ref()
+            .filter(|listing| std::ptr::addr_eq(Arc::as_ptr(listing), Arc::as_ptr(&self.store)))
+    }
+
     /// The node (or cluster) prefix `prefix` of this store.
     pub fn node(&self, prefix: &str) -> NodeStore {
+        // A local node directory is walked from itself: no prefix added to each key and cut again.
+        let listing = self
+            .listing_in_use()
+            .and_then(|root| root.at(prefix))
+            .map(Arc::new);
+        let node: Arc<dyn ObjectStore> = match &listing {
+            Some(fast) => fast.clone(),
+            None => Arc::new(PrefixStore::new(self.store.clone(), prefix)),
+        };
         NodeStore {
             root: self.store.clone(),
-            node: Arc::new(PrefixStore::new(self.store.clone(), prefix)),
+            node,
             node_id: prefix.to_string(),
             kind: self.kind,
             location: self.location.clone(),
             data_dir: self.data_dir.clone(),
-            listing: self.listing.clone(),
+            listing,
         }
     }
 }

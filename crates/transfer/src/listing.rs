@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
@@ -31,10 +32,12 @@ use std::path::Path as FsPath;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// A [`LocalFileSystem`] rooted at a directory, with fast recursive listings.
+/// A [`LocalFileSystem`] rooted at a directory (or a plain-named directory below its root, see
+/// [`FastListing::at`]), with fast recursive listings.
 #[derive(Debug)]
 pub struct FastListing {
-    inner: Arc<LocalFileSystem>,
+    /// The `LocalFileSystem`, or a `PrefixStore` over it for a store made by [`FastListing::at`].
+    inner: Arc<dyn ObjectStore>,
     root: PathBuf,
     hints: Mutex<Option<Arc<ListingHints>>>,
 }
@@ -47,6 +50,23 @@ impl FastListing {
             root: root.into(),
             hints: Mutex::new(None),
         }
+    }
+
+    /// The directory `prefix` of this tree as a store of its own, keys relative to it (as a
+    /// `PrefixStore` would make them), with hints of its own. Its listings walk that directory
+    /// and name keys from it directly: through a `PrefixStore`, every key of a listing was
+    /// built with the prefix, validated, then cut and validated again (at 100 000 files, 6% of
+    /// a no-change backup's CPU time). `None` when `prefix` is not a plain key
+    /// ([`crate::local::is_plain_key`]): `LocalFileSystem` would encode its name on disk.
+    pub fn at(&self, prefix: &str) -> Option<Self> {
+        if !is_plain_key(prefix) {
+            return None;
+        }
+        Some(Self {
+            inner: Arc::new(PrefixStore::new(self.inner.clone(), prefix)),
+            root: self.root.join(prefix),
+            hints: Mutex::new(None),
+        })
     }
 
     /// Let the listings that follow use (or, with `None`, stop using) what an earlier listing
@@ -447,7 +467,8 @@ mod walker {
         let inode = stat.st_ino;
         let size = stat.st_size as u64;
         ObjectMeta {
-            location: Path::from(key),
+            // The walk only names plain keys, which need no encoding: validated, not rebuilt.
+            location: Path::parse(&key).unwrap_or_else(|_| Path::from(key)),
             last_modified: chrono::DateTime::<chrono::Utc>::from(modified),
             size,
             e_tag: Some(format!("\"{inode:x}-{micros:x}-{size:x}\"")),
@@ -765,5 +786,49 @@ mod tests {
         assert!(with_sub
             .iter()
             .any(|(k, _)| k == "dbs/a/10-00/sub/v.parquet"));
+    }
+
+    /// A node directory as a store of its own answers as a `PrefixStore` over the root does
+    /// (listings, reads, writes), uses hints keyed from the node, and is refused for a prefix
+    /// `LocalFileSystem` would encode.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_directory_below_the_root_answers_as_a_prefix_store_would() {
+        use object_store::ObjectStoreExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "node0/dbs/a/10-00/x.parquet", b"xxxx");
+        write(root, "node0/wal/00000000001.wal", b"w");
+        write(root, "node1/wal/00000000001.wal", b"other node");
+        let fast = FastListing::new(LocalFileSystem::new_with_prefix(root).unwrap(), root);
+        let node = fast.at("node0").unwrap();
+        let reference = PrefixStore::new(LocalFileSystem::new_with_prefix(root).unwrap(), "node0");
+        for prefix in [None, Some("dbs"), Some("wal"), Some("missing")] {
+            assert_eq!(
+                listed(&node, prefix).await,
+                listed(&reference, prefix).await,
+                "prefix {prefix:?}"
+            );
+        }
+        assert_eq!(listed(&node, None).await.len(), 2);
+        let key = Path::from("wal/00000000002.wal");
+        node.put(&key, PutPayload::from_static(b"new"))
+            .await
+            .unwrap();
+        assert!(root.join("node0/wal/00000000002.wal").exists());
+        let read = reference.get(&key).await.unwrap().bytes().await.unwrap();
+        assert_eq!(read.as_ref(), b"new");
+
+        // Hints keyed from the node: its unchanged leaf is not read, so a name the hints lack
+        // stays unlisted (it would be listed if the hints were not found under these keys).
+        write(root, "node0/dbs/a/10-00/not-in-the-hints.parquet", b"z");
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        let hints = ListingHints::new(["dbs/a/10-00/x.parquet".to_string()], later);
+        node.set_hints(Some(hints));
+        assert_eq!(
+            listed(&node, Some("dbs")).await,
+            vec![("dbs/a/10-00/x.parquet".to_string(), 4)]
+        );
+        assert!(fast.at("node 0").is_none() && fast.at("a/../b").is_none());
     }
 }

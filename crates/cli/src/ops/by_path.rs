@@ -97,11 +97,6 @@ impl EntriesByPath {
         }
     }
 
-    /// Every path.
-    pub(super) fn paths(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|e| e.entry.path.as_str())
-    }
-
     /// Number of entries.
     pub(super) fn len(&self) -> usize {
         self.0.len()

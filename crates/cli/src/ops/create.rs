@@ -147,6 +147,8 @@ pub(super) struct RepoCapture {
     previous: EntriesByPath,
     /// When the backup that `previous` comes from began (listing hints: [`listing_hints`]).
     previous_began: Option<SystemTime>,
+    /// The paths under `dbs/` of `previous`, for the listing hints ([`Previous::listed`]).
+    previous_listed: Vec<String>,
     entries: Mutex<EntriesByPath>,
     cache: Mutex<HashMap<String, Bytes>>,
     wal_findings: Mutex<Vec<Finding>>,
@@ -767,6 +769,7 @@ async fn capture_and_commit(
         began: previous_began,
         superseded,
         chunks,
+        listed: previous_listed,
     } = previous_entries(repo, &identity).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
@@ -798,6 +801,7 @@ async fn capture_and_commit(
         }),
         previous,
         previous_began,
+        previous_listed,
         entries: Mutex::new(EntriesByPath::default()),
         cache: Mutex::new(HashMap::new()),
         wal_findings: Mutex::new(Vec::new()),
@@ -891,7 +895,7 @@ async fn capture_node(
     };
     if let Some(listing) = &source.listing {
         let began = Instant::now();
-        listing.set_hints(listing_hints(capture, &source.node_id));
+        listing.set_hints(listing_hints(capture));
         tracing::debug!(
             ms = began.elapsed().as_millis() as u64,
             "create: listing hints from the previous backup"
@@ -1015,6 +1019,7 @@ async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Re
                 .extend(stored.entry_chunks.iter().map(|c| c.blob));
             previous.began = humantime::parse_rfc3339(&stored.manifest.started_at).ok();
             let manifest = repo.load_entries(stored).await?;
+            previous.note_listed(&manifest.entries);
             previous.entries.extend(manifest.entries);
             break;
         }
@@ -1022,6 +1027,7 @@ async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Re
     for partial in repo.partials().await? {
         if same_source(&partial.source, identity) {
             previous.superseded.push(partial.id.clone());
+            previous.note_listed(&partial.entries);
             previous.entries.extend(partial.entries);
         }
     }
@@ -1033,14 +1039,12 @@ async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Re
 /// (`transfer::listing::ListingHints`; DESIGN §2). Files are still stat-ed one by one, and a
 /// Parquet file a snapshot references that a listing missed is captured by reference (§4.3
 /// step 3) whatever the hints said.
-fn listing_hints(capture: &RepoCapture, node_id: &str) -> Option<ListingHints> {
+fn listing_hints(capture: &mut RepoCapture) -> Option<ListingHints> {
     let began = capture.previous_began?;
-    let keys = capture
-        .previous
-        .paths()
-        .filter(|path| path.starts_with("dbs/"))
-        .map(|path| format!("{node_id}/{path}"));
-    Some(ListingHints::new(keys, began))
+    Some(ListingHints::new(
+        std::mem::take(&mut capture.previous_listed),
+        began,
+    ))
 }
 
 /// What earlier runs of the same source left: see [`previous_entries`].
@@ -1054,6 +1058,22 @@ struct Previous {
     superseded: Vec<BackupId>,
     /// Entry chunks of the newest backup: stored, and kept so while this run holds its lock.
     chunks: HashSet<BlobId>,
+    /// The paths under `dbs/` of `entries`: the newest backup's in its manifest's (sorted)
+    /// order, then its progress records'. Taken in that order, the hints sort them in one pass
+    /// (from the hash set, in its order, building the hints took 40–60 ms at 100 000 files).
+    listed: Vec<String>,
+}
+
+impl Previous {
+    /// Add the paths under `dbs/` of `entries` to [`Previous::listed`].
+    fn note_listed(&mut self, entries: &[Entry]) {
+        self.listed.extend(
+            entries
+                .iter()
+                .filter(|entry| entry.path.starts_with("dbs/"))
+                .map(|entry| entry.path.clone()),
+        );
+    }
 }
 
 /// Whether a manifest's (or partial record's) source document has every field of `identity`.
