@@ -42,15 +42,41 @@ impl fmt::Display for BlobId {
 impl FromStr for BlobId {
     type Err = String;
 
+    /// Strict: exactly 64 lowercase hex digits. One table lookup per digit, the validity of all
+    /// of them checked once at the end: a manifest of 2 000 000 entries parses as many ids, and
+    /// a check-then-decode through `blake3::Hash::from_hex` took ~3% of a no-change backup.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        let digits = s.as_bytes();
+        if digits.len() != 64 {
             return Err(format!("not a blob id (64 lowercase hex digits): {s:?}"));
         }
-        blake3::Hash::from_hex(s)
-            .map(BlobId::from)
-            .map_err(|e| format!("not a blob id: {e}"))
+        let mut id = [0u8; 32];
+        let mut invalid = 0u8;
+        for (byte, pair) in id.iter_mut().zip(digits.chunks_exact(2)) {
+            let (high, low) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+            invalid |= (high | low) & NOT_HEX;
+            *byte = (high << 4) | (low & 0x0f);
+        }
+        if invalid != 0 {
+            return Err(format!("not a blob id (64 lowercase hex digits): {s:?}"));
+        }
+        Ok(BlobId(id))
     }
 }
+
+/// Marks a byte that is not a lowercase hex digit in [`HEX_VALUE`].
+const NOT_HEX: u8 = 0x80;
+
+/// The value of each lowercase hex digit; [`NOT_HEX`] for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        table[b"0123456789abcdef"[digit] as usize] = digit as u8;
+        digit += 1;
+    }
+    table
+};
 
 impl Serialize for BlobId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -151,6 +177,18 @@ mod tests {
         assert_eq!(id.to_hex(), blake3::hash(b"hello").to_hex().as_str());
         assert_eq!(id.to_hex().parse::<BlobId>().unwrap(), id);
         assert!("ABC".parse::<BlobId>().is_err());
+        // Every byte that is not a lowercase hex digit, in every position, is refused.
+        let hex = id.to_hex();
+        for position in [0, 1, 31, 62, 63] {
+            for bad in [b'A', b'F', b'g', b'/', b':', b'`', b' ', 0x80, 0xff] {
+                let mut text = hex.clone().into_bytes();
+                text[position] = bad;
+                let text = String::from_utf8_lossy(&text).into_owned();
+                assert!(text.parse::<BlobId>().is_err(), "{text:?} accepted");
+            }
+        }
+        let all_digits = "0123456789abcdef".repeat(4);
+        assert_eq!(all_digits.parse::<BlobId>().unwrap().to_hex(), all_digits);
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(serde_json::from_str::<BlobId>(&json).unwrap(), id);
     }

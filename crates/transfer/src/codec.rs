@@ -231,14 +231,14 @@ pub fn decode_all(stored: &[u8], codec: &Codec) -> std::io::Result<Vec<u8>> {
                 .map_err(age_error)?;
             let mut out = Vec::new();
             std::io::Read::read_to_end(&mut reader, &mut out)?;
-            out
+            std::borrow::Cow::Owned(out)
         }
-        None => stored.to_vec(),
+        None => std::borrow::Cow::Borrowed(stored),
     };
     if codec.decompress {
-        zstd::stream::decode_all(decrypted.as_slice())
+        decompress(&decrypted)
     } else {
-        Ok(decrypted)
+        Ok(decrypted.into_owned())
     }
 }
 
@@ -247,7 +247,56 @@ pub fn compress(bytes: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     zstd::stream::encode_all(bytes, level)
 }
 
-/// Decompress a whole buffer.
+/// Decompress a whole buffer (every frame in it), with this thread's decompression context.
 pub fn decompress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    zstd::stream::decode_all(bytes)
+    thread_local! {
+        // Reused: making a context per buffer (an incremental re-reads thousands of snapshot
+        // files) was ~3% of a no-change backup's CPU time.
+        static CONTEXT: std::cell::RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    CONTEXT.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return zstd::stream::decode_all(bytes);
+        };
+        let context = match slot.as_mut() {
+            Some(context) => context,
+            None => slot.insert(
+                zstd::zstd_safe::DCtx::try_create()
+                    .ok_or_else(|| std::io::Error::other("cannot make a zstd context"))?,
+            ),
+        };
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(
+            &mut zstd::stream::read::Decoder::with_context(bytes, context),
+            &mut plain,
+        )?;
+        Ok(plain)
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The reused context decodes concatenated frames, and a damaged buffer leaves nothing
+    /// behind for the next one on the same thread.
+    #[test]
+    fn decompression_reuses_its_context_cleanly() {
+        let (first, second) = (b"first frame ".repeat(500), b"second".repeat(700));
+        let mut both = compress(&first, 3).unwrap();
+        both.extend(compress(&second, 3).unwrap());
+        assert_eq!(decompress(&both).unwrap(), [first.clone(), second].concat());
+        let cut_short = &both[..both.len() / 3];
+        assert!(decompress(cut_short).is_err());
+        assert!(decompress(b"not zstd at all").is_err());
+        let alone = compress(&first, 3).unwrap();
+        assert_eq!(decompress(&alone).unwrap(), first);
+        let codec = Codec {
+            decompress: true,
+            ..Codec::default()
+        };
+        assert_eq!(decode_all(&alone, &codec).unwrap(), first);
+    }
 }
