@@ -342,6 +342,8 @@ mod walker {
         };
         let prefix = &dir.prefix;
         let mut subdirs = Vec::new();
+        // Keys and paths are built in these, not allocated per entry (100 000s of them).
+        let (mut below, mut scratch) = (String::new(), String::new());
         while let Some(entry) = entries.read() {
             let entry = entry?;
             let Ok(name) = entry.file_name().to_str() else {
@@ -366,14 +368,16 @@ mod walker {
                     if !is_plain_key(name) {
                         return Ok(Err(NotPlain));
                     }
-                    let below = format!("{prefix}{name}/");
+                    below.clear();
+                    below.extend([prefix.as_str(), name, "/"]);
                     let trusted = match hints {
-                        Some(hints) => unchanged_leaf(&entries, name, &below, hints)?,
-                        None => None,
+                        Some(hints) => {
+                            unchanged_leaf(&entries, name, &below, hints, objects, &mut scratch)?
+                        }
+                        None => false,
                     };
-                    match trusted {
-                        Some(found) => objects.extend(found),
-                        None => subdirs.push((name.to_string(), below)),
+                    if !trusted {
+                        subdirs.push((name.to_string(), below.clone()));
                     }
                 }
                 FileType::RegularFile if !is_hidden_write(name) => {
@@ -387,7 +391,9 @@ mod walker {
                             None => continue,
                         },
                     };
-                    objects.push(object_meta(format!("{prefix}{name}"), &stat));
+                    scratch.clear();
+                    scratch.extend([prefix.as_str(), name]);
+                    objects.push(object_meta(&scratch, &stat));
                 }
                 _ => {}
             }
@@ -403,44 +409,54 @@ mod walker {
         Ok(Ok(()))
     }
 
-    /// The files of subdirectory `name` of `parent` (key prefix `prefix`), each stat-ed, if
-    /// `hints` let its names be trusted without reading it ([`ListingHints`]); `None` when it
-    /// must be read.
+    /// If `hints` let the names of subdirectory `name` of `parent` (key prefix `prefix`) be
+    /// trusted without reading it ([`ListingHints`]): its files, each stat-ed, pushed to
+    /// `objects`, and `true`; `false` (and `objects` as it was) when it must be read. `scratch`
+    /// is a buffer for the paths.
     fn unchanged_leaf(
         parent: &Dir,
         name: &str,
         prefix: &str,
         hints: &ListingHints,
-    ) -> std::io::Result<Option<Vec<ObjectMeta>>> {
+        objects: &mut Vec<ObjectMeta>,
+        scratch: &mut String,
+    ) -> std::io::Result<bool> {
         let Some(files) = hints.files_in(prefix) else {
-            return Ok(None);
+            return Ok(false);
         };
         if !files.clone().all(is_plain_key) {
-            return Ok(None);
+            return Ok(false);
         }
         let Some(dir) = stat_entry(parent, name)? else {
-            return Ok(Some(Vec::new()));
+            return Ok(true);
         };
         let unchanged = FileType::from_raw_mode(dir.st_mode) == FileType::Directory
             && dir.st_nlink == 2
             && status_changed(&dir) < hints.unchanged_before;
         if !unchanged {
-            return Ok(None);
+            return Ok(false);
         }
-        let mut found = Vec::with_capacity(files.len());
+        let before = objects.len();
         for file in files {
+            scratch.clear();
+            scratch.extend([name, "/", file]);
             // A file removed since is gone; anything but a file where one was: read the directory.
-            match stat_entry(parent, &format!("{name}/{file}")) {
+            match stat_entry(parent, scratch) {
                 Ok(Some(stat))
                     if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile =>
                 {
-                    found.push(object_meta(format!("{prefix}{file}"), &stat));
+                    scratch.clear();
+                    scratch.extend([prefix, file]);
+                    objects.push(object_meta(scratch, &stat));
                 }
                 Ok(None) => {}
-                Ok(Some(_)) | Err(_) => return Ok(None),
+                Ok(Some(_)) | Err(_) => {
+                    objects.truncate(before);
+                    return Ok(false);
+                }
             }
         }
-        Ok(Some(found))
+        Ok(true)
     }
 
     /// When an inode's status (for a directory: its entries) last changed.
@@ -458,7 +474,7 @@ mod walker {
     }
 
     /// The metadata `LocalFileSystem` reports for a file (its ETag scheme included).
-    fn object_meta(key: String, stat: &Stat) -> ObjectMeta {
+    fn object_meta(key: &str, stat: &Stat) -> ObjectMeta {
         let modified = modified(stat);
         let micros = modified
             .duration_since(std::time::UNIX_EPOCH)
@@ -468,7 +484,7 @@ mod walker {
         let size = stat.st_size as u64;
         ObjectMeta {
             // The walk only names plain keys, which need no encoding: validated, not rebuilt.
-            location: Path::parse(&key).unwrap_or_else(|_| Path::from(key)),
+            location: Path::parse(key).unwrap_or_else(|_| Path::from(key)),
             last_modified: chrono::DateTime::<chrono::Utc>::from(modified),
             size,
             e_tag: Some(format!("\"{inode:x}-{micros:x}-{size:x}\"")),
