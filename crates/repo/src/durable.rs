@@ -38,7 +38,7 @@ pub fn local_repository_store(dir: &std::path::Path) -> Result<Arc<dyn ObjectSto
 pub fn flush_tree(dir: &std::path::Path) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        nix::unistd::syncfs(std::fs::File::open(dir)?).map_err(std::io::Error::from)
+        Ok(rustix::fs::syncfs(std::fs::File::open(dir)?)?)
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -94,7 +94,7 @@ impl Flusher {
     fn flush(&self) -> std::io::Result<()> {
         self.flushes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        nix::unistd::syncfs(&self.dir).map_err(std::io::Error::from)
+        Ok(rustix::fs::syncfs(&self.dir)?)
     }
 
     #[cfg(not(target_os = "linux"))]

@@ -331,11 +331,9 @@ fn start_write_out(file: &std::fs::File, size: u64) {
 fn start_range_write_out(file: &std::fs::File, offset: u64, len: u64) {
     #[cfg(target_os = "linux")]
     {
-        use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
-        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-            return;
-        };
-        let _ = posix_fadvise(file, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+        // A length of 0 (`None`) reaches the end of the file.
+        let len = std::num::NonZeroU64::new(len);
+        let _ = rustix::fs::fadvise(file, offset, len, rustix::fs::Advice::DontNeed);
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, offset, len);
