@@ -770,7 +770,6 @@ async fn capture_and_commit(
         superseded,
         chunks,
         listed: previous_listed,
-        ..
     } = previous_entries(repo, &identity, wants_listing_hints(&source)).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
@@ -802,7 +801,7 @@ async fn capture_and_commit(
         }),
         previous,
         previous_began,
-        previous_listed,
+        previous_listed: previous_listed.unwrap_or_default(),
         entries: Mutex::new(EntriesByPath::default()),
         cache: Mutex::new(HashMap::new()),
         wal_findings: Mutex::new(Vec::new()),
@@ -1008,14 +1007,15 @@ async fn ensure_blobs_survived(
 
 /// Entries that may stand for source objects without reading them: those of the newest backup
 /// of the same source (node or cluster, and store location), and those recorded by its runs that
-/// never committed (killed or failed), by path.
+/// never committed (killed or failed), by path; with `keep_listed`, also their paths under `dbs/`
+/// for the listing hints.
 async fn previous_entries(
     repo: &Repository,
     identity: &serde_json::Value,
-    note_listed: bool,
+    keep_listed: bool,
 ) -> Result<Previous> {
     let mut previous = Previous {
-        note_listed,
+        listed: keep_listed.then(Vec::new),
         ..Previous::default()
     };
     for id in repo.list_backups().await?.iter().rev() {
@@ -1075,19 +1075,17 @@ struct Previous {
     /// The paths under `dbs/` of `entries`: the newest backup's in its manifest's (sorted)
     /// order, then its progress records'. Taken in that order, the hints sort them in one pass
     /// (from the hash set, in its order, building the hints took 40–60 ms at 100 000 files).
-    /// Only kept when `note_listed` is set: only a local node's listing takes hints.
-    listed: Vec<String>,
-    /// Whether to keep `listed`.
-    note_listed: bool,
+    /// `None` when not asked for: only a local node's listing takes hints.
+    listed: Option<Vec<String>>,
 }
 
 impl Previous {
-    /// Add the paths under `dbs/` of `entries` to [`Previous::listed`].
+    /// Add the paths under `dbs/` of `entries` to [`Previous::listed`], if it is kept.
     fn note_listed(&mut self, entries: &[Entry]) {
-        if !self.note_listed {
+        let Some(listed) = &mut self.listed else {
             return;
-        }
-        self.listed.extend(
+        };
+        listed.extend(
             entries
                 .iter()
                 .filter(|entry| entry.path.starts_with("dbs/"))
