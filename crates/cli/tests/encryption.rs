@@ -61,6 +61,29 @@ fn every_fixture_round_trips_encrypted_and_no_plaintext_is_stored() {
         ])
         .ok()
         .json();
+        // An incremental re-reads the snapshot files it reuses from the repository: decrypted.
+        let again = run(&[
+            "create",
+            "--json",
+            "--data-dir",
+            s(&source),
+            "--node-id",
+            "node0",
+            "--repo",
+            s(&repo),
+            "--key-file",
+            s(&key),
+        ])
+        .ok()
+        .json();
+        // Everything but catalog checkpoints (always re-read) is reused; nothing is stored.
+        let reused = again["entries_reused"].as_u64().unwrap();
+        assert!(
+            reused + 2 >= created["entries"].as_u64().unwrap(),
+            "{name}: {again}"
+        );
+        assert_eq!(again["blobs_uploaded"], 0, "{name}: {again}");
+        assert_eq!(again["consistent"], true, "{name}: {again}");
         let id = created["backup_id"].as_str().unwrap();
         run(&[
             "verify",

@@ -551,6 +551,20 @@ fn write_plaintext(file: &BlobToFile, blob: &FsPath, out: &mut std::fs::File) ->
     std::io::Write::write_all(out, &plain).map_err(write_error)
 }
 
+/// The plaintext of the stored blob `key` of the repository in `repo_dir`, read whole on the
+/// calling thread (a caller already on a blocking thread: one hand-off instead of the store's
+/// open, read and decode hand-offs). Errors read as the store's would.
+pub fn read_plain_file(repo_dir: &FsPath, key: &Path, codec: &crate::Codec) -> Result<Vec<u8>> {
+    let stored = std::fs::read(repo_dir.join(key.as_ref())).map_err(|e| read_error(key, e))?;
+    if codec.is_identity() {
+        return Ok(stored);
+    }
+    crate::decode_all(&stored, codec).map_err(|e| Error::Codec {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
 /// Copy `source` into `out` by the kernel, [`WRITE_BEHIND`] bytes at a time with the write-out
 /// of each piece started; the bytes copied. One byte more than `expected` is asked for, so that
 /// a longer source shows; a short copy that ends at `expected` is the source's end.
@@ -684,6 +698,30 @@ mod tests {
             is_known,
             progress: &NoProgress,
         }
+    }
+
+    #[test]
+    fn read_plain_file_decodes_and_names_what_is_missing() {
+        let repo = tempfile::tempdir().unwrap();
+        let plain = b"{\"snapshot\": 1}".repeat(50);
+        let (raw, zst) = (Path::from("blobs/aa/raw"), Path::from("blobs/aa/z.zst"));
+        std::fs::create_dir_all(repo.path().join("blobs/aa")).unwrap();
+        std::fs::write(repo.path().join("blobs/aa/raw"), &plain).unwrap();
+        let compressed = zstd::stream::encode_all(plain.as_slice(), 3).unwrap();
+        std::fs::write(repo.path().join("blobs/aa/z.zst"), compressed).unwrap();
+        let unzstd = Codec {
+            decompress: true,
+            ..Codec::default()
+        };
+        let read = |key: &Path, codec: &Codec| read_plain_file(repo.path(), key, codec);
+        assert_eq!(read(&raw, &Codec::default()).unwrap(), plain);
+        assert_eq!(read(&zst, &unzstd).unwrap(), plain);
+        let not_zstd = read(&raw, &unzstd).unwrap_err().to_string();
+        assert!(not_zstd.contains("blobs/aa/raw"), "{not_zstd}");
+        let missing = read(&Path::from("blobs/bb/gone"), &Codec::default()).unwrap_err();
+        assert!(missing.to_string().contains("blobs/bb/gone"), "{missing}");
+        // As through the store: a missing blob reads as one that vanished.
+        assert!(matches!(&missing, Error::Vanished { .. }), "{missing:?}");
     }
 
     /// Copy every file with `threads` threads; results in the order of `files`.

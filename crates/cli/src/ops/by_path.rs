@@ -88,11 +88,14 @@ impl EntriesByPath {
         self.0.take(path).map(|e| e.entry)
     }
 
-    /// Remove the entry of `path` and return it, if marked reused.
+    /// Remove the entry of `path` and return it, if marked reused (one lookup: an entry not
+    /// reused, rare where this is asked, is put back).
     pub(super) fn take_reused(&mut self, path: &str) -> Option<Entry> {
-        if self.0.get(path)?.is_reused() {
-            self.take(path)
+        let slot = self.0.take(path)?;
+        if slot.is_reused() {
+            Some(slot.entry)
         } else {
+            self.0.insert(slot);
             None
         }
     }
@@ -115,6 +118,8 @@ impl EntriesByPath {
 
 impl Extend<Entry> for EntriesByPath {
     fn extend<I: IntoIterator<Item = Entry>>(&mut self, entries: I) {
+        let entries = entries.into_iter();
+        self.0.reserve(entries.size_hint().0);
         for entry in entries {
             self.insert(entry);
         }

@@ -603,13 +603,25 @@ impl Reader for RepoCapture {
             )));
         };
         let blob_key = layout::blob_key(&blob, encoding);
-        read_plain(
-            self.repo.store().as_ref(),
-            &blob_key,
-            &codecs::decode(encoding, self.repo.keys()),
-        )
-        .await
-        .map_err(|e| {
+        let codec = codecs::decode(encoding, self.repo.keys());
+        let read = match &self.local {
+            // An incremental re-reads thousands of snapshot files: each in one hand-off.
+            Some(local) => {
+                let (dir, blob_key) = (local.dirs.repo_dir.clone(), blob_key.clone());
+                let read = tokio::task::spawn_blocking(move || {
+                    ib3_transfer::local::read_plain_file(&dir, &blob_key, &codec)
+                })
+                .await;
+                match read {
+                    Ok(read) => read.map(Bytes::from).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            None => read_plain(self.repo.store().as_ref(), &blob_key, &codec)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        read.map_err(|e| {
             ib3_influx::Error::Capture(format!(
                 "reading repository blob {blob_key} (for {key}): {e}"
             ))
