@@ -460,8 +460,10 @@ pub fn restore_files(
     progress: &dyn Progress,
 ) -> Vec<Result<crate::Copied>> {
     make_directories(files, target_dir);
+    let kernel_copy = KernelCopy::default();
     run_parallel(files, threads, |file| {
-        restore_file(file, repo_dir, &target_dir.join(&file.key), progress)
+        let target = target_dir.join(&file.key);
+        restore_file(file, repo_dir, &target, &kernel_copy, progress)
     })
 }
 
@@ -487,6 +489,7 @@ fn restore_file(
     file: &BlobToFile,
     repo_dir: &FsPath,
     target: &FsPath,
+    kernel_copy: &KernelCopy,
     progress: &dyn Progress,
 ) -> Result<crate::Copied> {
     let key = Path::from(file.key.as_str());
@@ -506,7 +509,7 @@ fn restore_file(
     // The write-out starts before the read-back (which reads the pages still cached, dirty or
     // being written) so the disk works while the file is hashed; the second call drops the
     // pages the read-back left clean.
-    let written = write_plaintext(file, &repo_dir.join(&file.blob_key), &mut out)
+    let written = write_plaintext(file, &repo_dir.join(&file.blob_key), &mut out, kernel_copy)
         .inspect(|()| start_write_out(&out, file.size))
         .and_then(|()| hash_written(&out, file.size).map_err(write_error));
     if written.is_ok() {
@@ -530,7 +533,12 @@ fn restore_file(
 }
 
 /// Write the plaintext of `file`'s blob (at `blob`) into `out`, checking its size.
-fn write_plaintext(file: &BlobToFile, blob: &FsPath, out: &mut std::fs::File) -> Result<()> {
+fn write_plaintext(
+    file: &BlobToFile,
+    blob: &FsPath,
+    out: &mut std::fs::File,
+    kernel_copy: &KernelCopy,
+) -> Result<()> {
     let blob_key = Path::from(file.blob_key.as_str());
     let read_error = |e| read_error(&blob_key, e);
     let write_error = |e| Error::Write {
@@ -539,7 +547,7 @@ fn write_plaintext(file: &BlobToFile, blob: &FsPath, out: &mut std::fs::File) ->
     };
     if file.decode.is_identity() {
         let source = std::fs::File::open(blob).map_err(read_error)?;
-        let copied = copy_behind(&source, out, file.size).map_err(write_error)?;
+        let copied = copy_behind(&source, out, file.size, kernel_copy).map_err(write_error)?;
         return check_size(&blob_key, Some(file.size), copied);
     }
     let stored = std::fs::read(blob).map_err(read_error)?;
@@ -572,11 +580,12 @@ fn copy_behind(
     source: &std::fs::File,
     out: &mut std::fs::File,
     expected: u64,
+    kernel_copy: &KernelCopy,
 ) -> std::io::Result<u64> {
     let (mut copied, mut behind) = (0u64, WriteBehind::default());
     while copied <= expected {
         let want = WRITE_BEHIND.min(expected + 1 - copied);
-        let n = copy_range(source, out, want)?;
+        let n = kernel_copy.copy(source, out, want)?;
         copied += n;
         behind.written(out, copied);
         if n == 0 || (n < want && copied == expected) {
@@ -586,27 +595,77 @@ fn copy_behind(
     Ok(copied)
 }
 
-/// Copy up to `len` bytes from `source` to `out`, each at its offset; the bytes copied, 0 at
-/// the source's end. On Linux one `copy_file_range(2)`: [`std::io::copy`] first asks both files
-/// for their metadata and copies until it sees the end, four calls where a small file needs
-/// one. [`std::io::copy`] where the kernel cannot copy between these two files.
-fn copy_range(source: &std::fs::File, out: &mut std::fs::File, len: u64) -> std::io::Result<u64> {
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::io::Errno;
-        let want = usize::try_from(len).unwrap_or(usize::MAX);
-        loop {
-            match rustix::fs::copy_file_range(source, None, &*out, None, want) {
-                Ok(n) => return Ok(n as u64),
-                Err(Errno::INTR) => {}
-                Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL | Errno::PERM) => {
-                    break
+/// Whether the kernel copies between the two directories of one restore (`copy_file_range(2)`).
+/// Between two file systems it refuses (`EXDEV`) every file, and `std::io::copy` then asks it
+/// again: two failed system calls per file. After the first such refusal the run copies through
+/// a buffer without asking.
+#[derive(Default)]
+struct KernelCopy {
+    refused: AtomicBool,
+}
+
+impl KernelCopy {
+    /// Copy up to `len` bytes from `source` to `out`, each at its offset; the bytes copied, 0 at
+    /// the source's end. On Linux one `copy_file_range(2)`: [`std::io::copy`] first asks both
+    /// files for their metadata and copies until it sees the end, four calls where a small file
+    /// needs one.
+    fn copy(
+        &self,
+        source: &std::fs::File,
+        out: &mut std::fs::File,
+        len: u64,
+    ) -> std::io::Result<u64> {
+        #[cfg(target_os = "linux")]
+        if !self.refused.load(Ordering::Relaxed) {
+            use rustix::io::Errno;
+            let want = usize::try_from(len).unwrap_or(usize::MAX);
+            loop {
+                match rustix::fs::copy_file_range(source, None, &*out, None, want) {
+                    Ok(n) => return Ok(n as u64),
+                    Err(Errno::INTR) => {}
+                    // Refusals of the pair of file systems: ask no more in this run.
+                    Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP) => {
+                        self.refused.store(true, Ordering::Relaxed);
+                        return copy_through_buffer(source, out, len);
+                    }
+                    // Refusals that may be this file's (a special file, a seal).
+                    Err(Errno::INVAL | Errno::PERM) => break,
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
             }
+            return std::io::copy(&mut std::io::Read::take(source, len), out);
         }
+        copy_through_buffer(source, out, len)
     }
-    std::io::copy(&mut std::io::Read::take(source, len), out)
+}
+
+/// Bytes copied per read when the kernel does not copy.
+const COPY_BLOCK: u64 = 1024 * 1024;
+
+/// Copy up to `len` bytes from `source` to `out` by reading and writing, each at its offset,
+/// never through `copy_file_range` (which `std::io::copy` tries first between two files); the
+/// bytes copied.
+fn copy_through_buffer(
+    source: &std::fs::File,
+    out: &mut std::fs::File,
+    len: u64,
+) -> std::io::Result<u64> {
+    use std::io::{Read, Write};
+    let mut buf = vec![0; len.clamp(1, COPY_BLOCK) as usize];
+    let mut source = source;
+    let mut copied = 0u64;
+    while copied < len {
+        let want = (len - copied).min(buf.len() as u64) as usize;
+        let n = match source.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..n])?;
+        copied += n as u64;
+    }
+    Ok(copied)
 }
 
 /// Size and BLAKE3 of what was written to `out`, read back from its start.
@@ -1053,6 +1112,52 @@ mod tests {
         assert!(matches!(results[3], Err(Error::SizeMismatch { .. })));
         assert!(matches!(results[4], Err(Error::Vanished { .. })));
         assert_eq!(files_under(target.path()), ["dbs/1/a.parquet"]);
+    }
+
+    #[test]
+    fn a_refused_kernel_copy_is_not_asked_again_and_the_buffer_copies_exactly() {
+        let content: Vec<u8> = (0..2 * COPY_BLOCK as usize + 9)
+            .map(|i| (i % 241) as u8)
+            .collect();
+        // The source on the RAM disk where there is one: another file system than the target's.
+        let source_dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir());
+        let source_dir = source_dir.unwrap();
+        let target_dir = tempfile::tempdir().unwrap();
+        std::fs::write(source_dir.path().join("blob"), &content).unwrap();
+        let open = || std::fs::File::open(source_dir.path().join("blob")).unwrap();
+        let create = |name: &str| std::fs::File::create(target_dir.path().join(name)).unwrap();
+        // What this kernel says to a copy between these two directories.
+        let refused = matches!(
+            rustix::fs::copy_file_range(open(), None, create("probe"), None, 1),
+            Err(rustix::io::Errno::XDEV | rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP)
+        );
+        let kernel_copy = KernelCopy::default();
+        let mut out = create("first");
+        let copied = copy_behind(&open(), &mut out, content.len() as u64, &kernel_copy).unwrap();
+        assert_eq!(copied, content.len() as u64);
+        assert_eq!(
+            std::fs::read(target_dir.path().join("first")).unwrap(),
+            content
+        );
+        assert_eq!(kernel_copy.refused.load(Ordering::Relaxed), refused);
+        // Once refused, by reading and writing: exactly what was asked, or up to the end.
+        kernel_copy.refused.store(true, Ordering::Relaxed);
+        let mut out = create("part");
+        assert_eq!(kernel_copy.copy(&open(), &mut out, 5).unwrap(), 5);
+        assert_eq!(
+            std::fs::read(target_dir.path().join("part")).unwrap(),
+            content[..5]
+        );
+        let mut out = create("all");
+        let asked = content.len() as u64 + 100;
+        assert_eq!(
+            kernel_copy.copy(&open(), &mut out, asked).unwrap(),
+            content.len() as u64
+        );
+        assert_eq!(
+            std::fs::read(target_dir.path().join("all")).unwrap(),
+            content
+        );
     }
 
     #[test]
