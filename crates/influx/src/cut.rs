@@ -270,8 +270,9 @@ async fn run_round<C: Capture + Send>(
     let active = state.layout.as_ref().and_then(|l| l.active_catalog);
 
     // 1. Parquet (and unrecognised objects), then snapshot files and checkpoints.
+    let mut listing = listing;
     for phase in [Phase::Data, Phase::Snapshots] {
-        let todo = state.not_yet_captured(&listing, phase, active);
+        let todo = state.take_not_yet_captured(&mut listing, phase, active);
         state.capture(capture, phase, todo).await?;
     }
     drop(listing);
@@ -415,8 +416,19 @@ fn wal_seq(object: &SourceObject) -> Option<u64> {
 }
 
 impl State {
-    /// Listed objects of `phase` that are not captured with the listed size, plus mutable ones
+    /// Whether listed `object` is of `phase` and not captured with its listed size, or mutable
     /// (always re-read).
+    fn wants(
+        &self,
+        object: &SourceObject,
+        phase: Phase,
+        active: Option<CatalogGeneration>,
+    ) -> bool {
+        object.class.phase(active) == Some(phase)
+            && (!object.class.is_immutable() || self.objects.get(&object.key) != Some(&object.size))
+    }
+
+    /// The listed objects [`State::wants`].
     fn not_yet_captured(
         &self,
         listing: &[SourceObject],
@@ -425,10 +437,24 @@ impl State {
     ) -> Vec<SourceObject> {
         listing
             .iter()
-            .filter(|o| o.class.phase(active) == Some(phase))
-            .filter(|o| !o.class.is_immutable() || self.objects.get(&o.key) != Some(&o.size))
+            .filter(|o| self.wants(o, phase, active))
             .cloned()
             .collect()
+    }
+
+    /// The listed objects [`State::wants`], moved out of `listing` (at millions of objects, a
+    /// copy of each key costs more than the lookups).
+    fn take_not_yet_captured(
+        &self,
+        listing: &mut Vec<SourceObject>,
+        phase: Phase,
+        active: Option<CatalogGeneration>,
+    ) -> Vec<SourceObject> {
+        let (todo, rest) = std::mem::take(listing)
+            .into_iter()
+            .partition(|o| self.wants(o, phase, active));
+        *listing = rest;
+        todo
     }
 
     async fn capture<C: Capture + Send>(
@@ -441,18 +467,18 @@ impl State {
             return Ok(Vec::new());
         }
         let outcomes = capture.capture(phase, &objects).await?;
-        for (object, outcome) in objects.iter().zip(&outcomes) {
+        for (object, outcome) in objects.into_iter().zip(&outcomes) {
             match outcome {
                 Captured::Yes => {
-                    self.objects.insert(object.key.clone(), object.size);
+                    self.objects.insert(object.key, object.size);
                 }
                 Captured::Vanished => {
-                    self.vanished.insert(object.key.clone());
                     // A mutable object that vanished is no longer part of the cut; an immutable
                     // one captured in an earlier round stays (its bytes are in the backup).
                     if !object.class.is_immutable() {
                         self.objects.remove(&object.key);
                     }
+                    self.vanished.insert(object.key);
                 }
             }
         }
@@ -635,7 +661,7 @@ pub async fn list_classified(
     Ok(listed
         .into_iter()
         .map(|meta| {
-            let key = meta.location.to_string();
+            let key = String::from(meta.location);
             SourceObject {
                 class: classify(&key),
                 key,
