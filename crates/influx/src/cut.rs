@@ -564,7 +564,15 @@ impl State {
             .map(|f| f.path.as_str())
             .collect();
         let prefix = format!("{node_prefix}/");
-        let mut wanted: FxHashMap<&str, u64> = FxHashMap::default();
+        // Sized up front: growing would rehash every path so far (see `rules`).
+        let references = self.snapshots.iter().map(|s| s.files.len()).sum::<usize>()
+            + self
+                .checkpoints
+                .values()
+                .map(|c| c.files.len())
+                .sum::<usize>();
+        let mut wanted: FxHashMap<&str, u64> =
+            FxHashMap::with_capacity_and_hasher(references, Default::default());
         for file in snapshot_refs.chain(checkpoint_refs) {
             let Some(key) = file.path.strip_prefix(&prefix) else {
                 continue;

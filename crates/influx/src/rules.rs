@@ -311,7 +311,10 @@ fn parquet_references<'s>(
         let by = Referrer::Checkpoint(c.last_snapshot_sequence_number);
         c.files.iter().map(move |f| (by, f))
     });
-    let mut refs: FxHashMap<&str, Reference<'s>> = FxHashMap::default();
+    // Sized up front: growing rehashes every key so far, and each key is a path read from
+    // wherever its snapshot lies in memory.
+    let mut refs: FxHashMap<&str, Reference<'s>> =
+        FxHashMap::with_capacity_and_hasher(reference_count(set), Default::default());
     for (by, file) in snapshots.chain(checkpoints) {
         refs.entry(&file.path)
             .and_modify(|(seen, seen_file, _)| {
@@ -337,6 +340,13 @@ fn parquet_references<'s>(
         }
     }
     refs
+}
+
+/// How many Parquet references the captured snapshots and checkpoints hold (with repeats).
+fn reference_count(set: &CapturedSet<'_>) -> usize {
+    let in_snapshots: usize = set.snapshots.iter().map(|s| s.files.len()).sum();
+    let in_checkpoints: usize = set.checkpoints.iter().map(|c| c.files.len()).sum();
+    in_snapshots + in_checkpoints
 }
 
 /// Files the server recorded as removed (`removed_files`, `pending_removed_files`), by path and id.

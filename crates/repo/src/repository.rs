@@ -56,6 +56,13 @@ impl BlobIndex {
         self.sizes.get(&(*id, encoding)).copied()
     }
 
+    /// An empty index with room for `blobs` blobs.
+    pub fn with_capacity(blobs: usize) -> Self {
+        Self {
+            sizes: FxHashMap::with_capacity_and_hasher(blobs, Default::default()),
+        }
+    }
+
     /// Record a blob written after the listing.
     pub fn insert(&mut self, id: BlobId, encoding: Encoding, size: u64) {
         self.sizes.insert((id, encoding), size);

@@ -984,7 +984,7 @@ async fn known_blobs(
     if previous.is_empty() || !only_from_manifest {
         return Ok(repo.blob_index().await?);
     }
-    let mut index = BlobIndex::default();
+    let mut index = BlobIndex::with_capacity(previous.len());
     for entry in previous.values() {
         index.insert(entry.blob, entry.encoding, entry.size);
     }
