@@ -1,46 +1,27 @@
-//! [`EntriesByPath`]: manifest entries looked up by path, each path stored once. A `create` holds
-//! the previous backup's entries and its own this way; at millions of objects a map keyed by a
-//! copy of each path would hold every path twice.
+//! Manifest entries looked up by path, each path stored once. A `create` holds its own entries
+//! in an [`EntriesByPath`] and the previous backup's in a [`PreviousEntries`]: at millions of
+//! objects a map keyed by a copy of each path would hold every path twice.
 
 use ib3_repo::Entry;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxBuildHasher, FxHashSet};
 use std::borrow::Borrow;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// An entry that hashes and compares as its path, and whether a run reuses it.
+/// An entry that hashes and compares as its path.
 #[derive(Debug)]
-pub(super) struct ByPath {
-    entry: Entry,
-    reused: AtomicBool,
-}
-
-impl ByPath {
-    /// The entry.
-    pub(super) fn entry(&self) -> &Entry {
-        &self.entry
-    }
-
-    /// Record that this run takes the entry as it is (see [`EntriesByPath::get_reused`]).
-    pub(super) fn reuse(&self) {
-        self.reused.store(true, Ordering::Relaxed);
-    }
-
-    fn is_reused(&self) -> bool {
-        self.reused.load(Ordering::Relaxed)
-    }
-}
+struct ByPath(Entry);
 
 impl Hash for ByPath {
     fn hash<H: Hasher>(&self, state: &mut H) {
         // The same as `str`'s hash: lookups by `&str` find it (`Borrow<str>`).
-        self.entry.path.as_str().hash(state);
+        self.0.path.as_str().hash(state);
     }
 }
 
 impl PartialEq for ByPath {
     fn eq(&self, other: &Self) -> bool {
-        self.entry.path == other.entry.path
+        self.0.path == other.0.path
     }
 }
 
@@ -48,7 +29,7 @@ impl Eq for ByPath {}
 
 impl Borrow<str> for ByPath {
     fn borrow(&self) -> &str {
-        &self.entry.path
+        &self.0.path
     }
 }
 
@@ -59,71 +40,160 @@ pub(super) struct EntriesByPath(FxHashSet<ByPath>);
 impl EntriesByPath {
     /// The entry of `path`.
     pub(super) fn get(&self, path: &str) -> Option<&Entry> {
-        self.0.get(path).map(ByPath::entry)
-    }
-
-    /// The entry of `path` and its reuse mark.
-    pub(super) fn slot(&self, path: &str) -> Option<&ByPath> {
-        self.0.get(path)
-    }
-
-    /// The entry of `path`, if marked reused ([`ByPath::reuse`]).
-    pub(super) fn get_reused(&self, path: &str) -> Option<&Entry> {
-        self.0
-            .get(path)
-            .filter(|e| e.is_reused())
-            .map(ByPath::entry)
+        self.0.get(path).map(|e| &e.0)
     }
 
     /// Add an entry, replacing the one of the same path.
     pub(super) fn insert(&mut self, entry: Entry) {
-        self.0.replace(ByPath {
-            entry,
-            reused: AtomicBool::new(false),
-        });
+        self.0.replace(ByPath(entry));
     }
 
     /// Remove the entry of `path` and return it.
     pub(super) fn take(&mut self, path: &str) -> Option<Entry> {
-        self.0.take(path).map(|e| e.entry)
+        self.0.take(path).map(|e| e.0)
     }
 
-    /// Remove the entry of `path` and return it, if marked reused (one lookup: an entry not
-    /// reused, rare where this is asked, is put back).
-    pub(super) fn take_reused(&mut self, path: &str) -> Option<Entry> {
-        let slot = self.0.take(path)?;
-        if slot.is_reused() {
-            Some(slot.entry)
-        } else {
-            self.0.insert(slot);
-            None
+    /// Every entry, in no particular order.
+    pub(super) fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.0.iter().map(|e| &e.0)
+    }
+}
+
+/// The entries of earlier runs of a source, in path order (as a manifest holds them), found by
+/// path through a table of their positions, each marked when this run reuses it. Kept in order,
+/// the reused entries come out for the new manifest, itself in path order, in one pass that
+/// reads memory in sequence: taken one by one out of a hash set, each cost a few cache misses
+/// (at 500 000 files, most of the 0.25 s between judging a cut and writing its manifest).
+#[derive(Default)]
+pub(super) struct PreviousEntries {
+    /// Sorted by path, one per path. A path emptied by [`ReusedInOrder::take`] is taken.
+    entries: Vec<Entry>,
+    /// Whether this run reuses each entry.
+    reused: Vec<AtomicBool>,
+    /// Positions in `entries`, hashed by path.
+    positions: hashbrown::HashTable<u32>,
+}
+
+impl PreviousEntries {
+    /// The entries of `runs`, oldest first: where two hold a path, the later one's entry counts
+    /// (a run that never committed recorded what it found after the backup it follows).
+    pub(super) fn from_runs(runs: Vec<Vec<Entry>>) -> Self {
+        let single = runs.len() == 1;
+        let mut entries: Vec<Entry> = runs.into_iter().flatten().collect();
+        let ordered = entries.windows(2).all(|w| w[0].path < w[1].path);
+        if !(single && ordered) {
+            // Stable: of entries with one path, the last is the latest run's.
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+            entries.reverse();
+            entries.dedup_by(|later, earlier| later.path == earlier.path);
+            entries.reverse();
+        }
+        let mut positions = hashbrown::HashTable::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let at = u32::try_from(i).unwrap_or(u32::MAX);
+            positions.insert_unique(hash(&entry.path), at, |&j: &u32| {
+                hash(&entries[j as usize].path)
+            });
+        }
+        let reused = entries.iter().map(|_| AtomicBool::new(false)).collect();
+        Self {
+            entries,
+            reused,
+            positions,
+        }
+    }
+
+    fn position(&self, path: &str) -> Option<usize> {
+        let entries = &self.entries;
+        self.positions
+            .find(hash(path), |&j| entries[j as usize].path == path)
+            .map(|&j| j as usize)
+    }
+
+    /// The entry of `path`.
+    pub(super) fn get(&self, path: &str) -> Option<&Entry> {
+        self.position(path).map(|i| &self.entries[i])
+    }
+
+    /// The entry of `path`, if marked reused ([`PreviousEntries::reuse_if`]).
+    pub(super) fn get_reused(&self, path: &str) -> Option<&Entry> {
+        self.position(path)
+            .filter(|&i| self.reused[i].load(Ordering::Relaxed))
+            .map(|i| &self.entries[i])
+    }
+
+    /// Mark the entry of `path` reused if there is one and `reusable` says so; whether it was.
+    pub(super) fn reuse_if(&self, path: &str, reusable: impl FnOnce(&Entry) -> bool) -> bool {
+        let Some(i) = self.position(path) else {
+            return false;
+        };
+        let reuse = reusable(&self.entries[i]);
+        if reuse {
+            self.reused[i].store(true, Ordering::Relaxed);
+        }
+        reuse
+    }
+
+    /// A cursor that takes reused entries for paths asked in increasing order.
+    pub(super) fn reused_in_order(&mut self) -> ReusedInOrder<'_> {
+        ReusedInOrder {
+            previous: self,
+            next: 0,
         }
     }
 
     /// Number of entries.
     pub(super) fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
 
     /// Whether there is none.
     pub(super) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
     }
 
-    /// Every entry, in no particular order.
+    /// Every entry, in path order.
     pub(super) fn values(&self) -> impl Iterator<Item = &Entry> {
-        self.0.iter().map(ByPath::entry)
+        self.entries.iter()
     }
 }
 
-impl Extend<Entry> for EntriesByPath {
-    fn extend<I: IntoIterator<Item = Entry>>(&mut self, entries: I) {
-        let entries = entries.into_iter();
-        self.0.reserve(entries.size_hint().0);
-        for entry in entries {
-            self.insert(entry);
+/// See [`PreviousEntries::reused_in_order`].
+pub(super) struct ReusedInOrder<'a> {
+    previous: &'a mut PreviousEntries,
+    /// Entries before this position are behind every path asked so far.
+    next: usize,
+}
+
+impl ReusedInOrder<'_> {
+    /// The reused entry of `path`, moved out (given once); `path` must be greater than every
+    /// path asked before.
+    pub(super) fn take(&mut self, path: &str) -> Option<Entry> {
+        let entries = &mut self.previous.entries;
+        while self.next < entries.len() && entries[self.next].path.as_str() < path {
+            self.next += 1;
         }
+        let i = self.next;
+        let found = entries.get(i).is_some_and(|e| e.path == path);
+        (found && self.previous.reused[i].swap(false, Ordering::Relaxed))
+            .then(|| take_entry(&mut entries[i]))
     }
+}
+
+/// Move an entry out, leaving one with an empty path (which no lookup finds and which sorts
+/// before, so is behind, every path a cursor asks for).
+fn take_entry(slot: &mut Entry) -> Entry {
+    Entry {
+        path: std::mem::take(&mut slot.path),
+        size: slot.size,
+        blob: slot.blob,
+        encoding: slot.encoding,
+        class: std::mem::take(&mut slot.class),
+    }
+}
+
+fn hash(path: &str) -> u64 {
+    FxBuildHasher.hash_one(path)
 }
 
 #[cfg(test)]
@@ -145,36 +215,87 @@ mod tests {
     #[test]
     fn looks_up_by_path_and_replaces() {
         let mut entries = EntriesByPath::default();
-        assert!(entries.is_empty());
-        entries.extend([entry("a/1", b"x"), entry("a/2", b"y")]);
+        entries.insert(entry("a/1", b"x"));
+        entries.insert(entry("a/2", b"y"));
         entries.insert(entry("a/1", b"zz"));
-        assert_eq!(entries.len(), 2);
+        assert_eq!(entries.values().count(), 2);
         assert_eq!(entries.get("a/1").unwrap().blob, BlobId::of(b"zz"));
         assert_eq!(entries.get("a/2").unwrap().size, 1);
         assert!(entries.get("a/3").is_none());
-        assert_eq!(entries.values().count(), 2);
         assert_eq!(entries.take("a/2").unwrap().blob, BlobId::of(b"y"));
         assert!(entries.take("a/2").is_none());
-        assert_eq!(entries.len(), 1);
+        assert_eq!(entries.values().count(), 1);
     }
 
     #[test]
-    fn only_entries_marked_reused_are_given_as_reused() {
-        let mut entries = EntriesByPath::default();
-        entries.extend([entry("a/1", b"x"), entry("a/2", b"y")]);
-        assert!(entries.get_reused("a/1").is_none());
-        assert!(entries.take_reused("a/1").is_none());
-        entries.slot("a/1").unwrap().reuse();
-        assert_eq!(entries.get_reused("a/1").unwrap().blob, BlobId::of(b"x"));
-        assert!(entries.get_reused("a/2").is_none());
-        assert!(entries.slot("a/3").is_none());
-        assert_eq!(entries.take_reused("a/1").unwrap().blob, BlobId::of(b"x"));
-        assert!(entries.take_reused("a/1").is_none());
-        assert!(entries.take_reused("a/2").is_none());
-        assert_eq!(entries.len(), 1, "an entry not reused stays");
-        // Replacing an entry clears its mark.
-        entries.slot("a/2").unwrap().reuse();
-        entries.insert(entry("a/2", b"z"));
-        assert!(entries.get_reused("a/2").is_none());
+    fn only_entries_marked_reused_are_given_and_each_once() {
+        let run = vec![entry("a/1", b"x"), entry("a/2", b"y"), entry("a/3", b"z")];
+        let mut previous = PreviousEntries::from_runs(vec![run]);
+        assert_eq!(previous.len(), 3);
+        assert!(previous.get_reused("a/1").is_none());
+        assert!(previous.reused_in_order().take("a/1").is_none());
+        assert!(!previous.reuse_if("a/9", |_| true));
+        assert!(!previous.reuse_if("a/2", |e| e.size == 99));
+        assert!(previous.reuse_if("a/1", |e| e.size == 1));
+        assert!(previous.reuse_if("a/3", |_| true));
+        assert_eq!(previous.get_reused("a/1").unwrap().blob, BlobId::of(b"x"));
+        assert!(previous.get_reused("a/2").is_none());
+        assert_eq!(previous.get("a/2").unwrap().blob, BlobId::of(b"y"));
+        let mut cursor = previous.reused_in_order();
+        assert!(cursor.take("a/2").is_none());
+        assert_eq!(cursor.take("a/3").unwrap(), entry("a/3", b"z"));
+        assert!(previous.reused_in_order().take("a/3").is_none());
+        assert!(previous.get("a/3").is_none(), "a taken entry is gone");
+        assert_eq!(
+            previous.get("a/2").unwrap().size,
+            1,
+            "an entry not reused stays"
+        );
+    }
+
+    #[test]
+    fn a_cursor_takes_reused_entries_in_path_order() {
+        let run: Vec<Entry> = ["a/1", "a/2", "b/1", "b/2", "c"]
+            .iter()
+            .map(|p| entry(p, p.as_bytes()))
+            .collect();
+        let mut previous = PreviousEntries::from_runs(vec![run]);
+        for path in ["a/2", "b/1", "b/2"] {
+            assert!(previous.reuse_if(path, |_| true));
+        }
+        let mut cursor = previous.reused_in_order();
+        // Paths asked in order, some absent from the previous entries, some not reused.
+        let asked = ["a/1", "a/2", "a/3", "b/1", "b/2", "c", "d"];
+        let taken: Vec<Option<String>> = asked
+            .iter()
+            .map(|p| cursor.take(p).map(|e| e.path))
+            .collect();
+        let expected = [
+            None,
+            Some("a/2"),
+            None,
+            Some("b/1"),
+            Some("b/2"),
+            None,
+            None,
+        ];
+        assert_eq!(taken, expected.map(|p| p.map(String::from)));
+        assert!(previous.get_reused("b/1").is_none(), "given once");
+        assert_eq!(previous.get("c").unwrap().path, "c");
+    }
+
+    #[test]
+    fn later_runs_win_and_any_order_is_sorted() {
+        let backup = vec![entry("a/1", b"old"), entry("a/2", b"y")];
+        let partial = vec![entry("a/3", b"new"), entry("a/1", b"newer")];
+        let previous = PreviousEntries::from_runs(vec![backup, partial]);
+        let paths: Vec<&str> = previous.values().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["a/1", "a/2", "a/3"]);
+        assert_eq!(previous.get("a/1").unwrap().blob, BlobId::of(b"newer"));
+        let unordered = vec![entry("b", b"1"), entry("a", b"2"), entry("b", b"3")];
+        let previous = PreviousEntries::from_runs(vec![unordered]);
+        assert_eq!(previous.len(), 2);
+        assert_eq!(previous.get("b").unwrap().blob, BlobId::of(b"3"));
+        assert!(PreviousEntries::from_runs(Vec::new()).is_empty());
     }
 }

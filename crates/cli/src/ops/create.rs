@@ -5,7 +5,7 @@
 //! without reading the source; new content is named by its hash, so identical bytes are stored
 //! once. Mutable objects (the catalog checkpoint) are always read again.
 
-use super::by_path::EntriesByPath;
+use super::by_path::{EntriesByPath, PreviousEntries};
 use super::codecs;
 use super::record::{SourceRecord, PRODUCT};
 use super::{now_rfc3339, tool_version};
@@ -144,7 +144,7 @@ pub(super) struct RepoCapture {
     pub(super) prefix: String,
     repo: Repository,
     index: Arc<Mutex<BlobIndex>>,
-    previous: EntriesByPath,
+    previous: PreviousEntries,
     /// When the backup that `previous` comes from began (listing hints: [`listing_hints`]).
     previous_began: Option<SystemTime>,
     /// The paths under `dbs/` of `previous`, for the listing hints ([`Previous::listed`]).
@@ -234,7 +234,7 @@ impl RepoCapture {
     /// entries by path, bytes kept for the cut) before the manifest is built: at millions of
     /// objects each is hundreds of megabytes.
     fn release_lookups(&mut self) {
-        self.previous = EntriesByPath::default();
+        self.previous = PreviousEntries::default();
         *lock(&self.entries) = EntriesByPath::default();
         *lock(&self.cache) = HashMap::new();
     }
@@ -255,18 +255,13 @@ impl RepoCapture {
         if !object.class.is_immutable() {
             return false;
         }
-        let Some(slot) = self.previous.slot(self.full(&object.key).as_ref()) else {
-            return false;
-        };
-        let previous = slot.entry();
-        let present = lock(&self.index)
-            .size(&previous.blob, previous.encoding)
-            .is_some();
-        let reusable = previous.size == object.size && present;
-        if reusable {
-            slot.reuse();
-        }
-        reusable
+        self.previous
+            .reuse_if(self.full(&object.key).as_ref(), |previous| {
+                previous.size == object.size
+                    && lock(&self.index)
+                        .size(&previous.blob, previous.encoding)
+                        .is_some()
+            })
     }
 
     /// The entry this run captured at `path`: copied, or reused from the previous backup.
@@ -941,7 +936,9 @@ impl RepoCapture {
             .entries
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (prefix, previous) = (&self.prefix, &mut self.previous);
+        // The cut's keys in order, and so their paths: the reused entries come out in one pass.
+        let mut reused = self.previous.reused_in_order();
+        let prefix = &self.prefix;
         cut.objects
             .keys()
             .map(|key| {
@@ -949,7 +946,7 @@ impl RepoCapture {
                 let path = path.as_ref();
                 entries
                     .take(path)
-                    .or_else(|| previous.take_reused(path))
+                    .or_else(|| reused.take(path))
                     .with_context(|| {
                         format!("internal error: {path} is in the cut but was not captured")
                     })
@@ -978,7 +975,7 @@ impl RepoCapture {
 /// have been collected.
 async fn known_blobs(
     repo: &Repository,
-    previous: &EntriesByPath,
+    previous: &PreviousEntries,
     only_from_manifest: bool,
 ) -> Result<BlobIndex> {
     if previous.is_empty() || !only_from_manifest {
@@ -1026,10 +1023,9 @@ async fn previous_entries(
     identity: &serde_json::Value,
     keep_listed: bool,
 ) -> Result<Previous> {
-    let mut previous = Previous {
-        listed: keep_listed.then(Vec::new),
-        ..Previous::default()
-    };
+    let mut previous = Previous::default();
+    // Oldest first: a progress record's entries replace the backup's of the same path.
+    let mut runs = Vec::new();
     for id in repo.list_backups().await?.iter().rev() {
         // Headers first: only the matching backup's entries are read.
         let stored = repo.load_stored_manifest(id).await?;
@@ -1038,18 +1034,26 @@ async fn previous_entries(
                 .chunks
                 .extend(stored.entry_chunks.iter().map(|c| c.blob));
             previous.began = humantime::parse_rfc3339(&stored.manifest.started_at).ok();
-            let manifest = repo.load_entries(stored).await?;
-            previous.note_listed(&manifest.entries);
-            previous.entries.extend(manifest.entries);
+            runs.push(repo.load_entries(stored).await?.entries);
             break;
         }
     }
     for partial in repo.partials().await? {
         if same_source(&partial.source, identity) {
             previous.superseded.push(partial.id.clone());
-            previous.note_listed(&partial.entries);
-            previous.entries.extend(partial.entries);
+            runs.push(partial.entries);
         }
+    }
+    previous.entries = PreviousEntries::from_runs(runs);
+    if keep_listed {
+        previous.listed = Some(
+            previous
+                .entries
+                .values()
+                .filter(|entry| entry.path.starts_with("dbs/"))
+                .map(|entry| entry.path.clone())
+                .collect(),
+        );
     }
     Ok(previous)
 }
@@ -1077,33 +1081,17 @@ fn wants_listing_hints(source: &CreateSource) -> bool {
 #[derive(Default)]
 struct Previous {
     /// Entries by path.
-    entries: EntriesByPath,
+    entries: PreviousEntries,
     /// When the newest backup began.
     began: Option<SystemTime>,
     /// Progress records this run's backup supersedes.
     superseded: Vec<BackupId>,
     /// Entry chunks of the newest backup: stored, and kept so while this run holds its lock.
     chunks: HashSet<BlobId>,
-    /// The paths under `dbs/` of `entries`: the newest backup's in its manifest's (sorted)
-    /// order, then its progress records'. Taken in that order, the hints sort them in one pass
-    /// (from the hash set, in its order, building the hints took 40–60 ms at 100 000 files).
+    /// The paths under `dbs/` of `entries`, in their (sorted) order: the hints sort them in one
+    /// pass (from a hash set, in its order, building the hints took 40–60 ms at 100 000 files).
     /// `None` when not asked for: only a local node's listing takes hints.
     listed: Option<Vec<String>>,
-}
-
-impl Previous {
-    /// Add the paths under `dbs/` of `entries` to [`Previous::listed`], if it is kept.
-    fn note_listed(&mut self, entries: &[Entry]) {
-        let Some(listed) = &mut self.listed else {
-            return;
-        };
-        listed.extend(
-            entries
-                .iter()
-                .filter(|entry| entry.path.starts_with("dbs/"))
-                .map(|entry| entry.path.clone()),
-        );
-    }
 }
 
 /// Whether a manifest's (or partial record's) source document has every field of `identity`.
