@@ -26,6 +26,7 @@ use crate::catalog::{parse_catalog_file, CatalogFileInfo, CatalogFileKind};
 use crate::layout::{detect, Layout};
 use crate::path::{classify, CatalogGeneration, ObjectClass, Phase};
 use crate::rules::{judge, CapturedSet, CatalogScope, Judgement};
+use crate::shard::{in_shards, Shard};
 use crate::snapshot::{
     parse_snapshot, parse_snapshot_checkpoint, PersistedSnapshot, SnapshotCheckpoint,
 };
@@ -550,8 +551,6 @@ impl State {
     /// Parquet files referenced by captured snapshots or checkpoints (and not recorded as
     /// removed) that are neither captured nor known to be gone.
     fn referenced_not_captured(&self, node_prefix: &str) -> Vec<SourceObject> {
-        let snapshot_refs = self.snapshots.iter().flat_map(|s| s.files.iter());
-        let checkpoint_refs = self.checkpoints.values().flat_map(|c| c.files.iter());
         let removed: FxHashSet<&str> = self
             .snapshots
             .iter()
@@ -564,29 +563,15 @@ impl State {
             .map(|f| f.path.as_str())
             .collect();
         let prefix = format!("{node_prefix}/");
-        // Sized up front: growing would rehash every path so far (see `rules`).
         let references = self.snapshots.iter().map(|s| s.files.len()).sum::<usize>()
             + self
                 .checkpoints
                 .values()
                 .map(|c| c.files.len())
                 .sum::<usize>();
-        let mut wanted: FxHashMap<&str, u64> =
-            FxHashMap::with_capacity_and_hasher(references, Default::default());
-        for file in snapshot_refs.chain(checkpoint_refs) {
-            let Some(key) = file.path.strip_prefix(&prefix) else {
-                continue;
-            };
-            if !removed.contains(file.path.as_str()) {
-                wanted.entry(key).or_insert(file.size_bytes);
-            }
-        }
-        // Struck off by one walk of the captured objects in order: a lookup per reference in
-        // their ordered map, in snapshot order, jumped around memory (1 s at 2 000 000 files).
-        for key in self.objects.keys().chain(&self.vanished) {
-            wanted.remove(key.as_str());
-        }
-        let mut wanted: Vec<(&str, u64)> = wanted.into_iter().collect();
+        let mut wanted = in_shards(references, |shard| {
+            self.not_captured_in(shard, &prefix, &removed, references / shard.of + 1)
+        });
         wanted.sort_unstable();
         wanted
             .into_iter()
@@ -596,6 +581,37 @@ impl State {
                 size,
             })
             .collect()
+    }
+
+    /// [`State::referenced_not_captured`] of the keys in `shard`: key and recorded size.
+    fn not_captured_in<'s>(
+        &'s self,
+        shard: Shard,
+        prefix: &str,
+        removed: &FxHashSet<&str>,
+        capacity: usize,
+    ) -> Vec<(&'s str, u64)> {
+        let snapshot_refs = self.snapshots.iter().flat_map(|s| s.files.iter());
+        let checkpoint_refs = self.checkpoints.values().flat_map(|c| c.files.iter());
+        // Sized up front: growing would rehash every path so far (see `rules`).
+        let mut wanted: FxHashMap<&str, u64> =
+            FxHashMap::with_capacity_and_hasher(capacity, Default::default());
+        for file in snapshot_refs.chain(checkpoint_refs) {
+            let Some(key) = file.path.strip_prefix(prefix) else {
+                continue;
+            };
+            if shard.holds(key) && !removed.contains(file.path.as_str()) {
+                wanted.entry(key).or_insert(file.size_bytes);
+            }
+        }
+        // Struck off by one walk of the captured objects in order: a lookup per reference in
+        // their ordered map, in snapshot order, jumped around memory (1 s at 2 000 000 files).
+        for key in self.objects.keys().chain(&self.vanished) {
+            if shard.holds(key) {
+                wanted.remove(key.as_str());
+            }
+        }
+        wanted.into_iter().collect()
     }
 
     /// (snapshot sequence, W) of the newest captured snapshot.
@@ -796,6 +812,58 @@ mod tests {
     use object_store::{ObjectStoreExt, PutPayload};
     use std::path::PathBuf;
     use std::sync::Arc;
+
+    #[test]
+    fn shards_together_find_the_references_one_finds() {
+        use crate::path::testing::{fixture_objects, read};
+        for fixture in [
+            "core-3.10.0-basic",
+            "core-3.10.0-retention",
+            "core-3.9.6-basic",
+        ] {
+            let mut state = State::default();
+            for (key, size) in fixture_objects(fixture) {
+                match classify(&key) {
+                    ObjectClass::Snapshot { .. } => {
+                        let bytes = read(fixture, &key);
+                        state.snapshots.push(parse_snapshot(&key, &bytes).unwrap());
+                    }
+                    // Some Parquet files not captured, one of them known to be gone.
+                    ObjectClass::Parquet if size % 3 == 0 => {
+                        if size % 2 == 0 {
+                            state.vanished.insert(key);
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+                state.objects.insert(key, size);
+            }
+            let removed: FxHashSet<&str> = state
+                .snapshots
+                .iter()
+                .flat_map(|s| s.removed_files.iter().map(|f| f.path.as_str()))
+                .collect();
+            let not_captured = |of: usize| {
+                let mut all: Vec<(&str, u64)> = (0..of as u64)
+                    .flat_map(|index| {
+                        state.not_captured_in(Shard { index, of }, "node0/", &removed, 8)
+                    })
+                    .collect();
+                all.sort_unstable();
+                all
+            };
+            let whole = not_captured(1);
+            assert!(!whole.is_empty(), "{fixture}");
+            assert!(whole
+                .iter()
+                .all(|(key, _)| !state.objects.contains_key(*key)));
+            assert!(whole.iter().all(|(key, _)| !state.vanished.contains(*key)));
+            assert_eq!(not_captured(3), whole, "{fixture}");
+            let listed = state.referenced_not_captured("node0");
+            assert_eq!(listed.len(), whole.len(), "{fixture}");
+        }
+    }
 
     fn fixture_node(name: &str) -> PathBuf {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

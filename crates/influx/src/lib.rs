@@ -25,6 +25,7 @@ pub mod inspect;
 pub mod layout;
 pub mod path;
 pub mod rules;
+mod shard;
 pub mod snapshot;
 pub mod wal;
 

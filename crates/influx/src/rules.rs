@@ -18,6 +18,7 @@ use crate::path::{
     catalog_checkpoint_key, catalog_log_key, classify, snapshot_checkpoint_key, snapshot_key,
     wal_key, CatalogGeneration, ObjectClass,
 };
+use crate::shard::{in_shards, Shard};
 use crate::snapshot::{ParquetRef, PersistedSnapshot, SnapshotCheckpoint};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -294,14 +295,16 @@ impl Referrer {
 /// A referenced file's newest reference, and the size it was captured with.
 type Reference<'s> = (Referrer, &'s ParquetRef, Option<u64>);
 
-/// Every referenced file once (by path), with its newest reference and its captured size, in
-/// no particular order. Hashed, and sizes found by one walk of the captured objects in order:
-/// an ordered map of the references compared long common-prefix paths some twenty times per
-/// reference, and a lookup per reference in the ordered map of captured objects, in hash
-/// order, jumped around memory (4 s of a no-change backup of 2 000 000 files).
+/// The referenced files of one shard ([`crate::shard`]) once each (by path), with its newest reference
+/// and its captured size, in no particular order. Hashed, and sizes found by one walk of the
+/// captured objects in order: an ordered map of the references compared long common-prefix
+/// paths some twenty times per reference, and a lookup per reference in the ordered map of
+/// captured objects, in hash order, jumped around memory (4 s of a no-change backup of
+/// 2 000 000 files).
 fn parquet_references<'s>(
     set: &CapturedSet<'s>,
     prefix: &str,
+    shard: Shard,
 ) -> FxHashMap<&'s str, Reference<'s>> {
     let snapshots = set.snapshots.iter().flat_map(|s| {
         let by = Referrer::Snapshot(s.snapshot_sequence_number);
@@ -313,9 +316,14 @@ fn parquet_references<'s>(
     });
     // Sized up front: growing rehashes every key so far, and each key is a path read from
     // wherever its snapshot lies in memory.
-    let mut refs: FxHashMap<&str, Reference<'s>> =
-        FxHashMap::with_capacity_and_hasher(reference_count(set), Default::default());
+    let mut refs: FxHashMap<&str, Reference<'s>> = FxHashMap::with_capacity_and_hasher(
+        reference_count(set) / shard.of + 1,
+        Default::default(),
+    );
     for (by, file) in snapshots.chain(checkpoints) {
+        if !shard.holds(&file.path) {
+            continue;
+        }
         refs.entry(&file.path)
             .and_modify(|(seen, seen_file, _)| {
                 if (by.seq(), by) > (seen.seq(), *seen) {
@@ -329,6 +337,9 @@ fn parquet_references<'s>(
     for (key, &size) in set.objects {
         path.truncate(prefix.len());
         path.push_str(key);
+        if !shard.holds(&path) {
+            continue;
+        }
         if let Some((_, _, captured)) = refs.get_mut(path.as_str()) {
             *captured = Some(size);
         }
@@ -343,7 +354,7 @@ fn parquet_references<'s>(
 }
 
 /// How many Parquet references the captured snapshots and checkpoints hold (with repeats).
-fn reference_count(set: &CapturedSet<'_>) -> usize {
+pub(crate) fn reference_count(set: &CapturedSet<'_>) -> usize {
     let in_snapshots: usize = set.snapshots.iter().map(|s| s.files.len()).sum();
     let in_checkpoints: usize = set.checkpoints.iter().map(|c| c.files.len()).sum();
     in_snapshots + in_checkpoints
@@ -378,11 +389,18 @@ impl<'s> RecordedRemovals<'s> {
     }
 }
 
-fn parquet_rule(set: &CapturedSet<'_>, judgement: &mut Judgement) {
-    let removals = RecordedRemovals::of(set);
-    let prefix = format!("{}/", set.node_prefix);
-    // Only the references with a problem, in path order (findings read in a stable order).
-    let mut problems: Vec<_> = parquet_references(set, &prefix)
+/// A referenced file the Parquet rule reports: its path, newest reference, whether the server
+/// recorded it removed, and its captured size.
+type Problem<'s> = (&'s str, Referrer, &'s ParquetRef, bool, Option<u64>);
+
+/// The references of `shard` with a problem.
+fn parquet_problems<'s>(
+    set: &CapturedSet<'s>,
+    prefix: &str,
+    removals: &RecordedRemovals<'s>,
+    shard: Shard,
+) -> Vec<Problem<'s>> {
+    parquet_references(set, prefix, shard)
         .into_iter()
         .filter_map(|(path, (by, file, size))| {
             let recorded = removals.contains(file);
@@ -390,7 +408,16 @@ fn parquet_rule(set: &CapturedSet<'_>, judgement: &mut Judgement) {
             let fine = size.is_some_and(|size| recorded || size == file.size_bytes);
             (!fine).then_some((path, by, file, recorded, size))
         })
-        .collect();
+        .collect()
+}
+
+fn parquet_rule(set: &CapturedSet<'_>, judgement: &mut Judgement) {
+    let removals = RecordedRemovals::of(set);
+    let prefix = format!("{}/", set.node_prefix);
+    let mut problems = in_shards(reference_count(set), |shard| {
+        parquet_problems(set, &prefix, &removals, shard)
+    });
+    // In path order: findings read in a stable order.
     problems.sort_unstable_by_key(|(path, ..)| *path);
     for (path, by, file, recorded, size) in problems {
         match size {
@@ -818,6 +845,55 @@ mod tests {
         let mut sorted = severities.clone();
         sorted.sort_by_key(|s| std::cmp::Reverse(*s));
         assert_eq!(severities, sorted);
+    }
+
+    #[test]
+    fn shards_together_find_what_one_finds() {
+        for fixture in [
+            "core-3.10.0-basic",
+            "core-3.10.0-retention",
+            "core-3.3.0-deleted-db",
+        ] {
+            let mut captured = Captured::load(fixture);
+            // Damage some Parquet files: missing, and with another size.
+            let parquet: Vec<String> = captured
+                .objects
+                .keys()
+                .filter(|k| classify(k) == ObjectClass::Parquet)
+                .cloned()
+                .collect();
+            for (i, key) in parquet.iter().enumerate() {
+                match i % 5 {
+                    0 => captured.remove(key),
+                    1 => *captured.objects.get_mut(key).unwrap() += 1,
+                    _ => {}
+                }
+            }
+            let set = CapturedSet {
+                node_prefix: &captured.node_prefix,
+                objects: &captured.objects,
+                snapshots: &captured.snapshots,
+                checkpoints: &captured.checkpoints,
+                catalog_files: &captured.catalog_files,
+                active_catalog: captured.active,
+                catalog: CatalogScope::Here,
+            };
+            let removals = RecordedRemovals::of(&set);
+            let problems = |of: usize| {
+                let mut all: Vec<(String, bool, Option<u64>)> = (0..of as u64)
+                    .flat_map(|index| {
+                        parquet_problems(&set, "node0/", &removals, Shard { index, of })
+                    })
+                    .map(|(path, _, _, recorded, size)| (path.to_string(), recorded, size))
+                    .collect();
+                all.sort();
+                all
+            };
+            let whole = problems(1);
+            assert!(whole.len() >= parquet.len() * 2 / 5, "{fixture}: {whole:?}");
+            assert_eq!(problems(3), whole, "{fixture}");
+            assert_eq!(problems(8), whole, "{fixture}");
+        }
     }
 
     #[test]
