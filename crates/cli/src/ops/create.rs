@@ -219,6 +219,40 @@ fn full_path<'k>(prefix: &str, key: &'k str) -> std::borrow::Cow<'k, str> {
     }
 }
 
+/// The positions of `items` for which `test` is false, in order: tested in parts of at least
+/// `per_thread` items, one thread per core.
+fn positions_where_not<T: Sync>(
+    items: &[T],
+    per_thread: usize,
+    test: impl Fn(&T) -> bool + Sync,
+) -> Vec<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = cores.min(items.len() / per_thread.max(1)).max(1);
+    let part = items.len().div_ceil(threads).max(1);
+    let test = &test;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(part)
+            .enumerate()
+            .map(|(n, chunk)| {
+                scope.spawn(move || {
+                    (0..chunk.len())
+                        .filter(|&i| !test(&chunk[i]))
+                        .map(|i| n * part + i)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| match p.join() {
+                Ok(positions) => positions,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock only means another task panicked; the data is still consistent.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -248,20 +282,27 @@ impl RepoCapture {
         }
     }
 
-    /// Whether the entry recorded by the previous backup can stand for this object unread; if
-    /// so, it is marked reused there, which captures the object (no copy of the entry is made:
-    /// the lookups below fall back to reused previous entries).
-    fn reuse(&self, object: &SourceObject) -> bool {
+    /// Whether the entry recorded by the previous backup can stand for this object unread (its
+    /// blob in `index`); if so, it is marked reused there, which captures the object (no copy of
+    /// the entry is made: the lookups below fall back to reused previous entries).
+    fn reuse(&self, object: &SourceObject, index: &BlobIndex) -> bool {
         if !object.class.is_immutable() {
             return false;
         }
         self.previous
             .reuse_if(self.full(&object.key).as_ref(), |previous| {
                 previous.size == object.size
-                    && lock(&self.index)
-                        .size(&previous.blob, previous.encoding)
-                        .is_some()
+                    && index.size(&previous.blob, previous.encoding).is_some()
             })
+    }
+
+    /// The positions of `objects` that the previous backup's entries cannot stand for
+    /// ([`RepoCapture::reuse`]). A lookup or two each, each a cache miss at millions of
+    /// objects: in parts, on one thread per core (500 000 objects: 0.28 s -> 0.21 s on two).
+    fn not_reusable(&self, objects: &[SourceObject]) -> Vec<usize> {
+        let index = lock(&self.index);
+        let index = &*index;
+        positions_where_not(objects, 50_000, |object| self.reuse(object, index))
     }
 
     /// The entry this run captured at `path`: copied, or reused from the previous backup.
@@ -631,10 +672,10 @@ impl Capture for RepoCapture {
         objects: &[SourceObject],
     ) -> ib3_influx::Result<Vec<Captured>> {
         // Reused entries are captured as they are found; the rest are read.
-        let to_capture: Vec<(usize, &SourceObject)> = objects
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| !self.reuse(o))
+        let to_capture: Vec<(usize, &SourceObject)> = self
+            .not_reusable(objects)
+            .into_iter()
+            .map(|i| (i, &objects[i]))
             .collect();
         let reused = objects.len() - to_capture.len();
         self.stats
@@ -1157,4 +1198,22 @@ pub async fn not_a_node(source: &NodeStore, message: String) -> anyhow::Error {
     )
     .hint(hint)
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_that_fail_come_in_order_from_every_part() {
+        let items: Vec<u32> = (0..1_003).collect();
+        let even = |i: &u32| i % 2 == 0;
+        let expected: Vec<usize> = (0..1_003).filter(|i| i % 2 == 1).collect();
+        // Small parts (one per core) and one part: positions stay right across part boundaries.
+        for per_thread in [1, 7, 500, 10_000] {
+            assert_eq!(positions_where_not(&items, per_thread, even), expected);
+        }
+        assert!(positions_where_not(&[] as &[u32], 1, even).is_empty());
+        assert!(positions_where_not(&items, 1, |_| true).is_empty());
+    }
 }
