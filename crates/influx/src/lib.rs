@@ -9,7 +9,8 @@
 //! - [`rules`]: the consistency rules of a restorable cut, as pure functions returning findings;
 //! - [`assess`]: reading and judging a set of objects (a live source, or a backup's manifest);
 //! - [`inspect`]: the read-only report on a live source;
-//! - [`cut`]: the online algorithm that captures a consistent cut while the server writes.
+//! - [`cut`]: the online algorithm that captures a consistent cut while the server writes;
+//! - `shard` (internal): the checks over every Parquet reference, split by path among threads.
 //!
 //! It reads source stores, never writes them, and knows nothing of the backup repository or of how
 //! bytes are moved: [`cut`] drives a caller-provided [`cut::Capture`] to do the copying.
