@@ -550,11 +550,7 @@ fn write_plaintext(
         let copied = copy_behind(&source, out, file.size, kernel_copy).map_err(write_error)?;
         return check_size(&blob_key, Some(file.size), copied);
     }
-    let stored = std::fs::read(blob).map_err(read_error)?;
-    let plain = crate::decode_all(&stored, &file.decode).map_err(|e| Error::Codec {
-        key: blob_key.to_string(),
-        reason: e.to_string(),
-    })?;
+    let plain = read_decoded(blob, &blob_key, &file.decode)?;
     check_size(&blob_key, Some(file.size), plain.len() as u64)?;
     std::io::Write::write_all(out, &plain).map_err(write_error)
 }
@@ -563,7 +559,12 @@ fn write_plaintext(
 /// calling thread (a caller already on a blocking thread: one hand-off instead of the store's
 /// open, read and decode hand-offs). Errors read as the store's would.
 pub fn read_plain_file(repo_dir: &FsPath, key: &Path, codec: &crate::Codec) -> Result<Vec<u8>> {
-    let stored = std::fs::read(repo_dir.join(key.as_ref())).map_err(|e| read_error(key, e))?;
+    read_decoded(&repo_dir.join(key.as_ref()), key, codec)
+}
+
+/// The file at `path` (the blob `key`) read whole and decoded with `codec`.
+fn read_decoded(path: &FsPath, key: &Path, codec: &crate::Codec) -> Result<Vec<u8>> {
+    let stored = std::fs::read(path).map_err(|e| read_error(key, e))?;
     if codec.is_identity() {
         return Ok(stored);
     }
@@ -650,20 +651,19 @@ fn copy_through_buffer(
     out: &mut std::fs::File,
     len: u64,
 ) -> std::io::Result<u64> {
-    use std::io::{Read, Write};
     let mut buf = vec![0; len.clamp(1, COPY_BLOCK) as usize];
     let mut source = source;
     let mut copied = 0u64;
     while copied < len {
         let want = (len - copied).min(buf.len() as u64) as usize;
-        let n = match source.read(&mut buf[..want]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        out.write_all(&buf[..n])?;
+        let n = fill_with(&mut buf[..want], |free, _| {
+            std::io::Read::read(&mut source, free)
+        })?;
+        std::io::Write::write_all(out, &buf[..n])?;
         copied += n as u64;
+        if n < want {
+            break;
+        }
     }
     Ok(copied)
 }
