@@ -229,28 +229,20 @@ fn positions_where_not<T: Sync>(
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = cores.min(items.len() / per_thread.max(1)).max(1);
     let part = items.len().div_ceil(threads).max(1);
-    let test = &test;
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = items
-            .chunks(part)
-            .enumerate()
-            .map(|(n, chunk)| {
-                scope.spawn(move || {
-                    (0..chunk.len())
-                        .filter(|&i| !test(&chunk[i]))
-                        .map(|i| n * part + i)
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|p| match p.join() {
-                Ok(positions) => positions,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
+    let parts: Vec<(usize, &[T])> = items
+        .chunks(part)
+        .enumerate()
+        .map(|(n, chunk)| (n * part, chunk))
+        .collect();
+    ib3_transfer::local::run_parallel(&parts, threads, |&(start, chunk)| {
+        (0..chunk.len())
+            .filter(|&i| !test(&chunk[i]))
+            .map(|i| start + i)
+            .collect::<Vec<_>>()
     })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
