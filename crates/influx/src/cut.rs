@@ -25,7 +25,7 @@ use crate::assess::Reader;
 use crate::catalog::{parse_catalog_file, CatalogFileInfo, CatalogFileKind};
 use crate::layout::{detect, Layout};
 use crate::path::{classify, CatalogGeneration, ObjectClass, Phase};
-use crate::rules::{judge, CapturedSet, CatalogScope, Judgement};
+use crate::rules::{judge, references_in, CapturedSet, CatalogScope, Judgement};
 use crate::shard::{in_shards, Shard};
 use crate::snapshot::{
     parse_snapshot, parse_snapshot_checkpoint, PersistedSnapshot, SnapshotCheckpoint,
@@ -563,12 +563,7 @@ impl State {
             .map(|f| f.path.as_str())
             .collect();
         let prefix = format!("{node_prefix}/");
-        let references = self.snapshots.iter().map(|s| s.files.len()).sum::<usize>()
-            + self
-                .checkpoints
-                .values()
-                .map(|c| c.files.len())
-                .sum::<usize>();
+        let references = references_in(&self.snapshots, self.checkpoints.values());
         let mut wanted = in_shards(references, |shard| {
             self.not_captured_in(shard, &prefix, &removed, references / shard.of + 1)
         });

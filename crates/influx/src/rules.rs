@@ -354,9 +354,17 @@ fn parquet_references<'s>(
 }
 
 /// How many Parquet references the captured snapshots and checkpoints hold (with repeats).
-pub(crate) fn reference_count(set: &CapturedSet<'_>) -> usize {
-    let in_snapshots: usize = set.snapshots.iter().map(|s| s.files.len()).sum();
-    let in_checkpoints: usize = set.checkpoints.iter().map(|c| c.files.len()).sum();
+fn reference_count(set: &CapturedSet<'_>) -> usize {
+    references_in(set.snapshots, set.checkpoints)
+}
+
+/// How many Parquet references `snapshots` and `checkpoints` hold (with repeats).
+pub(crate) fn references_in<'s>(
+    snapshots: impl IntoIterator<Item = &'s PersistedSnapshot>,
+    checkpoints: impl IntoIterator<Item = &'s SnapshotCheckpoint>,
+) -> usize {
+    let in_snapshots: usize = snapshots.into_iter().map(|s| s.files.len()).sum();
+    let in_checkpoints: usize = checkpoints.into_iter().map(|c| c.files.len()).sum();
     in_snapshots + in_checkpoints
 }
 
@@ -808,8 +816,8 @@ mod tests {
             self.active = detect(self.objects.keys().map(String::as_str)).active_catalog;
         }
 
-        fn judge(&self) -> Judgement {
-            judge(&CapturedSet {
+        fn set(&self) -> CapturedSet<'_> {
+            CapturedSet {
                 node_prefix: &self.node_prefix,
                 objects: &self.objects,
                 snapshots: &self.snapshots,
@@ -817,7 +825,11 @@ mod tests {
                 catalog_files: &self.catalog_files,
                 active_catalog: self.active,
                 catalog: CatalogScope::Here,
-            })
+            }
+        }
+
+        fn judge(&self) -> Judgement {
+            judge(&self.set())
         }
     }
 
@@ -869,15 +881,7 @@ mod tests {
                     _ => {}
                 }
             }
-            let set = CapturedSet {
-                node_prefix: &captured.node_prefix,
-                objects: &captured.objects,
-                snapshots: &captured.snapshots,
-                checkpoints: &captured.checkpoints,
-                catalog_files: &captured.catalog_files,
-                active_catalog: captured.active,
-                catalog: CatalogScope::Here,
-            };
+            let set = captured.set();
             let removals = RecordedRemovals::of(&set);
             let problems = |of: usize| {
                 let mut all: Vec<(String, bool, Option<u64>)> = (0..of as u64)
