@@ -47,35 +47,25 @@ fn every_fixture_round_trips_encrypted_and_no_plaintext_is_stored() {
         .contains("AGE-SECRET-KEY-1"));
     for name in fixture_names() {
         let source = data_dir(&name);
-        let created = run(&[
-            "create",
-            "--json",
-            "--data-dir",
-            s(&source),
-            "--node-id",
-            "node0",
-            "--repo",
-            s(&repo),
-            "--key-file",
-            s(&key),
-        ])
-        .ok()
-        .json();
+        let create = || {
+            run(&[
+                "create",
+                "--json",
+                "--data-dir",
+                s(&source),
+                "--node-id",
+                "node0",
+                "--repo",
+                s(&repo),
+                "--key-file",
+                s(&key),
+            ])
+            .ok()
+            .json()
+        };
+        let created = create();
         // An incremental re-reads the snapshot files it reuses from the repository: decrypted.
-        let again = run(&[
-            "create",
-            "--json",
-            "--data-dir",
-            s(&source),
-            "--node-id",
-            "node0",
-            "--repo",
-            s(&repo),
-            "--key-file",
-            s(&key),
-        ])
-        .ok()
-        .json();
+        let again = create();
         // Everything but catalog checkpoints (always re-read) is reused; nothing is stored.
         let reused = again["entries_reused"].as_u64().unwrap();
         assert!(
