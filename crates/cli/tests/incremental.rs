@@ -111,32 +111,39 @@ async fn second_create_reads_only_the_overwritten_checkpoints() {
     );
 }
 
-/// A local node's directories that have not changed since the previous backup began are not
-/// read again (DESIGN §2), yet a file rewritten in place in one of them is seen at its new size,
-/// and a file added to one is found: the walk still stats every file, and adding one changes
-/// its directory's status time.
+/// A local node's directories that have not changed since the previous backup began are
+/// neither read again nor their files stat-ed (DESIGN §2), yet a file replaced the way the
+/// server writes (under a temporary name, renamed into place) is seen at its new size, and a
+/// file added is found: both change their directory's status time. A file changed in place
+/// keeps it, and is listed at its earlier size: the backup keeps the content it captured.
 #[tokio::test]
-async fn unchanged_directories_still_show_rewritten_and_added_files() {
+async fn unchanged_directories_still_show_replaced_and_added_files() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     ib3_testkit::copy_fixture("core-3.3.0-upgraded-3.9.6", &data);
     let node = data.join("node0");
     let unreferenced = "dbs/2/0/2026-11-25/08-43/0000088888.parquet";
     std::fs::write(node.join(unreferenced), b"PAR1 beyond the cut PAR1").unwrap();
+    let in_place = "dbs/2/0/2026-11-25/08-44/0000088889.parquet";
+    std::fs::create_dir_all(node.join(in_place).parent().unwrap()).unwrap();
+    std::fs::write(node.join(in_place), b"PAR1 written once PAR1").unwrap();
     let repo = tmp.path().join("repo");
     // Directories are trusted only when they last changed 2 s before a backup began (which
     // is recorded in whole seconds).
     std::thread::sleep(std::time::Duration::from_millis(3_200));
     let (first, _) = counted_create(&data, &repo).await;
 
+    let staged = node.join(format!("{unreferenced}#1"));
+    std::fs::write(&staged, b"PAR1 replaced by a rename, longer PAR1").unwrap();
+    std::fs::rename(&staged, node.join(unreferenced)).unwrap();
     std::fs::write(
-        node.join(unreferenced),
-        b"PAR1 rewritten in place, longer PAR1",
+        node.join(in_place),
+        b"PAR1 changed in place PAR1 and longer",
     )
     .unwrap();
     let added = "dbs/2/0/2026-11-25/08-56/0000077777.parquet";
     std::fs::write(node.join(added), b"PAR1 added PAR1").unwrap();
-    let (_, counted) = counted_create(&data, &repo).await;
+    let (second, counted) = counted_create(&data, &repo).await;
     let read: Vec<String> = counted.keys_read().into_keys().collect();
     assert_eq!(
         read,
@@ -147,12 +154,20 @@ async fn unchanged_directories_still_show_rewritten_and_added_files() {
             added
         ]
     );
+    let entries = ib3_testkit::manifest_files::manifest_entries(&repo, &second.backup_id);
+    let size_of = |path: &str| {
+        entries
+            .iter()
+            .find(|e| e["path"].as_str() == Some(path))
+            .map(|e| e["size"].as_u64().unwrap())
+    };
+    assert_eq!(size_of(in_place), Some(22), "its earlier capture, kept");
     let (third, counted) = counted_create(&data, &repo).await;
     assert_eq!(counted.keys_read().len(), 2, "only the checkpoints again");
     assert_eq!(
         third.bytes - first.bytes,
-        36 - 24 + 15,
-        "the rewritten file at its new size, and the added one"
+        38 - 24 + 15,
+        "the replaced file at its new size, and the added one"
     );
 }
 

@@ -148,7 +148,7 @@ pub(super) struct RepoCapture {
     /// When the backup that `previous` comes from began (listing hints: [`listing_hints`]).
     previous_began: Option<SystemTime>,
     /// The paths under `dbs/` of `previous`, for the listing hints ([`Previous::listed`]).
-    previous_listed: Vec<String>,
+    previous_listed: Vec<(String, u64)>,
     entries: Mutex<EntriesByPath>,
     cache: Mutex<HashMap<String, Bytes>>,
     wal_findings: Mutex<Vec<Finding>>,
@@ -1084,7 +1084,7 @@ async fn previous_entries(
                 .entries
                 .values()
                 .filter(|entry| entry.path.starts_with("dbs/"))
-                .map(|entry| entry.path.clone())
+                .map(|entry| (entry.path.clone(), entry.size))
                 .collect(),
         );
     }
@@ -1093,9 +1093,10 @@ async fn previous_entries(
 
 /// What the previous backup's listing of a local node found under `dbs/` (the Parquet tree,
 /// where nearly all files are), as hints that spare re-reading its unchanged directories
-/// (`transfer::listing::ListingHints`; DESIGN §2). Files are still stat-ed one by one, and a
-/// Parquet file a snapshot references that a listing missed is captured by reference (§4.3
-/// step 3) whatever the hints said.
+/// (`transfer::listing::ListingHints`; DESIGN §2): the server never changes a Parquet file in
+/// place, so the files of a directory unchanged since are listed with the sizes that backup
+/// found, unread and not stat-ed. A Parquet file a snapshot references that a listing missed is
+/// captured by reference (§4.3 step 3) whatever the hints said.
 fn listing_hints(capture: &mut RepoCapture) -> Option<ListingHints> {
     let began = capture.previous_began?;
     Some(ListingHints::new(
@@ -1121,10 +1122,11 @@ struct Previous {
     superseded: Vec<BackupId>,
     /// Entry chunks of the newest backup: stored, and kept so while this run holds its lock.
     chunks: HashSet<BlobId>,
-    /// The paths under `dbs/` of `entries`, in their (sorted) order: the hints sort them in one
-    /// pass (from a hash set, in its order, building the hints took 40–60 ms at 100 000 files).
+    /// The paths under `dbs/` of `entries` and their sizes, in (sorted) path order: the hints
+    /// sort them in one pass (from a hash set, in its order, building the hints took 40–60 ms at
+    /// 100 000 files).
     /// `None` when not asked for: only a local node's listing takes hints.
-    listed: Option<Vec<String>>,
+    listed: Option<Vec<(String, u64)>>,
 }
 
 /// Whether a manifest's (or partial record's) source document has every field of `identity`.
