@@ -2,10 +2,12 @@
 //! incremental after 1% new files, restore, and verify with a full read — by influxdb3-backup and
 //! by the references an operator would otherwise use: `cp -r` (local), `rclone copy`, `restic`
 //! (local repository) and `aws s3 sync` (against a local S3 server). Each job starts after a
-//! `sync` and a metadata walk of the source tree (not timed: see `settle`). influxdb3-backup makes its local repository durable (one `syncfs` before
-//! its manifest) before it reports success; `cp -r` and `rclone copy` leave their writes in the
-//! page cache, so `cp -r` is also timed with a `sync` after it (`cp -r + sync`): the same
-//! durability as influxdb3-backup's.
+//! `sync` and a metadata walk of the source tree (not timed: see `settle`), except the cold
+//! no-change incremental, which starts after the kernel dropped its caches (`settle_cold`;
+//! skipped where the bench may not). influxdb3-backup makes its local repository durable (one
+//! `syncfs` before its manifest) before it reports success; `cp -r` and `rclone copy` leave their
+//! writes in the page cache, so `cp -r` is also timed with a `sync` after it (`cp -r + sync`):
+//! the same durability as influxdb3-backup's.
 
 use crate::measure::{measure, setup, Cmd, Measured};
 use anyhow::{Context, Result};
@@ -24,6 +26,28 @@ fn settle(src: &Path) -> Result<()> {
     // `du` reads the metadata of every directory and file: the walk every tool starts with.
     du(src)?;
     Ok(())
+}
+
+/// Where the kernel is told to drop its clean caches.
+const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
+
+/// Before each measured command of a cold job (untimed): `sync`, then the kernel drops its
+/// clean page cache, dentries and inodes, so the tool finds the tree's metadata on disk only,
+/// as a daily backup finds the disk of a server whose data fills the cache.
+fn settle_cold() -> Result<()> {
+    let status = std::process::Command::new("sync")
+        .status()
+        .context("running sync")?;
+    anyhow::ensure!(status.success(), "sync failed: {status}");
+    std::fs::write(DROP_CACHES, "3").with_context(|| format!("writing {DROP_CACHES}"))
+}
+
+/// Whether this process may drop the kernel's caches (root, outside a read-only `/proc`).
+fn can_drop_caches() -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(DROP_CACHES)
+        .is_ok()
 }
 
 /// `cp -r` followed by `sync`: a copy as durable as influxdb3-backup's repository.
@@ -103,6 +127,7 @@ const OURS: &str = "influxdb3-backup";
 const OURS_S3: &str = "influxdb3-backup (s3)";
 const FULL: &str = "full backup";
 const NO_CHANGE: &str = "incremental, no change";
+const NO_CHANGE_COLD: &str = "incremental, no change, cold";
 const ONE_PERCENT: &str = "incremental, 1% new files";
 const RESTORE: &str = "restore";
 const VERIFY: &str = "verify, reading all data";
@@ -137,6 +162,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>> {
     b.setup_tools()?;
     b.backups(FULL, tree_bytes)?;
     b.backups(NO_CHANGE, 0)?;
+    b.cold_no_change()?;
     b.one_percent_incrementals(&mut state)?;
     b.restores(du(&src)?)?;
     b.verifies(du(&src)?)?;
@@ -261,7 +287,11 @@ impl Bench<'_> {
 
     fn measure_settled(&self, job: &str, tool: &str, cmd: &Cmd) -> Result<Measured> {
         eprintln!("  {job:<28} {tool}");
-        settle(&self.settings.work.join("src"))?;
+        if job == NO_CHANGE_COLD {
+            settle_cold()?;
+        } else {
+            settle(&self.settings.work.join("src"))?;
+        }
         measure(cmd, &self.log)
     }
 
@@ -358,6 +388,19 @@ impl Bench<'_> {
         self.record_rounds(job, contenders, bytes)?;
         let s3 = self.s3_backups();
         self.record_once(job, s3, bytes)
+    }
+
+    /// The no-change incremental by every local tool again, in rounds, each run after the
+    /// kernel dropped its caches; skipped (and said so) where this process may not drop them.
+    fn cold_no_change(&mut self) -> Result<()> {
+        if !can_drop_caches() {
+            eprintln!("  {NO_CHANGE_COLD:<28} skipped: cannot write {DROP_CACHES} (not root)");
+            return Ok(());
+        }
+        let (ours, others) = self.local_backups(false);
+        let mut contenders = vec![Contender::new(OURS, ours, None)];
+        contenders.extend(others);
+        self.record_rounds(NO_CHANGE_COLD, contenders, 0)
     }
 
     /// The incremental after 1% new files, by every tool, in rounds: before each, 1% more

@@ -449,7 +449,7 @@ mod walker {
             return Ok(false);
         }
         // Not stat-ed: on a disk whose metadata is not cached, looking a name up reads the
-        // directory's block, which cost two thirds of a cold listing (DESIGN §2).
+        // directory's block, which cost nine tenths of a cold listing (DESIGN §2).
         let modified = chrono::DateTime::<chrono::Utc>::from(modified(&dir));
         for (file, size) in files {
             scratch.clear();
