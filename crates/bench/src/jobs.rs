@@ -19,12 +19,18 @@ use std::path::{Path, PathBuf};
 /// dirty pages, and a metadata walk of the source tree, so that each tool finds it equally warm
 /// (the tools run in a fixed order: the first would otherwise warm the page cache for the next).
 fn settle(src: &Path) -> Result<()> {
+    sync()?;
+    // `du` reads the metadata of every directory and file: the walk every tool starts with.
+    du(src)?;
+    Ok(())
+}
+
+/// `sync`: every dirty page written out, so that no tool pays for another's writes.
+fn sync() -> Result<()> {
     let status = std::process::Command::new("sync")
         .status()
         .context("running sync")?;
     anyhow::ensure!(status.success(), "sync failed: {status}");
-    // `du` reads the metadata of every directory and file: the walk every tool starts with.
-    du(src)?;
     Ok(())
 }
 
@@ -35,10 +41,7 @@ const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
 /// clean page cache, dentries and inodes, so the tool finds the tree's metadata on disk only,
 /// as a daily backup finds the disk of a server whose data fills the cache.
 fn settle_cold() -> Result<()> {
-    let status = std::process::Command::new("sync")
-        .status()
-        .context("running sync")?;
-    anyhow::ensure!(status.success(), "sync failed: {status}");
+    sync()?;
     std::fs::write(DROP_CACHES, "3").with_context(|| format!("writing {DROP_CACHES}"))
 }
 

@@ -455,8 +455,7 @@ mod walker {
             scratch.clear();
             scratch.extend([prefix, file]);
             objects.push(ObjectMeta {
-                location: Path::parse(scratch.as_str())
-                    .unwrap_or_else(|_| Path::from(scratch.as_str())),
+                location: plain_path(scratch),
                 last_modified: modified,
                 size,
                 e_tag: None,
@@ -490,13 +489,18 @@ mod walker {
         let inode = stat.st_ino;
         let size = stat.st_size as u64;
         ObjectMeta {
-            // The walk only names plain keys, which need no encoding: validated, not rebuilt.
-            location: Path::parse(key).unwrap_or_else(|_| Path::from(key)),
+            location: plain_path(key),
             last_modified: chrono::DateTime::<chrono::Utc>::from(modified),
             size,
             e_tag: Some(format!("\"{inode:x}-{micros:x}-{size:x}\"")),
             version: None,
         }
+    }
+
+    /// The store path of a key the walk built: it names only plain keys, which need no
+    /// encoding, so the key is validated, not rebuilt.
+    fn plain_path(key: &str) -> Path {
+        Path::parse(key).unwrap_or_else(|_| Path::from(key))
     }
 
     /// A file's modification time.
