@@ -10,6 +10,7 @@
 //! the same durability as influxdb3-backup's.
 
 use crate::measure::{measure, setup, Cmd, Measured};
+use crate::trash::Trash;
 use anyhow::{Context, Result};
 use ib3_testkit::generate::{generate, grow, TreeSpec, TreeState};
 use serde::Serialize;
@@ -138,10 +139,7 @@ const VERIFY: &str = "verify, reading all data";
 /// Generate the tree and run every job of every tool; returns the rows in run order.
 pub fn run(settings: &Settings) -> Result<Vec<Row>> {
     let w = &settings.work;
-    if w.exists() {
-        std::fs::remove_dir_all(w).with_context(|| format!("cleaning {}", w.display()))?;
-    }
-    std::fs::create_dir_all(w)?;
+    let mut trash = Trash::fresh_work_dir(w)?;
     let src = w.join("src");
     eprintln!(
         "generating {} Parquet files ({:?} sizes) in {}",
@@ -156,12 +154,13 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>> {
         state.files + state.snapshots,
         tree_bytes as f64 / 1048576.0
     );
-    let b = Bench {
+    trash.set_tree_bytes(tree_bytes);
+    let mut b = Bench {
         settings,
         log: w.join("bench.log"),
         rows: Vec::new(),
+        trash,
     };
-    let mut b = b;
     b.setup_tools()?;
     b.backups(FULL, tree_bytes)?;
     b.backups(NO_CHANGE, 0)?;
@@ -169,11 +168,13 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>> {
     b.one_percent_incrementals(&mut state)?;
     b.restores(du(&src)?)?;
     b.verifies(du(&src)?)?;
+    eprintln!("removing the earlier rounds' outputs");
+    b.trash.empty()?;
     Ok(b.rows)
 }
 
-/// One tool's command in a job taken in rounds, and the directory it writes, removed before
-/// every round but the first (none: a round may run on what the last one left, as a no-change
+/// One tool's command in a job taken in rounds, and the directory it writes, retired (see
+/// [`Trash`]) before every round but the first (none: a round may run on what the last one left, as a no-change
 /// incremental does), then remade by `prepare` (untimed) if the tool needs that.
 struct Contender {
     tool: &'static str,
@@ -203,6 +204,7 @@ struct Bench<'a> {
     settings: &'a Settings,
     log: PathBuf,
     rows: Vec<Row>,
+    trash: Trash,
 }
 
 impl Bench<'_> {
@@ -298,7 +300,7 @@ impl Bench<'_> {
         measure(cmd, &self.log)
     }
 
-    /// Run `contenders` in turn for `rounds` rounds, each round after removing what the
+    /// Run `contenders` in turn for `rounds` rounds, each round after retiring what the
     /// previous one wrote; one row each, with the median round.
     fn record_rounds(
         &mut self,
@@ -310,8 +312,7 @@ impl Bench<'_> {
         for round in 0..self.settings.rounds {
             for (c, runs) in contenders.iter().zip(&mut runs) {
                 if let Some(output) = c.output.as_ref().filter(|_| round > 0) {
-                    std::fs::remove_dir_all(output)
-                        .with_context(|| format!("removing {}", output.display()))?;
+                    self.trash.retire(output)?;
                     if let Some(prepare) = &c.prepare {
                         setup(prepare, &self.log)?;
                     }
@@ -375,7 +376,7 @@ impl Bench<'_> {
     }
 
     /// A full or no-change backup by every tool. Both go in rounds (their ratios are close to
-    /// their goals): a full backup with each tool's repository or copy removed, and restic's
+    /// their goals): a full backup with each tool's repository or copy retired, and restic's
     /// initialised again, between rounds; later jobs run on what the last round left. The S3
     /// tools run once.
     fn backups(&mut self, job: &'static str, bytes: u64) -> Result<()> {
@@ -433,7 +434,7 @@ impl Bench<'_> {
     }
 
     /// Our backup of the source into the local repository, and the other local tools' (their
-    /// outputs removed between rounds when `full`).
+    /// outputs retired between rounds when `full`).
     fn local_backups(&self, full: bool) -> (Cmd, Vec<Contender>) {
         let (src, repo) = (self.path("src"), self.path("repo"));
         let ours = self.ours(&create_args(&src, &repo));

@@ -6,6 +6,7 @@
 mod jobs;
 mod measure;
 mod report;
+mod trash;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
