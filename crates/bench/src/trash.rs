@@ -91,12 +91,13 @@ impl Trash {
         let parent = self.dir.parent().unwrap_or(Path::new("."));
         let stat = nix::sys::statvfs::statvfs(parent)
             .with_context(|| format!("reading the free space of {}", parent.display()))?;
-        let free = u64::from(stat.blocks_available()) * u64::from(stat.fragment_size());
+        let free = stat.blocks_available() * stat.fragment_size();
         Ok(free < FREE_TREES.saturating_mul(self.tree_bytes))
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
