@@ -181,6 +181,16 @@ struct Contender {
     cmd: Cmd,
     output: Option<PathBuf>,
     prepare: Option<Cmd>,
+    start: Start,
+}
+
+/// How a measured command finds the machine.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// After [`settle`]: nothing dirty, the tree's metadata in the cache.
+    Warm,
+    /// After [`settle_cold`]: nothing cached.
+    Cold,
 }
 
 impl Contender {
@@ -191,7 +201,13 @@ impl Contender {
             cmd,
             output,
             prepare: None,
+            start: Start::Warm,
         }
+    }
+
+    fn started_cold(mut self) -> Self {
+        self.start = Start::Cold;
+        self
     }
 
     fn prepared_by(mut self, prepare: Cmd) -> Self {
@@ -285,17 +301,16 @@ impl Bench<'_> {
         cmd: Cmd,
         bytes: u64,
     ) -> Result<()> {
-        let measured = self.measure_settled(job, tool, &cmd)?;
+        let measured = self.measure_settled(job, tool, &cmd, Start::Warm)?;
         self.push(job, tool, vec![measured], bytes);
         Ok(())
     }
 
-    fn measure_settled(&self, job: &str, tool: &str, cmd: &Cmd) -> Result<Measured> {
+    fn measure_settled(&self, job: &str, tool: &str, cmd: &Cmd, start: Start) -> Result<Measured> {
         eprintln!("  {job:<28} {tool}");
-        if job == NO_CHANGE_COLD {
-            settle_cold()?;
-        } else {
-            settle(&self.settings.work.join("src"))?;
+        match start {
+            Start::Cold => settle_cold()?,
+            Start::Warm => settle(&self.settings.work.join("src"))?,
         }
         measure(cmd, &self.log)
     }
@@ -317,7 +332,7 @@ impl Bench<'_> {
                         setup(prepare, &self.log)?;
                     }
                 }
-                runs.push(self.measure_settled(job, c.tool, &c.cmd)?);
+                runs.push(self.measure_settled(job, c.tool, &c.cmd, c.start)?);
             }
         }
         for (c, runs) in contenders.into_iter().zip(runs) {
@@ -402,8 +417,10 @@ impl Bench<'_> {
             return Ok(());
         }
         let (ours, others) = self.local_backups(false);
-        let mut contenders = vec![Contender::new(OURS, ours, None)];
-        contenders.extend(others);
+        let contenders = std::iter::once(Contender::new(OURS, ours, None))
+            .chain(others)
+            .map(Contender::started_cold)
+            .collect();
         self.record_rounds(NO_CHANGE_COLD, contenders, 0)
     }
 
@@ -423,7 +440,7 @@ impl Bench<'_> {
                 .context("adding 1% files")?;
             added += state.parquet_bytes - before;
             for (c, runs) in contenders.iter().zip(&mut runs) {
-                runs.push(self.measure_settled(ONE_PERCENT, c.tool, &c.cmd)?);
+                runs.push(self.measure_settled(ONE_PERCENT, c.tool, &c.cmd, c.start)?);
             }
         }
         let bytes = added / u64::from(self.settings.rounds);
