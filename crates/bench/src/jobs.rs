@@ -174,8 +174,9 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>> {
 }
 
 /// One tool's command in a job taken in rounds, and the directory it writes, retired (see
-/// [`Trash`]) before every round but the first (none: a round may run on what the last one left, as a no-change
-/// incremental does), then remade by `prepare` (untimed) if the tool needs that.
+/// [`Trash`]) before every round but the first (none: a round may run on what the last one
+/// left, as a no-change incremental does), then remade by `prepare` (untimed) if the tool needs
+/// that; and how the command starts.
 struct Contender {
     tool: &'static str,
     cmd: Cmd,
@@ -185,7 +186,7 @@ struct Contender {
 }
 
 /// How a measured command finds the machine.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Start {
     /// After [`settle`]: nothing dirty, the tree's metadata in the cache.
     Warm,

@@ -1,12 +1,13 @@
 //! What the bench no longer needs (an earlier round's repository or copy, an earlier run's work
 //! directory), moved aside with a rename and removed only at the end of the run.
 //!
-//! Removing a tree of 100 000 files frees 100 000 inodes, and on ext4 without a journal (this
-//! project's CI and bench VMs) the inode allocator then checks every free inode it passes for a
-//! recent deletion (`recently_deleted`: one buffer-cache lookup each, and an inode freed less
-//! than 60 s ago, or 300 s while its inode-table block is dirty, is passed over). Every new file
-//! scans past all of them in its group: right after such a removal, creating 100 000 files took
-//! twice as long (a full backup 7.8 s against 4.0 s, `perf`: 55% of the time in that check).
+//! Removing a tree of 100 000 files frees 100 000 inodes, and on ext4 without a journal (the
+//! disk of the VM these figures come from) the inode allocator then checks every free inode it
+//! passes for a recent deletion (`recently_deleted`: one buffer-cache lookup each, and an inode
+//! freed less than 60 s ago, or 300 s while its inode-table block is dirty, is passed over).
+//! Every new file scans past all of them in its group: a full backup of 100 000 small files
+//! took 7.8–16.9 s right after such a removal against 5.1–5.5 s five minutes after the last
+//! one (`perf`: 50–75% of its CPU time in that check, then none).
 //! A tool that writes one file per blob (`cp -r`, influxdb3-backup) would pay for the bench's
 //! own cleanup of the previous round and `restic`, which writes a few large pack files, would
 //! not. A rename frees no inode. When the file system runs short of space, the trash is emptied
@@ -28,7 +29,7 @@ pub struct Trash {
 
 impl Trash {
     /// The trash of `work` (created when first used).
-    pub fn of(work: &Path) -> Self {
+    fn of(work: &Path) -> Self {
         Trash {
             dir: work.join("trash"),
             moved: 0,
