@@ -6,7 +6,7 @@
 //! wake-ups cost more CPU than the copying itself (measured: a third of a backup's CPU time in
 //! futex wake-ups and context switches). Here a batch of files is copied by a few plain threads,
 //! each doing read → hash → pack → write → rename synchronously: one hand-off per batch, and
-//! with [`LocalCopy::run_each`] each result is handed over as soon as it is done.
+//! with [`LocalCopy::run_each`] results are handed over a few at a time while copies go on.
 //!
 //! The semantics are those of [`crate::copy_content_addressed`] for a small object: the size is
 //! checked, a missing file is [`crate::Error::Vanished`], content the destination already holds
@@ -85,18 +85,31 @@ pub fn is_plain_key(key: &str) -> bool {
 }
 
 impl LocalCopy<'_> {
-    /// Copy `files` on `threads` plain threads, handing each result to `deliver` with the file's
-    /// index as soon as it is done, so the caller consumes results while copies go on (no batch
-    /// waits for its slowest file). No file is started once `stop` is set.
+    /// Copy `files` on `threads` plain threads, handing results to `deliver` with each file's
+    /// index while copies go on (no batch waits for its slowest file). No file is started once
+    /// `stop` is set.
+    ///
+    /// Each thread hands over what it holds ([`Handover`]) every [`HANDOVER_FILES`] files, once
+    /// [`HANDOVER_AFTER`] has passed since the first of them was done, before a file larger than
+    /// a block, and at the end. Handing each result over alone woke the consumer once per file:
+    /// a full backup of 100 000 small files spent 7–8% of its CPU time in those wake-ups.
     pub fn run_each(
         &self,
         files: &[SmallFile],
         threads: usize,
         stop: &AtomicBool,
-        deliver: impl Fn(usize, Result<LocalCopied>) + Sync,
+        deliver: impl Fn(Vec<(usize, Result<LocalCopied>)>) + Sync,
     ) {
-        work_through(files, threads, Some(stop), |i, file| {
-            deliver(i, self.copy_one(file))
+        let deliver = &deliver;
+        with_workers(files, threads, Some(stop), |claim| {
+            let mut held = Handover::new(deliver);
+            while let Some((i, file)) = claim() {
+                if file.expected.is_some_and(|size| size > RAW_BLOCK as u64) {
+                    held.hand_over();
+                }
+                held.push(i, self.copy_one(file));
+            }
+            held.hand_over();
         });
     }
 
@@ -401,33 +414,99 @@ fn work_through<T: Sync, R: Send>(
     stop: Option<&AtomicBool>,
     job: impl Fn(usize, &T) -> R + Sync,
 ) -> Vec<(usize, R)> {
+    with_workers(items, threads, stop, |claim| {
+        let mut out = Vec::new();
+        while let Some((i, item)) = claim() {
+            out.push((i, job(i, item)));
+        }
+        out
+    })
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Hands out the next item, with its index, to the thread that calls it; `None` once every item
+/// is taken or the run is stopped.
+type Claim<'c, 'a, T> = dyn Fn() -> Option<(usize, &'a T)> + 'c;
+
+/// Run `worker` on `threads` plain threads, each taking items through its claim function until
+/// it says none is left; what each worker returned, in no order.
+fn with_workers<'a, T: Sync, W: Send>(
+    items: &'a [T],
+    threads: usize,
+    stop: Option<&AtomicBool>,
+    worker: impl for<'c> Fn(&'c Claim<'c, 'a, T>) -> W + Sync,
+) -> Vec<W> {
     let next = AtomicUsize::new(0);
-    let (job, next) = (&job, &next);
-    let stopped = move || stop.is_some_and(|s| s.load(Ordering::Relaxed));
+    let claim = || {
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return None;
+        }
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        items.get(i).map(|item| (i, item))
+    };
+    let (claim, worker) = (&claim, &worker);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads.clamp(1, items.len().max(1)))
-            .map(|_| {
-                scope.spawn(move || {
-                    let mut out = Vec::new();
-                    while !stopped() {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        out.push((i, job(i, item)));
-                    }
-                    out
-                })
-            })
+            .map(|_| scope.spawn(move || worker(claim)))
             .collect();
         // A thread that panicked took its results with it: pass the panic on rather than
         // return fewer results than items.
         workers
             .into_iter()
-            .flat_map(|w| {
+            .map(|w| {
                 w.join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
             .collect()
     })
+}
+
+/// Results a copying thread hands over together at most (see [`LocalCopy::run_each`]).
+const HANDOVER_FILES: usize = 32;
+
+/// How long a copying thread holds a done result at most before handing it over (a slow disk
+/// should not keep finished files from being recorded).
+const HANDOVER_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Results one copying thread holds until it hands them over.
+struct Handover<'d, D: Fn(Vec<(usize, Result<LocalCopied>)>)> {
+    deliver: &'d D,
+    held: Vec<(usize, Result<LocalCopied>)>,
+    since: std::time::Instant,
+}
+
+impl<'d, D: Fn(Vec<(usize, Result<LocalCopied>)>)> Handover<'d, D> {
+    fn new(deliver: &'d D) -> Self {
+        Self {
+            deliver,
+            held: Vec::with_capacity(HANDOVER_FILES),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// Hold the result of file `i`, and hand over all that is held when it is time.
+    fn push(&mut self, i: usize, result: Result<LocalCopied>) {
+        if self.held.is_empty() {
+            self.since = std::time::Instant::now();
+        }
+        // An error is handed over at once: it stops the run.
+        let failed = result.is_err();
+        self.held.push((i, result));
+        if failed || self.held.len() >= HANDOVER_FILES || self.since.elapsed() >= HANDOVER_AFTER {
+            self.hand_over();
+        }
+    }
+
+    fn hand_over(&mut self) {
+        if !self.held.is_empty() {
+            (self.deliver)(std::mem::replace(
+                &mut self.held,
+                Vec::with_capacity(HANDOVER_FILES),
+            ));
+        }
+    }
 }
 
 /// One blob to restore into a local directory.
@@ -814,39 +893,74 @@ mod tests {
 
     #[test]
     fn run_each_delivers_every_result_once_with_its_index_until_stopped() {
+        const FILES: usize = 400;
         let src = tempfile::tempdir().unwrap();
         let dst = tempfile::tempdir().unwrap();
-        let files: Vec<SmallFile> = (0..40)
+        let files: Vec<SmallFile> = (0..FILES)
             .map(|i| {
-                let key = format!("f{i:02}");
+                let key = format!("f{i:03}");
                 std::fs::write(src.path().join(&key), format!("content {i}")).unwrap();
                 file(&key, None, false)
             })
             .collect();
         let copy = copy_between(src.path(), dst.path(), &|_| false);
-        let delivered = Mutex::new(Vec::new());
-        copy.run_each(&files, 3, &AtomicBool::new(false), |i, result| {
-            let hash = result.unwrap().copy.hash;
-            delivered.lock().unwrap().push((i, hash));
+        let (delivered, handovers) = (Mutex::new(Vec::new()), AtomicUsize::new(0));
+        copy.run_each(&files, 3, &AtomicBool::new(false), |results| {
+            handovers.fetch_add(1, Ordering::Relaxed);
+            let mut delivered = delivered.lock().unwrap();
+            for (i, result) in results {
+                delivered.push((i, result.unwrap().copy.hash));
+            }
         });
         let mut delivered = delivered.into_inner().unwrap();
         delivered.sort_by_key(|(i, _)| *i);
-        let expected: Vec<_> = (0..40)
+        let expected: Vec<_> = (0..FILES)
             .map(|i| (i, blake3::hash(format!("content {i}").as_bytes())))
             .collect();
         assert_eq!(delivered, expected);
+        // Results are handed over together (each alone would take 400 hand-overs; only a file
+        // system taking 20 ms per tiny file would come close).
+        let handovers = handovers.into_inner();
+        assert!(
+            handovers < FILES / 4,
+            "{handovers} hand-overs of {FILES} results"
+        );
 
-        // A consumer that goes away after the first result: each thread finishes the file it
-        // had begun and takes no other.
+        // A consumer that goes away after the first hand-over: each thread finishes the file it
+        // had begun, hands over what it holds and takes no other file.
         let (stop, count) = (AtomicBool::new(false), AtomicUsize::new(0));
-        copy.run_each(&files, 3, &stop, |_, _| {
-            count.fetch_add(1, Ordering::Relaxed);
+        copy.run_each(&files, 3, &stop, |results| {
+            count.fetch_add(results.len(), Ordering::Relaxed);
             stop.store(true, Ordering::Relaxed);
         });
         let count = count.into_inner();
         assert!(
-            (1..=3).contains(&count),
-            "{count} files copied after the stop"
+            (1..=4 * HANDOVER_FILES).contains(&count),
+            "{count} of {FILES} files copied with a stop after the first hand-over"
+        );
+    }
+
+    #[test]
+    fn an_error_is_handed_over_at_once() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("present"), b"here").unwrap();
+        std::fs::write(src.path().join("later"), b"also here").unwrap();
+        let files = vec![
+            file("present", None, false),
+            file("missing", None, false),
+            file("later", None, false),
+        ];
+        let copy = copy_between(src.path(), dst.path(), &|_| false);
+        let handed = Mutex::new(Vec::new());
+        copy.run_each(&files, 1, &AtomicBool::new(false), |results| {
+            let oks = results.iter().map(|(_, r)| r.is_ok()).collect::<Vec<_>>();
+            handed.lock().unwrap().push(oks);
+        });
+        // The first success waits for company; the failure goes at once, with it.
+        assert_eq!(
+            handed.into_inner().unwrap(),
+            vec![vec![true, false], vec![true]]
         );
     }
 

@@ -42,8 +42,9 @@ use tokio::task::JoinHandle;
 /// Objects, each with its position in a phase's list.
 type Numbered = Vec<(usize, SourceObject)>;
 
-/// Results of files copied on plain threads, each with the file's position in its list.
-type Copied = UnboundedReceiver<(usize, Result<LocalCopied, ib3_transfer::Error>)>;
+/// Results of files copied on plain threads, a few at a time, each with the file's position in
+/// its list.
+type Copied = UnboundedReceiver<Vec<(usize, Result<LocalCopied, ib3_transfer::Error>)>>;
 
 /// What `create` backs up.
 pub enum CreateSource {
@@ -318,10 +319,12 @@ impl RepoCapture {
         let stop = Arc::new(AtomicBool::new(false));
         let (direct, through_stores) = self.split_direct(objects);
         let (copying, mut copied) = self.copy_locally(&direct, stop.clone());
-        let copied = futures::stream::poll_fn(move |cx| copied.poll_recv(cx)).map(|(j, result)| {
-            let (i, object) = &direct[j];
-            (*i, self.entry_of_local(object, result))
-        });
+        let copied = futures::stream::poll_fn(move |cx| copied.poll_recv(cx))
+            .flat_map(futures::stream::iter)
+            .map(|(j, result)| {
+                let (i, object) = &direct[j];
+                (*i, self.entry_of_local(object, result))
+            });
         let not_stopped =
             |_: &(usize, SourceObject)| futures::future::ready(!stop.load(Ordering::Relaxed));
         let streamed = futures::stream::iter(through_stores)
@@ -380,8 +383,8 @@ impl RepoCapture {
     }
 
     /// Start copying `objects` from the local source directory into the local repository on
-    /// plain threads (one hand-off for all of them); each result arrives on the channel with the
-    /// object's position in `objects`. The threads take no more files once `stop` is set, which
+    /// plain threads (one hand-off for all of them); results arrive on the channel a few at a
+    /// time, each with the object's position in `objects`. The threads take no more files once `stop` is set, which
     /// they do themselves when the receiver is gone.
     fn copy_locally(
         &self,
@@ -416,8 +419,8 @@ impl RepoCapture {
                 is_known: &|h| lock(&index).contains(&BlobId::from(*h)),
                 progress: &bar,
             };
-            copy.run_each(&files, threads, &stop, |i, result| {
-                if sender.send((i, result)).is_err() {
+            copy.run_each(&files, threads, &stop, |results| {
+                if sender.send(results).is_err() {
                     stop.store(true, Ordering::Relaxed);
                 }
             });
