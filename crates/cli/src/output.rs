@@ -580,9 +580,10 @@ pub fn prune(r: &PruneReport, json: bool) -> Result<u8> {
     }
     let gc = &r.gc;
     println!(
-        "{verb} {} backups and {} unreferenced blobs ({}); {} younger unreferenced blobs kept for the grace period; repository {} -> {}",
+        "{verb} {} backups and {} unreferenced blobs and {} packs ({}); {} younger unreferenced blobs or packs kept for the grace period; repository {} -> {}",
         gc.remove_backups.len(),
         gc.remove_blobs.len(),
+        gc.remove_packs.len(),
         human_bytes(gc.bytes_freed),
         gc.blobs_in_grace,
         human_bytes(gc.bytes_before),

@@ -1,5 +1,5 @@
 //! Verification of backups against the blobs present: every blob present, raw ones with the
-//! entry's size. (Content re-hashing, which decompresses, is the caller's: it streams.)
+//! entry's size, packed ones in a pack long enough to hold them. (Content re-hashing, which decompresses, is the caller's: it streams.)
 
 use crate::{BlobId, BlobIndex, Manifest};
 use serde::Serialize;
@@ -15,6 +15,15 @@ pub enum BlobProblem {
         /// Size the manifest records.
         expected: u64,
         /// Size stored.
+        actual: u64,
+    },
+    /// The pack holding the blob ends before the blob does.
+    PackTooShort {
+        /// The pack.
+        pack: BlobId,
+        /// Bytes the entry's slice needs.
+        needed: u64,
+        /// Bytes the pack has.
         actual: u64,
     },
     /// The stored bytes do not hash to the blob id.
@@ -47,17 +56,29 @@ pub fn check_presence(manifest: &Manifest, index: &BlobIndex) -> Vec<EntryProble
         .entries
         .iter()
         .filter_map(|entry| {
-            let problem = match index.size(&entry.blob, entry.encoding) {
-                None => BlobProblem::Missing,
+            let problem = match (&entry.pack, index.size(&entry.blob, entry.encoding)) {
+                (Some(slice), _) => match index.pack_size(&slice.pack) {
+                    None => BlobProblem::Missing,
+                    // A pack too short to hold the slice: cut off, or the wrong pack.
+                    Some(actual) if slice.end().is_none_or(|end| actual < end) => {
+                        BlobProblem::PackTooShort {
+                            pack: slice.pack,
+                            needed: slice.end().unwrap_or(u64::MAX),
+                            actual,
+                        }
+                    }
+                    Some(_) => return None,
+                },
+                (None, None) => BlobProblem::Missing,
                 // A raw blob is the plaintext: its size is the entry's. A compressed one is
                 // checked by content (--read-data).
-                Some(actual) if entry.encoding.is_raw() && actual != entry.size => {
+                (None, Some(actual)) if entry.encoding.is_raw() && actual != entry.size => {
                     BlobProblem::SizeMismatch {
                         expected: entry.size,
                         actual,
                     }
                 }
-                Some(_) => return None,
+                (None, Some(_)) => return None,
             };
             Some(EntryProblem {
                 path: entry.path.clone(),

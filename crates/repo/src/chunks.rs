@@ -129,6 +129,7 @@ mod tests {
                 size: 7,
                 encoding: Encoding::Raw,
                 class: "parquet".into(),
+                pack: None,
             })
             .collect()
     }

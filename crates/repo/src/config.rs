@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The repository format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Contents of `config`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

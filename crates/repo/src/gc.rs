@@ -1,6 +1,7 @@
 //! Garbage collection after `prune` removes backups: plan, then execute (DESIGN.md §3.10).
 //!
-//! Mark and sweep: the live blobs are those referenced by every manifest that stays. A blob no
+//! Mark and sweep: the live blobs are those referenced by every manifest that stays, and the
+//! live packs those holding at least one of them (a pack is deleted whole or kept whole). A blob no
 //! remaining manifest references is deleted only once it is older than the grace period, so the
 //! blobs a crashed or concurrent `create` uploaded but has not committed yet survive (the
 //! exclusive lock keeps live `create`s out; the grace period protects against clocks and
@@ -8,7 +9,7 @@
 //! objects.
 
 use crate::layout::{self, Encoding};
-use crate::{BackupId, BlobId, Error, Repository, Result};
+use crate::{BackupId, BlobId, Entry, Error, Repository, Result};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use serde::Serialize;
@@ -22,6 +23,8 @@ pub struct GcPlan {
     pub remove_backups: Vec<BackupId>,
     /// Blobs to delete (id, encoding, stored size): unreferenced and older than the grace period.
     pub remove_blobs: Vec<(BlobId, Encoding, u64)>,
+    /// Packs to delete (id, size): no blob in them referenced, older than the grace period.
+    pub remove_packs: Vec<(BlobId, u64)>,
     /// Unreferenced blobs kept because they are younger than the grace period.
     pub blobs_in_grace: u64,
     /// Staging objects and partial-progress records to delete (older than the grace period).
@@ -45,7 +48,7 @@ pub async fn plan_gc(
     now: SystemTime,
 ) -> Result<GcPlan> {
     let removing: HashSet<&BackupId> = remove.iter().collect();
-    let mut live: HashSet<(BlobId, Encoding)> = HashSet::new();
+    let mut live = Live::default();
     for id in repo.list_backups().await? {
         if removing.contains(&id) {
             continue;
@@ -61,12 +64,28 @@ pub async fn plan_gc(
         let Some(blob) = layout::blob_id_of(&meta.location) else {
             continue;
         };
-        if live.contains(&blob) {
+        if live.blobs.contains(&blob) {
             continue;
         }
         if older_than(&meta, grace, now) {
             plan.bytes_freed += meta.size;
             plan.remove_blobs.push((blob.0, blob.1, meta.size));
+        } else {
+            plan.blobs_in_grace += 1;
+        }
+    }
+    // A pack goes whole once no remaining entry points into it (packs are never rewritten).
+    for meta in repo.list_prefix(layout::PACKS).await? {
+        plan.bytes_before += meta.size;
+        let Some(pack) = layout::pack_id_of(&meta.location) else {
+            continue;
+        };
+        if live.packs.contains(&pack) {
+            continue;
+        }
+        if older_than(&meta, grace, now) {
+            plan.bytes_freed += meta.size;
+            plan.remove_packs.push((pack, meta.size));
         } else {
             plan.blobs_in_grace += 1;
         }
@@ -82,20 +101,34 @@ pub async fn plan_gc(
     Ok(plan)
 }
 
+/// What the remaining manifests reference: blob objects and packs.
+#[derive(Default)]
+struct Live {
+    blobs: HashSet<(BlobId, Encoding)>,
+    packs: HashSet<BlobId>,
+}
+
+impl Live {
+    fn mark(&mut self, entries: &[Entry]) {
+        for entry in entries {
+            match &entry.pack {
+                Some(slice) => self.packs.insert(slice.pack),
+                None => self.blobs.insert((entry.blob, entry.encoding)),
+            };
+        }
+    }
+}
+
 /// Mark the blobs a manifest references, its entry chunks included. A chunk already marked was
 /// read for another manifest: backups share most chunks, so each distinct one is read once.
-async fn mark_live(
-    repo: &Repository,
-    id: &BackupId,
-    live: &mut HashSet<(BlobId, Encoding)>,
-) -> Result<()> {
+async fn mark_live(repo: &Repository, id: &BackupId, live: &mut Live) -> Result<()> {
     let stored = repo.load_stored_manifest(id).await?;
-    live.extend(stored.manifest.entries.iter().map(|e| (e.blob, e.encoding)));
+    live.mark(&stored.manifest.entries);
     let key = layout::manifest_key(id);
     for chunk in &stored.entry_chunks {
-        if live.insert((chunk.blob, chunk.encoding)) {
+        if live.blobs.insert((chunk.blob, chunk.encoding)) {
             let entries = repo.load_entry_chunk(chunk, &key).await?;
-            live.extend(entries.iter().map(|e| (e.blob, e.encoding)));
+            live.mark(&entries);
         }
     }
     Ok(())
@@ -109,6 +142,9 @@ impl GcPlan {
         }
         for (id, encoding, _) in &self.remove_blobs {
             delete(repo, &layout::blob_key(id, *encoding)).await?;
+        }
+        for (id, _) in &self.remove_packs {
+            delete(repo, &layout::pack_key(id)).await?;
         }
         for key in &self.remove_staging {
             delete(repo, &Path::from(key.as_str())).await?;
@@ -151,6 +187,7 @@ mod tests {
                 blob: id,
                 encoding: Encoding::Raw,
                 class: "x".into(),
+                pack: None,
             });
         }
         tokio::time::sleep(Duration::from_millis(2)).await;

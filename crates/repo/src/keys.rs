@@ -254,6 +254,7 @@ mod tests {
             blob: crate::BlobId::of(b"abc"),
             encoding: crate::Encoding::Age,
             class: "parquet".into(),
+            pack: None,
         };
         Manifest {
             format_version: crate::config::FORMAT_VERSION,

@@ -4,6 +4,8 @@
 //! config                                  repository config (create-only)
 //! blobs/<2 hex>/<64 hex>[.zst][.age]      content, named by BLAKE3 of the plaintext;
 //!                                         `.zst`: zstd-compressed, `.age`: age-encrypted
+//! packs/<2 hex>/<64 hex>                  small stored blobs one after the other, named by
+//!                                         BLAKE3 of the pack's bytes (entries give the slice)
 //! keys/repository.age                     the repository key, sealed with a passphrase
 //! manifests/<backup id>.json              one per backup, create-only, written last
 //! staging/<random>                        in-flight streamed uploads, renamed into blobs/
@@ -74,6 +76,8 @@ impl Encoding {
 pub const CONFIG: &str = "config";
 /// Prefix of all blobs.
 pub const BLOBS: &str = "blobs";
+/// Prefix of all packs (small blobs stored together, DESIGN §3.4b).
+pub const PACKS: &str = "packs";
 /// Prefix of all manifests.
 pub const MANIFESTS: &str = "manifests";
 /// Prefix of in-flight uploads.
@@ -111,6 +115,23 @@ pub fn blob_id_of(key: &Path) -> Option<(BlobId, Encoding)> {
     id.to_hex()
         .starts_with(fan.as_ref())
         .then_some((id, encoding))
+}
+
+/// Key of a pack: `packs/ab/abcdef…`, named by the BLAKE3 of its bytes.
+pub fn pack_key(id: &BlobId) -> Path {
+    let hex = id.to_hex();
+    Path::from(format!("{PACKS}/{}/{hex}", &hex[..2]))
+}
+
+/// Parse a pack key back into its id (`None` for anything else).
+pub fn pack_id_of(key: &Path) -> Option<BlobId> {
+    let mut parts = key.parts();
+    let (top, fan, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if top.as_ref() != PACKS || parts.next().is_some() {
+        return None;
+    }
+    let id: BlobId = name.as_ref().parse().ok()?;
+    id.to_hex().starts_with(fan.as_ref()).then_some(id)
 }
 
 /// Key of a manifest.
@@ -160,6 +181,11 @@ mod tests {
             assert_eq!(blob_id_of(&blob_key(&id, encoding)), Some((id, encoding)));
         }
         assert_eq!(blob_id_of(&Path::from("blobs/00/abc")), None);
+        let pack = pack_key(&id);
+        assert_eq!(pack.as_ref(), format!("packs/{}/{}", &id.to_hex()[..2], id.to_hex()));
+        assert_eq!(pack_id_of(&pack), Some(id));
+        assert_eq!(blob_id_of(&pack), None);
+        assert_eq!(pack_id_of(&key), None);
         let backup: BackupId = "20261125T094418.123Z-0123abcd".parse().unwrap();
         assert_eq!(backup_id_of(&manifest_key(&backup)), Some(backup));
         assert!(!staging_key().as_ref().contains('#'));

@@ -20,6 +20,30 @@ pub struct Entry {
     pub encoding: Encoding,
     /// Opaque class label chosen by the source (e.g. `parquet`, `wal`).
     pub class: String,
+    /// Where in a pack the stored blob lies (absent: it is an object of its own, `blobs/…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackSlice>,
+}
+
+/// A stored blob inside a pack (DESIGN §3.4b): the bytes `offset..offset + length` of
+/// `packs/<hh>/<pack>` are the blob in its stored form (its encoding's, as a blob object of
+/// its own would hold them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PackSlice {
+    /// The pack: BLAKE3 of its bytes.
+    #[serde(rename = "id")]
+    pub pack: BlobId,
+    /// Where the stored blob begins.
+    pub offset: u64,
+    /// Its stored length.
+    pub length: u64,
+}
+
+impl PackSlice {
+    /// The first byte after the slice (`None` past `u64::MAX`: a corrupt manifest).
+    pub fn end(&self) -> Option<u64> {
+        self.offset.checked_add(self.length)
+    }
 }
 
 /// Totals of one backup run.
@@ -114,6 +138,7 @@ mod tests {
             blob: BlobId::of(b"x"),
             encoding: Encoding::Raw,
             class: "x".into(),
+            pack: None,
         };
         let mut manifest = Manifest {
             format_version: 1,

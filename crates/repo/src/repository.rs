@@ -4,7 +4,8 @@
 use crate::config::{RepoConfig, FORMAT_VERSION};
 use crate::keys::{KeySource, Keys};
 use crate::layout::{self, Encoding};
-use crate::{BackupId, BlobId, Error, Result};
+use crate::manifest::PackSlice;
+use crate::{BackupId, BlobId, Entry, Error, Result};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -23,64 +24,126 @@ pub struct Repository {
     keys: Option<Keys>,
 }
 
-/// The blobs present in a repository: (id, encoding) → stored size. Built from one listing of
-/// `blobs/`. The same content may be stored in both encodings (written by runs with different
-/// compression settings).
+/// The blobs present in a repository. Blob objects: (id, encoding) → stored size, from one
+/// listing of `blobs/`. Blobs in packs: (id, encoding) → their slice, known from the entries
+/// of manifests (a pack's content is not in its name), with the packs present and their
+/// sizes (from a listing of `packs/`, or at least what those entries say). The same content
+/// may be stored in both encodings (written by runs with different compression settings).
 #[derive(Debug, Clone, Default)]
 pub struct BlobIndex {
     // Keys are BLAKE3 hashes: a cheap hash of them spreads as well as SipHash, at a fraction of
     // its cost (an incremental looks every object up here).
     sizes: FxHashMap<(BlobId, Encoding), u64>,
+    packed: FxHashMap<(BlobId, Encoding), PackSlice>,
+    packs: FxHashMap<BlobId, u64>,
 }
+
+/// Encodings in the order a writer prefers to reuse them.
+const PREFERRED: [Encoding; 4] = [
+    Encoding::Raw,
+    Encoding::Zstd,
+    Encoding::Age,
+    Encoding::ZstdAge,
+];
 
 impl BlobIndex {
     /// An encoding in which the content is present, if any (raw preferred).
     pub fn find(&self, id: &BlobId) -> Option<Encoding> {
-        [
-            Encoding::Raw,
-            Encoding::Zstd,
-            Encoding::Age,
-            Encoding::ZstdAge,
-        ]
-        .into_iter()
-        .find(|e| self.sizes.contains_key(&(*id, *e)))
+        self.find_stored(id).map(|(encoding, _)| encoding)
+    }
+
+    /// An encoding in which the content is present and, for a blob in a pack, where (raw
+    /// preferred; a blob object before a packed copy).
+    pub fn find_stored(&self, id: &BlobId) -> Option<(Encoding, Option<PackSlice>)> {
+        PREFERRED.into_iter().find_map(|e| {
+            if self.sizes.contains_key(&(*id, e)) {
+                return Some((e, None));
+            }
+            self.packed
+                .get(&(*id, e))
+                .filter(|slice| self.holds_slice(slice))
+                .map(|slice| (e, Some(*slice)))
+        })
     }
 
     /// Whether the content is present in any encoding.
     pub fn contains(&self, id: &BlobId) -> bool {
-        self.find(id).is_some()
+        self.find_stored(id).is_some()
     }
 
-    /// Stored size of a blob in an encoding.
+    /// Stored size of a blob object in an encoding.
     pub fn size(&self, id: &BlobId, encoding: Encoding) -> Option<u64> {
         self.sizes.get(&(*id, encoding)).copied()
+    }
+
+    /// Whether the stored blob an entry names is present: its pack, long enough to hold its
+    /// slice, or its blob object.
+    pub fn holds(&self, entry: &Entry) -> bool {
+        match &entry.pack {
+            Some(slice) => self.holds_slice(slice),
+            None => self.size(&entry.blob, entry.encoding).is_some(),
+        }
+    }
+
+    /// Whether the pack of `slice` is present and reaches its end.
+    pub fn holds_slice(&self, slice: &PackSlice) -> bool {
+        let size = self.pack_size(&slice.pack);
+        slice.end().is_some_and(|end| size.is_some_and(|size| size >= end))
+    }
+
+    /// Size of a pack present (as listed, or at least as far as known entries reach).
+    pub fn pack_size(&self, pack: &BlobId) -> Option<u64> {
+        self.packs.get(pack).copied()
     }
 
     /// An empty index with room for `blobs` blobs.
     pub fn with_capacity(blobs: usize) -> Self {
         Self {
             sizes: FxHashMap::with_capacity_and_hasher(blobs, Default::default()),
+            ..Self::default()
         }
     }
 
-    /// Record a blob written after the listing.
+    /// Record a blob object written after the listing.
     pub fn insert(&mut self, id: BlobId, encoding: Encoding, size: u64) {
         self.sizes.insert((id, encoding), size);
     }
 
-    /// Number of blobs.
+    /// Record where an entry's blob is stored: as a blob object (its stored size unknown here,
+    /// `stored` stands for it) or in a pack, which is then known present at least that far.
+    pub fn insert_entry(&mut self, entry: &Entry, stored: u64) {
+        match &entry.pack {
+            Some(slice) => self.insert_packed(entry.blob, entry.encoding, *slice),
+            None => self.insert(entry.blob, entry.encoding, stored),
+        }
+    }
+
+    /// Record a blob stored in a pack (the pack known present at least to the slice's end).
+    pub fn insert_packed(&mut self, id: BlobId, encoding: Encoding, slice: PackSlice) {
+        self.packed.entry((id, encoding)).or_insert(slice);
+        let end = slice.end().unwrap_or(0);
+        let size = self.packs.entry(slice.pack).or_insert(end);
+        *size = (*size).max(end);
+    }
+
+    /// Record a pack present, with its size.
+    pub fn insert_pack(&mut self, pack: BlobId, size: u64) {
+        self.packs.insert(pack, size);
+    }
+
+    /// Number of blobs (blob objects and blobs known in packs).
     pub fn len(&self) -> usize {
-        self.sizes.len()
+        self.sizes.len() + self.packed.len()
     }
 
     /// Whether there are no blobs.
     pub fn is_empty(&self) -> bool {
-        self.sizes.is_empty()
+        self.sizes.is_empty() && self.packed.is_empty()
     }
 
-    /// Total stored bytes.
+    /// Total stored bytes of the blob objects and packs.
     pub fn total_bytes(&self) -> u64 {
-        self.sizes.values().sum()
+        self.sizes.values().sum::<u64>() + self.packs.values().sum::<u64>()
     }
 }
 
@@ -258,12 +321,29 @@ impl Repository {
         &self.config
     }
 
-    /// List every blob present (one paged listing of `blobs/`).
+    /// List every blob object and pack present (one paged listing of each of `blobs/` and
+    /// `packs/`). Which blobs a pack holds its entries say: see [`BlobIndex`].
     pub async fn blob_index(&self) -> Result<BlobIndex> {
+        let mut index = BlobIndex::default();
+        for meta in self.list_fanned_out(layout::BLOBS).await? {
+            if let Some((id, encoding)) = layout::blob_id_of(&meta.location) {
+                index.insert(id, encoding, meta.size);
+            }
+        }
+        for meta in self.list_fanned_out(layout::PACKS).await? {
+            if let Some(id) = layout::pack_id_of(&meta.location) {
+                index.insert_pack(id, meta.size);
+            }
+        }
+        Ok(index)
+    }
+
+    /// Every object under `prefix`, whose 256 fan-out directories (`<prefix>/<hh>/`) are
+    /// listed in parallel.
+    async fn list_fanned_out(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         use futures::StreamExt;
-        let prefix = Path::from(layout::BLOBS);
+        let prefix = Path::from(prefix);
         let store_error = |e| Error::store(&prefix, e);
-        // `blobs/<hh>/`: the 256 fan-out directories are listed in parallel.
         let top = self
             .store
             .list_with_delimiter(Some(&prefix))
@@ -276,13 +356,7 @@ impl Repository {
             .try_collect()
             .await
             .map_err(store_error)?;
-        let mut index = BlobIndex::default();
-        for meta in top.objects.iter().chain(listed.iter().flatten()) {
-            if let Some((id, encoding)) = layout::blob_id_of(&meta.location) {
-                index.insert(id, encoding, meta.size);
-            }
-        }
-        Ok(index)
+        Ok(top.objects.into_iter().chain(listed.into_iter().flatten()).collect())
     }
 
     /// Every object under a top-level prefix of the repository (one paged listing).

@@ -399,6 +399,7 @@ mod tests {
                     size: u64::from(i),
                     encoding: Encoding::Raw,
                     class: "parquet".into(),
+                    pack: None,
                 }
             })
             .collect();

@@ -15,7 +15,7 @@
 //! renamed).
 //! Only keys whose file name is the key itself ([`is_plain_key`]) take this path.
 
-use crate::copy::{check_size, pack};
+use crate::copy::{check_size, pack as encode};
 use crate::{CasCopy, Codec, Error, NameFor, Progress, Result};
 use bytes::Bytes;
 use object_store::path::Path;
@@ -46,12 +46,31 @@ pub struct LocalCopied {
     pub copy: CasCopy,
     /// The plaintext, when [`SmallFile::keep_bytes`].
     pub bytes: Option<Bytes>,
+    /// Where in a pack the stored blob was written (`None`: an object of its own, or not
+    /// written).
+    pub packed: Option<Packed>,
 }
 
 impl LocalCopied {
     fn of(copy: CasCopy) -> Self {
-        LocalCopied { copy, bytes: None }
+        LocalCopied {
+            copy,
+            bytes: None,
+            packed: None,
+        }
     }
+}
+
+/// A stored blob written into a pack: the bytes `offset..offset + length` of the pack named
+/// `pack` (BLAKE3 of the pack's bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packed {
+    /// The pack.
+    pub pack: blake3::Hash,
+    /// Where the stored blob begins.
+    pub offset: u64,
+    /// Its stored length.
+    pub length: u64,
 }
 
 /// Where a batch copies from and to.
@@ -68,7 +87,14 @@ pub struct LocalCopy<'a> {
     pub is_known: &'a (dyn Fn(&blake3::Hash) -> bool + Sync),
     /// Told of bytes read.
     pub progress: &'a dyn Progress,
+    /// The destination key of a pack, named by the hash of its bytes: stored blobs of up to
+    /// [`PACK_MEMBER_MAX`] bytes are written one after the other into packs (see [`PackWriter`])
+    /// instead of each into a file of its own. `None`: every blob is a file.
+    pub pack_name: Option<PackName<'a>>,
 }
+
+/// The key of a pack, from the BLAKE3 of its bytes.
+pub type PackName<'a> = &'a (dyn Fn(&blake3::Hash) -> Path + Sync);
 
 /// Whether `key` names the same file through `LocalFileSystem` and through a plain path join:
 /// segments of ASCII letters, digits, `.`, `-` and `_` (no percent-encoding, no `#`).
@@ -102,20 +128,22 @@ impl LocalCopy<'_> {
     ) {
         let deliver = &deliver;
         with_workers(files, threads, Some(stop), |claim| {
-            let mut held = Handover::new(deliver);
+            let mut held = Handover::new(self, deliver);
             while let Some((i, file)) = claim() {
                 if file.expected.is_some_and(|size| size > RAW_BLOCK as u64) {
                     held.hand_over();
                 }
-                held.push(i, self.copy_one(file));
+                let copied = self.copy_one(file, held.pack.as_mut());
+                held.push(i, copied);
             }
             held.hand_over();
         });
     }
 
-    fn copy_one(&self, file: &SmallFile) -> Result<LocalCopied> {
+    /// Copy one file; a small stored blob goes into `pack` when there is one.
+    fn copy_one(&self, file: &SmallFile, pack: Option<&mut PackWriter>) -> Result<LocalCopied> {
         if file.encode.is_identity() && !file.keep_bytes {
-            return RAW_BLOCK_BUF.with_borrow_mut(|block| self.copy_raw(file, block));
+            return RAW_BLOCK_BUF.with_borrow_mut(|block| self.copy_raw(file, block, pack));
         }
         let key = Path::from(file.key.as_str());
         let bytes = Bytes::from(
@@ -126,22 +154,41 @@ impl LocalCopy<'_> {
         let hash = blake3::hash(&bytes);
         let size = bytes.len() as u64;
         let kept = file.keep_bytes.then(|| bytes.clone());
-        let copy = if (self.is_known)(&hash) {
-            CasCopy::known(size, hash)
+        let (copy, packed) = if (self.is_known)(&hash) {
+            (CasCopy::known(size, hash), None)
         } else {
-            let packed = pack(bytes, &hash, self.name_for, &file.encode)?;
-            let stored = packed.body.len() as u64;
-            let compressed = packed.compressed;
-            self.write_atomically(&packed.key, &packed.body)?;
-            CasCopy {
+            let encoded = encode(bytes, &hash, self.name_for, &file.encode)?;
+            let stored = encoded.body.len() as u64;
+            let compressed = encoded.compressed;
+            let packed = self.store_whole(&encoded.key, &encoded.body, pack)?;
+            let copy = CasCopy {
                 size,
                 hash,
                 uploaded: true,
                 compressed,
                 stored,
-            }
+            };
+            (copy, packed)
         };
-        Ok(LocalCopied { copy, bytes: kept })
+        Ok(LocalCopied {
+            copy,
+            bytes: kept,
+            packed,
+        })
+    }
+
+    /// Store a blob written whole: into `pack` when there is one and the blob is small enough,
+    /// else as an object of its own ([`Self::write_atomically`]).
+    fn store_whole(
+        &self,
+        blob_key: &Path,
+        body: &[u8],
+        pack: Option<&mut PackWriter>,
+    ) -> Result<Option<Packed>> {
+        match pack {
+            Some(pack) if body.len() <= PACK_MEMBER_MAX => Ok(Some(pack.append(body))),
+            _ => self.write_atomically(blob_key, body).map(|()| None),
+        }
     }
 
     /// Copy a file stored as is through `block`, which stays in the CPU cache from the read
@@ -149,7 +196,12 @@ impl LocalCopy<'_> {
     /// pages cost faults). A file that fits in the block is hashed before anything is written,
     /// so known content is never written; a larger one streams to a staging file, renamed to its
     /// content key at the end (or removed, if the content is known).
-    fn copy_raw(&self, file: &SmallFile, block: &mut [u8]) -> Result<LocalCopied> {
+    fn copy_raw(
+        &self,
+        file: &SmallFile,
+        block: &mut [u8],
+        pack: Option<&mut PackWriter>,
+    ) -> Result<LocalCopied> {
         let key = Path::from(file.key.as_str());
         let mut source =
             std::fs::File::open(self.source.join(&file.key)).map_err(|e| read_error(&key, e))?;
@@ -162,8 +214,11 @@ impl LocalCopy<'_> {
             if (self.is_known)(&hash) {
                 return Ok(LocalCopied::of(CasCopy::known(first as u64, hash)));
             }
-            self.write_atomically(&(self.name_for)(&hash, false), bytes)?;
-            return Ok(LocalCopied::of(CasCopy::uploaded_raw(first as u64, hash)));
+            let packed = self.store_whole(&(self.name_for)(&hash, false), bytes, pack)?;
+            return Ok(LocalCopied {
+                packed,
+                ..LocalCopied::of(CasCopy::uploaded_raw(first as u64, hash))
+            });
         }
         let staging_key = (self.staging_key)();
         let staging = self.destination.join(staging_key.as_ref());
@@ -464,25 +519,79 @@ fn with_workers<'a, T: Sync, W: Send>(
 }
 
 /// Results a copying thread hands over together at most (see [`LocalCopy::run_each`]).
-const HANDOVER_FILES: usize = 32;
+const HANDOVER_FILES: usize = 256;
 
 /// How long a copying thread holds a done result at most before handing it over (a slow disk
 /// should not keep finished files from being recorded).
-const HANDOVER_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
+const HANDOVER_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Results one copying thread holds until it hands them over.
-struct Handover<'d, D: Fn(Vec<(usize, Result<LocalCopied>)>)> {
+/// Stored blobs up to this size go into packs (when the caller packs): a file of its own costs
+/// an inode, a directory entry and their write-out, which for small files is most of the work.
+pub const PACK_MEMBER_MAX: usize = RAW_BLOCK;
+
+/// A pack is written once it holds this many bytes (or at the next hand-over).
+const PACK_TARGET: usize = 4 * 1024 * 1024;
+
+/// The pack a copying thread is filling: stored blobs one after the other, in memory until it
+/// is written whole under the hash of its bytes, so that a pack on disk is always complete and
+/// never changes (like a blob).
+pub struct PackWriter {
+    bytes: Vec<u8>,
+}
+
+impl PackWriter {
+    fn new() -> Self {
+        Self {
+            bytes: Vec::with_capacity(PACK_TARGET + PACK_MEMBER_MAX),
+        }
+    }
+
+    /// Append a stored blob; where it lies (the pack's name is known once it is written).
+    fn append(&mut self, body: &[u8]) -> Packed {
+        let offset = self.bytes.len() as u64;
+        self.bytes.extend_from_slice(body);
+        Packed {
+            pack: blake3::Hash::from_bytes([0; 32]),
+            offset,
+            length: body.len() as u64,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.bytes.len() >= PACK_TARGET
+    }
+
+    /// Write the pack, if it holds anything, under its name; its hash.
+    fn write(&mut self, copy: &LocalCopy) -> Option<Result<blake3::Hash>> {
+        let pack_name = copy.pack_name?;
+        if self.bytes.is_empty() {
+            return None;
+        }
+        let hash = blake3::hash(&self.bytes);
+        let written = copy.write_atomically(&pack_name(&hash), &self.bytes);
+        self.bytes.clear();
+        Some(written.map(|()| hash))
+    }
+}
+
+/// Results one copying thread holds until it hands them over, and the pack their small blobs
+/// went into: a result is handed over only once its blob is written.
+struct Handover<'c, 'd, D: Fn(Vec<(usize, Result<LocalCopied>)>)> {
+    copy: &'c LocalCopy<'c>,
     deliver: &'d D,
     held: Vec<(usize, Result<LocalCopied>)>,
     since: std::time::Instant,
+    pack: Option<PackWriter>,
 }
 
-impl<'d, D: Fn(Vec<(usize, Result<LocalCopied>)>)> Handover<'d, D> {
-    fn new(deliver: &'d D) -> Self {
+impl<'c, 'd, D: Fn(Vec<(usize, Result<LocalCopied>)>)> Handover<'c, 'd, D> {
+    fn new(copy: &'c LocalCopy<'c>, deliver: &'d D) -> Self {
         Self {
+            copy,
             deliver,
             held: Vec::with_capacity(HANDOVER_FILES),
             since: std::time::Instant::now(),
+            pack: copy.pack_name.map(|_| PackWriter::new()),
         }
     }
 
@@ -494,12 +603,38 @@ impl<'d, D: Fn(Vec<(usize, Result<LocalCopied>)>)> Handover<'d, D> {
         // An error is handed over at once: it stops the run.
         let failed = result.is_err();
         self.held.push((i, result));
-        if failed || self.held.len() >= HANDOVER_FILES || self.since.elapsed() >= HANDOVER_AFTER {
+        let pack_full = self.pack.as_ref().is_some_and(PackWriter::is_full);
+        if failed
+            || pack_full
+            || self.held.len() >= HANDOVER_FILES
+            || self.since.elapsed() >= HANDOVER_AFTER
+        {
             self.hand_over();
         }
     }
 
+    /// Write the pack, name it in the results whose blobs it holds (or fail them, if it could
+    /// not be written), and hand the results over.
     fn hand_over(&mut self) {
+        if let Some(written) = self.pack.as_mut().and_then(|p| p.write(self.copy)) {
+            // The error is the pack's: each result whose blob it held fails with its text.
+            let written = written.map_err(|e| e.to_string());
+            for (_, result) in &mut self.held {
+                let Ok(copied) = result else { continue };
+                let Some(packed) = copied.packed.as_mut() else {
+                    continue;
+                };
+                match &written {
+                    Ok(hash) => packed.pack = *hash,
+                    Err(e) => {
+                        *result = Err(Error::Write {
+                            key: "a pack".into(),
+                            source: store_error(e.clone()),
+                        })
+                    }
+                }
+            }
+        }
         if !self.held.is_empty() {
             (self.deliver)(std::mem::replace(
                 &mut self.held,
@@ -512,8 +647,10 @@ impl<'d, D: Fn(Vec<(usize, Result<LocalCopied>)>)> Handover<'d, D> {
 /// One blob to restore into a local directory.
 #[derive(Debug, Clone)]
 pub struct BlobToFile {
-    /// The blob's key, relative to the repository directory.
+    /// The key of the blob, or of the pack holding it, relative to the repository directory.
     pub blob_key: String,
+    /// In a pack: where the stored blob lies in it.
+    pub slice: Option<Slice>,
     /// How to turn the stored blob into plaintext.
     pub decode: Codec,
     /// The file's key, relative to the target directory ([`is_plain_key`]).
@@ -624,26 +761,49 @@ fn write_plaintext(
         key: file.key.clone(),
         source: store_error(e),
     };
-    if file.decode.is_identity() {
+    if file.decode.is_identity() && file.slice.is_none() {
         let source = std::fs::File::open(blob).map_err(read_error)?;
         let copied = copy_behind(&source, out, file.size, kernel_copy).map_err(write_error)?;
         return check_size(&blob_key, Some(file.size), copied);
     }
-    let plain = read_decoded(blob, &blob_key, &file.decode)?;
+    let plain = read_decoded(blob, &blob_key, file.slice, &file.decode)?;
     check_size(&blob_key, Some(file.size), plain.len() as u64)?;
     std::io::Write::write_all(out, &plain).map_err(write_error)
 }
 
-/// The plaintext of the stored blob `key` of the repository in `repo_dir`, read whole on the
-/// calling thread (a caller already on a blocking thread: one hand-off instead of the store's
-/// open, read and decode hand-offs). Errors read as the store's would.
-pub fn read_plain_file(repo_dir: &FsPath, key: &Path, codec: &crate::Codec) -> Result<Vec<u8>> {
-    read_decoded(&repo_dir.join(key.as_ref()), key, codec)
+/// Where a stored blob lies in a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    /// Its first byte.
+    pub offset: u64,
+    /// Its stored length.
+    pub length: u64,
 }
 
-/// The file at `path` (the blob `key`) read whole and decoded with `codec`.
-fn read_decoded(path: &FsPath, key: &Path, codec: &crate::Codec) -> Result<Vec<u8>> {
-    let stored = std::fs::read(path).map_err(|e| read_error(key, e))?;
+/// The plaintext of the stored blob `key` of the repository in `repo_dir` (with `slice`: the
+/// pack `key`'s bytes there), read whole on the calling thread (a caller already on a
+/// blocking thread: one hand-off instead of the store's open, read and decode hand-offs).
+/// Errors read as the store's would.
+pub fn read_plain_file(
+    repo_dir: &FsPath,
+    key: &Path,
+    slice: Option<Slice>,
+    codec: &crate::Codec,
+) -> Result<Vec<u8>> {
+    read_decoded(&repo_dir.join(key.as_ref()), key, slice, codec)
+}
+
+/// The file at `path` (the blob `key`), or its `slice`, read whole and decoded with `codec`.
+fn read_decoded(
+    path: &FsPath,
+    key: &Path,
+    slice: Option<Slice>,
+    codec: &crate::Codec,
+) -> Result<Vec<u8>> {
+    let stored = match slice {
+        Some(slice) => read_slice(path, key, slice)?,
+        None => std::fs::read(path).map_err(|e| read_error(key, e))?,
+    };
     if codec.is_identity() {
         return Ok(stored);
     }
@@ -651,6 +811,26 @@ fn read_decoded(path: &FsPath, key: &Path, codec: &crate::Codec) -> Result<Vec<u
         key: key.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// The bytes of `slice` of the file at `path` (the pack `key`); a pack that ends before the
+/// slice does is an error naming both.
+fn read_slice(path: &FsPath, key: &Path, slice: Slice) -> Result<Vec<u8>> {
+    let too_long = || Error::Codec {
+        key: key.to_string(),
+        reason: format!(
+            "the pack ends before the slice {}..+{} a backup entry names",
+            slice.offset, slice.length
+        ),
+    };
+    let length = usize::try_from(slice.length).map_err(|_| too_long())?;
+    let file = std::fs::File::open(path).map_err(|e| read_error(key, e))?;
+    let mut stored = vec![0; length];
+    let read = fill_at(&file, &mut stored, slice.offset).map_err(|e| read_error(key, e))?;
+    if read < length {
+        return Err(too_long());
+    }
+    Ok(stored)
 }
 
 /// Copy `source` into `out` by the kernel, [`WRITE_BEHIND`] bytes at a time with the write-out
@@ -835,7 +1015,13 @@ mod tests {
             name_for: &name_for,
             is_known,
             progress: &NoProgress,
+            pack_name: None,
         }
+    }
+
+    fn pack_name(hash: &blake3::Hash) -> Path {
+        let hex = hash.to_hex();
+        Path::from(format!("packs/{}/{hex}", &hex[..2]))
     }
 
     #[test]
@@ -851,7 +1037,7 @@ mod tests {
             decompress: true,
             ..Codec::default()
         };
-        let read = |key: &Path, codec: &Codec| read_plain_file(repo.path(), key, codec);
+        let read = |key: &Path, codec: &Codec| read_plain_file(repo.path(), key, None, codec);
         assert_eq!(read(&raw, &Codec::default()).unwrap(), plain);
         assert_eq!(read(&zst, &unzstd).unwrap(), plain);
         let not_zstd = read(&raw, &unzstd).unwrap_err().to_string();
@@ -864,7 +1050,7 @@ mod tests {
 
     /// Copy every file with `threads` threads; results in the order of `files`.
     fn run(copy: &LocalCopy, files: Vec<SmallFile>, threads: usize) -> Vec<Result<LocalCopied>> {
-        run_parallel(&files, threads, |file| copy.copy_one(file))
+        run_parallel(&files, threads, |file| copy.copy_one(file, None))
     }
 
     fn file(key: &str, expected: Option<u64>, compress: bool) -> SmallFile {
@@ -1126,6 +1312,7 @@ mod tests {
     fn to_file(blob: &Path, decode: &Codec, key: &str, content: &[u8]) -> BlobToFile {
         BlobToFile {
             blob_key: blob.to_string(),
+            slice: None,
             decode: decode.clone(),
             key: key.into(),
             size: content.len() as u64,
@@ -1150,6 +1337,110 @@ mod tests {
         }
         found.sort();
         found
+    }
+
+    #[test]
+    fn small_blobs_go_into_packs_named_by_their_bytes_and_large_ones_stay_files() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let json = "snapshot ".repeat(400);
+        let big: Vec<u8> = (0..RAW_BLOCK + 5).map(|i| (i % 251) as u8).collect();
+        std::fs::write(src.path().join("small.parquet"), b"tiny parquet").unwrap();
+        std::fs::write(src.path().join("snap.json"), &json).unwrap();
+        std::fs::write(src.path().join("big.parquet"), &big).unwrap();
+        let files = vec![
+            file("small.parquet", Some(12), false),
+            file("snap.json", None, true),
+            file("big.parquet", None, false),
+        ];
+        let mut copy = copy_between(src.path(), dst.path(), &|_| false);
+        copy.pack_name = Some(&pack_name);
+        let delivered = Mutex::new(Vec::new());
+        copy.run_each(&files, 1, &AtomicBool::new(false), |results| {
+            delivered.lock().unwrap().extend(results);
+        });
+        let mut delivered = delivered.into_inner().unwrap();
+        delivered.sort_by_key(|(i, _)| *i);
+        let results: Vec<LocalCopied> = delivered.into_iter().map(|(_, r)| r.unwrap()).collect();
+
+        // Both small blobs in one pack, in their stored form, the pack named by its hash.
+        let (a, b) = (results[0].packed.unwrap(), results[1].packed.unwrap());
+        assert_eq!(a.pack, b.pack);
+        let pack = std::fs::read(dst.path().join(pack_name(&a.pack).as_ref())).unwrap();
+        assert_eq!(blake3::hash(&pack), a.pack);
+        let slice = |p: Packed| &pack[p.offset as usize..(p.offset + p.length) as usize];
+        assert_eq!(slice(a), b"tiny parquet");
+        assert!(results[1].copy.compressed);
+        assert_eq!(b.length, results[1].copy.stored);
+        assert_eq!(crate::decompress(slice(b)).unwrap(), json.as_bytes());
+        // The large one streamed to a file of its own; no small blob has one.
+        assert_eq!(results[2].packed, None);
+        let big_hash = blake3::hash(&big);
+        assert_eq!(
+            files_under(dst.path()),
+            [name_for(&big_hash, false).to_string(), pack_name(&a.pack).to_string()]
+        );
+    }
+
+    #[test]
+    fn a_pack_that_cannot_be_written_fails_the_files_it_held() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("a"), b"aaa").unwrap();
+        // A file where the packs' directory would be.
+        std::fs::write(dst.path().join("packs"), b"in the way").unwrap();
+        let mut copy = copy_between(src.path(), dst.path(), &|_| false);
+        copy.pack_name = Some(&pack_name);
+        let delivered = Mutex::new(Vec::new());
+        copy.run_each(&[file("a", None, false)], 1, &AtomicBool::new(false), |r| {
+            delivered.lock().unwrap().extend(r);
+        });
+        let delivered = delivered.into_inner().unwrap();
+        let error = delivered[0].1.as_ref().unwrap_err().to_string();
+        assert!(error.contains("packs/"), "{error}");
+    }
+
+    #[test]
+    fn restores_and_reads_blobs_from_pack_slices_and_refuses_short_packs() {
+        let content = "snapshot json ".repeat(50);
+        let compressed = crate::compress(content.as_bytes(), 3).unwrap();
+        let mut pack = b"raw member".to_vec();
+        pack.extend_from_slice(&compressed);
+        let pack_key = pack_name(&blake3::hash(&pack));
+        let repo = repo_with(&[(&pack_key, &pack)]);
+        let unzstd = Codec {
+            decompress: true,
+            ..Codec::default()
+        };
+        let in_pack = |offset: u64, length: u64, decode: &Codec, key: &str, plain: &[u8]| {
+            BlobToFile {
+                slice: Some(Slice { offset, length }),
+                ..to_file(&pack_key, decode, key, plain)
+            }
+        };
+        let zlen = compressed.len() as u64;
+        let files = [
+            in_pack(0, 10, &Codec::default(), "dbs/1.parquet", b"raw member"),
+            in_pack(10, zlen, &unzstd, "snapshots/1.info.json", content.as_bytes()),
+            // Cut off: the pack ends before this slice does.
+            in_pack(10, zlen + 1, &unzstd, "snapshots/2.info.json", content.as_bytes()),
+        ];
+        let target = tempfile::tempdir().unwrap();
+        let results = restore_files(&files, repo.path(), target.path(), 2, &NoProgress);
+        assert_eq!(results[0].as_ref().unwrap().hash, blake3::hash(b"raw member"));
+        assert_eq!(results[1].as_ref().unwrap().size, content.len() as u64);
+        let short = results[2].as_ref().unwrap_err().to_string();
+        assert!(short.contains(pack_key.as_ref()) && short.contains("ends before"), "{short}");
+        assert_eq!(
+            files_under(target.path()),
+            ["dbs/1.parquet", "snapshots/1.info.json"]
+        );
+        let slice = Some(Slice {
+            offset: 10,
+            length: zlen,
+        });
+        let read = read_plain_file(repo.path(), &pack_key, slice, &unzstd).unwrap();
+        assert_eq!(read, content.as_bytes());
     }
 
     #[test]

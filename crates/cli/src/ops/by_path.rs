@@ -189,6 +189,7 @@ fn take_entry(slot: &mut Entry) -> Entry {
         blob: slot.blob,
         encoding: slot.encoding,
         class: std::mem::take(&mut slot.class),
+        pack: slot.pack,
     }
 }
 
@@ -209,6 +210,7 @@ mod tests {
             blob: BlobId::of(content),
             encoding: Encoding::Raw,
             class: "parquet".into(),
+            pack: None,
         }
     }
 
