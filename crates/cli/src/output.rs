@@ -629,10 +629,11 @@ pub fn copy(r: &CopyReport, json: bool) -> Result<u8> {
         println!("skipped {id} (already in {})", r.to);
     }
     println!(
-        "{} backups copied to {}: {} blobs sent ({}), {} already there; every blob verified on arrival",
+        "{} backups copied to {}: {} blobs and {} packs sent ({}), {} blobs already there; every blob and pack verified on arrival",
         r.copied.len(),
         r.to,
         r.blobs_copied,
+        r.packs_copied,
         human_bytes(r.bytes_copied),
         r.blobs_present
     );

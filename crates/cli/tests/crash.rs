@@ -13,10 +13,17 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Blobs stored, not counting `name#N` files: object_store's local staging of a write that was
-/// killed, invisible to every listing (so never part of the repository).
+/// Blob files and packs stored, not counting `name#N` files: object_store's local staging of a
+/// write that was killed, invisible to every listing (so never part of the repository).
 fn blob_count(repo: &Path) -> usize {
-    let Ok(fans) = std::fs::read_dir(repo.join("blobs")) else {
+    ["blobs", "packs"]
+        .iter()
+        .map(|top| files_in_fans(&repo.join(top)))
+        .sum()
+}
+
+fn files_in_fans(dir: &Path) -> usize {
+    let Ok(fans) = std::fs::read_dir(dir) else {
         return 0;
     };
     let visible = |dir: std::path::PathBuf| {
@@ -257,13 +264,16 @@ fn killed_copies_leave_a_valid_target_and_resume() {
     assert_eq!(
         blob_count(&offsite) - before,
         (report["blobs_copied"].as_u64().unwrap()
+            + report["packs_copied"].as_u64().unwrap()
             + report["entry_chunks_written"].as_u64().unwrap()) as usize
     );
     assert_eq!(manifest_count(&offsite), 3);
     // Everything the copies hold, the source holds under the same names (it may hold more: the
     // entry chunks of its runs' progress records, until a prune).
     let names = |repo: &Path| -> std::collections::BTreeSet<String> {
-        tree(&repo.join("blobs"))
+        let mut names = tree(&repo.join("blobs"));
+        names.extend(tree(&repo.join("packs")));
+        names
             .into_keys()
             .filter(|name| !name.contains('#'))
             .collect()

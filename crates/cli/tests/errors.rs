@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+use ib3_testkit::manifest_files::StoredAt;
 
 use common::*;
 use std::path::Path;
@@ -339,14 +340,14 @@ fn verify_finds_missing_and_corrupt_blobs() {
     run(&["verify", "--repo", s(&repo), id]).ok();
     // Corrupt one blob in place (same size): only --read-data can see it.
     let files = raw_blobs(&repo);
-    flip_first_byte(&files[0]);
+    flip_first_byte(&files[0].0);
     run(&["verify", "--repo", s(&repo), id]).ok();
     let out = run(&["verify", "--json", "--read-data", "--repo", s(&repo), id]);
     assert_eq!(out.code, 12, "{out:?}");
     let report = out.json();
     assert_eq!(report["backups"][0]["blobs"][0]["kind"], "hash-mismatch");
-    // A missing blob is found without reading data.
-    std::fs::remove_file(&files[1]).unwrap();
+    // A missing blob (or pack) is found without reading data.
+    std::fs::remove_file(&files[1].0.file).unwrap();
     let out = run(&["verify", "--json", "--repo", s(&repo), id]);
     assert_eq!(out.code, 12, "{out:?}");
     assert!(out.stdout.contains("\"missing\""), "{}", out.stdout);
@@ -415,7 +416,7 @@ fn verify_reads_each_blob_once_and_blames_every_backup() {
         backups[1]["bytes_read"], 0,
         "the second backup's blobs were all read already"
     );
-    flip_first_byte(&raw_blobs(&repo)[0]);
+    flip_first_byte(&raw_blobs(&repo)[0].0);
     let out = run(&["verify", "--json", "--read-data", "--repo", s(&repo)]);
     assert_eq!(out.code, 12, "{out:?}");
     for backup in out.json()["backups"].as_array().unwrap() {
@@ -431,7 +432,7 @@ fn restore_refuses_a_corrupt_blob() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     create(&data_dir("core-3.10.0-basic"), &repo).ok();
-    let victim = raw_blobs(&repo)[0].clone();
+    let (victim, blob) = raw_blobs(&repo)[0].clone();
     flip_first_byte(&victim);
     let target = tmp.path().join("restored");
     let out = run(&[
@@ -445,14 +446,13 @@ fn restore_refuses_a_corrupt_blob() {
         "node0",
     ]);
     assert_eq!(out.code, 12, "{out:?}");
-    let blob = victim.file_name().unwrap().to_str().unwrap();
     assert!(
-        out.stderr.contains("corrupt in the repository") && out.stderr.contains(blob),
+        out.stderr.contains("corrupt in the repository") && out.stderr.contains(&blob),
         "{}",
         out.stderr
     );
     // The corrupt content was read back before the rename and never put in place.
-    let corrupt = std::fs::read(&victim).unwrap();
+    let corrupt = victim.read();
     for file in walkdir(&target) {
         let name = file.to_string_lossy();
         assert!(!name.contains('#'), "a hidden write was left: {name}");
@@ -460,22 +460,28 @@ fn restore_refuses_a_corrupt_blob() {
     }
 }
 
-/// The raw (uncompressed, unencrypted) blob files of a repository, sorted. Only these give a
-/// hash mismatch when a byte is flipped: a flipped byte in a compressed one is "unreadable".
-fn raw_blobs(repo: &Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = walkdir(&repo.join("blobs"))
-        .into_iter()
-        .filter(|p| p.extension().is_none())
+/// Where the raw (uncompressed, unencrypted) blobs of a repository are stored (blob files, or
+/// slices of packs), sorted, with their ids. Only these give a hash mismatch when a byte is
+/// flipped: a flipped byte in a compressed one is "unreadable".
+fn raw_blobs(repo: &Path) -> Vec<(StoredAt, String)> {
+    let mut found: Vec<(StoredAt, String)> = ib3_testkit::manifest_files::all_entries(repo)
+        .iter()
+        .filter(|e| e.get("encoding").is_none())
+        .map(|e| {
+            let at = ib3_testkit::manifest_files::stored_at(repo, e);
+            (at, e["blob"].as_str().unwrap().to_string())
+        })
         .collect();
-    files.sort();
-    files
+    found.sort();
+    found.dedup();
+    found
 }
 
-/// Corrupt a file in place, keeping its size (only reading its content can tell).
-fn flip_first_byte(path: &Path) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[0] ^= 0xff;
-    std::fs::write(path, &bytes).unwrap();
+/// Corrupt a stored blob in place, keeping its size (only reading its content can tell).
+fn flip_first_byte(at: &StoredAt) {
+    let mut bytes = std::fs::read(&at.file).unwrap();
+    bytes[at.offset as usize] ^= 0xff;
+    std::fs::write(&at.file, &bytes).unwrap();
 }
 
 fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -28,19 +28,33 @@ fn create(data: &Path, repo: &Path) -> serde_json::Value {
     .json()
 }
 
-/// Blob id → stored size, read from the repository directory.
+/// Blob file or pack name → size, read from the repository directory.
 fn blobs(repo: &Path) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for fan in std::fs::read_dir(repo.join("blobs")).unwrap() {
-        for blob in std::fs::read_dir(fan.unwrap().path()).unwrap() {
-            let blob = blob.unwrap();
-            out.insert(
-                blob.file_name().to_string_lossy().into_owned(),
-                blob.metadata().unwrap().len(),
-            );
+    for top in ["blobs", "packs"] {
+        let Ok(fans) = std::fs::read_dir(repo.join(top)) else {
+            continue;
+        };
+        for fan in fans {
+            for blob in std::fs::read_dir(fan.unwrap().path()).unwrap() {
+                let blob = blob.unwrap();
+                out.insert(
+                    blob.file_name().to_string_lossy().into_owned(),
+                    blob.metadata().unwrap().len(),
+                );
+            }
         }
     }
     out
+}
+
+/// The path of the blob file or pack named `name` in `repo` (a pack when no blob file has it).
+fn stored_file(repo: &Path, name: &str) -> std::path::PathBuf {
+    let blob = repo.join("blobs").join(&name[..2]).join(name);
+    if blob.exists() {
+        return blob;
+    }
+    repo.join("packs").join(&name[..2]).join(name)
 }
 
 #[test]
@@ -368,7 +382,7 @@ fn copy_refuses_a_corrupt_blob_and_commits_nothing() {
         .into_keys()
         .find(|k| !k.ends_with(".zst"))
         .unwrap();
-    let path = repo.join("blobs").join(&victim[..2]).join(&victim);
+    let path = stored_file(&repo, &victim);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[0] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
@@ -383,12 +397,8 @@ fn copy_refuses_a_corrupt_blob_and_commits_nothing() {
         0
     );
     assert!(
-        !offsite
-            .join("blobs")
-            .join(&victim[..2])
-            .join(&victim)
-            .exists(),
-        "the corrupt blob was removed"
+        !stored_file(&offsite, &victim).exists(),
+        "the corrupt blob or pack was removed"
     );
 }
 

@@ -182,7 +182,10 @@ mod tests {
         }
         assert_eq!(blob_id_of(&Path::from("blobs/00/abc")), None);
         let pack = pack_key(&id);
-        assert_eq!(pack.as_ref(), format!("packs/{}/{}", &id.to_hex()[..2], id.to_hex()));
+        assert_eq!(
+            pack.as_ref(),
+            format!("packs/{}/{}", &id.to_hex()[..2], id.to_hex())
+        );
         assert_eq!(pack_id_of(&pack), Some(id));
         assert_eq!(blob_id_of(&pack), None);
         assert_eq!(pack_id_of(&key), None);

@@ -28,7 +28,7 @@ pub struct Entry {
 /// A stored blob inside a pack (DESIGN §3.4b): the bytes `offset..offset + length` of
 /// `packs/<hh>/<pack>` are the blob in its stored form (its encoding's, as a blob object of
 /// its own would hold them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PackSlice {
     /// The pack: BLAKE3 of its bytes.
     #[serde(rename = "id")]

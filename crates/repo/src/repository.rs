@@ -88,7 +88,9 @@ impl BlobIndex {
     /// Whether the pack of `slice` is present and reaches its end.
     pub fn holds_slice(&self, slice: &PackSlice) -> bool {
         let size = self.pack_size(&slice.pack);
-        slice.end().is_some_and(|end| size.is_some_and(|size| size >= end))
+        slice
+            .end()
+            .is_some_and(|end| size.is_some_and(|size| size >= end))
     }
 
     /// Size of a pack present (as listed, or at least as far as known entries reach).
@@ -356,7 +358,11 @@ impl Repository {
             .try_collect()
             .await
             .map_err(store_error)?;
-        Ok(top.objects.into_iter().chain(listed.into_iter().flatten()).collect())
+        Ok(top
+            .objects
+            .into_iter()
+            .chain(listed.into_iter().flatten())
+            .collect())
     }
 
     /// Every object under a top-level prefix of the repository (one paged listing).

@@ -142,13 +142,56 @@ pub async fn read_hashed(
 
 /// Read a whole object and decode it to its plaintext (decrypt, decompress) with `codec`.
 pub async fn read_plain(store: &dyn ObjectStore, key: &Path, codec: &Codec) -> Result<Bytes> {
-    let (bytes, _) = read_hashed(store, key, None, &crate::NoProgress).await?;
+    read_plain_range(store, key, None, codec).await
+}
+
+/// Read an object, or the bytes `range` of it (a blob in a pack), and decode them to their
+/// plaintext with `codec`. A range the object does not hold whole is an error naming it.
+pub async fn read_plain_range(
+    store: &dyn ObjectStore,
+    key: &Path,
+    range: Option<std::ops::Range<u64>>,
+    codec: &Codec,
+) -> Result<Bytes> {
+    let bytes = match range {
+        None => read_hashed(store, key, None, &crate::NoProgress).await?.0,
+        Some(range) => read_range(store, key, range).await?,
+    };
     if codec.is_identity() {
         return Ok(bytes);
     }
     Ok(decode_all(&bytes, codec)
         .map_err(|e| codec_error(key, e))?
         .into())
+}
+
+/// The bytes `range` of `key`, all of them.
+async fn read_range(
+    store: &dyn ObjectStore,
+    key: &Path,
+    range: std::ops::Range<u64>,
+) -> Result<Bytes> {
+    let wanted = range.end.saturating_sub(range.start);
+    let short = |got: u64| Error::Codec {
+        key: key.to_string(),
+        reason: format!(
+            "the pack ends before the slice {}..+{wanted} a backup entry names (read {got} bytes)",
+            range.start
+        ),
+    };
+    // A store refuses a range past the object's end (its error names the key), or returns
+    // what there is.
+    let bytes = with_retries(CopyOptions::default().retries, || async {
+        store
+            .get_range(key, range.clone())
+            .await
+            .map_err(|e| Error::read(key, e))
+    })
+    .await?;
+    if bytes.len() as u64 != wanted {
+        return Err(short(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// The body of `key` as plaintext-so-far: decrypted when `codec.open` (decompression is left to

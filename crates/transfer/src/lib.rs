@@ -21,7 +21,7 @@ mod progress;
 pub use codec::{compress, decode_all, decompress, encode_all, Codec};
 pub use copy::{
     copy_content_addressed, hash_object, put_content_addressed, read_hashed, read_plain,
-    stream_copy, CasCopy, Copied, CopyOptions, NameFor,
+    read_plain_range, stream_copy, CasCopy, Copied, CopyOptions, NameFor,
 };
 pub use engine::for_each_bounded;
 pub use error::{Error, Result};

@@ -1378,7 +1378,10 @@ mod tests {
         let big_hash = blake3::hash(&big);
         assert_eq!(
             files_under(dst.path()),
-            [name_for(&big_hash, false).to_string(), pack_name(&a.pack).to_string()]
+            [
+                name_for(&big_hash, false).to_string(),
+                pack_name(&a.pack).to_string()
+            ]
         );
     }
 
@@ -1412,25 +1415,42 @@ mod tests {
             decompress: true,
             ..Codec::default()
         };
-        let in_pack = |offset: u64, length: u64, decode: &Codec, key: &str, plain: &[u8]| {
-            BlobToFile {
+        let in_pack =
+            |offset: u64, length: u64, decode: &Codec, key: &str, plain: &[u8]| BlobToFile {
                 slice: Some(Slice { offset, length }),
                 ..to_file(&pack_key, decode, key, plain)
-            }
-        };
+            };
         let zlen = compressed.len() as u64;
         let files = [
             in_pack(0, 10, &Codec::default(), "dbs/1.parquet", b"raw member"),
-            in_pack(10, zlen, &unzstd, "snapshots/1.info.json", content.as_bytes()),
+            in_pack(
+                10,
+                zlen,
+                &unzstd,
+                "snapshots/1.info.json",
+                content.as_bytes(),
+            ),
             // Cut off: the pack ends before this slice does.
-            in_pack(10, zlen + 1, &unzstd, "snapshots/2.info.json", content.as_bytes()),
+            in_pack(
+                10,
+                zlen + 1,
+                &unzstd,
+                "snapshots/2.info.json",
+                content.as_bytes(),
+            ),
         ];
         let target = tempfile::tempdir().unwrap();
         let results = restore_files(&files, repo.path(), target.path(), 2, &NoProgress);
-        assert_eq!(results[0].as_ref().unwrap().hash, blake3::hash(b"raw member"));
+        assert_eq!(
+            results[0].as_ref().unwrap().hash,
+            blake3::hash(b"raw member")
+        );
         assert_eq!(results[1].as_ref().unwrap().size, content.len() as u64);
         let short = results[2].as_ref().unwrap_err().to_string();
-        assert!(short.contains(pack_key.as_ref()) && short.contains("ends before"), "{short}");
+        assert!(
+            short.contains(pack_key.as_ref()) && short.contains("ends before"),
+            "{short}"
+        );
         assert_eq!(
             files_under(target.path()),
             ["dbs/1.parquet", "snapshots/1.info.json"]

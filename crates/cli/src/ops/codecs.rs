@@ -2,7 +2,8 @@
 //! repository's key into transfer codecs.
 
 use ib3_repo::keys::Keys;
-use ib3_repo::{layout, BlobId, Encoding};
+use ib3_repo::manifest::PackSlice;
+use ib3_repo::{layout, BlobId, Encoding, Entry};
 use ib3_transfer::Codec;
 use object_store::path::Path;
 
@@ -32,4 +33,63 @@ pub fn encode(level: Option<i32>, keys: Option<&Keys>) -> Codec {
 /// or not.
 pub fn blob_key(hash: &blake3::Hash, compressed: bool, encrypted: bool) -> Path {
     layout::blob_key(&BlobId::from(*hash), Encoding::of(compressed, encrypted))
+}
+
+/// Where the stored form of an entry's blob is: the key of its blob object, or of the pack
+/// holding it with the range it takes there.
+pub fn stored_at(entry: &Entry) -> (Path, Option<std::ops::Range<u64>>) {
+    location(&entry.blob, entry.encoding, entry.pack.as_ref())
+}
+
+/// Where a stored blob is: the key of its blob object, or of its pack and the range there.
+fn location(
+    blob: &BlobId,
+    encoding: Encoding,
+    pack: Option<&PackSlice>,
+) -> (Path, Option<std::ops::Range<u64>>) {
+    match pack {
+        Some(slice) => {
+            let end = slice.end().unwrap_or(u64::MAX);
+            (layout::pack_key(&slice.pack), Some(slice.offset..end))
+        }
+        None => (layout::blob_key(blob, encoding), None),
+    }
+}
+
+/// The slice of a pack an entry's blob takes, as the local file paths name it.
+pub fn local_slice(entry: &Entry) -> Option<ib3_transfer::local::Slice> {
+    entry.pack.map(|slice| ib3_transfer::local::Slice {
+        offset: slice.offset,
+        length: slice.length,
+    })
+}
+
+/// The plaintext of an entry's blob, read whole through the repository's store.
+pub async fn read_entry(
+    repo: &ib3_repo::Repository,
+    entry: &Entry,
+) -> Result<bytes::Bytes, ib3_transfer::Error> {
+    read_stored(repo, &entry.blob, entry.encoding, entry.pack.as_ref()).await
+}
+
+/// The plaintext of a stored blob (in a pack: `pack`), read whole through the repository's
+/// store.
+pub async fn read_stored(
+    repo: &ib3_repo::Repository,
+    blob: &BlobId,
+    encoding: Encoding,
+    pack: Option<&PackSlice>,
+) -> Result<bytes::Bytes, ib3_transfer::Error> {
+    let (key, range) = location(blob, encoding, pack);
+    let codec = decode(encoding, repo.keys());
+    ib3_transfer::read_plain_range(repo.store().as_ref(), &key, range, &codec).await
+}
+
+/// The pack slice of a blob a local copy wrote into a pack.
+pub fn pack_slice(packed: &ib3_transfer::local::Packed) -> PackSlice {
+    PackSlice {
+        pack: BlobId::from(packed.pack),
+        offset: packed.offset,
+        length: packed.length,
+    }
 }

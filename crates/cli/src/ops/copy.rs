@@ -9,6 +9,7 @@ use crate::exit::{Failure, VERIFY_FAILED};
 use crate::progress::Bar;
 use anyhow::{Context, Result};
 use ib3_repo::lock::LockKind;
+use ib3_repo::manifest::PackSlice;
 use ib3_repo::{layout, BackupId, BlobId, BlobIndex, Encoding, Manifest, Repository};
 use ib3_transfer::{for_each_bounded, hash_object, stream_copy, Codec, CopyOptions, NoProgress};
 use object_store::ObjectStoreExt;
@@ -36,8 +37,10 @@ pub struct CopyReport {
     pub copied: Vec<String>,
     /// Backups the target already held.
     pub skipped: Vec<String>,
-    /// Blobs sent.
+    /// Blobs sent as objects of their own.
     pub blobs_copied: u64,
+    /// Packs sent (each holds many small blobs).
+    pub packs_copied: u64,
     /// Stored bytes sent.
     pub bytes_copied: u64,
     /// Blobs the target already held.
@@ -83,6 +86,7 @@ async fn copy_locked(
         copied: Vec::new(),
         skipped: Vec::new(),
         blobs_copied: 0,
+        packs_copied: 0,
         bytes_copied: 0,
         blobs_present: 0,
         entry_chunks_written: 0,
@@ -109,39 +113,60 @@ async fn copy_blobs(
     options: &CopySettings,
     report: &mut CopyReport,
 ) -> Result<()> {
-    let all: BTreeSet<(BlobId, Encoding)> = manifest
+    let all: BTreeSet<Stored> = manifest
         .entries
         .iter()
-        .map(|e| (e.blob, e.encoding))
+        .map(|e| (e.blob, e.encoding, e.pack))
         .collect();
-    let wanted: BTreeSet<(BlobId, Encoding)> = all
+    let wanted: BTreeSet<Stored> = all
         .iter()
-        .filter(|(id, _)| index.find(id).is_none())
+        .filter(|(id, _, pack)| index.find(id).is_none() && !holds_pack(index, pack))
         .copied()
         .collect();
     report.blobs_present += (all.len() - wanted.len()) as u64;
     let bytes: u64 = manifest
         .entries
         .iter()
-        .filter(|e| wanted.contains(&(e.blob, e.encoding)))
+        .filter(|e| wanted.contains(&(e.blob, e.encoding, e.pack)))
         .map(|e| e.size)
         .sum();
     options
         .bar
         .phase(&format!("copying {}", manifest.id), bytes);
+    // Packs go whole to a target that stores blobs as this one does (unencrypted: packs exist
+    // in unencrypted repositories only); to an encrypted one each blob goes as its own object.
+    let whole_packs = to.keys().is_none();
+    let packs: BTreeSet<BlobId> = wanted
+        .iter()
+        .filter_map(|(_, _, pack)| pack.filter(|_| whole_packs).map(|p| p.pack))
+        .collect();
+    let blobs: Vec<Stored> = wanted
+        .iter()
+        .filter(|(_, _, pack)| !(whole_packs && pack.is_some()))
+        .copied()
+        .collect();
     let copy = CopyOptions::default();
-    let results = for_each_bounded(
-        wanted.into_iter().collect(),
-        options.concurrency,
-        |(id, encoding)| {
-            let copy = &copy;
-            async move {
-                copy_blob(from, to, id, encoding, copy, &options.bar)
-                    .await
-                    .map(|stored| (id, stored))
-            }
-        },
-    )
+    let copied_packs = for_each_bounded(packs.into_iter().collect(), options.concurrency, |pack| {
+        let copy = &copy;
+        async move { copy_pack(from, to, pack, copy, &options.bar).await }
+    })
+    .await;
+    for result in copied_packs {
+        let (pack, stored) = result?;
+        index.insert_pack(pack, stored);
+        report.packs_copied += 1;
+        report.bytes_copied += stored;
+    }
+    let results = for_each_bounded(blobs, options.concurrency, |(id, encoding, pack)| {
+        let copy = &copy;
+        async move {
+            let copied = match pack {
+                Some(slice) => copy_packed_blob(from, to, id, encoding, slice, &options.bar).await,
+                None => copy_blob(from, to, id, encoding, copy, &options.bar).await,
+            };
+            copied.map(|stored| (id, stored))
+        }
+    })
     .await;
     for result in results {
         let (id, (encoding, stored)) = result?;
@@ -149,12 +174,106 @@ async fn copy_blobs(
         report.blobs_copied += 1;
         report.bytes_copied += stored;
     }
-    // The target may store the content differently (its own encryption; or it held it already):
-    // entries name the target's form.
+    // The target may store the content differently (its own encryption; or it held it already;
+    // a blob in a pack here is a blob object there): entries name the target's form.
     for entry in &mut manifest.entries {
-        entry.encoding = index.find(&entry.blob).unwrap_or(entry.encoding);
+        if entry.pack.is_some() && index.holds(entry) {
+            continue;
+        }
+        if let Some((encoding, pack)) = index.find_stored(&entry.blob) {
+            (entry.encoding, entry.pack) = (encoding, pack);
+        }
     }
     Ok(())
+}
+
+/// Whether the target holds the pack `pack` names (if any).
+fn holds_pack(index: &BlobIndex, pack: &Option<PackSlice>) -> bool {
+    pack.as_ref().is_some_and(|slice| index.holds_slice(slice))
+}
+
+/// A stored blob: its id, encoding and, in a pack, where.
+type Stored = (BlobId, Encoding, Option<PackSlice>);
+
+/// Copy one pack as it is stored, and check that its bytes hash to its name (a pack is named
+/// by the BLAKE3 of its bytes); a pack that does not is removed from the target and fails the
+/// copy. Returns the pack and its size.
+async fn copy_pack(
+    from: &Repository,
+    to: &Repository,
+    pack: BlobId,
+    copy: &CopyOptions,
+    bar: &Bar,
+) -> Result<(BlobId, u64)> {
+    let key = layout::pack_key(&pack);
+    let copied = stream_copy(
+        from.store().as_ref(),
+        &key,
+        to.store().as_ref(),
+        &key,
+        None,
+        &Codec::identity(),
+        copy,
+        bar,
+    )
+    .await
+    .with_context(|| format!("copying pack {key}"))?;
+    if BlobId::from(copied.hash) != pack {
+        let _ = to.store().delete(&key).await;
+        return Err(Failure::new(
+            VERIFY_FAILED,
+            format!(
+                "pack {key} of {} is corrupt: its content hashes to {}",
+                from.location(),
+                copied.hash
+            ),
+        )
+        .hint("run `verify --read-data` on the source repository")
+        .into());
+    }
+    Ok((pack, copied.size))
+}
+
+/// Copy one blob that the source holds in a pack into a blob object of its own on the target
+/// (packs are the local writer's; the target may be any store): read whole and decoded, its
+/// plaintext checked against its id before anything is written, encoded for the target as
+/// [`copy_blob`] does. Returns the target encoding and the stored size.
+async fn copy_packed_blob(
+    from: &Repository,
+    to: &Repository,
+    id: BlobId,
+    encoding: Encoding,
+    slice: PackSlice,
+    bar: &Bar,
+) -> Result<(Encoding, u64)> {
+    let source_key = layout::pack_key(&slice.pack);
+    let plain = codecs::read_stored(from, &id, encoding, Some(&slice))
+        .await
+        .with_context(|| format!("copying blob {id} from pack {source_key}"))?;
+    let plaintext = blake3::hash(&plain);
+    if BlobId::from(plaintext) != id {
+        return Err(Failure::new(
+            VERIFY_FAILED,
+            format!(
+                "blob {id} in pack {source_key} of {} is corrupt: its content hashes to {plaintext}",
+                from.location()
+            ),
+        )
+        .hint("run `verify --read-data` on the source repository")
+        .into());
+    }
+    let target_encoding = Encoding::of(encoding.is_compressed(), to.keys().is_some());
+    let target_key = layout::blob_key(&id, target_encoding);
+    let codec = codecs::encode(encoding.is_compressed().then_some(3), to.keys());
+    let stored = ib3_transfer::encode_all(&plain, &codec)
+        .with_context(|| format!("encoding blob {id} for {}", to.location()))?;
+    let size = stored.len() as u64;
+    to.store()
+        .put(&target_key, stored.into())
+        .await
+        .with_context(|| format!("writing blob {target_key}"))?;
+    ib3_transfer::Progress::advance(bar, plain.len() as u64);
+    Ok((target_encoding, size))
 }
 
 /// Copy one blob: decode it with the source's key, re-encode it for the target (compressed as it

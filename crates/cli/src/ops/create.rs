@@ -21,12 +21,12 @@ use ib3_influx::cut::{
 use ib3_influx::path::{ObjectClass, Phase};
 use ib3_influx::rules::{Finding, Severity};
 use ib3_repo::lock::LockKind;
-use ib3_repo::manifest::Summary;
+use ib3_repo::manifest::{PackSlice, Summary};
 use ib3_repo::{layout, BackupId, BlobId, BlobIndex, Encoding, Entry, Manifest, Repository};
 use ib3_transfer::listing::ListingHints;
 use ib3_transfer::local::{LocalCopied, LocalCopy, SmallFile};
 use ib3_transfer::{
-    copy_content_addressed, put_content_addressed, read_hashed, read_plain, CasCopy, CopyOptions,
+    copy_content_addressed, put_content_addressed, read_hashed, CasCopy, CopyOptions,
 };
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -45,6 +45,15 @@ type Numbered = Vec<(usize, SourceObject)>;
 /// Results of files copied on plain threads, a few at a time, each with the file's position in
 /// its list.
 type Copied = UnboundedReceiver<Vec<(usize, Result<LocalCopied, ib3_transfer::Error>)>>;
+
+/// A blob this run stored or found stored: the plaintext's size and id, how it is stored, and
+/// where, if in a pack.
+struct StoredBlob {
+    size: u64,
+    blob: BlobId,
+    encoding: Encoding,
+    pack: Option<PackSlice>,
+}
 
 /// What `create` backs up.
 pub enum CreateSource {
@@ -284,8 +293,7 @@ impl RepoCapture {
         }
         self.previous
             .reuse_if(self.full(&object.key).as_ref(), |previous| {
-                previous.size == object.size
-                    && index.size(&previous.blob, previous.encoding).is_some()
+                previous.size == object.size && index.holds(previous)
             })
     }
 
@@ -411,6 +419,7 @@ impl RepoCapture {
         let bar = self.bar.clone();
         let threads = self.concurrency.min(ib3_transfer::local::MAX_THREADS);
         let copying = tokio::task::spawn_blocking(move || {
+            let pack_name = |h: &blake3::Hash| layout::pack_key(&BlobId::from(*h));
             let copy = LocalCopy {
                 source: &source,
                 destination: &repo_dir,
@@ -418,6 +427,8 @@ impl RepoCapture {
                 name_for: &|h, compressed| codecs::blob_key(h, compressed, encrypted),
                 is_known: &|h| lock(&index).contains(&BlobId::from(*h)),
                 progress: &bar,
+                // Encrypted blobs stay files of their own (each is one age file, DESIGN §3.4a).
+                pack_name: (!encrypted).then_some(&pack_name),
             };
             copy.run_each(&files, threads, &stop, |results| {
                 if sender.send(results).is_err() {
@@ -438,7 +449,8 @@ impl RepoCapture {
             if let Some(bytes) = copied.bytes {
                 self.inspect_read(object, bytes);
             }
-            self.record(copied.copy)
+            let packed = copied.packed.as_ref().map(codecs::pack_slice);
+            self.record(copied.copy, packed)
         });
         self.entry_of(object, stored)
     }
@@ -480,9 +492,14 @@ impl RepoCapture {
     fn entry_of(
         &self,
         object: &SourceObject,
-        copied: Result<(u64, BlobId, Encoding), ib3_transfer::Error>,
+        copied: Result<StoredBlob, ib3_transfer::Error>,
     ) -> Result<Option<Entry>> {
-        let (size, blob, encoding) = match copied {
+        let StoredBlob {
+            size,
+            blob,
+            encoding,
+            pack,
+        } = match copied {
             Ok(done) => done,
             Err(ib3_transfer::Error::Vanished { .. }) => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("backing up {}", object.key)),
@@ -494,6 +511,7 @@ impl RepoCapture {
             blob,
             encoding,
             class: object.class.label().to_string(),
+            pack,
         }))
     }
 
@@ -502,7 +520,7 @@ impl RepoCapture {
         object: &SourceObject,
         key: &Path,
         expected: Option<u64>,
-    ) -> Result<(u64, BlobId, Encoding), ib3_transfer::Error> {
+    ) -> Result<StoredBlob, ib3_transfer::Error> {
         let (bytes, hash) = read_hashed(self.source.as_ref(), key, expected, &self.bar).await?;
         self.inspect_read(object, bytes.clone());
         let stored = put_content_addressed(
@@ -515,14 +533,14 @@ impl RepoCapture {
             &self.copy,
         )
         .await?;
-        Ok(self.record(stored))
+        Ok(self.record(stored, None))
     }
 
     async fn capture_streamed(
         &self,
         object: &SourceObject,
         key: &Path,
-    ) -> Result<(u64, BlobId, Encoding), ib3_transfer::Error> {
+    ) -> Result<StoredBlob, ib3_transfer::Error> {
         let stored = copy_content_addressed(
             self.source.as_ref(),
             key,
@@ -536,7 +554,7 @@ impl RepoCapture {
             &self.bar,
         )
         .await?;
-        Ok(self.record(stored))
+        Ok(self.record(stored, None))
     }
 
     /// Parquet is ZSTD inside already: stored as is. Everything else (WAL, JSON, catalog) is
@@ -546,15 +564,24 @@ impl RepoCapture {
         codecs::encode(level, self.repo.keys())
     }
 
-    /// Account for a stored (or found) blob; returns (plaintext size, id, encoding in the repo).
-    fn record(&self, stored: CasCopy) -> (u64, BlobId, Encoding) {
+    /// Account for a stored (or found) blob, written into a pack at `packed` or not.
+    fn record(&self, stored: CasCopy, packed: Option<PackSlice>) -> StoredBlob {
         let blob = BlobId::from(stored.hash);
         let mut index = lock(&self.index);
         if !stored.uploaded {
-            return (stored.size, blob, index.find(&blob).unwrap_or_default());
+            let (encoding, pack) = index.find_stored(&blob).unwrap_or_default();
+            return StoredBlob {
+                size: stored.size,
+                blob,
+                encoding,
+                pack,
+            };
         }
         let encoding = Encoding::of(stored.compressed, self.repo.keys().is_some());
-        index.insert(blob, encoding, stored.stored);
+        match packed {
+            Some(slice) => index.insert_packed(blob, encoding, slice),
+            None => index.insert(blob, encoding, stored.stored),
+        }
         self.stats
             .bytes_uploaded
             .fetch_add(stored.size, Ordering::Relaxed);
@@ -563,7 +590,12 @@ impl RepoCapture {
             .fetch_add(stored.stored, Ordering::Relaxed);
         self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
         self.progress_record.dirty.store(true, Ordering::Relaxed);
-        (stored.size, blob, encoding)
+        StoredBlob {
+            size: stored.size,
+            blob,
+            encoding,
+            pack: packed,
+        }
     }
 }
 
@@ -627,20 +659,20 @@ impl Reader for RepoCapture {
         if let Some(bytes) = lock(&self.cache).remove(key) {
             return Ok(bytes);
         }
-        let blob = self.captured(key).map(|e| (e.blob, e.encoding));
-        let Some((blob, encoding)) = blob else {
+        let Some(entry) = self.captured(key) else {
             return Err(ib3_influx::Error::Capture(format!(
                 "{key} was not captured"
             )));
         };
-        let blob_key = layout::blob_key(&blob, encoding);
-        let codec = codecs::decode(encoding, self.repo.keys());
+        let (blob_key, _) = codecs::stored_at(&entry);
         let read = match &self.local {
             // An incremental re-reads thousands of snapshot files: each in one hand-off.
             Some(local) => {
                 let (dir, blob_key) = (local.dirs.repo_dir.clone(), blob_key.clone());
+                let codec = codecs::decode(entry.encoding, self.repo.keys());
+                let slice = codecs::local_slice(&entry);
                 let read = tokio::task::spawn_blocking(move || {
-                    ib3_transfer::local::read_plain_file(&dir, &blob_key, &codec)
+                    ib3_transfer::local::read_plain_file(&dir, &blob_key, slice, &codec)
                 })
                 .await;
                 match read {
@@ -648,7 +680,7 @@ impl Reader for RepoCapture {
                     Err(e) => Err(e.to_string()),
                 }
             }
-            None => read_plain(self.repo.store().as_ref(), &blob_key, &codec)
+            None => codecs::read_entry(&self.repo, &entry)
                 .await
                 .map_err(|e| e.to_string()),
         };
@@ -1019,7 +1051,7 @@ async fn known_blobs(
     }
     let mut index = BlobIndex::with_capacity(previous.len());
     for entry in previous.values() {
-        index.insert(entry.blob, entry.encoding, entry.size);
+        index.insert_entry(entry, entry.size);
     }
     Ok(index)
 }

@@ -13,8 +13,9 @@ use ib3_influx::path::{classify_cluster, ObjectClass};
 use ib3_influx::rules::CatalogScope;
 use ib3_influx::rules::{Finding, Severity};
 use ib3_repo::check::{check_presence, BlobProblem, EntryProblem};
-use ib3_repo::{layout, BlobId, BlobIndex, Encoding, Manifest, Repository};
-use ib3_transfer::{for_each_bounded, hash_object, read_plain};
+use ib3_repo::manifest::PackSlice;
+use ib3_repo::{layout, BlobId, BlobIndex, Encoding, Entry, Manifest, Repository};
+use ib3_transfer::{for_each_bounded, hash_object};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -70,30 +71,28 @@ pub struct VerifyReport {
 /// the cluster's prefix plus `/` in a cluster backup).
 struct ManifestReader<'a> {
     repo: &'a Repository,
-    blobs: &'a HashMap<&'a str, (BlobId, Encoding)>,
+    blobs: &'a HashMap<&'a str, &'a Entry>,
     prefix: String,
 }
 
 impl Reader for ManifestReader<'_> {
     async fn read(&self, key: &str) -> ib3_influx::Result<Bytes> {
         let key = &format!("{}{key}", self.prefix);
-        let Some((blob, encoding)) = self.blobs.get(key.as_str()) else {
+        let Some(entry) = self.blobs.get(key.as_str()) else {
             return Err(ib3_influx::Error::corrupt(key, "not in the manifest"));
         };
-        let blob_key = layout::blob_key(blob, *encoding);
-        read_plain(
-            self.repo.store().as_ref(),
-            &blob_key,
-            &codecs::decode(*encoding, self.repo.keys()),
-        )
-        .await
-        .map_err(|e| ib3_influx::Error::corrupt(format!("blob {blob} (for {key})"), e.to_string()))
+        codecs::read_entry(self.repo, entry).await.map_err(|e| {
+            ib3_influx::Error::corrupt(format!("blob {} (for {key})", entry.blob), e.to_string())
+        })
     }
 }
 
+/// A stored blob: its id, encoding and, in a pack, where.
+type Stored = (BlobId, Encoding, Option<PackSlice>);
+
 /// What reading a blob found (`None`: sound), kept for the run: backups share most blobs, and
 /// each is read once however many backups reference it.
-type Verdicts = HashMap<(BlobId, Encoding), Option<BlobProblem>>;
+type Verdicts = HashMap<Stored, Option<BlobProblem>>;
 
 /// Re-read every distinct blob of `manifest` not judged yet in this run (at most `concurrency`
 /// at a time), streaming and decompressing, and check that the plaintext hashes to its id.
@@ -105,32 +104,25 @@ async fn check_content(
     bar: &Bar,
     verdicts: &mut Verdicts,
 ) -> (Vec<EntryProblem>, u64) {
-    let mut blobs: BTreeMap<(BlobId, Encoding), Vec<&str>> = BTreeMap::new();
+    let mut blobs: BTreeMap<Stored, Vec<&str>> = BTreeMap::new();
     for entry in &manifest.entries {
         blobs
-            .entry((entry.blob, entry.encoding))
+            .entry((entry.blob, entry.encoding, entry.pack))
             .or_default()
             .push(&entry.path);
     }
-    let keys: Vec<(BlobId, Encoding)> = blobs
+    let keys: Vec<Stored> = blobs
         .keys()
         .filter(|k| !verdicts.contains_key(k))
         .copied()
         .collect();
-    let results = for_each_bounded(keys, concurrency, |(id, encoding)| async move {
-        let key = layout::blob_key(&id, encoding);
-        let hashed = hash_object(
-            repo.store().as_ref(),
-            &key,
-            &codecs::decode(encoding, repo.keys()),
-            bar,
-        )
-        .await;
-        (id, encoding, hashed)
+    let results = for_each_bounded(keys, concurrency, |stored| async move {
+        (stored, hash_stored(repo, stored, bar).await)
     })
     .await;
     let mut bytes_read = 0;
-    for (id, encoding, result) in results {
+    for (stored, result) in results {
+        let id = stored.0;
         let problem = match result {
             Ok(copied) => {
                 bytes_read += copied.size;
@@ -142,23 +134,44 @@ async fn check_content(
                 error: e.to_string(),
             }),
         };
-        verdicts.insert((id, encoding), problem);
+        verdicts.insert(stored, problem);
     }
     let mut problems = Vec::new();
-    for ((id, encoding), paths) in &blobs {
-        let Some(Some(problem)) = verdicts.get(&(*id, *encoding)) else {
+    for (stored, paths) in &blobs {
+        let Some(Some(problem)) = verdicts.get(stored) else {
             continue;
         };
         for path in paths {
             problems.push(EntryProblem {
                 path: path.to_string(),
-                blob: *id,
+                blob: stored.0,
                 problem: problem.clone(),
             });
         }
     }
     problems.sort_by(|a, b| a.path.cmp(&b.path));
     (problems, bytes_read)
+}
+
+/// Size and hash of a stored blob's plaintext: a blob object streamed, a blob in a pack (small)
+/// read whole.
+async fn hash_stored(
+    repo: &Repository,
+    (id, encoding, pack): Stored,
+    bar: &Bar,
+) -> Result<ib3_transfer::Copied, ib3_transfer::Error> {
+    let Some(slice) = pack else {
+        let key = layout::blob_key(&id, encoding);
+        let codec = codecs::decode(encoding, repo.keys());
+        return hash_object(repo.store().as_ref(), &key, &codec, bar).await;
+    };
+    let plain = codecs::read_stored(repo, &id, encoding, Some(&slice)).await?;
+    ib3_transfer::Progress::advance(bar, plain.len() as u64);
+    Ok(ib3_transfer::Copied {
+        size: plain.len() as u64,
+        hash: blake3::hash(&plain),
+        stored: slice.length,
+    })
 }
 
 /// Run `verify`.
@@ -288,10 +301,10 @@ async fn consistency(
             )])
         }
     };
-    let blobs: HashMap<&str, (BlobId, Encoding)> = manifest
+    let blobs: HashMap<&str, &Entry> = manifest
         .entries
         .iter()
-        .map(|e| (e.path.as_str(), (e.blob, e.encoding)))
+        .map(|e| (e.path.as_str(), e))
         .collect();
     let check = Check {
         repo,
@@ -318,7 +331,7 @@ fn finding(severity: Severity, code: &str, message: String) -> Finding {
 struct Check<'a> {
     repo: &'a Repository,
     manifest: &'a Manifest,
-    blobs: &'a HashMap<&'a str, (BlobId, Encoding)>,
+    blobs: &'a HashMap<&'a str, &'a Entry>,
     concurrency: usize,
 }
 
