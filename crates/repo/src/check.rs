@@ -88,3 +88,71 @@ pub fn check_presence(manifest: &Manifest, index: &BlobIndex) -> Vec<EntryProble
         })
         .collect()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::manifest::{PackSlice, Summary};
+    use crate::{BackupId, Encoding, Entry};
+
+    fn manifest(entries: Vec<Entry>) -> Manifest {
+        Manifest {
+            format_version: crate::config::FORMAT_VERSION,
+            id: BackupId::new(std::time::SystemTime::now()),
+            tool_version: "t".into(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            source: serde_json::Value::Null,
+            summary: Summary::default(),
+            entries,
+        }
+    }
+
+    fn packed(path: &str, pack: BlobId, offset: u64, length: u64) -> Entry {
+        Entry {
+            path: path.into(),
+            size: length,
+            blob: BlobId::of(path.as_bytes()),
+            encoding: Encoding::Raw,
+            class: "parquet".into(),
+            pack: Some(PackSlice {
+                pack,
+                offset,
+                length,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_packed_blob_needs_its_pack_long_enough() {
+        let (pack, gone) = (BlobId::of(b"pack"), BlobId::of(b"gone"));
+        let mut index = BlobIndex::default();
+        index.insert_pack(pack, 100);
+        let checked = manifest(vec![
+            packed("a", pack, 0, 60),
+            packed("b", pack, 60, 40),
+            packed("c", pack, 60, 41),
+            packed("d", gone, 0, 1),
+            packed("e", pack, u64::MAX, 2),
+        ]);
+        let problems: Vec<(String, BlobProblem)> = check_presence(&checked, &index)
+            .into_iter()
+            .map(|p| (p.path, p.problem))
+            .collect();
+        let short = |needed| BlobProblem::PackTooShort {
+            pack,
+            needed,
+            actual: 100,
+        };
+        assert_eq!(
+            problems,
+            [
+                ("c".to_string(), short(101)),
+                ("d".to_string(), BlobProblem::Missing),
+                ("e".to_string(), short(u64::MAX)),
+            ]
+        );
+        assert!(index.holds(&checked.entries[1]) && !index.holds(&checked.entries[2]));
+    }
+}

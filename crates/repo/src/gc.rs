@@ -190,6 +190,11 @@ mod tests {
                 pack: None,
             });
         }
+        commit(repo, entries).await
+    }
+
+    /// Commit a backup of `entries` (a few milliseconds after the last one: ids are times).
+    async fn commit(repo: &Repository, entries: Vec<Entry>) -> BackupId {
         tokio::time::sleep(Duration::from_millis(2)).await;
         let manifest = Manifest {
             format_version: 1,
@@ -268,5 +273,66 @@ mod tests {
         // The two blobs and the remaining backup's entry chunk.
         assert_eq!(index.len(), 3);
         assert_eq!(repo.load_manifest(&new).await.unwrap().entries.len(), 2);
+    }
+
+    /// Store `members` as one pack; entries for each, as a backup would reference them.
+    async fn pack_of(repo: &Repository, members: &[&[u8]]) -> (BlobId, Vec<Entry>) {
+        let bytes: Vec<u8> = members.concat();
+        let pack = BlobId::of(&bytes);
+        repo.store()
+            .put(&layout::pack_key(&pack), PutPayload::from(bytes))
+            .await
+            .unwrap();
+        let mut offset = 0;
+        let entries = members
+            .iter()
+            .enumerate()
+            .map(|(i, member)| {
+                let length = member.len() as u64;
+                let slice = crate::manifest::PackSlice {
+                    pack,
+                    offset,
+                    length,
+                };
+                offset += length;
+                Entry {
+                    path: format!("p{i}"),
+                    size: length,
+                    blob: BlobId::of(member),
+                    encoding: Encoding::Raw,
+                    class: "x".into(),
+                    pack: Some(slice),
+                }
+            })
+            .collect();
+        (pack, entries)
+    }
+
+    #[tokio::test]
+    async fn a_pack_goes_whole_once_no_remaining_entry_points_into_it() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let (repo, _) = Repository::open_or_init(store, "mem", "t").await.unwrap();
+        let (pack, entries) = pack_of(&repo, &[b"first", b"second"]).await;
+        let both = commit(&repo, entries.clone()).await;
+        let second_only = commit(&repo, entries[1..].to_vec()).await;
+        let later = SystemTime::now() + Duration::from_secs(7200);
+        let grace = Duration::from_secs(3600);
+
+        // Removing the backup of both: the other still points into the pack.
+        let plan = plan_gc(&repo, std::slice::from_ref(&both), grace, later)
+            .await
+            .unwrap();
+        assert!(plan.remove_packs.is_empty(), "{plan:?}");
+        // Young, it waits for the grace period even when nothing points into it.
+        let removing = [both.clone(), second_only.clone()];
+        let young = plan_gc(&repo, &removing, grace, SystemTime::now())
+            .await
+            .unwrap();
+        assert!(young.remove_packs.is_empty() && young.blobs_in_grace >= 1);
+        // Both removed: the pack goes, whole.
+        let plan = plan_gc(&repo, &removing, grace, later).await.unwrap();
+        assert_eq!(plan.remove_packs, [(pack, 11)]);
+        plan.execute(&repo).await.unwrap();
+        assert_eq!(repo.blob_index().await.unwrap().pack_size(&pack), None);
     }
 }

@@ -12,7 +12,9 @@
 //! checked, a missing file is [`crate::Error::Vanished`], content the destination already holds
 //! is not written, and a blob appears atomically (on Linux a small one is written as an unnamed
 //! file in its own directory and linked under its name; otherwise under a staging key, then
-//! renamed).
+//! renamed). When the caller asks for packs ([`LocalCopy::pack_name`]), small stored blobs are
+//! gathered per thread into packs, each written whole under the hash of its bytes before the
+//! results of the files it holds are handed over.
 //! Only keys whose file name is the key itself ([`is_plain_key`]) take this path.
 
 use crate::copy::{check_size, pack as encode};
