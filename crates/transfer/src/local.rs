@@ -539,12 +539,15 @@ const PACK_TARGET: usize = 4 * 1024 * 1024;
 /// never changes (like a blob).
 pub struct PackWriter {
     bytes: Vec<u8>,
+    // Fed as blobs are appended, while each is still in the core's cache.
+    hasher: blake3::Hasher,
 }
 
 impl PackWriter {
     fn new() -> Self {
         Self {
             bytes: Vec::with_capacity(PACK_TARGET + PACK_MEMBER_MAX),
+            hasher: blake3::Hasher::new(),
         }
     }
 
@@ -552,6 +555,7 @@ impl PackWriter {
     fn append(&mut self, body: &[u8]) -> Packed {
         let offset = self.bytes.len() as u64;
         self.bytes.extend_from_slice(body);
+        self.hasher.update(body);
         Packed {
             pack: blake3::Hash::from_bytes([0; 32]),
             offset,
@@ -569,9 +573,10 @@ impl PackWriter {
         if self.bytes.is_empty() {
             return None;
         }
-        let hash = blake3::hash(&self.bytes);
+        let hash = self.hasher.finalize();
         let written = copy.write_atomically(&pack_name(&hash), &self.bytes);
         self.bytes.clear();
+        self.hasher.reset();
         Some(written.map(|()| hash))
     }
 }
