@@ -53,10 +53,33 @@ fn main() -> ExitCode {
             ExitCode::from(exit::code_of(&error))
         }
         None => {
-            eprintln!("interrupted: nothing was committed (a backup exists only once its manifest is written; a restore left incomplete is flagged on the next run)");
+            eprintln!("interrupted: {}", what_was_committed());
             ExitCode::from(exit::INTERRUPTED)
         }
     }
+}
+
+/// What an interrupted run leaves: the backups it committed before the signal (complete), or
+/// nothing (a backup exists only once its manifest is written).
+fn what_was_committed() -> String {
+    use ib3_repo::stored::{commits_in_this_process, Commit};
+    let commits = commits_in_this_process();
+    let ids = |state| {
+        commits
+            .iter()
+            .filter(|(_, s)| *s == state)
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (done, started) = (ids(Commit::Done), ids(Commit::Started));
+    if !started.is_empty() {
+        return format!("while committing backup {started}: it may or may not exist (see `list`)");
+    }
+    if !done.is_empty() {
+        return format!("after committing backup {done}, which is complete; only the clean-up after it was cut short (a later create or prune finishes it)");
+    }
+    "nothing was committed (a backup exists only once its manifest is written; a restore left incomplete is flagged on the next run)".into()
 }
 
 /// Structured logs on stderr, filtered by `RUST_LOG` (default: warnings).

@@ -27,7 +27,7 @@ pub mod lock;
 pub mod manifest;
 mod repository;
 pub mod retention;
-mod stored;
+pub mod stored;
 
 pub use chunks::EntryChunk;
 pub use error::{Error, Result};

@@ -86,6 +86,39 @@ impl Document {
     }
 }
 
+/// How far this process got in committing a backup (writing its manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// The manifest is being written: once its write has begun, the backup may exist even if
+    /// the process stops (a local write finishes on its own thread; a request may have reached
+    /// the server).
+    Started,
+    /// The manifest is written: the backup exists.
+    Done,
+}
+
+/// Backups whose commit this process began, by id, and how far it got: an interrupted process
+/// says which backups exist instead of claiming that nothing was committed.
+static COMMITS: std::sync::Mutex<Vec<(String, Commit)>> = std::sync::Mutex::new(Vec::new());
+
+fn note_commit(id: &str, state: Commit) {
+    let mut commits = COMMITS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match commits.iter_mut().find(|(known, _)| known == id) {
+        Some(entry) => entry.1 = state,
+        None => commits.push((id.to_string(), state)),
+    }
+}
+
+/// The backups whose commit this process began, and how far each got.
+pub fn commits_in_this_process() -> Vec<(String, Commit)> {
+    COMMITS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+}
+
 impl Repository {
     /// Load a manifest's header and chunk references without its chunked entries.
     pub async fn load_stored_manifest(&self, id: &BackupId) -> Result<StoredManifest> {
@@ -197,12 +230,17 @@ impl Repository {
     ) -> Result<WrittenChunks> {
         let key = layout::manifest_key(&manifest.id);
         let (body, chunks) = self.encode_stored(manifest, &key, known).await?;
+        let id = manifest.id.to_string();
+        note_commit(&id, Commit::Started);
         match self
             .store()
             .put_opts(&key, PutPayload::from(body), create_only())
             .await
         {
-            Ok(_) => Ok(chunks),
+            Ok(_) => {
+                note_commit(&id, Commit::Done);
+                Ok(chunks)
+            }
             Err(object_store::Error::AlreadyExists { .. }) => Err(Error::Exists {
                 id: manifest.id.to_string(),
             }),
