@@ -116,11 +116,11 @@ mod tests {
             blob: BlobId::of(path.as_bytes()),
             encoding: Encoding::Raw,
             class: "parquet".into(),
-            pack: Some(PackSlice {
+            pack: Some(Box::new(PackSlice {
                 pack,
                 offset,
                 length,
-            }),
+            })),
         }
     }
 

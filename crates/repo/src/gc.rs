@@ -301,7 +301,7 @@ mod tests {
                     blob: BlobId::of(member),
                     encoding: Encoding::Raw,
                     class: "x".into(),
-                    pack: Some(slice),
+                    pack: Some(Box::new(slice)),
                 }
             })
             .collect();

@@ -21,8 +21,10 @@ pub struct Entry {
     /// Opaque class label chosen by the source (e.g. `parquet`, `wal`).
     pub class: String,
     /// Where in a pack the stored blob lies (absent: it is an object of its own, `blobs/…`).
+    /// Boxed: an entry is held for every object of a backup, and most of those held at a time
+    /// (an incremental's previous entries) need no slice room of their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pack: Option<PackSlice>,
+    pub pack: Option<Box<PackSlice>>,
 }
 
 /// A stored blob inside a pack (DESIGN §3.4b): the bytes `offset..offset + length` of

@@ -115,7 +115,7 @@ impl BlobIndex {
     /// `stored` stands for it) or in a pack, which is then known present at least that far.
     pub fn insert_entry(&mut self, entry: &Entry, stored: u64) {
         match &entry.pack {
-            Some(slice) => self.insert_packed(entry.blob, entry.encoding, *slice),
+            Some(slice) => self.insert_packed(entry.blob, entry.encoding, **slice),
             None => self.insert(entry.blob, entry.encoding, stored),
         }
     }

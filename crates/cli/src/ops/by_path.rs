@@ -189,7 +189,7 @@ fn take_entry(slot: &mut Entry) -> Entry {
         blob: slot.blob,
         encoding: slot.encoding,
         class: std::mem::take(&mut slot.class),
-        pack: slot.pack,
+        pack: slot.pack.take(),
     }
 }
 

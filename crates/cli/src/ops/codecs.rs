@@ -38,7 +38,7 @@ pub fn blob_key(hash: &blake3::Hash, compressed: bool, encrypted: bool) -> Path 
 /// Where the stored form of an entry's blob is: the key of its blob object, or of the pack
 /// holding it with the range it takes there.
 pub fn stored_at(entry: &Entry) -> (Path, Option<std::ops::Range<u64>>) {
-    location(&entry.blob, entry.encoding, entry.pack.as_ref())
+    location(&entry.blob, entry.encoding, entry.pack.as_deref())
 }
 
 /// Where a stored blob is: the key of its blob object, or of its pack and the range there.
@@ -58,10 +58,13 @@ fn location(
 
 /// The slice of a pack an entry's blob takes, as the local file paths name it.
 pub fn local_slice(entry: &Entry) -> Option<ib3_transfer::local::Slice> {
-    entry.pack.map(|slice| ib3_transfer::local::Slice {
-        offset: slice.offset,
-        length: slice.length,
-    })
+    entry
+        .pack
+        .as_deref()
+        .map(|slice| ib3_transfer::local::Slice {
+            offset: slice.offset,
+            length: slice.length,
+        })
 }
 
 /// The plaintext of an entry's blob, read whole through the repository's store.
@@ -69,7 +72,7 @@ pub async fn read_entry(
     repo: &ib3_repo::Repository,
     entry: &Entry,
 ) -> Result<bytes::Bytes, ib3_transfer::Error> {
-    read_stored(repo, &entry.blob, entry.encoding, entry.pack.as_ref()).await
+    read_stored(repo, &entry.blob, entry.encoding, entry.pack.as_deref()).await
 }
 
 /// The plaintext of a stored blob (in a pack: `pack`), read whole through the repository's

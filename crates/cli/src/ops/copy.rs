@@ -116,7 +116,7 @@ async fn copy_blobs(
     let all: BTreeSet<Stored> = manifest
         .entries
         .iter()
-        .map(|e| (e.blob, e.encoding, e.pack))
+        .map(|e| (e.blob, e.encoding, e.pack.as_deref().copied()))
         .collect();
     let wanted: BTreeSet<Stored> = all
         .iter()
@@ -127,7 +127,7 @@ async fn copy_blobs(
     let bytes: u64 = manifest
         .entries
         .iter()
-        .filter(|e| wanted.contains(&(e.blob, e.encoding, e.pack)))
+        .filter(|e| wanted.contains(&(e.blob, e.encoding, e.pack.as_deref().copied())))
         .map(|e| e.size)
         .sum();
     options
@@ -181,7 +181,7 @@ async fn copy_blobs(
             continue;
         }
         if let Some((encoding, pack)) = index.find_stored(&entry.blob) {
-            (entry.encoding, entry.pack) = (encoding, pack);
+            (entry.encoding, entry.pack) = (encoding, pack.map(Box::new));
         }
     }
     Ok(())

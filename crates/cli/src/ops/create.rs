@@ -511,7 +511,7 @@ impl RepoCapture {
             blob,
             encoding,
             class: object.class.label().to_string(),
-            pack,
+            pack: pack.map(Box::new),
         }))
     }
 

@@ -107,7 +107,7 @@ async fn check_content(
     let mut blobs: BTreeMap<Stored, Vec<&str>> = BTreeMap::new();
     for entry in &manifest.entries {
         blobs
-            .entry((entry.blob, entry.encoding, entry.pack))
+            .entry((entry.blob, entry.encoding, entry.pack.as_deref().copied()))
             .or_default()
             .push(&entry.path);
     }
