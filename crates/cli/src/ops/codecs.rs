@@ -35,6 +35,14 @@ pub fn blob_key(hash: &blake3::Hash, compressed: bool, encrypted: bool) -> Path 
     layout::blob_key(&BlobId::from(*hash), Encoding::of(compressed, encrypted))
 }
 
+/// A stored blob as readers tell them apart: its id, its encoding and, in a pack, where.
+pub type StoredBlob = (BlobId, Encoding, Option<PackSlice>);
+
+/// The stored blob an entry names.
+pub fn stored_blob(entry: &Entry) -> StoredBlob {
+    (entry.blob, entry.encoding, entry.pack.as_deref().copied())
+}
+
 /// Where the stored form of an entry's blob is: the key of its blob object, or of the pack
 /// holding it with the range it takes there.
 pub fn stored_at(entry: &Entry) -> (Path, Option<std::ops::Range<u64>>) {

@@ -4,7 +4,7 @@
 //! target last, so an interrupted copy leaves no partial backup there, and a re-run sends only
 //! the blobs still missing.
 
-use super::codecs;
+use super::codecs::{self, StoredBlob};
 use crate::exit::{Failure, VERIFY_FAILED};
 use crate::progress::Bar;
 use anyhow::{Context, Result};
@@ -113,12 +113,8 @@ async fn copy_blobs(
     options: &CopySettings,
     report: &mut CopyReport,
 ) -> Result<()> {
-    let all: BTreeSet<Stored> = manifest
-        .entries
-        .iter()
-        .map(|e| (e.blob, e.encoding, e.pack.as_deref().copied()))
-        .collect();
-    let wanted: BTreeSet<Stored> = all
+    let all: BTreeSet<StoredBlob> = manifest.entries.iter().map(codecs::stored_blob).collect();
+    let wanted: BTreeSet<StoredBlob> = all
         .iter()
         .filter(|(id, _, pack)| index.find(id).is_none() && !holds_pack(index, pack))
         .copied()
@@ -127,7 +123,7 @@ async fn copy_blobs(
     let bytes: u64 = manifest
         .entries
         .iter()
-        .filter(|e| wanted.contains(&(e.blob, e.encoding, e.pack.as_deref().copied())))
+        .filter(|e| wanted.contains(&codecs::stored_blob(e)))
         .map(|e| e.size)
         .sum();
     options
@@ -140,7 +136,7 @@ async fn copy_blobs(
         .iter()
         .filter_map(|(_, _, pack)| pack.filter(|_| whole_packs).map(|p| p.pack))
         .collect();
-    let blobs: Vec<Stored> = wanted
+    let blobs: Vec<StoredBlob> = wanted
         .iter()
         .filter(|(_, _, pack)| !(whole_packs && pack.is_some()))
         .copied()
@@ -191,9 +187,6 @@ async fn copy_blobs(
 fn holds_pack(index: &BlobIndex, pack: &Option<PackSlice>) -> bool {
     pack.as_ref().is_some_and(|slice| index.holds_slice(slice))
 }
-
-/// A stored blob: its id, encoding and, in a pack, where.
-type Stored = (BlobId, Encoding, Option<PackSlice>);
 
 /// Copy one pack as it is stored, and check that its bytes hash to its name (a pack is named
 /// by the BLAKE3 of its bytes); a pack that does not is removed from the target and fails the

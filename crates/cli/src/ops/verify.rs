@@ -3,7 +3,7 @@
 //! CRCs of the WAL the server would replay, catalog contiguity, uuid and sequence), and with
 //! `--read-data` every blob re-hashed.
 
-use super::codecs;
+use super::codecs::{self, StoredBlob};
 use super::record::{BackupSource, ClusterRecord};
 use crate::progress::Bar;
 use anyhow::Result;
@@ -13,8 +13,7 @@ use ib3_influx::path::{classify_cluster, ObjectClass};
 use ib3_influx::rules::CatalogScope;
 use ib3_influx::rules::{Finding, Severity};
 use ib3_repo::check::{check_presence, BlobProblem, EntryProblem};
-use ib3_repo::manifest::PackSlice;
-use ib3_repo::{layout, BlobId, BlobIndex, Encoding, Entry, Manifest, Repository};
+use ib3_repo::{layout, BlobId, BlobIndex, Entry, Manifest, Repository};
 use ib3_transfer::{for_each_bounded, hash_object};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -87,12 +86,9 @@ impl Reader for ManifestReader<'_> {
     }
 }
 
-/// A stored blob: its id, encoding and, in a pack, where.
-type Stored = (BlobId, Encoding, Option<PackSlice>);
-
 /// What reading a blob found (`None`: sound), kept for the run: backups share most blobs, and
 /// each is read once however many backups reference it.
-type Verdicts = HashMap<Stored, Option<BlobProblem>>;
+type Verdicts = HashMap<StoredBlob, Option<BlobProblem>>;
 
 /// Re-read every distinct blob of `manifest` not judged yet in this run (at most `concurrency`
 /// at a time), streaming and decompressing, and check that the plaintext hashes to its id.
@@ -104,14 +100,14 @@ async fn check_content(
     bar: &Bar,
     verdicts: &mut Verdicts,
 ) -> (Vec<EntryProblem>, u64) {
-    let mut blobs: BTreeMap<Stored, Vec<&str>> = BTreeMap::new();
+    let mut blobs: BTreeMap<StoredBlob, Vec<&str>> = BTreeMap::new();
     for entry in &manifest.entries {
         blobs
-            .entry((entry.blob, entry.encoding, entry.pack.as_deref().copied()))
+            .entry(codecs::stored_blob(entry))
             .or_default()
             .push(&entry.path);
     }
-    let keys: Vec<Stored> = blobs
+    let keys: Vec<StoredBlob> = blobs
         .keys()
         .filter(|k| !verdicts.contains_key(k))
         .copied()
@@ -157,7 +153,7 @@ async fn check_content(
 /// read whole.
 async fn hash_stored(
     repo: &Repository,
-    (id, encoding, pack): Stored,
+    (id, encoding, pack): StoredBlob,
     bar: &Bar,
 ) -> Result<ib3_transfer::Copied, ib3_transfer::Error> {
     let Some(slice) = pack else {
