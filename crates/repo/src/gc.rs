@@ -59,37 +59,19 @@ pub async fn plan_gc(
         remove_backups: remove.to_vec(),
         ..GcPlan::default()
     };
-    for meta in repo.list_prefix(layout::BLOBS).await? {
-        plan.bytes_before += meta.size;
-        let Some(blob) = layout::blob_id_of(&meta.location) else {
-            continue;
-        };
-        if live.blobs.contains(&blob) {
-            continue;
-        }
-        if older_than(&meta, grace, now) {
-            plan.bytes_freed += meta.size;
-            plan.remove_blobs.push((blob.0, blob.1, meta.size));
-        } else {
-            plan.blobs_in_grace += 1;
-        }
-    }
+    let blobs = repo.list_prefix(layout::BLOBS).await?;
+    plan.remove_blobs = plan
+        .sweep(blobs, grace, now, |key| {
+            layout::blob_id_of(key).filter(|blob| !live.blobs.contains(blob))
+        })
+        .into_iter()
+        .map(|((id, encoding), size)| (id, encoding, size))
+        .collect();
     // A pack goes whole once no remaining entry points into it (packs are never rewritten).
-    for meta in repo.list_prefix(layout::PACKS).await? {
-        plan.bytes_before += meta.size;
-        let Some(pack) = layout::pack_id_of(&meta.location) else {
-            continue;
-        };
-        if live.packs.contains(&pack) {
-            continue;
-        }
-        if older_than(&meta, grace, now) {
-            plan.bytes_freed += meta.size;
-            plan.remove_packs.push((pack, meta.size));
-        } else {
-            plan.blobs_in_grace += 1;
-        }
-    }
+    let packs = repo.list_prefix(layout::PACKS).await?;
+    plan.remove_packs = plan.sweep(packs, grace, now, |key| {
+        layout::pack_id_of(key).filter(|pack| !live.packs.contains(pack))
+    });
     // In-flight uploads and progress records of runs that never committed.
     let mut leftovers = repo.list_prefix(layout::STAGING).await?;
     leftovers.extend(repo.list_prefix(layout::PARTIAL).await?);
@@ -135,6 +117,32 @@ async fn mark_live(repo: &Repository, id: &BackupId, live: &mut Live) -> Result<
 }
 
 impl GcPlan {
+    /// Count `listed` into the totals and return the objects to delete: those `unreferenced`
+    /// names (it knows the key and no remaining manifest references it) and older than the
+    /// grace period, with their sizes. Younger ones are counted as kept for the grace period.
+    fn sweep<T>(
+        &mut self,
+        listed: Vec<ObjectMeta>,
+        grace: Duration,
+        now: SystemTime,
+        unreferenced: impl Fn(&Path) -> Option<T>,
+    ) -> Vec<(T, u64)> {
+        let mut remove = Vec::new();
+        for meta in listed {
+            self.bytes_before += meta.size;
+            let Some(id) = unreferenced(&meta.location) else {
+                continue;
+            };
+            if older_than(&meta, grace, now) {
+                self.bytes_freed += meta.size;
+                remove.push((id, meta.size));
+            } else {
+                self.blobs_in_grace += 1;
+            }
+        }
+        remove
+    }
+
     /// Carry the plan out: manifests first (a backup disappears whole), then blobs and staging.
     pub async fn execute(&self, repo: &Repository) -> Result<()> {
         for id in &self.remove_backups {

@@ -624,8 +624,6 @@ impl<'c, 'd, D: Fn(Vec<(usize, Result<LocalCopied>)>)> Handover<'c, 'd, D> {
     /// not be written), and hand the results over.
     fn hand_over(&mut self) {
         if let Some(written) = self.pack.as_mut().and_then(|p| p.write(self.copy)) {
-            // The error is the pack's: each result whose blob it held fails with its text.
-            let written = written.map_err(|e| e.to_string());
             for (_, result) in &mut self.held {
                 let Ok(copied) = result else { continue };
                 let Some(packed) = copied.packed.as_mut() else {
@@ -633,12 +631,8 @@ impl<'c, 'd, D: Fn(Vec<(usize, Result<LocalCopied>)>)> Handover<'c, 'd, D> {
                 };
                 match &written {
                     Ok(hash) => packed.pack = *hash,
-                    Err(e) => {
-                        *result = Err(Error::Write {
-                            key: "a pack".into(),
-                            source: store_error(e.clone()),
-                        })
-                    }
+                    // The error is the pack's: each result whose blob it held fails with it.
+                    Err(e) => *result = Err(same_failure(e)),
                 }
             }
         }
@@ -648,6 +642,21 @@ impl<'c, 'd, D: Fn(Vec<(usize, Result<LocalCopied>)>)> Handover<'c, 'd, D> {
                 Vec::with_capacity(HANDOVER_FILES),
             ));
         }
+    }
+}
+
+/// A failure like `e` for another file (store errors cannot be cloned): the same key and cause.
+fn same_failure(e: &Error) -> Error {
+    match e {
+        Error::Write { key, source } => Error::Write {
+            key: key.clone(),
+            source: store_error(source.to_string()),
+        },
+        // Writes fail as `Write`; anything else keeps its text.
+        other => Error::Write {
+            key: "a pack".into(),
+            source: store_error(other.to_string()),
+        },
     }
 }
 
