@@ -79,9 +79,20 @@ fn stored_names(repo: &Path) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// Manifests stored, not counting `name#N` files (a killed write's local staging, invisible to
+/// every listing: `list` does not show it and `prune` removes it).
 fn manifest_count(repo: &Path) -> usize {
     std::fs::read_dir(repo.join("manifests"))
-        .map(|d| d.count())
+        .map(|d| {
+            d.filter(|m| {
+                !m.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains('#')
+            })
+            .count()
+        })
         .unwrap_or(0)
 }
 
