@@ -171,6 +171,58 @@ async fn unchanged_directories_still_show_replaced_and_added_files() {
     );
 }
 
+/// The codes of the findings a backup's record holds.
+fn finding_codes(report: &CreateReport) -> Vec<String> {
+    report.source["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// An incremental takes the snapshot files of a clean previous backup as settled (their Parquet
+/// references are not read again) only while every Parquet file of that backup is still there:
+/// a file deleted from the source is found missing (not carried forward from the previous
+/// backup's copy, which a full backup would not have), and a backup that recorded a Parquet
+/// finding never lends its snapshots to the next run.
+#[tokio::test]
+async fn settled_snapshots_never_hide_a_missing_parquet_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ib3_testkit::copy_fixture("core-3.10.0-basic", &data);
+    let repo = tmp.path().join("repo");
+    let (first, _) = counted_create(&data, &repo).await;
+    assert!(first.consistent);
+    assert_eq!(finding_codes(&first), Vec::<String>::new());
+    let (second, _) = counted_create(&data, &repo).await;
+    assert_eq!(second.source["point"], first.source["point"]);
+    assert_eq!(finding_codes(&second), Vec::<String>::new());
+
+    // The newest Parquet file: referenced by snapshots only (the checkpoint predates it).
+    let entries = ib3_testkit::manifest_files::manifest_entries(&repo, &second.backup_id);
+    let newest = entries
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .filter(|p| p.ends_with(".parquet"))
+        .max()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(data.join("node0").join(&newest)).unwrap();
+    let (third, _) = counted_create(&data, &repo).await;
+    assert_eq!(finding_codes(&third), ["parquet-missing"]);
+    assert_eq!(
+        third.source["findings"][0]["object"],
+        format!("node0/{newest}").as_str()
+    );
+    let (fourth, _) = counted_create(&data, &repo).await;
+    assert_eq!(
+        finding_codes(&fourth),
+        ["parquet-missing"],
+        "a backup with a Parquet finding settles nothing for the next"
+    );
+}
+
 /// Damage the node's v3 catalog checkpoint (found only after every other file was captured);
 /// returns its path and good bytes, to put back.
 fn corrupt_catalog_checkpoint(node: &Path) -> (std::path::PathBuf, Vec<u8>) {

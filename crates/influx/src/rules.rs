@@ -332,6 +332,14 @@ fn parquet_references<'s>(
             })
             .or_insert((by, file, None));
     }
+    if refs.len() < set.objects.len() / crate::cut::FEW_REFERENCES {
+        // Few references (settled snapshots have none): a lookup each.
+        for (path, (_, _, captured)) in refs.iter_mut() {
+            let key = path.strip_prefix(prefix).unwrap_or(path);
+            *captured = set.objects.get(key).copied();
+        }
+        return refs;
+    }
     // Captured keys are relative to the node prefix; recorded paths carry it.
     let mut path = String::from(prefix);
     for (key, &size) in set.objects {

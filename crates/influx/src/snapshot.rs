@@ -66,17 +66,30 @@ pub struct SnapshotCheckpoint {
 
 /// Parse a snapshot file; `object` names it in errors.
 pub fn parse_snapshot(object: &str, bytes: &[u8]) -> crate::Result<PersistedSnapshot> {
-    let raw: RawSnapshot = parse_versioned(object, "snapshot", bytes)?;
-    Ok(PersistedSnapshot {
+    let mut raw: RawSnapshot<RawDatabases> = parse_versioned(object, "snapshot", bytes)?;
+    let files = flatten(std::mem::take(&mut raw.databases));
+    Ok(snapshot_of(raw, files))
+}
+
+/// [`parse_snapshot`] but for the Parquet files the snapshot adds, which are checked as JSON and
+/// skipped (`files` is left empty): for a snapshot whose references the caller has settled
+/// otherwise. Every other field, removals included, is read as `parse_snapshot` reads it.
+pub fn parse_snapshot_header(object: &str, bytes: &[u8]) -> crate::Result<PersistedSnapshot> {
+    let raw: RawSnapshot<serde::de::IgnoredAny> = parse_versioned(object, "snapshot", bytes)?;
+    Ok(snapshot_of(raw, Vec::new()))
+}
+
+fn snapshot_of<D>(raw: RawSnapshot<D>, files: Vec<ParquetRef>) -> PersistedSnapshot {
+    PersistedSnapshot {
         node_id: raw.node_id,
         snapshot_sequence_number: raw.snapshot_sequence_number,
         wal_file_sequence_number: raw.wal_file_sequence_number,
         catalog_sequence_number: raw.catalog_sequence_number,
         parquet_size_bytes: raw.parquet_size_bytes,
         row_count: raw.row_count,
-        files: flatten(raw.databases),
+        files,
         removed_files: flatten(raw.removed_files),
-    })
+    }
 }
 
 /// Parse a snapshot checkpoint file; `object` names it in errors.
@@ -114,9 +127,10 @@ struct RawParquetFile {
     max_time: i64,
 }
 
-/// Fields of `PersistedSnapshot` we read; serde skips the rest.
+/// Fields of `PersistedSnapshot` we read; serde skips the rest. `D`: how `databases` (the files
+/// the snapshot adds) is read, or skipped.
 #[derive(Deserialize)]
-struct RawSnapshot {
+struct RawSnapshot<D> {
     version: String,
     #[serde(alias = "writer_id")]
     node_id: String,
@@ -127,7 +141,7 @@ struct RawSnapshot {
     parquet_size_bytes: u64,
     #[serde(default)]
     row_count: u64,
-    databases: RawDatabases,
+    databases: D,
     /// Added in 3.2 (`#[serde(default)]` on the server too).
     #[serde(default)]
     removed_files: RawDatabases,
@@ -152,7 +166,7 @@ trait Versioned {
     fn version(&self) -> &str;
 }
 
-impl Versioned for RawSnapshot {
+impl<D> Versioned for RawSnapshot<D> {
     fn version(&self) -> &str {
         &self.version
     }
@@ -265,8 +279,16 @@ mod tests {
             .keys()
             .filter_map(|key| match classify(key) {
                 ObjectClass::Snapshot { seq } => {
-                    let s = parse_snapshot(key, &read(fixture, key)).unwrap();
+                    let bytes = read(fixture, key);
+                    let s = parse_snapshot(key, &bytes).unwrap();
                     assert_eq!(s.snapshot_sequence_number, seq, "{fixture}: {key}");
+                    let header = parse_snapshot_header(key, &bytes).unwrap();
+                    assert!(header.files.is_empty(), "{fixture}: {key}");
+                    let without_files = PersistedSnapshot {
+                        files: Vec::new(),
+                        ..s.clone()
+                    };
+                    assert_eq!(header, without_files, "{fixture}: {key}");
                     Some(s)
                 }
                 _ => None,

@@ -20,6 +20,9 @@ const MIN_ENTRIES: usize = 256;
 /// A chunk is cut here whatever the paths (bounds a chunk's size).
 const MAX_ENTRIES: usize = 32_768;
 
+/// Fewer bytes than any entry's line takes (its blob id alone is 64 hex digits).
+const MIN_ENTRY_BYTES: usize = 64;
+
 /// Reference from a manifest to one chunk of its entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryChunk {
@@ -37,6 +40,100 @@ pub struct EntryChunk {
 pub(crate) struct EncodedChunk {
     pub reference: EntryChunk,
     pub plaintext: Vec<u8>,
+}
+
+/// Chunks of an earlier manifest that a new one may reference as they are, without encoding its
+/// entries again: a chunk's boundaries depend only on its entries, so a run of new entries that
+/// are, one for one and in order, exactly the entries of an earlier chunk is that chunk. The
+/// caller says which new entries are earlier entries moved over unchanged, and from where.
+#[derive(Debug, Default)]
+pub struct UnchangedChunks {
+    /// The earlier manifest's chunks by the position of their first entry among its entries.
+    earlier: rustc_hash::FxHashMap<usize, EntryChunk>,
+    /// For each new entry in order: its position among the earlier entries if it is that entry
+    /// unchanged, else [`UnchangedChunks::CHANGED`].
+    origins: Vec<u32>,
+}
+
+impl UnchangedChunks {
+    const CHANGED: u32 = u32::MAX;
+
+    /// For a manifest whose entries, in order, the chunks `earlier` hold.
+    pub fn new(earlier: &[EntryChunk]) -> Self {
+        let mut start = 0usize;
+        let mut by_start = rustc_hash::FxHashMap::default();
+        for chunk in earlier {
+            by_start.insert(start, chunk.clone());
+            start = start.saturating_add(usize::try_from(chunk.entries).unwrap_or(usize::MAX));
+        }
+        Self {
+            earlier: by_start,
+            origins: Vec::new(),
+        }
+    }
+
+    /// The next new entry is the earlier entry at `position` unchanged (`None`: it is not).
+    pub fn push(&mut self, position: Option<usize>) {
+        let origin = position
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(Self::CHANGED);
+        self.origins.push(origin);
+    }
+
+    /// The earlier chunk that holds exactly the new entries `start..start + len`, if one does.
+    fn holding(&self, start: usize, len: usize, encoding: Encoding) -> Option<&EntryChunk> {
+        let origins = self.origins.get(start..start.checked_add(len)?)?;
+        let first = *origins.first()?;
+        if first == Self::CHANGED {
+            return None;
+        }
+        let chunk = self.earlier.get(&(first as usize))?;
+        let consecutive = origins
+            .iter()
+            .zip(first..)
+            .all(|(&origin, expected)| origin == expected);
+        (consecutive && chunk.entries == len as u64 && chunk.encoding == encoding).then_some(chunk)
+    }
+}
+
+/// How each piece of a manifest's entries is stored: an earlier chunk referenced again, or the
+/// entries to encode.
+pub(crate) enum Piece<'a> {
+    Unchanged(EntryChunk),
+    Entries(&'a [Entry]),
+}
+
+/// [`split`], with each piece an earlier chunk where `unchanged` shows one holds it.
+pub(crate) fn pieces<'a>(
+    entries: &'a [Entry],
+    unchanged: Option<&UnchangedChunks>,
+    encoding: Encoding,
+) -> Vec<Piece<'a>> {
+    let mut start = 0;
+    split(entries)
+        .into_iter()
+        .map(|piece| {
+            let at = start;
+            start += piece.len();
+            match unchanged.and_then(|u| u.holding(at, piece.len(), encoding)) {
+                Some(chunk) => Piece::Unchanged(chunk.clone()),
+                None => Piece::Entries(piece),
+            }
+        })
+        .collect()
+}
+
+/// Decompress a stored chunk into a buffer of the size its frame records: one allocation, never
+/// grown or zeroed (the streaming decoder did both, a tenth of an incremental's page faults).
+/// Streamed when the frame does not say, or claims more than a chunk can compress from.
+pub(crate) fn decompress(stored: &[u8]) -> std::io::Result<Vec<u8>> {
+    const MAX_RATIO: u64 = 64;
+    match single_frame_size(stored) {
+        Some(size) if size <= (stored.len() as u64).saturating_mul(MAX_RATIO) => {
+            zstd::bulk::decompress(stored, size as usize)
+        }
+        _ => zstd::stream::decode_all(stored),
+    }
 }
 
 /// Cut sorted entries into chunks (deterministic: the same entries always give the same chunks).
@@ -100,10 +197,12 @@ pub(crate) fn decode(plaintext: &[u8], reference: &EntryChunk, key: &str) -> Res
             reference.blob
         )));
     }
-    let entries = serde_json::Deserializer::from_slice(plaintext)
-        .into_iter::<Entry>()
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| corrupt(format!("entry chunk does not parse: {e}")))?;
+    // Sized from the header, never beyond what the plaintext can hold: not grown by copying.
+    let room = usize::try_from(reference.entries).unwrap_or(0);
+    let mut entries = Vec::with_capacity(room.min(plaintext.len() / MIN_ENTRY_BYTES));
+    for entry in serde_json::Deserializer::from_slice(plaintext).into_iter::<Entry>() {
+        entries.push(entry.map_err(|e| corrupt(format!("entry chunk does not parse: {e}")))?);
+    }
     let bytes: u64 = entries.iter().map(|e| e.size).sum();
     if entries.len() as u64 != reference.entries || bytes != reference.bytes {
         return Err(corrupt(format!(
@@ -114,6 +213,16 @@ pub(crate) fn decode(plaintext: &[u8], reference: &EntryChunk, key: &str) -> Res
         )));
     }
     Ok(entries)
+}
+
+/// The plaintext size `stored` records, when it is exactly one zstd frame that records it.
+fn single_frame_size(stored: &[u8]) -> Option<u64> {
+    use zstd::zstd_safe;
+    let whole = zstd_safe::find_frame_compressed_size(stored).ok()?;
+    if whole != stored.len() {
+        return None;
+    }
+    zstd_safe::get_frame_content_size(stored).ok()?
 }
 
 #[cfg(test)]

@@ -98,11 +98,12 @@ impl BlobIndex {
         self.packs.get(pack).copied()
     }
 
-    /// An empty index with room for `blobs` blobs.
-    pub fn with_capacity(blobs: usize) -> Self {
+    /// An empty index with room for `blobs` blob objects and `packed` blobs in packs.
+    pub fn with_capacity(blobs: usize, packed: usize) -> Self {
         Self {
             sizes: FxHashMap::with_capacity_and_hasher(blobs, Default::default()),
-            ..Self::default()
+            packed: FxHashMap::with_capacity_and_hasher(packed, Default::default()),
+            packs: FxHashMap::default(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! the chunks the repository lacks, then the header — the commit point; reading fetches and parses
 //! the chunks in parallel. Format 1 manifests, with their entries inline, are still read.
 
-use crate::chunks::{self, EncodedChunk, EntryChunk};
+use crate::chunks::{self, EncodedChunk, EntryChunk, Piece, UnchangedChunks};
 use crate::config::FORMAT_VERSION;
 use crate::layout::{self, Encoding};
 use crate::manifest::Summary;
@@ -194,11 +194,9 @@ impl Repository {
                 _ => stored.to_vec(),
             };
             let plaintext = if chunk.encoding.is_compressed() {
-                zstd::stream::decode_all(sealed_or_plain.as_slice()).map_err(|e| {
-                    Error::Corrupt {
-                        key: name.clone(),
-                        reason: format!("entry chunk is not a zstd frame: {e}"),
-                    }
+                chunks::decompress(&sealed_or_plain).map_err(|e| Error::Corrupt {
+                    key: name.clone(),
+                    reason: format!("entry chunk is not a zstd frame: {e}"),
                 })?
             } else {
                 sealed_or_plain
@@ -228,8 +226,20 @@ impl Repository {
         manifest: &Manifest,
         known: &HashSet<BlobId>,
     ) -> Result<WrittenChunks> {
+        self.write_manifest_reusing(manifest, known, None).await
+    }
+
+    /// [`Repository::write_manifest_known`], referencing the chunks `unchanged` shows to hold
+    /// runs of the entries as they are, without encoding those entries (each such chunk must be
+    /// in `known`).
+    pub async fn write_manifest_reusing(
+        &self,
+        manifest: &Manifest,
+        known: &HashSet<BlobId>,
+        unchanged: Option<&UnchangedChunks>,
+    ) -> Result<WrittenChunks> {
         let key = layout::manifest_key(&manifest.id);
-        let (body, chunks) = self.encode_stored(manifest, &key, known).await?;
+        let (body, chunks) = self.encode_stored(manifest, &key, known, unchanged).await?;
         let id = manifest.id.to_string();
         note_commit(&id, Commit::Started);
         match self
@@ -258,7 +268,7 @@ impl Repository {
         known: &HashSet<BlobId>,
     ) -> Result<WrittenChunks> {
         let key = layout::partial_key(&partial.id);
-        let (body, chunks) = self.encode_stored(partial, &key, known).await?;
+        let (body, chunks) = self.encode_stored(partial, &key, known, None).await?;
         self.store()
             .put(&key, PutPayload::from(body))
             .await
@@ -296,15 +306,19 @@ impl Repository {
         }
     }
 
-    /// Store a manifest-shaped document's entry chunks (those not `known`) and encode its header
-    /// for `key`: the body to write there, and the chunks.
+    /// Store a manifest-shaped document's entry chunks (those not `known`; the unchanged ones
+    /// referenced as they are) and encode its header for `key`: the body to write there, and
+    /// the chunks.
     async fn encode_stored(
         &self,
         document: &Manifest,
         key: &Path,
         known: &HashSet<BlobId>,
+        unchanged: Option<&UnchangedChunks>,
     ) -> Result<(Vec<u8>, WrittenChunks)> {
-        let chunks = self.store_entries(&document.entries, known).await?;
+        let chunks = self
+            .store_entries(&document.entries, known, unchanged)
+            .await?;
         let body = self.encode_json(&header(document, &chunks.chunks), key)?;
         Ok((body, chunks))
     }
@@ -315,9 +329,10 @@ impl Repository {
         &self,
         entries: &[Entry],
         known: &HashSet<BlobId>,
+        unchanged: Option<&UnchangedChunks>,
     ) -> Result<WrittenChunks> {
         let encoding = Encoding::of(true, self.keys().is_some());
-        let pieces = chunks::split(entries);
+        let pieces = chunks::pieces(entries, unchanged, encoding);
         let mut written = WrittenChunks {
             chunks: Vec::with_capacity(pieces.len()),
             new: 0,
@@ -328,10 +343,10 @@ impl Repository {
             let encoded = self.encode_batch(batch, encoding, known)?;
             written
                 .chunks
-                .extend(encoded.iter().map(|(chunk, _)| chunk.reference.clone()));
+                .extend(encoded.iter().map(|(chunk, _)| chunk.clone()));
             let created: Vec<bool> =
                 futures::stream::iter(encoded.into_iter().filter_map(|(chunk, stored)| {
-                    stored.map(|bytes| self.put_chunk(chunk.reference, bytes))
+                    stored.map(|bytes| self.put_chunk(chunk, bytes))
                 }))
                 .buffer_unordered(CHUNKS_IN_FLIGHT)
                 .try_collect()
@@ -341,27 +356,34 @@ impl Repository {
         Ok(written)
     }
 
-    /// Encode a batch of chunks on threads; the stored form only for those not `known`.
+    /// Encode a batch of chunks on threads: each chunk's reference, and its stored form unless
+    /// it is `known` (an unchanged piece is its earlier chunk, encoded by nobody).
     fn encode_batch(
         &self,
-        batch: &[&[Entry]],
+        batch: &[Piece<'_>],
         encoding: Encoding,
         known: &HashSet<BlobId>,
-    ) -> Result<Vec<(EncodedChunk, Option<Vec<u8>>)>> {
+    ) -> Result<Vec<(EntryChunk, Option<Vec<u8>>)>> {
         std::thread::scope(|scope| {
             let workers: Vec<_> = batch
                 .iter()
-                .map(|entries| scope.spawn(move || self.encode_chunk(entries, encoding, known)))
+                .map(|piece| match piece {
+                    Piece::Unchanged(chunk) => Err(chunk.clone()),
+                    Piece::Entries(entries) => {
+                        Ok(scope.spawn(move || self.encode_chunk(entries, encoding, known)))
+                    }
+                })
                 .collect();
             workers
                 .into_iter()
-                .map(|worker| {
-                    worker.join().unwrap_or_else(|_| {
+                .map(|worker| match worker {
+                    Err(chunk) => Ok((chunk, None)),
+                    Ok(worker) => worker.join().unwrap_or_else(|_| {
                         Err(Error::Corrupt {
                             key: layout::MANIFESTS.into(),
                             reason: "encoding an entry chunk panicked".into(),
                         })
-                    })
+                    }),
                 })
                 .collect()
         })
@@ -372,23 +394,25 @@ impl Repository {
         entries: &[Entry],
         encoding: Encoding,
         known: &HashSet<BlobId>,
-    ) -> Result<(EncodedChunk, Option<Vec<u8>>)> {
-        let chunk = chunks::encode(entries, encoding)?;
-        if known.contains(&chunk.reference.blob) {
-            return Ok((chunk, None));
+    ) -> Result<(EntryChunk, Option<Vec<u8>>)> {
+        let EncodedChunk {
+            reference,
+            plaintext,
+        } = chunks::encode(entries, encoding)?;
+        if known.contains(&reference.blob) {
+            return Ok((reference, None));
         }
-        let key = layout::blob_key(&chunk.reference.blob, encoding);
-        let compressed = zstd::bulk::compress(&chunk.plaintext, CHUNK_ZSTD_LEVEL).map_err(|e| {
-            Error::Corrupt {
+        let key = layout::blob_key(&reference.blob, encoding);
+        let compressed =
+            zstd::bulk::compress(&plaintext, CHUNK_ZSTD_LEVEL).map_err(|e| Error::Corrupt {
                 key: key.to_string(),
                 reason: format!("compressing the entry chunk: {e}"),
-            }
-        })?;
+            })?;
         let stored = match self.keys() {
             Some(keys) => crate::keys::seal(keys, &compressed)?,
             None => compressed,
         };
-        Ok((chunk, Some(stored)))
+        Ok((reference, Some(stored)))
     }
 
     /// Store a chunk unless present; whether it was new.
@@ -499,6 +523,72 @@ mod tests {
         assert_eq!(again.new, 1);
         assert_eq!(blob_count(&repo).await, chunks.len() + 1);
         assert_eq!(repo.load_manifest(&second.id).await.unwrap(), second);
+    }
+
+    /// Referencing unchanged chunks gives the very chunks a full encoding would, around a
+    /// changed, an inserted and a removed entry, and the manifest reads back whole.
+    #[tokio::test]
+    async fn unchanged_chunks_are_referenced_as_a_full_encoding_names_them() {
+        let repo = repo().await;
+        let first = manifest(entries(30_000, ""));
+        let earlier = repo.write_manifest(&first).await.unwrap().chunks;
+        let known: HashSet<BlobId> = earlier.iter().map(|c| c.blob).collect();
+
+        let mut unchanged = UnchangedChunks::new(&earlier);
+        let mut second = Vec::new();
+        for (at, entry) in first.entries.iter().enumerate() {
+            match at {
+                7_000 => continue,
+                12_000 => {
+                    second.push(Entry {
+                        size: 1,
+                        ..entry.clone()
+                    });
+                    unchanged.push(None);
+                }
+                _ => {
+                    second.push(entry.clone());
+                    unchanged.push(Some(at));
+                }
+            }
+            if at == 20_000 {
+                second.push(Entry {
+                    path: format!("{}-added", entry.path),
+                    ..entry.clone()
+                });
+                unchanged.push(None);
+            }
+        }
+        let second = manifest(second);
+        let reusing = repo
+            .write_manifest_reusing(&second, &known, Some(&unchanged))
+            .await
+            .unwrap();
+        let other = self::repo().await;
+        let encoded = other.write_manifest(&second).await.unwrap();
+        assert_eq!(reusing.chunks, encoded.chunks);
+        let new = reusing.chunks.iter().filter(|c| !known.contains(&c.blob));
+        assert_eq!(new.count() as u64, reusing.new, "what is new was written");
+        assert!(
+            (1..=4).contains(&reusing.new),
+            "only chunks around the changes are new"
+        );
+        assert_eq!(repo.load_manifest(&second.id).await.unwrap(), second);
+
+        // The caller's word is taken, not checked by encoding: told that a changed entry is
+        // unchanged, the writer references the earlier chunk.
+        let mut told = UnchangedChunks::new(&earlier);
+        let mut changed = first.entries.clone();
+        changed[12_000].size += 1;
+        for at in 0..changed.len() {
+            told.push(Some(at));
+        }
+        let changed = manifest(changed);
+        let written = repo
+            .write_manifest_reusing(&changed, &known, Some(&told))
+            .await
+            .unwrap();
+        assert_eq!(written.chunks, earlier);
     }
 
     #[tokio::test]

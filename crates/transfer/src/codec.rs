@@ -247,6 +247,10 @@ pub fn compress(bytes: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     zstd::stream::encode_all(bytes, level)
 }
 
+/// Most plaintext bytes per stored byte a recorded frame size is believed for (a damaged frame
+/// could claim any size).
+const MAX_RATIO: u64 = 1024;
+
 /// Decompress a whole buffer (every frame in it), with this thread's decompression context.
 pub fn decompress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     thread_local! {
@@ -266,6 +270,17 @@ pub fn decompress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
                     .ok_or_else(|| std::io::Error::other("cannot make a zstd context"))?,
             ),
         };
+        // Into a buffer of the size the frames record when they do (and it is plausible): one
+        // allocation, never grown or zeroed as a streamed read grows it.
+        if let Some(size) = single_frame_size(bytes) {
+            if size <= (bytes.len() as u64).saturating_mul(MAX_RATIO) {
+                let mut plain = Vec::with_capacity(size as usize);
+                context
+                    .decompress(&mut plain, bytes)
+                    .map_err(|code| std::io::Error::other(zstd::zstd_safe::get_error_name(code)))?;
+                return Ok(plain);
+            }
+        }
         let mut plain = Vec::new();
         std::io::Read::read_to_end(
             &mut zstd::stream::read::Decoder::with_context(bytes, context),
@@ -273,6 +288,16 @@ pub fn decompress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
         )?;
         Ok(plain)
     })
+}
+
+/// The plaintext size `stored` records, when it is exactly one zstd frame that records it.
+fn single_frame_size(stored: &[u8]) -> Option<u64> {
+    use zstd::zstd_safe;
+    let whole = zstd_safe::find_frame_compressed_size(stored).ok()?;
+    if whole != stored.len() {
+        return None;
+    }
+    zstd_safe::get_frame_content_size(stored).ok()?
 }
 
 #[cfg(test)]

@@ -72,6 +72,8 @@ pub(super) struct PreviousEntries {
     reused: Vec<AtomicBool>,
     /// Positions in `entries`, hashed by path.
     positions: hashbrown::HashTable<u32>,
+    /// Whether `entries` are one run's, in its order (positions are those of its manifest).
+    as_loaded: bool,
 }
 
 impl PreviousEntries {
@@ -79,9 +81,14 @@ impl PreviousEntries {
     /// (a run that never committed recorded what it found after the backup it follows).
     pub(super) fn from_runs(runs: Vec<Vec<Entry>>) -> Self {
         let single = runs.len() == 1;
-        let mut entries: Vec<Entry> = runs.into_iter().flatten().collect();
+        // One run is taken as it is: collected anew, its entries were copied to fresh memory.
+        let mut entries: Vec<Entry> = match <[Vec<Entry>; 1]>::try_from(runs) {
+            Ok([run]) => run,
+            Err(runs) => runs.into_iter().flatten().collect(),
+        };
         let ordered = entries.windows(2).all(|w| w[0].path < w[1].path);
-        if !(single && ordered) {
+        let as_loaded = single && ordered;
+        if !as_loaded {
             // Stable: of entries with one path, the last is the latest run's.
             entries.sort_by(|a, b| a.path.cmp(&b.path));
             entries.reverse();
@@ -100,6 +107,7 @@ impl PreviousEntries {
             entries,
             reused,
             positions,
+            as_loaded,
         }
     }
 
@@ -134,12 +142,28 @@ impl PreviousEntries {
         reuse
     }
 
+    /// Whether every entry whose path starts with `prefix` is marked reused (true when none
+    /// does).
+    pub(super) fn all_reused_under(&self, prefix: &str) -> bool {
+        let start = self.entries.partition_point(|e| e.path.as_str() < prefix);
+        self.entries[start..]
+            .iter()
+            .zip(&self.reused[start..])
+            .take_while(|(entry, _)| entry.path.starts_with(prefix))
+            .all(|(_, reused)| reused.load(Ordering::Relaxed))
+    }
+
     /// A cursor that takes reused entries for paths asked in increasing order.
     pub(super) fn reused_in_order(&mut self) -> ReusedInOrder<'_> {
         ReusedInOrder {
             previous: self,
             next: 0,
         }
+    }
+
+    /// Whether the entries are one run's, each at its position in that run's manifest.
+    pub(super) fn as_loaded(&self) -> bool {
+        self.as_loaded
     }
 
     /// Number of entries.
@@ -166,9 +190,9 @@ pub(super) struct ReusedInOrder<'a> {
 }
 
 impl ReusedInOrder<'_> {
-    /// The reused entry of `path`, moved out (given once); `path` must be greater than every
-    /// path asked before.
-    pub(super) fn take(&mut self, path: &str) -> Option<Entry> {
+    /// The reused entry of `path`, moved out (given once), and its position; `path` must be
+    /// greater than every path asked before.
+    pub(super) fn take(&mut self, path: &str) -> Option<(Entry, usize)> {
         let entries = &mut self.previous.entries;
         while self.next < entries.len() && entries[self.next].path.as_str() < path {
             self.next += 1;
@@ -176,7 +200,7 @@ impl ReusedInOrder<'_> {
         let i = self.next;
         let found = entries.get(i).is_some_and(|e| e.path == path);
         (found && self.previous.reused[i].swap(false, Ordering::Relaxed))
-            .then(|| take_entry(&mut entries[i]))
+            .then(|| (take_entry(&mut entries[i]), i))
     }
 }
 
@@ -245,7 +269,7 @@ mod tests {
         assert_eq!(previous.get("a/2").unwrap().blob, BlobId::of(b"y"));
         let mut cursor = previous.reused_in_order();
         assert!(cursor.take("a/2").is_none());
-        assert_eq!(cursor.take("a/3").unwrap(), entry("a/3", b"z"));
+        assert_eq!(cursor.take("a/3").unwrap(), (entry("a/3", b"z"), 2));
         assert!(previous.reused_in_order().take("a/3").is_none());
         assert!(previous.get("a/3").is_none(), "a taken entry is gone");
         assert_eq!(
@@ -262,22 +286,27 @@ mod tests {
             .map(|p| entry(p, p.as_bytes()))
             .collect();
         let mut previous = PreviousEntries::from_runs(vec![run]);
+        assert!(previous.as_loaded());
+        assert!(!previous.all_reused_under("b/"));
         for path in ["a/2", "b/1", "b/2"] {
             assert!(previous.reuse_if(path, |_| true));
         }
+        assert!(previous.all_reused_under("b/"));
+        assert!(!previous.all_reused_under("a/"), "a/1 is not reused");
+        assert!(previous.all_reused_under("x/"), "nothing there");
         let mut cursor = previous.reused_in_order();
         // Paths asked in order, some absent from the previous entries, some not reused.
         let asked = ["a/1", "a/2", "a/3", "b/1", "b/2", "c", "d"];
         let taken: Vec<Option<String>> = asked
             .iter()
-            .map(|p| cursor.take(p).map(|e| e.path))
+            .map(|p| cursor.take(p).map(|(e, at)| format!("{}@{at}", e.path)))
             .collect();
         let expected = [
             None,
-            Some("a/2"),
+            Some("a/2@1"),
             None,
-            Some("b/1"),
-            Some("b/2"),
+            Some("b/1@2"),
+            Some("b/2@3"),
             None,
             None,
         ];
@@ -291,11 +320,16 @@ mod tests {
         let backup = vec![entry("a/1", b"old"), entry("a/2", b"y")];
         let partial = vec![entry("a/3", b"new"), entry("a/1", b"newer")];
         let previous = PreviousEntries::from_runs(vec![backup, partial]);
+        assert!(
+            !previous.as_loaded(),
+            "two runs: positions are no manifest's"
+        );
         let paths: Vec<&str> = previous.values().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["a/1", "a/2", "a/3"]);
         assert_eq!(previous.get("a/1").unwrap().blob, BlobId::of(b"newer"));
         let unordered = vec![entry("b", b"1"), entry("a", b"2"), entry("b", b"3")];
         let previous = PreviousEntries::from_runs(vec![unordered]);
+        assert!(!previous.as_loaded(), "sorted anew");
         assert_eq!(previous.len(), 2);
         assert_eq!(previous.get("b").unwrap().blob, BlobId::of(b"3"));
         assert!(PreviousEntries::from_runs(Vec::new()).is_empty());

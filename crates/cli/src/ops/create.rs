@@ -20,9 +20,12 @@ use ib3_influx::cut::{
 };
 use ib3_influx::path::{ObjectClass, Phase};
 use ib3_influx::rules::{Finding, Severity};
+use ib3_repo::chunks::UnchangedChunks;
 use ib3_repo::lock::LockKind;
 use ib3_repo::manifest::{PackSlice, Summary};
-use ib3_repo::{layout, BackupId, BlobId, BlobIndex, Encoding, Entry, Manifest, Repository};
+use ib3_repo::{
+    layout, BackupId, BlobId, BlobIndex, Encoding, Entry, EntryChunk, Manifest, Repository,
+};
 use ib3_transfer::listing::ListingHints;
 use ib3_transfer::local::{LocalCopied, LocalCopy, SmallFile};
 use ib3_transfer::{
@@ -155,10 +158,14 @@ pub(super) struct RepoCapture {
     repo: Repository,
     index: Arc<Mutex<BlobIndex>>,
     previous: PreviousEntries,
-    /// When the backup that `previous` comes from began (listing hints: [`listing_hints`]).
-    previous_began: Option<SystemTime>,
-    /// The paths under `dbs/` of `previous`, for the listing hints ([`Previous::listed`]).
-    previous_listed: Vec<(String, u64)>,
+    /// Hints for the listing of a local node, from `previous` ([`listing_hints`]).
+    hints: Option<ListingHints>,
+    /// Whether `previous` is a backup whose snapshots' references were all captured as recorded
+    /// ([`Previous::references_settled`]).
+    references_settled: bool,
+    /// Which new entries are the previous backup's unchanged, for its chunks to be referenced
+    /// again as they are ([`RepoCapture::entries_of`]); `None` where positions do not carry over.
+    unchanged: Option<UnchangedChunks>,
     entries: Mutex<EntriesByPath>,
     cache: Mutex<HashMap<String, Bytes>>,
     wal_findings: Mutex<Vec<Finding>>,
@@ -717,6 +724,27 @@ impl Capture for RepoCapture {
         self.record_progress(RecordWhen::PhaseEnd).await;
         Ok(outcomes)
     }
+
+    /// A snapshot file reused from the previous backup is the one that backup judged; if no rule
+    /// found a Parquet file of that backup missing or of another size, and every Parquet file
+    /// it held is reused here (same path and size), what the snapshot references is captured
+    /// as recorded, and the cut need not read its references again.
+    fn settled_snapshots(&self, keys: &[&str]) -> Vec<bool> {
+        let settles = self.references_settled
+            && self
+                .previous
+                .all_reused_under(&format!("{}dbs/", self.prefix));
+        if !settles {
+            return vec![false; keys.len()];
+        }
+        let fresh = lock(&self.entries);
+        keys.iter()
+            .map(|key| {
+                let path = self.full(key);
+                fresh.get(&path).is_none() && self.previous.get_reused(&path).is_some()
+            })
+            .collect()
+    }
 }
 
 /// Run `create`.
@@ -753,7 +781,7 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
     } = result?;
     released?;
     let summary = &manifest.summary;
-    Ok(CreateReport {
+    let report = CreateReport {
         backup_id: manifest.id.to_string(),
         repository: repo_location,
         repository_created,
@@ -775,7 +803,17 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
         entry_chunks_written,
         replans: outcome.replans,
         duration_seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    drop_in_background(manifest);
+    Ok(report)
+}
+
+/// Free `value` on a thread of its own: a manifest of 100 000 entries is 200 000 allocations
+/// to free (~10 ms), which the run need not wait for (the process may even exit first).
+fn drop_in_background<T: Send + 'static>(value: T) {
+    if let Err(e) = std::thread::Builder::new().spawn(move || drop(value)) {
+        tracing::debug!(error = %e, "no thread to free memory on: freed here");
+    }
 }
 
 /// How a run captures (the resolved options other than the stores).
@@ -844,19 +882,27 @@ async fn capture_and_commit(
         began: previous_began,
         superseded,
         chunks,
+        chunk_list,
         listed: previous_listed,
+        references_settled,
     } = previous_entries(repo, &identity, wants_listing_hints(&source)).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
         entries = previous.len(),
         "create: loaded the previous backup's entries"
     );
-    let index = known_blobs(repo, &previous, superseded.is_empty()).await?;
+    // Two independent passes over the previous entries, one per core.
+    let hints = previous_began.zip(previous_listed);
+    let (index, hints) = known_blobs(repo, &previous, superseded.is_empty(), || {
+        hints.map(|(began, listed)| listing_hints(listed, began))
+    })
+    .await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
         blobs = index.len(),
         "create: known blobs"
     );
+    let unchanged = unchanged_chunks(&source, &previous, &chunk_list);
     let run_id = BackupId::new(settings.started_at);
     let (first_store, first_prefix) = match &source {
         CreateSource::Node(node) => (node.node.clone(), String::new()),
@@ -875,8 +921,10 @@ async fn capture_and_commit(
             dirs,
         }),
         previous,
-        previous_began,
-        previous_listed: previous_listed.unwrap_or_default(),
+        hints,
+        references_settled,
+        // A node's entries come out of the cut in the order its previous backup's did.
+        unchanged,
         entries: Mutex::new(EntriesByPath::default()),
         cache: Mutex::new(HashMap::new()),
         wal_findings: Mutex::new(Vec::new()),
@@ -936,7 +984,9 @@ async fn capture_and_commit(
     ensure_blobs_survived(repo, held, &manifest).await?;
     // The commit point: every blob above is stored; a backup exists once this succeeds.
     let known_chunks = lock(&capture.progress_record.chunks).clone();
-    let written = repo.write_manifest_known(&manifest, &known_chunks).await?;
+    let written = repo
+        .write_manifest_reusing(&manifest, &known_chunks, capture.unchanged.as_ref())
+        .await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
         "create: committed the manifest"
@@ -969,12 +1019,7 @@ async fn capture_node(
         catalog_in_prefix: true,
     };
     if let Some(listing) = &source.listing {
-        let began = Instant::now();
-        listing.set_hints(listing_hints(capture));
-        tracing::debug!(
-            ms = began.elapsed().as_millis() as u64,
-            "create: listing hints from the previous backup"
-        );
+        listing.set_hints(capture.hints.take());
     }
     let cut = take_consistent_cut(source.node.as_ref(), capture, &cut_options).await;
     if let Some(listing) = &source.listing {
@@ -1007,17 +1052,25 @@ impl RepoCapture {
         // The cut's keys in order, and so their paths: the reused entries come out in one pass.
         let mut reused = self.previous.reused_in_order();
         let prefix = &self.prefix;
+        let mut unchanged = self.unchanged.as_mut();
         cut.objects
             .keys()
             .map(|key| {
                 let path = full_path(prefix, key);
                 let path = path.as_ref();
-                entries
-                    .take(path)
-                    .or_else(|| reused.take(path))
-                    .with_context(|| {
-                        format!("internal error: {path} is in the cut but was not captured")
-                    })
+                let (entry, position) = match entries.take(path) {
+                    Some(fresh) => (fresh, None),
+                    None => reused
+                        .take(path)
+                        .map(|(entry, at)| (entry, Some(at)))
+                        .with_context(|| {
+                            format!("internal error: {path} is in the cut but was not captured")
+                        })?,
+                };
+                if let Some(unchanged) = unchanged.as_deref_mut() {
+                    unchanged.push(position);
+                }
+                Ok(entry)
             })
             .collect()
     }
@@ -1035,25 +1088,35 @@ impl RepoCapture {
     }
 }
 
-/// The blobs this run may take as present. An incremental run takes them from the newest
+/// The blobs this run may take as present, and what `also` makes meanwhile (on another
+/// thread). An incremental run takes them from the newest
 /// backup of the same source: GC never deletes a blob a manifest references, and this run's
 /// shared lock keeps `prune` out until it commits (a lost lock re-checks everything, see
 /// [`ensure_blobs_survived`]). A first backup of a source lists `blobs/`, to store content other
 /// sources hold only once, and so does a run resuming from progress records, whose blobs may
 /// have been collected.
-async fn known_blobs(
+async fn known_blobs<T: Send>(
     repo: &Repository,
     previous: &PreviousEntries,
     only_from_manifest: bool,
-) -> Result<BlobIndex> {
+    also: impl FnOnce() -> T + Send,
+) -> Result<(BlobIndex, T)> {
     if previous.is_empty() || !only_from_manifest {
-        return Ok(repo.blob_index().await?);
+        return Ok((repo.blob_index().await?, also()));
     }
-    let mut index = BlobIndex::with_capacity(previous.len());
-    for entry in previous.values() {
-        index.insert_entry(entry, entry.size);
-    }
-    Ok(index)
+    Ok(std::thread::scope(|scope| {
+        let other = scope.spawn(also);
+        // Sized up front: growing rehashes every blob so far into fresh memory.
+        let packed = previous.values().filter(|e| e.pack.is_some()).count();
+        let mut index = BlobIndex::with_capacity(previous.len() - packed, packed);
+        for entry in previous.values() {
+            index.insert_entry(entry, entry.size);
+        }
+        let other = other
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (index, other)
+    }))
 }
 
 /// Before committing: while this run's lock was held no prune could run. If the lock was lost
@@ -1101,7 +1164,9 @@ async fn previous_entries(
             previous
                 .chunks
                 .extend(stored.entry_chunks.iter().map(|c| c.blob));
+            previous.chunk_list.clone_from(&stored.entry_chunks);
             previous.began = humantime::parse_rfc3339(&stored.manifest.started_at).ok();
+            previous.references_settled = references_all_captured(&stored.manifest.source);
             runs.push(repo.load_entries(stored).await?.entries);
             break;
         }
@@ -1112,6 +1177,8 @@ async fn previous_entries(
             runs.push(partial.entries);
         }
     }
+    // A progress record's entries were never judged.
+    previous.references_settled &= previous.superseded.is_empty();
     previous.entries = PreviousEntries::from_runs(runs);
     if keep_listed {
         previous.listed = Some(
@@ -1126,18 +1193,50 @@ async fn previous_entries(
     Ok(previous)
 }
 
+/// What lets the manifest of a node's backup reference its previous backup's chunks again: the
+/// cut gives a node's entries in the order that backup's manifest holds them (`None`: a cluster,
+/// or previous entries merged from several runs, whose positions are no manifest's).
+fn unchanged_chunks(
+    source: &CreateSource,
+    previous: &PreviousEntries,
+    chunks: &[EntryChunk],
+) -> Option<UnchangedChunks> {
+    let node = matches!(source, CreateSource::Node(_));
+    (node && previous.as_loaded() && !chunks.is_empty()).then(|| UnchangedChunks::new(chunks))
+}
+
+/// Whether a backup's source record says that every Parquet file its snapshots reference was
+/// captured with its recorded size: a node backup whose rules held and found nothing about any
+/// Parquet file (none missing, removed by the server, or of another size).
+fn references_all_captured(source: &serde_json::Value) -> bool {
+    use serde::Deserialize;
+    let Ok(record) = SourceRecord::deserialize(source) else {
+        return false;
+    };
+    let about_parquet = |finding: &serde_json::Value| {
+        finding["code"]
+            .as_str()
+            .is_none_or(|code| code.starts_with("parquet-"))
+    };
+    let no_removals = record
+        .removed_by_server
+        .as_array()
+        .is_some_and(|removed| removed.is_empty());
+    let findings = record.findings.as_array();
+    record.product == PRODUCT
+        && record.consistent
+        && no_removals
+        && findings.is_some_and(|findings| !findings.iter().any(about_parquet))
+}
+
 /// What the previous backup's listing of a local node found under `dbs/` (the Parquet tree,
 /// where nearly all files are), as hints that spare re-reading its unchanged directories
 /// (`transfer::listing::ListingHints`; DESIGN §2): the server never changes a Parquet file in
 /// place, so the files of a directory unchanged since are listed with the sizes that backup
 /// found, unread and not stat-ed. A Parquet file a snapshot references that a listing missed is
 /// captured by reference (§4.3 step 3) whatever the hints said.
-fn listing_hints(capture: &mut RepoCapture) -> Option<ListingHints> {
-    let began = capture.previous_began?;
-    Some(ListingHints::new(
-        std::mem::take(&mut capture.previous_listed),
-        began,
-    ))
+fn listing_hints(listed: Vec<(String, u64)>, began: SystemTime) -> ListingHints {
+    ListingHints::new(listed, began)
 }
 
 /// Whether a backup of `source` hands its listing hints ([`listing_hints`]): a node in a local
@@ -1157,11 +1256,17 @@ struct Previous {
     superseded: Vec<BackupId>,
     /// Entry chunks of the newest backup: stored, and kept so while this run holds its lock.
     chunks: HashSet<BlobId>,
+    /// The same, in order.
+    chunk_list: Vec<EntryChunk>,
     /// The paths under `dbs/` of `entries` and their sizes, in (sorted) path order: the hints
     /// sort them in one pass (from a hash set, in its order, building the hints took 40–60 ms at
     /// 100 000 files).
     /// `None` when not asked for: only a local node's listing takes hints.
     listed: Option<Vec<(String, u64)>>,
+    /// Whether `entries` are those of one backup (no progress record) whose snapshots' Parquet
+    /// references were all captured as recorded ([`references_all_captured`]): its snapshot
+    /// files, reused, have settled references ([`RepoCapture::settled_snapshots`]).
+    references_settled: bool,
 }
 
 /// Whether a manifest's (or partial record's) source document has every field of `identity`.
