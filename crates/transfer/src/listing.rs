@@ -26,7 +26,6 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
-use rustc_hash::FxHashMap;
 #[cfg(not(unix))]
 use std::path::Path as FsPath;
 use std::path::PathBuf;
@@ -92,14 +91,19 @@ impl FastListing {
 /// file system without link counts for directories (btrfs: always 1) every directory is read.
 #[derive(Debug, Clone)]
 pub struct ListingHints {
-    /// Keys of the earlier listing, relative to the store root, sorted.
-    keys: Vec<Box<str>>,
-    /// The size of each of `keys`.
+    /// Keys of the earlier listing, relative to the store root, sorted, one after another: one
+    /// allocation, read in order, where a string per key cost a cache miss per look.
+    names: String,
+    /// Where each key ends in `names`.
+    ends: Vec<usize>,
+    /// The size of each key.
     sizes: Vec<u64>,
-    /// The leaf directories among them (prefix ending in `/`: files, no subdirectory) and the
-    /// range of `keys` they hold: one hash lookup per directory walked, where a binary search of
-    /// the keys cost a dozen long string comparisons (5% of a no-change run's CPU time).
-    leaves: FxHashMap<Box<str>, std::ops::Range<usize>>,
+    /// The leaf directories among them (prefix ending in `/`: files, no subdirectory): the
+    /// length of the prefix and the range of keys it holds.
+    leaves: Vec<(usize, std::ops::Range<usize>)>,
+    /// Positions in `leaves`, hashed by prefix: one lookup per directory walked (a binary search
+    /// of the keys cost a dozen long string comparisons, 5% of a no-change run's CPU time).
+    by_prefix: hashbrown::HashTable<u32>,
     /// Directories whose status changed before this are trusted.
     unchanged_before: std::time::SystemTime,
 }
@@ -109,61 +113,100 @@ pub struct ListingHints {
 const HINT_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl ListingHints {
-    /// Hints from the files (key and size) an earlier listing found, in any order, and when it
-    /// began. A key given twice keeps its first size.
-    pub fn new(
-        files: impl IntoIterator<Item = (String, u64)>,
+    /// Hints from the files (key and size) an earlier listing found, in any order (sorted is
+    /// cheapest), and when it began. A key given twice keeps its first size.
+    pub fn new<K: AsRef<str>>(
+        files: impl IntoIterator<Item = (K, u64)>,
         listing_began: std::time::SystemTime,
     ) -> Self {
-        let mut files: Vec<(Box<str>, u64)> = files
-            .into_iter()
-            .map(|(key, size)| (key.into_boxed_str(), size))
-            .collect();
-        files.sort_by(|a, b| a.0.cmp(&b.0));
-        files.dedup_by(|later, first| later.0 == first.0);
-        let (keys, sizes): (Vec<_>, Vec<_>) = files.into_iter().unzip();
-        Self {
-            leaves: leaf_directories(&keys),
-            keys,
+        let mut files: Vec<(K, u64)> = files.into_iter().collect();
+        // Stable: of one key given twice, the first stays first.
+        files.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        files.dedup_by(|later, first| later.0.as_ref() == first.0.as_ref());
+        let mut names = String::with_capacity(files.iter().map(|(k, _)| k.as_ref().len()).sum());
+        let mut ends = Vec::with_capacity(files.len());
+        let mut sizes = Vec::with_capacity(files.len());
+        for (key, size) in &files {
+            names.push_str(key.as_ref());
+            ends.push(names.len());
+            sizes.push(*size);
+        }
+        let mut hints = Self {
+            names,
+            ends,
             sizes,
+            leaves: Vec::new(),
+            by_prefix: hashbrown::HashTable::new(),
             unchanged_before: listing_began
                 .checked_sub(HINT_MARGIN)
                 .unwrap_or(std::time::UNIX_EPOCH),
+        };
+        hints.find_leaves();
+        hints
+    }
+
+    fn key(&self, i: usize) -> &str {
+        let start = i.checked_sub(1).map_or(0, |before| self.ends[before]);
+        &self.names[start..self.ends[i]]
+    }
+
+    fn leaf_prefix(&self, leaf: usize) -> &str {
+        let (len, range) = &self.leaves[leaf];
+        &self.key(range.start)[..*len]
+    }
+
+    /// Fill `leaves`: the directories that hold files and nothing below a subdirectory, with
+    /// the range of keys in each. Keys under one directory are contiguous once sorted, so a run
+    /// of keys with the same directory is all of that directory exactly when neither neighbour
+    /// of the run is under it too.
+    fn find_leaves(&mut self) {
+        let count = self.ends.len();
+        let dir_len = |key: &str| key.rfind('/').map(|slash| slash + 1);
+        let mut start = 0;
+        while start < count {
+            let first = self.key(start);
+            let len = dir_len(first);
+            let dir = &first[..len.unwrap_or(0)];
+            let mut end = start + 1;
+            while end < count {
+                let key = self.key(end);
+                if dir_len(key) != len || !key.starts_with(dir) {
+                    break;
+                }
+                end += 1;
+            }
+            let under = |i: usize| i < count && self.key(i).starts_with(dir);
+            if let Some(len) = len {
+                if (start == 0 || !under(start - 1)) && !under(end) {
+                    self.leaves.push((len, start..end));
+                }
+            }
+            start = end;
         }
+        let mut by_prefix = hashbrown::HashTable::with_capacity(self.leaves.len());
+        for leaf in 0..self.leaves.len() {
+            let at = u32::try_from(leaf).unwrap_or(u32::MAX);
+            by_prefix.insert_unique(hash(self.leaf_prefix(leaf)), at, |&j: &u32| {
+                hash(self.leaf_prefix(j as usize))
+            });
+        }
+        self.by_prefix = by_prefix;
     }
 
     /// Names and sizes of the files the earlier listing found directly in directory `prefix`
     /// (ends in `/`); `None` when it found none, or found something below a subdirectory.
     fn files_in(&self, prefix: &str) -> Option<impl ExactSizeIterator<Item = (&str, u64)> + Clone> {
-        let range = self.leaves.get(prefix)?.clone();
-        let skip = prefix.len();
-        let names = self.keys[range.clone()].iter().map(move |key| &key[skip..]);
-        Some(names.zip(self.sizes[range].iter().copied()))
+        let leaf = *self
+            .by_prefix
+            .find(hash(prefix), |&j| self.leaf_prefix(j as usize) == prefix)?;
+        let (len, range) = self.leaves[leaf as usize].clone();
+        Some(range.map(move |i| (&self.key(i)[len..], self.sizes[i])))
     }
 }
 
-/// The directories of `keys` (sorted) that hold files and nothing below a subdirectory, with
-/// the range of `keys` in each. Keys under one directory are contiguous once sorted, so a run of
-/// keys with the same directory is all of that directory exactly when neither neighbour of the
-/// run is under it too.
-fn leaf_directories(keys: &[Box<str>]) -> FxHashMap<Box<str>, std::ops::Range<usize>> {
-    let dir_of = |key: &str| key.rfind('/').map(|slash| slash + 1);
-    let mut leaves = FxHashMap::default();
-    let mut start = 0;
-    while start < keys.len() {
-        let dir_len = dir_of(&keys[start]);
-        let dir = &keys[start][..dir_len.unwrap_or(0)];
-        let mut end = start + 1;
-        while end < keys.len() && dir_of(&keys[end]) == dir_len && keys[end].starts_with(dir) {
-            end += 1;
-        }
-        let under = |i: usize| keys.get(i).is_some_and(|k| k.starts_with(dir));
-        if dir_len.is_some() && (start == 0 || !under(start - 1)) && !under(end) {
-            leaves.insert(dir.into(), start..end);
-        }
-        start = end;
-    }
-    leaves
+fn hash(prefix: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(prefix)
 }
 
 impl std::fmt::Display for FastListing {
@@ -768,8 +811,9 @@ mod tests {
         for not_leaf in ["b/", "d/e/", "d/", "", "c/", "b/x"] {
             assert_eq!(files(not_leaf), None, "{not_leaf}");
         }
-        let mut leaves: Vec<_> = hints.leaves.keys().map(|k| k.to_string()).collect();
-        leaves.sort();
+        let leaves: Vec<_> = (0..hints.leaves.len())
+            .map(|leaf| hints.leaf_prefix(leaf))
+            .collect();
         assert_eq!(leaves, ["a/", "b/x/", "b/xy/", "d/e/f/"]);
     }
 

@@ -658,44 +658,84 @@ impl RepoCapture {
     }
 }
 
+impl RepoCapture {
+    /// Where the captured object `key` is read from: bytes kept for it (given once: each state
+    /// file is parsed once), or its entry.
+    fn to_read(&self, key: &str) -> ib3_influx::Result<Result<Bytes, Entry>> {
+        if let Some(bytes) = lock(&self.cache).remove(key) {
+            return Ok(Ok(bytes));
+        }
+        self.captured(key)
+            .map(Err)
+            .ok_or_else(|| ib3_influx::Error::Capture(format!("{key} was not captured")))
+    }
+
+    /// Read `entry`'s blob from the local repository on this (blocking) thread.
+    fn local_job(&self, local: &LocalCapture, entry: &Entry) -> impl FnOnce() -> Result<Vec<u8>> {
+        let (dir, (blob_key, _)) = (local.dirs.repo_dir.clone(), codecs::stored_at(entry));
+        let codec = codecs::decode(entry.encoding, self.repo.keys());
+        let slice = codecs::local_slice(entry);
+        move || {
+            Ok(ib3_transfer::local::read_plain_file(
+                &dir, &blob_key, slice, &codec,
+            )?)
+        }
+    }
+}
+
+/// A failed read of `entry`'s blob (for the object `key`).
+fn read_failed(entry: &Entry, key: &str, e: impl std::fmt::Display) -> ib3_influx::Error {
+    let (blob_key, _) = codecs::stored_at(entry);
+    ib3_influx::Error::Capture(format!(
+        "reading repository blob {blob_key} (for {key}): {e}"
+    ))
+}
+
 impl Reader for RepoCapture {
     async fn read(&self, key: &str) -> ib3_influx::Result<Bytes> {
         let key = self.full(key);
         let key = key.as_ref();
-        // Each state file is parsed once: the bytes kept for it are released on the way.
-        if let Some(bytes) = lock(&self.cache).remove(key) {
-            return Ok(bytes);
-        }
-        let Some(entry) = self.captured(key) else {
-            return Err(ib3_influx::Error::Capture(format!(
-                "{key} was not captured"
-            )));
+        let entry = match self.to_read(key)? {
+            Ok(bytes) => return Ok(bytes),
+            Err(entry) => entry,
         };
-        let (blob_key, _) = codecs::stored_at(&entry);
         let read = match &self.local {
-            // An incremental re-reads thousands of snapshot files: each in one hand-off.
-            Some(local) => {
-                let (dir, blob_key) = (local.dirs.repo_dir.clone(), blob_key.clone());
-                let codec = codecs::decode(entry.encoding, self.repo.keys());
-                let slice = codecs::local_slice(&entry);
-                let read = tokio::task::spawn_blocking(move || {
-                    ib3_transfer::local::read_plain_file(&dir, &blob_key, slice, &codec)
-                })
-                .await;
-                match read {
-                    Ok(read) => read.map(Bytes::from).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
+            Some(local) => tokio::task::spawn_blocking(self.local_job(local, &entry))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|read| read)
+                .map(Bytes::from),
             None => codecs::read_entry(&self.repo, &entry)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(anyhow::Error::from),
         };
-        read.map_err(|e| {
-            ib3_influx::Error::Capture(format!(
-                "reading repository blob {blob_key} (for {key}): {e}"
-            ))
-        })
+        read.map_err(|e| read_failed(&entry, key, format!("{e:#}")))
+    }
+
+    /// An incremental re-reads thousands of snapshot files: from a local repository each is
+    /// read and parsed in one hand-off.
+    async fn read_parsed<T: Send + 'static>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&[u8]) -> ib3_influx::Result<T> + Send + 'static,
+    ) -> ib3_influx::Result<T> {
+        let full = self.full(key).into_owned();
+        let (Some(local), Ok(Err(entry))) = (&self.local, self.to_read(&full)) else {
+            let bytes = self.read(key).await?;
+            return tokio::task::spawn_blocking(move || parse(&bytes))
+                .await
+                .map_err(|e| ib3_influx::Error::Capture(format!("parsing {full}: {e}")))?;
+        };
+        let read = self.local_job(local, &entry);
+        let job = tokio::task::spawn_blocking(move || match read() {
+            Ok(bytes) => Ok(parse(&bytes)),
+            Err(e) => Err(e),
+        });
+        match job.await {
+            Ok(Ok(parsed)) => parsed,
+            Ok(Err(e)) => Err(read_failed(&entry, &full, format!("{e:#}"))),
+            Err(e) => Err(read_failed(&entry, &full, e)),
+        }
     }
 }
 
@@ -883,18 +923,17 @@ async fn capture_and_commit(
         superseded,
         chunks,
         chunk_list,
-        listed: previous_listed,
         references_settled,
-    } = previous_entries(repo, &identity, wants_listing_hints(&source)).await?;
+    } = previous_entries(repo, &identity).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
         entries = previous.len(),
         "create: loaded the previous backup's entries"
     );
     // Two independent passes over the previous entries, one per core.
-    let hints = previous_began.zip(previous_listed);
+    let hinted = previous_began.filter(|_| wants_listing_hints(&source));
     let (index, hints) = known_blobs(repo, &previous, superseded.is_empty(), || {
-        hints.map(|(began, listed)| listing_hints(listed, began))
+        hinted.map(|began| listing_hints(&previous, began))
     })
     .await?;
     tracing::debug!(
@@ -1147,13 +1186,8 @@ async fn ensure_blobs_survived(
 
 /// Entries that may stand for source objects without reading them: those of the newest backup
 /// of the same source (node or cluster, and store location), and those recorded by its runs that
-/// never committed (killed or failed), by path; with `keep_listed`, also their paths under `dbs/`
-/// for the listing hints.
-async fn previous_entries(
-    repo: &Repository,
-    identity: &serde_json::Value,
-    keep_listed: bool,
-) -> Result<Previous> {
+/// never committed (killed or failed), by path.
+async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Result<Previous> {
     let mut previous = Previous::default();
     // Oldest first: a progress record's entries replace the backup's of the same path.
     let mut runs = Vec::new();
@@ -1180,16 +1214,6 @@ async fn previous_entries(
     // A progress record's entries were never judged.
     previous.references_settled &= previous.superseded.is_empty();
     previous.entries = PreviousEntries::from_runs(runs);
-    if keep_listed {
-        previous.listed = Some(
-            previous
-                .entries
-                .values()
-                .filter(|entry| entry.path.starts_with("dbs/"))
-                .map(|entry| (entry.path.clone(), entry.size))
-                .collect(),
-        );
-    }
     Ok(previous)
 }
 
@@ -1235,7 +1259,12 @@ fn references_all_captured(source: &serde_json::Value) -> bool {
 /// place, so the files of a directory unchanged since are listed with the sizes that backup
 /// found, unread and not stat-ed. A Parquet file a snapshot references that a listing missed is
 /// captured by reference (§4.3 step 3) whatever the hints said.
-fn listing_hints(listed: Vec<(String, u64)>, began: SystemTime) -> ListingHints {
+fn listing_hints(previous: &PreviousEntries, began: SystemTime) -> ListingHints {
+    // In path order (as the entries are): the hints take them in one pass.
+    let listed = previous
+        .values()
+        .filter(|entry| entry.path.starts_with("dbs/"))
+        .map(|entry| (entry.path.as_str(), entry.size));
     ListingHints::new(listed, began)
 }
 
@@ -1258,11 +1287,6 @@ struct Previous {
     chunks: HashSet<BlobId>,
     /// The same, in order.
     chunk_list: Vec<EntryChunk>,
-    /// The paths under `dbs/` of `entries` and their sizes, in (sorted) path order: the hints
-    /// sort them in one pass (from a hash set, in its order, building the hints took 40–60 ms at
-    /// 100 000 files).
-    /// `None` when not asked for: only a local node's listing takes hints.
-    listed: Option<Vec<(String, u64)>>,
     /// Whether `entries` are those of one backup (no progress record) whose snapshots' Parquet
     /// references were all captured as recorded ([`references_all_captured`]): its snapshot
     /// files, reused, have settled references ([`RepoCapture::settled_snapshots`]).
