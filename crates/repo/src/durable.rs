@@ -3,9 +3,9 @@
 //! A backup must survive a power loss once its manifest exists, so every blob the manifest
 //! references must be on disk before the manifest is. Fsyncing each blob and its directory costs
 //! two disk flushes per object, which at 100 000 objects is most of a backup's time. Here content
-//! (`blobs/`, `staging/`) is written without fsync; before any other object (manifest, progress
-//! record, config, key, lock) is written, one `syncfs(2)` flushes the whole filesystem, and that
-//! object is then written with fsync. The guarantee is unchanged — nothing ever refers to content
+//! (`blobs/`, `packs/`, `staging/`) and locks (which guard live processes only) are written
+//! without fsync; before any other object (manifest, progress record, config, key) is written,
+//! one `syncfs(2)` flushes the whole filesystem, and that object is then written with fsync. The guarantee is unchanged — nothing ever refers to content
 //! that is not durable — at one flush per record instead of two per blob. Where `syncfs` does not
 //! exist (outside Linux), every write is fsynced.
 
@@ -59,11 +59,14 @@ fn fsync_tree(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Whether a key holds content (flushed later, in bulk) rather than a record.
+/// Whether a key is written without a flush: content (blobs, packs, staged writes: flushed
+/// later, in bulk, before any record refers to them), and locks, which guard a live process
+/// (after a crash no holder is left to guard, so a lock need not survive one, and flushing the
+/// whole filesystem first made every run wait for whatever else was being written on it).
 fn is_content(location: &Path) -> bool {
     matches!(
         location.parts().next().as_ref().map(|p| p.as_ref()),
-        Some(layout::BLOBS | layout::STAGING)
+        Some(layout::BLOBS | layout::PACKS | layout::STAGING | layout::LOCKS)
     )
 }
 
@@ -217,9 +220,10 @@ mod tests {
     fn content_and_records_are_told_apart() {
         assert!(is_content(&Path::from("blobs/ab/abcd")));
         assert!(is_content(&Path::from("staging/0123")));
+        assert!(is_content(&Path::from("packs/ab/abcd")));
+        assert!(is_content(&Path::from("locks/0123.json")));
         assert!(!is_content(&Path::from("manifests/x.json")));
         assert!(!is_content(&Path::from("config")));
-        assert!(!is_content(&Path::from("locks/0123.json")));
         assert!(!is_content(&Path::from("partial/x.json")));
     }
 
@@ -252,7 +256,10 @@ mod tests {
             .rename(&Path::from("staging/1"), &Path::from("blobs/cd/1"))
             .await
             .unwrap();
-        assert_eq!(flushes(), 0, "content must not flush");
+        for unflushed in ["packs/ef/1", "locks/l.json"] {
+            store.put(&Path::from(unflushed), "z".into()).await.unwrap();
+        }
+        assert_eq!(flushes(), 0, "content and locks must not flush");
         store
             .put(&Path::from("manifests/m.json"), "m".into())
             .await
