@@ -720,22 +720,24 @@ impl Reader for RepoCapture {
         parse: impl FnOnce(&[u8]) -> ib3_influx::Result<T> + Send + 'static,
     ) -> ib3_influx::Result<T> {
         let full = self.full(key).into_owned();
-        let (Some(local), Ok(Err(entry))) = (&self.local, self.to_read(&full)) else {
-            let bytes = self.read(key).await?;
-            return tokio::task::spawn_blocking(move || parse(&bytes))
+        let bytes = match (&self.local, self.to_read(&full)?) {
+            (_, Ok(kept)) => kept,
+            (Some(local), Err(entry)) => {
+                let read = self.local_job(local, &entry);
+                let job = tokio::task::spawn_blocking(move || read().map(|bytes| parse(&bytes)));
+                return match job.await {
+                    Ok(Ok(parsed)) => parsed,
+                    Ok(Err(e)) => Err(read_failed(&entry, &full, format!("{e:#}"))),
+                    Err(e) => Err(read_failed(&entry, &full, e)),
+                };
+            }
+            (None, Err(entry)) => codecs::read_entry(&self.repo, &entry)
                 .await
-                .map_err(|e| ib3_influx::Error::Capture(format!("parsing {full}: {e}")))?;
+                .map_err(|e| read_failed(&entry, &full, format!("{e:#}")))?,
         };
-        let read = self.local_job(local, &entry);
-        let job = tokio::task::spawn_blocking(move || match read() {
-            Ok(bytes) => Ok(parse(&bytes)),
-            Err(e) => Err(e),
-        });
-        match job.await {
-            Ok(Ok(parsed)) => parsed,
-            Ok(Err(e)) => Err(read_failed(&entry, &full, format!("{e:#}"))),
-            Err(e) => Err(read_failed(&entry, &full, e)),
-        }
+        tokio::task::spawn_blocking(move || parse(&bytes))
+            .await
+            .map_err(|e| ib3_influx::Error::Capture(format!("parsing {full}: {e}")))?
     }
 }
 
