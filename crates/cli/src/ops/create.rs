@@ -277,8 +277,10 @@ impl RepoCapture {
     /// entries by path, bytes kept for the cut) before the manifest is built: at millions of
     /// objects each is hundreds of megabytes.
     fn release_lookups(&mut self) {
-        self.previous = PreviousEntries::default();
-        *lock(&self.entries) = EntriesByPath::default();
+        drop_in_background((
+            std::mem::take(&mut self.previous),
+            std::mem::take(&mut *lock(&self.entries)),
+        ));
         *lock(&self.cache) = HashMap::new();
     }
 
@@ -851,7 +853,8 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
 }
 
 /// Free `value` on a thread of its own: a manifest of 100 000 entries is 200 000 allocations
-/// to free (~10 ms), which the run need not wait for (the process may even exit first).
+/// to free (~10 ms; the cut's objects and the lookups by path as many again), which the run need
+/// not wait for (the process may even exit first).
 fn drop_in_background<T: Send + 'static>(value: T) {
     if let Err(e) = std::thread::Builder::new().spawn(move || drop(value)) {
         tracing::debug!(error = %e, "no thread to free memory on: freed here");
@@ -1074,11 +1077,13 @@ async fn capture_node(
     };
     let entries = capture.entries_of(&cut)?;
     let record = source_record(source, &cut, capture.take_wal_findings());
+    let replans = cut.replans;
+    drop_in_background(cut);
     Ok(Outcome {
         entries,
         consistent: record.consistent,
         record: serde_json::to_value(&record)?,
-        replans: cut.replans,
+        replans,
     })
 }
 
