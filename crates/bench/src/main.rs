@@ -190,6 +190,7 @@ fn run(args: RunArgs) -> Result<()> {
         "tools": settings.tools,
         "rows": rows,
         "targets": targets,
+        "unsteady": report::unsteady(&rows),
     });
     std::fs::write(&json, serde_json::to_vec_pretty(&document)?)
         .with_context(|| format!("writing {}", json.display()))?;

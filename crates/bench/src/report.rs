@@ -108,6 +108,30 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
     out
 }
 
+/// Rounds of one job by one tool whose slowest took more than this times the fastest: the disk
+/// (or machine) changed speed during the run.
+const UNSTEADY_SPREAD: f64 = 2.0;
+
+/// The rows whose rounds spread wider than [`UNSTEADY_SPREAD`], described: a ratio that uses one
+/// of them says more about the disk than about the tools (a full backup's median inflated by a
+/// slow disk makes the incrementals' ratios look better than they are).
+pub fn unsteady(rows: &[Row]) -> Vec<String> {
+    rows.iter()
+        .filter_map(|r| {
+            let fastest = r.rounds.iter().copied().fold(f64::INFINITY, f64::min);
+            let slowest = r.rounds.iter().copied().fold(0.0, f64::max);
+            (r.rounds.len() > 1 && slowest > UNSTEADY_SPREAD * fastest).then(|| {
+                format!(
+                    "{} by {}: rounds from {fastest:.3} s to {slowest:.3} s ({:.1}x)",
+                    r.job,
+                    r.tool,
+                    slowest / fastest.max(1e-9)
+                )
+            })
+        })
+        .collect()
+}
+
 /// Print the table and the targets.
 pub fn print(rows: &[Row], targets: &[Target]) {
     println!(
@@ -134,6 +158,54 @@ pub fn print(rows: &[Row], targets: &[Target]) {
             t.ratio,
             t.goal,
             if t.met { "met" } else { "NOT MET" }
+        );
+    }
+    let unsteady = unsteady(rows);
+    if !unsteady.is_empty() {
+        println!();
+        println!("unsteady (ratios that use these measure the disk as much as the tools):");
+        for line in unsteady {
+            println!("  {line}");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::measure::Measured;
+
+    fn row(job: &'static str, rounds: &[f64]) -> Row {
+        Row {
+            job,
+            tool: "influxdb3-backup",
+            measured: Measured {
+                seconds: rounds[rounds.len() / 2],
+                peak_rss_mib: 1.0,
+            },
+            rounds: rounds.to_vec(),
+            bytes: 1,
+            mib_per_second: 1.0,
+            ours_over_this: None,
+        }
+    }
+
+    #[test]
+    fn rounds_that_spread_more_than_twofold_are_named() {
+        let rows = [
+            row("full backup", &[9.24, 5.77, 2.95]),
+            row("incremental, no change", &[0.348, 0.345, 0.354]),
+            row("restore", &[6.0]),
+        ];
+        let unsteady = unsteady(&rows);
+        assert_eq!(unsteady.len(), 1, "{unsteady:?}");
+        assert!(
+            unsteady[0].starts_with(
+                "full backup by influxdb3-backup: rounds from 2.950 s to 9.240 s (3.1x)"
+            ),
+            "{}",
+            unsteady[0]
         );
     }
 }
