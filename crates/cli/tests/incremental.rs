@@ -29,6 +29,14 @@ async fn local_node(data: &Path) -> NodeStore {
     open_node(&args, "node0", false).await.unwrap()
 }
 
+/// A temporary directory holding a copy of `fixture` as its `data` dir, and that dir.
+fn fixture_copy(fixture: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ib3_testkit::copy_fixture(fixture, &data);
+    (tmp, data)
+}
+
 /// `create` of `source` into the local repository `repo`.
 async fn create_into(
     source: NodeStore,
@@ -58,9 +66,7 @@ async fn counted_create(data: &Path, repo: &Path) -> (CreateReport, Arc<Counting
 
 #[tokio::test]
 async fn second_create_reads_only_the_overwritten_checkpoints() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    ib3_testkit::copy_fixture("core-3.3.0-upgraded-3.9.6", &data);
+    let (tmp, data) = fixture_copy("core-3.3.0-upgraded-3.9.6");
     let repo = tmp.path().join("repo");
 
     let (first, counted) = counted_create(&data, &repo).await;
@@ -118,9 +124,7 @@ async fn second_create_reads_only_the_overwritten_checkpoints() {
 /// keeps it, and is listed at its earlier size: the backup keeps the content it captured.
 #[tokio::test]
 async fn unchanged_directories_still_show_replaced_and_added_files() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    ib3_testkit::copy_fixture("core-3.3.0-upgraded-3.9.6", &data);
+    let (tmp, data) = fixture_copy("core-3.3.0-upgraded-3.9.6");
     let node = data.join("node0");
     let unreferenced = "dbs/2/0/2026-11-25/08-43/0000088888.parquet";
     std::fs::write(node.join(unreferenced), b"PAR1 beyond the cut PAR1").unwrap();
@@ -188,9 +192,7 @@ fn finding_codes(report: &CreateReport) -> Vec<String> {
 /// finding never lends its snapshots to the next run.
 #[tokio::test]
 async fn settled_snapshots_never_hide_a_missing_parquet_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    ib3_testkit::copy_fixture("core-3.10.0-basic", &data);
+    let (tmp, data) = fixture_copy("core-3.10.0-basic");
     let repo = tmp.path().join("repo");
     let (first, _) = counted_create(&data, &repo).await;
     assert!(first.consistent);
@@ -257,9 +259,7 @@ fn newest_wal(node: &Path) -> (u64, Vec<u8>) {
 /// those files again — not even a large, streamed one — then removes the record.
 #[tokio::test]
 async fn a_failed_run_is_resumed_without_reading_what_it_stored() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    ib3_testkit::copy_fixture("core-3.10.0-basic", &data);
+    let (tmp, data) = fixture_copy("core-3.10.0-basic");
     let node = data.join("node0");
     let big = node.join("dbs/1/0/2030-01-01/00-00/0000099999.parquet");
     std::fs::create_dir_all(big.parent().unwrap()).unwrap();
@@ -310,9 +310,7 @@ async fn a_failed_run_is_resumed_without_reading_what_it_stored() {
 /// recorded: the next run reads none of them again, only the file that failed.
 #[tokio::test]
 async fn a_read_failing_mid_phase_stops_the_run_and_keeps_what_was_begun() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    ib3_testkit::copy_fixture("core-3.10.0-basic", &data);
+    let (tmp, data) = fixture_copy("core-3.10.0-basic");
     let node = data.join("node0");
     let repo = tmp.path().join("repo");
     let mut parquet: Vec<String> = walk(&node.join("dbs"))
@@ -372,9 +370,7 @@ async fn a_read_failing_mid_phase_stops_the_run_and_keeps_what_was_begun() {
 /// already: a failed incremental records only its new file, and the next run reads it no more.
 #[tokio::test]
 async fn a_failed_incremental_records_only_its_changes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    ib3_testkit::copy_fixture("core-3.10.0-basic", &data);
+    let (tmp, data) = fixture_copy("core-3.10.0-basic");
     let node = data.join("node0");
     let repo = tmp.path().join("repo");
     let (first, _) = counted_create(&data, &repo).await;
@@ -420,9 +416,7 @@ async fn a_failed_incremental_records_only_its_changes() {
 /// collected meanwhile, it fails and writes no manifest.
 #[tokio::test]
 async fn a_run_that_lost_its_lock_checks_its_blobs_before_committing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    ib3_testkit::copy_fixture("core-3.10.0-wal-only", &data);
+    let (tmp, data) = fixture_copy("core-3.10.0-wal-only");
     let repo = tmp.path().join("repo");
     let (first, _) = counted_create(&data, &repo).await;
 
@@ -529,9 +523,7 @@ async fn local_copies_store_what_the_store_path_stores() {
         "core-3.3.0-upgraded-3.9.6",
         "core-3.9.6-wal-only",
     ] {
-        let tmp = tempfile::tempdir().unwrap();
-        let data = tmp.path().join("data");
-        ib3_testkit::copy_fixture(fixture, &data);
+        let (tmp, data) = fixture_copy(fixture);
         let mut manifests = Vec::new();
         for (name, local) in [("through-stores", false), ("local", true)] {
             let repo = tmp.path().join(name);

@@ -5,9 +5,10 @@
 //! two disk flushes per object, which at 100 000 objects is most of a backup's time. Here content
 //! (`blobs/`, `packs/`, `staging/`) and locks (which guard live processes only) are written
 //! without fsync; before any other object (manifest, progress record, config, key) is written,
-//! one `syncfs(2)` flushes the whole filesystem, and that object is then written with fsync. The guarantee is unchanged — nothing ever refers to content
-//! that is not durable — at one flush per record instead of two per blob. Where `syncfs` does not
-//! exist (outside Linux), every write is fsynced.
+//! one `syncfs(2)` flushes the whole filesystem, and that object is then written with fsync.
+//! The guarantee is unchanged — nothing ever refers to content that is not durable — at one flush
+//! per record instead of two per blob. Where `syncfs` does not exist (outside Linux), every write
+//! is fsynced.
 
 use crate::layout;
 use async_trait::async_trait;

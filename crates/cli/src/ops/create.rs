@@ -672,6 +672,22 @@ impl RepoCapture {
             .ok_or_else(|| ib3_influx::Error::Capture(format!("{key} was not captured")))
     }
 
+    /// The plaintext of `entry`'s blob (for the object `key`), from the local repository on a
+    /// blocking thread or through the repository's store.
+    async fn read_stored(&self, entry: &Entry, key: &str) -> ib3_influx::Result<Bytes> {
+        let read = match &self.local {
+            Some(local) => tokio::task::spawn_blocking(self.local_job(local, entry))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|read| read)
+                .map(Bytes::from),
+            None => codecs::read_entry(&self.repo, entry)
+                .await
+                .map_err(anyhow::Error::from),
+        };
+        read.map_err(|e| read_failed(entry, key, format!("{e:#}")))
+    }
+
     /// Read `entry`'s blob from the local repository on this (blocking) thread.
     fn local_job(&self, local: &LocalCapture, entry: &Entry) -> impl FnOnce() -> Result<Vec<u8>> {
         let (dir, (blob_key, _)) = (local.dirs.repo_dir.clone(), codecs::stored_at(entry));
@@ -697,21 +713,10 @@ impl Reader for RepoCapture {
     async fn read(&self, key: &str) -> ib3_influx::Result<Bytes> {
         let key = self.full(key);
         let key = key.as_ref();
-        let entry = match self.to_read(key)? {
-            Ok(bytes) => return Ok(bytes),
-            Err(entry) => entry,
-        };
-        let read = match &self.local {
-            Some(local) => tokio::task::spawn_blocking(self.local_job(local, &entry))
-                .await
-                .map_err(anyhow::Error::from)
-                .and_then(|read| read)
-                .map(Bytes::from),
-            None => codecs::read_entry(&self.repo, &entry)
-                .await
-                .map_err(anyhow::Error::from),
-        };
-        read.map_err(|e| read_failed(&entry, key, format!("{e:#}")))
+        match self.to_read(key)? {
+            Ok(bytes) => Ok(bytes),
+            Err(entry) => self.read_stored(&entry, key).await,
+        }
     }
 
     /// An incremental re-reads thousands of snapshot files: from a local repository each is
@@ -733,9 +738,7 @@ impl Reader for RepoCapture {
                     Err(e) => Err(read_failed(&entry, &full, e)),
                 };
             }
-            (None, Err(entry)) => codecs::read_entry(&self.repo, &entry)
-                .await
-                .map_err(|e| read_failed(&entry, &full, format!("{e:#}")))?,
+            (None, Err(entry)) => self.read_stored(&entry, &full).await?,
         };
         tokio::task::spawn_blocking(move || parse(&bytes))
             .await
@@ -927,7 +930,6 @@ async fn capture_and_commit(
         began: previous_began,
         superseded,
         chunks,
-        chunk_list,
         references_settled,
     } = previous_entries(repo, &identity).await?;
     tracing::debug!(
@@ -946,7 +948,7 @@ async fn capture_and_commit(
         blobs = index.len(),
         "create: known blobs"
     );
-    let unchanged = unchanged_chunks(&source, &previous, &chunk_list);
+    let unchanged = unchanged_chunks(&source, &previous, &chunks);
     let run_id = BackupId::new(settings.started_at);
     let (first_store, first_prefix) = match &source {
         CreateSource::Node(node) => (node.node.clone(), String::new()),
@@ -983,7 +985,7 @@ async fn capture_and_commit(
             dirty: std::sync::atomic::AtomicBool::new(false),
             last: Mutex::new(Instant::now()),
             interval: Mutex::new(RECORD_INTERVAL),
-            chunks: Mutex::new(chunks),
+            chunks: Mutex::new(chunks.iter().map(|c| c.blob).collect()),
         },
     };
     let captured = match &source {
@@ -1202,10 +1204,7 @@ async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Re
         // Headers first: only the matching backup's entries are read.
         let stored = repo.load_stored_manifest(id).await?;
         if same_source(&stored.manifest.source, identity) {
-            previous
-                .chunks
-                .extend(stored.entry_chunks.iter().map(|c| c.blob));
-            previous.chunk_list.clone_from(&stored.entry_chunks);
+            previous.chunks.clone_from(&stored.entry_chunks);
             previous.began = humantime::parse_rfc3339(&stored.manifest.started_at).ok();
             previous.references_settled = references_all_captured(&stored.manifest.source);
             runs.push(repo.load_entries(stored).await?.entries);
@@ -1290,10 +1289,9 @@ struct Previous {
     began: Option<SystemTime>,
     /// Progress records this run's backup supersedes.
     superseded: Vec<BackupId>,
-    /// Entry chunks of the newest backup: stored, and kept so while this run holds its lock.
-    chunks: HashSet<BlobId>,
-    /// The same, in order.
-    chunk_list: Vec<EntryChunk>,
+    /// Entry chunks of the newest backup, in order: stored, and kept so while this run holds
+    /// its lock.
+    chunks: Vec<EntryChunk>,
     /// Whether `entries` are those of one backup (no progress record) whose snapshots' Parquet
     /// references were all captured as recorded ([`references_all_captured`]): its snapshot
     /// files, reused, have settled references ([`RepoCapture::settled_snapshots`]).
