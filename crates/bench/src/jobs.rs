@@ -128,6 +128,9 @@ pub struct Row {
 }
 
 const OURS: &str = "influxdb3-backup";
+/// The least any incremental of the generated tree must do: look at each leaf directory once
+/// (one `statx`), reading none ([`Bench::floor`]).
+pub const FLOOR: &str = "find: stat each leaf dir";
 const OURS_S3: &str = "influxdb3-backup (s3)";
 const FULL: &str = "full backup";
 const NO_CHANGE: &str = "incremental, no change";
@@ -402,7 +405,7 @@ impl Bench<'_> {
             let ours = Contender::new(OURS, ours, Some(&self.path("repo")));
             self.with_cp(ours, &self.path("src"), "")
         } else {
-            vec![Contender::new(OURS, ours, None)]
+            vec![Contender::new(OURS, ours, None), self.floor()]
         };
         contenders.extend(others);
         self.record_rounds(job, contenders, bytes)?;
@@ -418,7 +421,8 @@ impl Bench<'_> {
             return Ok(());
         }
         let (ours, others) = self.local_backups(false);
-        let contenders = std::iter::once(Contender::new(OURS, ours, None))
+        let contenders = [Contender::new(OURS, ours, None), self.floor()]
+            .into_iter()
             .chain(others)
             .map(Contender::started_cold)
             .collect();
@@ -468,6 +472,29 @@ impl Bench<'_> {
             others.push(restic.prepared_by(self.restic_init()));
         }
         (ours, others)
+    }
+
+    /// The floor of an incremental: a `statx` of each leaf directory of the generated tree
+    /// (`node0/dbs/<db>/<table>/<day>/<HH-MM>`), by `find` on one thread, reading no directory
+    /// below the days. An incremental must do at least that to see which directories changed
+    /// (DESIGN §2, "Unchanged directories"); with one Parquet file per directory it is the bulk
+    /// of a no-change incremental's kernel time.
+    fn floor(&self) -> Contender {
+        let dbs = self.settings.work.join("src").join("node0").join("dbs");
+        let dbs = dbs.display().to_string();
+        let argv = [
+            "find",
+            &dbs,
+            "-mindepth",
+            "4",
+            "-maxdepth",
+            "4",
+            "-type",
+            "d",
+            "-printf",
+            "%C@\\n",
+        ];
+        Contender::new(FLOOR, Cmd::new(&argv), None)
     }
 
     /// Our backup into the local S3 server, and `aws s3 sync` to it.

@@ -191,6 +191,7 @@ fn run(args: RunArgs) -> Result<()> {
         "rows": rows,
         "targets": targets,
         "unsteady": report::unsteady(&rows),
+        "floors": report::floors(&rows),
     });
     std::fs::write(&json, serde_json::to_vec_pretty(&document)?)
         .with_context(|| format!("writing {}", json.display()))?;

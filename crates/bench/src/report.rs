@@ -1,6 +1,6 @@
 //! The results: a table on stdout, the issue's targets as ratios, and the same as JSON.
 
-use crate::jobs::Row;
+use crate::jobs::{Row, FLOOR};
 use serde::Serialize;
 
 /// One target and where this run stands.
@@ -12,76 +12,104 @@ pub struct Target {
     pub ratio: f64,
     /// The goal, in words.
     pub goal: &'static str,
-    /// Whether this run meets it.
-    pub met: bool,
+    /// Whether this run meets it, or cannot say.
+    pub verdict: Verdict,
 }
 
-fn seconds(rows: &[Row], job: &str, tool: &str) -> Option<f64> {
-    rows.iter()
-        .find(|r| r.job == job && r.tool == tool)
-        .map(|r| r.measured.seconds)
+/// Where a run stands against one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The ratio meets the goal.
+    Met,
+    /// It does not.
+    NotMet,
+    /// Not judged: a job the ratio uses was [unsteady](unsteady), so the ratio measures the disk
+    /// (a full backup slowed by the disk makes the incrementals' ratios look met).
+    Unsteady,
+}
+
+impl Verdict {
+    fn words(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::NotMet => "NOT MET",
+            Verdict::Unsteady => "not judged: a job it uses is unsteady",
+        }
+    }
+}
+
+/// The row of `job` by `tool`.
+fn row<'a>(rows: &'a [Row], job: &str, tool: &str) -> Option<&'a Row> {
+    rows.iter().find(|r| r.job == job && r.tool == tool)
 }
 
 /// The issue's targets that this run's rows can answer.
-pub fn targets(rows: &[Row]) -> Vec<Target> {
+pub fn targets<'a>(rows: &'a [Row]) -> Vec<Target> {
     let ours = "influxdb3-backup";
-    let full = seconds(rows, "full backup", ours);
+    let full = row(rows, "full backup", ours);
     let mut out = Vec::new();
-    let mut push = |what: String, ratio: Option<f64>, goal: &'static str, ok: fn(f64) -> bool| {
-        if let Some(ratio) = ratio {
-            out.push(Target {
-                what,
-                ratio,
-                goal,
-                met: ok(ratio),
-            });
-        }
-    };
-    let over = |a: Option<f64>, b: Option<f64>| Some(a? / b?.max(1e-9));
+    let mut push =
+        |what: String, ratio: Option<(&Row, &Row)>, goal: &'static str, ok: fn(f64) -> bool| {
+            if let Some((a, b)) = ratio {
+                let ratio = a.measured.seconds / b.measured.seconds.max(1e-9);
+                let verdict = if is_unsteady(a) || is_unsteady(b) {
+                    Verdict::Unsteady
+                } else if ok(ratio) {
+                    Verdict::Met
+                } else {
+                    Verdict::NotMet
+                };
+                out.push(Target {
+                    what,
+                    ratio,
+                    goal,
+                    verdict,
+                });
+            }
+        };
+    let over = |a: Option<&'a Row>, b: Option<&'a Row>| Some((a?, b?));
     push(
         "full backup: ours / cp -r".into(),
-        over(full, seconds(rows, "full backup", "cp -r")),
+        over(full, row(rows, "full backup", "cp -r")),
         "<= 1",
         |r| r <= 1.0,
     );
     push(
         "full backup: ours / cp -r + sync".into(),
-        over(full, seconds(rows, "full backup", "cp -r + sync")),
+        over(full, row(rows, "full backup", "cp -r + sync")),
         "<= 1",
         |r| r <= 1.0,
     );
     push(
         "restore: ours / cp -r".into(),
-        over(
-            seconds(rows, "restore", ours),
-            seconds(rows, "restore", "cp -r"),
-        ),
+        over(row(rows, "restore", ours), row(rows, "restore", "cp -r")),
         "<= 1",
         |r| r <= 1.0,
     );
     push(
         "no-change incremental / full backup".into(),
-        over(seconds(rows, "incremental, no change", ours), full),
+        over(row(rows, "incremental, no change", ours), full),
         "<= 0.05",
         |r| r <= 0.05,
     );
     push(
         "1% incremental / full backup".into(),
-        over(seconds(rows, "incremental, 1% new files", ours), full),
+        over(row(rows, "incremental, 1% new files", ours), full),
         "<= 0.10",
         |r| r <= 0.10,
     );
     push(
         "full backup: restic / ours".into(),
-        over(seconds(rows, "full backup", "restic backup"), full),
+        over(row(rows, "full backup", "restic backup"), full),
         ">= 3",
         |r| r >= 3.0,
     );
     push(
         "no-change incremental: restic / ours".into(),
         over(
-            seconds(rows, "incremental, no change", "restic backup"),
-            seconds(rows, "incremental, no change", ours),
+            row(rows, "incremental, no change", "restic backup"),
+            row(rows, "incremental, no change", ours),
         ),
         ">= 10",
         |r| r >= 10.0,
@@ -90,8 +118,8 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
     push(
         "backup to S3: aws s3 sync / ours".into(),
         over(
-            seconds(rows, "full backup", "aws s3 sync"),
-            seconds(rows, "full backup", s3),
+            row(rows, "full backup", "aws s3 sync"),
+            row(rows, "full backup", s3),
         ),
         ">= 1.5",
         |r| r >= 1.5,
@@ -99,8 +127,8 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
     push(
         "restore from S3: aws s3 sync / ours".into(),
         over(
-            seconds(rows, "restore", "aws s3 sync"),
-            seconds(rows, "restore", s3),
+            row(rows, "restore", "aws s3 sync"),
+            row(rows, "restore", s3),
         ),
         ">= 1.5",
         |r| r >= 1.5,
@@ -117,17 +145,51 @@ const UNSTEADY_SPREAD: f64 = 2.0;
 /// slow disk makes the incrementals' ratios look better than they are).
 pub fn unsteady(rows: &[Row]) -> Vec<String> {
     rows.iter()
-        .filter_map(|r| {
-            let fastest = r.rounds.iter().copied().fold(f64::INFINITY, f64::min);
-            let slowest = r.rounds.iter().copied().fold(0.0, f64::max);
-            (r.rounds.len() > 1 && slowest > UNSTEADY_SPREAD * fastest).then(|| {
-                format!(
-                    "{} by {}: rounds from {fastest:.3} s to {slowest:.3} s ({:.1}x)",
-                    r.job,
-                    r.tool,
-                    slowest / fastest.max(1e-9)
-                )
-            })
+        .filter(|r| is_unsteady(r))
+        .map(|r| {
+            let (fastest, slowest) = spread(r);
+            format!(
+                "{} by {}: rounds from {fastest:.3} s to {slowest:.3} s ({:.1}x)",
+                r.job,
+                r.tool,
+                slowest / fastest.max(1e-9)
+            )
+        })
+        .collect()
+}
+
+/// The fastest and the slowest round of a row.
+fn spread(row: &Row) -> (f64, f64) {
+    let fastest = row.rounds.iter().copied().fold(f64::INFINITY, f64::min);
+    let slowest = row.rounds.iter().copied().fold(0.0, f64::max);
+    (fastest, slowest)
+}
+
+fn is_unsteady(row: &Row) -> bool {
+    let (fastest, slowest) = spread(row);
+    row.rounds.len() > 1 && slowest > UNSTEADY_SPREAD * fastest
+}
+
+/// The floor of the no-change incrementals, warm and cold ([`FLOOR`]), against the full backup
+/// and against ours: how much of a no-change incremental's goal the kernel's share alone takes.
+pub fn floors(rows: &[Row]) -> Vec<String> {
+    let ours = "influxdb3-backup";
+    let full = row(rows, "full backup", ours);
+    ["incremental, no change", "incremental, no change, cold"]
+        .into_iter()
+        .filter_map(|job| {
+            let floor = row(rows, job, FLOOR)?;
+            let mine = row(rows, job, ours)?;
+            let of_full = full.map_or_else(String::new, |full| {
+                let share = floor.measured.seconds / full.measured.seconds.max(1e-9);
+                format!(" = {:.1}% of the full backup", 100.0 * share)
+            });
+            Some(format!(
+                "{job}: its floor (a stat of each leaf directory, one thread) {:.3} s{of_full}; \
+                 ours took {:.1}x that",
+                floor.measured.seconds,
+                mine.measured.seconds / floor.measured.seconds.max(1e-9)
+            ))
         })
         .collect()
 }
@@ -157,8 +219,15 @@ pub fn print(rows: &[Row], targets: &[Target]) {
             t.what,
             t.ratio,
             t.goal,
-            if t.met { "met" } else { "NOT MET" }
+            t.verdict.words()
         );
+    }
+    let floors = floors(rows);
+    if !floors.is_empty() {
+        println!();
+        for line in floors {
+            println!("{line}");
+        }
     }
     let unsteady = unsteady(rows);
     if !unsteady.is_empty() {
@@ -177,9 +246,13 @@ mod tests {
     use crate::measure::Measured;
 
     fn row(job: &'static str, rounds: &[f64]) -> Row {
+        by("influxdb3-backup", job, rounds)
+    }
+
+    fn by(tool: &'static str, job: &'static str, rounds: &[f64]) -> Row {
         Row {
             job,
-            tool: "influxdb3-backup",
+            tool,
             measured: Measured {
                 seconds: rounds[rounds.len() / 2],
                 peak_rss_mib: 1.0,
@@ -207,5 +280,54 @@ mod tests {
             "{}",
             unsteady[0]
         );
+    }
+
+    fn verdict(targets: &[Target], what: &str) -> Verdict {
+        targets.iter().find(|t| t.what == what).unwrap().verdict
+    }
+
+    #[test]
+    fn a_ratio_that_uses_an_unsteady_job_is_not_judged() {
+        let steady_full = [
+            row("full backup", &[3.0, 3.1, 3.2]),
+            row("incremental, no change", &[0.10, 0.12, 0.11]),
+            row("incremental, 1% new files", &[0.50, 0.40, 0.45]),
+        ];
+        let targets = targets(&steady_full);
+        assert_eq!(
+            verdict(&targets, "no-change incremental / full backup"),
+            Verdict::Met
+        );
+        assert_eq!(
+            verdict(&targets, "1% incremental / full backup"),
+            Verdict::NotMet
+        );
+        // A full backup slowed threefold by the disk in one round: its median makes the 1%
+        // incremental look within 10%, which the bench must not call met.
+        let unsteady_full = [
+            row("full backup", &[3.0, 9.3, 5.0]),
+            row("incremental, 1% new files", &[0.40, 0.45, 0.42]),
+        ];
+        let targets = super::targets(&unsteady_full);
+        assert_eq!(targets[0].what, "1% incremental / full backup");
+        assert!(targets[0].ratio < 0.10);
+        assert_eq!(targets[0].verdict, Verdict::Unsteady);
+    }
+
+    #[test]
+    fn the_floor_is_reported_against_the_full_backup_and_ours() {
+        let rows = [
+            row("full backup", &[4.0]),
+            row("incremental, no change", &[0.30]),
+            by(FLOOR, "incremental, no change", &[0.20]),
+        ];
+        let floors = floors(&rows);
+        assert_eq!(floors.len(), 1, "{floors:?}");
+        assert!(
+            floors[0].contains("0.200 s = 5.0% of the full backup"),
+            "{}",
+            floors[0]
+        );
+        assert!(floors[0].ends_with("ours took 1.5x that"), "{}", floors[0]);
     }
 }
