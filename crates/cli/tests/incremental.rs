@@ -225,6 +225,52 @@ async fn settled_snapshots_never_hide_a_missing_parquet_file() {
     );
 }
 
+/// Each snapshot file's entry keeps the header the cut read (`facts`); the next incremental,
+/// finding the files settled, takes their headers from there and reads none of them: with every
+/// snapshot blob of the repository damaged it still judges the node as before. Facts that are
+/// already there change no entry, so a no-change incremental still writes no entry chunk.
+#[tokio::test]
+async fn settled_snapshot_files_are_judged_from_their_kept_headers_unread() {
+    let (tmp, data) = fixture_copy("core-3.10.0-basic");
+    let repo = tmp.path().join("repo");
+    let (first, _) = counted_create(&data, &repo).await;
+    let snapshot_entries = |id: &str| -> Vec<serde_json::Value> {
+        ib3_testkit::manifest_files::manifest_entries(&repo, id)
+            .into_iter()
+            .filter(|e| e["class"] == "snapshot")
+            .collect()
+    };
+    let snapshots = snapshot_entries(&first.backup_id);
+    assert_eq!(snapshots.len(), 59);
+    for entry in &snapshots {
+        let facts = &entry["facts"];
+        assert_eq!(facts["kind"], "snapshot-header/1", "{entry}");
+        let seq = facts["snapshot_sequence_number"].as_u64().unwrap();
+        let name = entry["path"].as_str().unwrap();
+        assert_eq!(
+            name,
+            format!("snapshots/{}.info.json", u64::MAX - seq),
+            "{entry}"
+        );
+    }
+    let (second, _) = counted_create(&data, &repo).await;
+    assert_eq!(snapshot_entries(&second.backup_id), snapshots);
+    assert_eq!(second.entry_chunks_written, 0);
+
+    for entry in &snapshots {
+        let file = ib3_testkit::manifest_files::stored_at(&repo, entry).file;
+        let mut permissions = std::fs::metadata(&file).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        permissions.set_readonly(false);
+        std::fs::set_permissions(&file, permissions).unwrap();
+        std::fs::write(&file, b"not a snapshot").unwrap();
+    }
+    let (third, _) = counted_create(&data, &repo).await;
+    assert!(third.consistent);
+    assert_eq!(third.source["point"], first.source["point"]);
+    assert_eq!(finding_codes(&third), Vec::<String>::new());
+}
+
 /// Damage the node's v3 catalog checkpoint (found only after every other file was captured);
 /// returns its path and good bytes, to put back.
 fn corrupt_catalog_checkpoint(node: &Path) -> (std::path::PathBuf, Vec<u8>) {

@@ -29,7 +29,7 @@ use crate::rules::{judge, references_in, CapturedSet, CatalogScope, Judgement};
 use crate::shard::{in_shards, Shard};
 use crate::snapshot::{
     parse_snapshot, parse_snapshot_checkpoint, parse_snapshot_header, PersistedSnapshot,
-    SnapshotCheckpoint,
+    SnapshotCheckpoint, SnapshotHeader,
 };
 use crate::{Error, Result};
 use futures::TryStreamExt;
@@ -79,6 +79,13 @@ pub trait Capture: Reader {
     fn settled_snapshots(&self, keys: &[&str]) -> Vec<bool> {
         vec![false; keys.len()]
     }
+
+    /// The header of the settled snapshot file `key`, if the caller kept it from an earlier cut
+    /// ([`CutReport::snapshot_headers`]): the file is then not read at all. By default none.
+    fn known_header(&self, key: &str) -> Option<SnapshotHeader> {
+        let _ = key;
+        None
+    }
 }
 
 /// Tuning of a cut.
@@ -112,6 +119,10 @@ pub struct CutReport {
     pub vanished: Vec<String>,
     /// Derived table-index objects left out.
     pub derived_skipped: u64,
+    /// The header of each captured snapshot file that removes no files, by key: for the caller
+    /// to keep, so that a later cut that finds the file settled need not read it
+    /// ([`Capture::known_header`]).
+    pub snapshot_headers: BTreeMap<String, SnapshotHeader>,
 }
 
 /// Working state of a cut across rounds.
@@ -122,6 +133,8 @@ struct State {
     snapshots: Vec<PersistedSnapshot>,
     /// Sequence numbers (from the file names) of the snapshot files parsed.
     snapshots_parsed: BTreeSet<u64>,
+    /// Headers of the snapshot files parsed (or known), by key ([`CutReport::snapshot_headers`]).
+    snapshot_headers: BTreeMap<String, SnapshotHeader>,
     checkpoints: BTreeMap<String, SnapshotCheckpoint>,
     catalog_files: BTreeMap<String, CatalogFileInfo>,
     vanished: BTreeSet<String>,
@@ -174,6 +187,8 @@ pub async fn take_consistent_cut<C: Capture + Send>(
                 });
             }
             _ => {
+                let mut snapshot_headers = state.snapshot_headers;
+                snapshot_headers.retain(|key, _| state.objects.contains_key(key));
                 return Ok(CutReport {
                     layout: state.layout.clone().unwrap_or_else(|| detect([])),
                     judgement,
@@ -182,7 +197,8 @@ pub async fn take_consistent_cut<C: Capture + Send>(
                     replan_reasons,
                     vanished: state.vanished.into_iter().collect(),
                     derived_skipped: state.derived_skipped,
-                })
+                    snapshot_headers,
+                });
             }
         }
     }
@@ -228,6 +244,7 @@ pub async fn take_catalog_cut<C: Capture + Send>(
                 replan_reasons,
                 vanished: state.vanished.into_iter().collect(),
                 derived_skipped: 0,
+                snapshot_headers: BTreeMap::new(),
             });
         }
         replan_reasons.push(first_error(&judgement));
@@ -518,11 +535,26 @@ impl State {
             })
             .collect();
         let settled = capture.settled_snapshots(&keys.iter().map(|(k, _)| *k).collect::<Vec<_>>());
-        let keys: Vec<(String, ObjectClass, bool)> = keys
-            .into_iter()
-            .zip(settled)
-            .map(|((key, class), settled)| (key.to_string(), class, settled))
-            .collect();
+        let (mut to_read, mut known_headers) = (Vec::with_capacity(keys.len()), Vec::new());
+        for ((key, class), settled) in keys.into_iter().zip(settled) {
+            let known = match class {
+                ObjectClass::Snapshot { seq } if settled => {
+                    capture.known_header(key).map(|header| (seq, header))
+                }
+                _ => None,
+            };
+            match known {
+                Some(known) => known_headers.push((key.to_string(), known)),
+                None => to_read.push((key.to_string(), class, settled)),
+            }
+        }
+        // A settled snapshot whose header the caller kept is not read (DESIGN §4.3).
+        for (key, (seq, header)) in known_headers {
+            self.snapshots_parsed.insert(seq);
+            self.snapshots.push(header.snapshot());
+            self.snapshot_headers.insert(key, header);
+        }
+        let keys = to_read;
         // Read 16 at a time: an incremental re-reads thousands of them from the repository. Each
         // is parsed on the blocking pool, so that parsing, most of this step, takes every core
         // (40 000 snapshot files: 3.1 s → 1.7 s on two cores).
@@ -538,7 +570,10 @@ impl State {
             .buffered(SNAPSHOT_READS);
         while let Some(file) = parsed.next().await {
             match file? {
-                StateFile::Snapshot(seq, snapshot) => {
+                StateFile::Snapshot(key, seq, snapshot) => {
+                    if let Some(header) = SnapshotHeader::of(&snapshot) {
+                        self.snapshot_headers.insert(key, header);
+                    }
                     self.snapshots_parsed.insert(seq);
                     self.snapshots.push(snapshot);
                 }
@@ -741,7 +776,7 @@ const SNAPSHOT_READS: usize = 16;
 
 /// A parsed snapshot file (with the sequence number its name gives) or snapshot checkpoint.
 enum StateFile {
-    Snapshot(u64, PersistedSnapshot),
+    Snapshot(String, u64, PersistedSnapshot),
     Checkpoint(String, SnapshotCheckpoint),
 }
 
@@ -755,9 +790,13 @@ fn parse_state_file(
 ) -> Result<StateFile> {
     Ok(match class {
         ObjectClass::Snapshot { seq } if settled => {
-            StateFile::Snapshot(seq, parse_snapshot_header(&key, bytes)?)
+            let snapshot = parse_snapshot_header(&key, bytes)?;
+            StateFile::Snapshot(key, seq, snapshot)
         }
-        ObjectClass::Snapshot { seq } => StateFile::Snapshot(seq, parse_snapshot(&key, bytes)?),
+        ObjectClass::Snapshot { seq } => {
+            let snapshot = parse_snapshot(&key, bytes)?;
+            StateFile::Snapshot(key, seq, snapshot)
+        }
         _ => {
             let checkpoint = parse_snapshot_checkpoint(&key, bytes)?;
             StateFile::Checkpoint(key, checkpoint)
@@ -958,6 +997,10 @@ mod tests {
         on_wal: Option<Hook>,
         /// Answer every snapshot file as settled.
         settle: bool,
+        /// Snapshot headers kept by an earlier cut ([`Capture::known_header`]).
+        headers: BTreeMap<String, SnapshotHeader>,
+        /// Keys read back, in order.
+        reads: std::sync::Mutex<Vec<String>>,
     }
 
     impl MapCapture {
@@ -967,12 +1010,15 @@ mod tests {
                 copied: Default::default(),
                 on_wal: None,
                 settle: false,
+                headers: BTreeMap::new(),
+                reads: Default::default(),
             }
         }
     }
 
     impl Reader for MapCapture {
         async fn read(&self, key: &str) -> Result<Bytes> {
+            self.reads.lock().unwrap().push(key.to_string());
             Ok(self.copied.lock().unwrap().get(key).cloned().unwrap())
         }
     }
@@ -1004,6 +1050,10 @@ mod tests {
 
         fn settled_snapshots(&self, keys: &[&str]) -> Vec<bool> {
             vec![self.settle; keys.len()]
+        }
+
+        fn known_header(&self, key: &str) -> Option<SnapshotHeader> {
+            self.headers.get(key).cloned()
         }
     }
 
@@ -1049,6 +1099,68 @@ mod tests {
         assert_eq!(codes, ["parquet-missing"]);
         let (settled, _) = cut(true, source).await;
         assert!(settled.findings.is_empty(), "{:?}", settled.findings);
+    }
+
+    /// A cut reports the header of every snapshot file that removes nothing; a later cut given
+    /// those headers for settled files reads none of them (only those that remove files), and
+    /// judges as a settled cut that reads them does.
+    #[tokio::test]
+    async fn kept_headers_stand_for_settled_snapshot_files_unread() {
+        let source = load("core-3.10.0-retention").await;
+        let mut first = MapCapture::new(source.clone());
+        let read_all = take_consistent_cut(source.as_ref(), &mut first, &options())
+            .await
+            .unwrap();
+        let snapshots: Vec<&String> = read_all
+            .objects
+            .keys()
+            .filter(|k| matches!(classify(k), ObjectClass::Snapshot { .. }))
+            .collect();
+        assert_eq!(snapshots.len(), 32);
+        // Four of the fixture's snapshot files record removals: no header is kept for them.
+        let removing: Vec<&&String> = snapshots
+            .iter()
+            .filter(|k| !read_all.snapshot_headers.contains_key(k.as_str()))
+            .collect();
+        assert_eq!(removing.len(), 4, "{removing:?}");
+        assert_eq!(read_all.snapshot_headers.len(), 28);
+
+        let mut later = MapCapture::new(source.clone());
+        later.settle = true;
+        later.headers = read_all.snapshot_headers.clone();
+        let from_headers = take_consistent_cut(source.as_ref(), &mut later, &options())
+            .await
+            .unwrap();
+        // As a settled cut that reads the headers judges (settled files' references unread, so
+        // the removals they would show are not: a caller settles only where there are none).
+        let mut settled = MapCapture::new(source.clone());
+        settled.settle = true;
+        let settled = take_consistent_cut(source.as_ref(), &mut settled, &options())
+            .await
+            .unwrap();
+        assert_eq!(from_headers.judgement, settled.judgement);
+        assert_eq!(from_headers.judgement.point, read_all.judgement.point);
+        assert_eq!(from_headers.objects, read_all.objects);
+        assert_eq!(from_headers.snapshot_headers, read_all.snapshot_headers);
+        let reads = later.reads.into_inner().unwrap();
+        let snapshot_reads: Vec<&String> = reads
+            .iter()
+            .filter(|k| k.starts_with("snapshots/"))
+            .collect();
+        assert_eq!(snapshot_reads.len(), 4, "{snapshot_reads:?}");
+        assert!(snapshot_reads.iter().all(|k| removing.contains(&k)));
+
+        // Not settled: a kept header is not taken, every file is read.
+        let mut unsettled = MapCapture::new(source.clone());
+        unsettled.headers = read_all.snapshot_headers.clone();
+        take_consistent_cut(source.as_ref(), &mut unsettled, &options())
+            .await
+            .unwrap();
+        let reads = unsettled.reads.into_inner().unwrap();
+        assert_eq!(
+            reads.iter().filter(|k| k.starts_with("snapshots/")).count(),
+            32
+        );
     }
 
     #[tokio::test]
@@ -1120,12 +1232,8 @@ mod tests {
                 }
             })
         };
-        let mut capture = MapCapture {
-            source: source.clone(),
-            copied: Default::default(),
-            on_wal: Some(Box::new(hook)),
-            settle: false,
-        };
+        let mut capture = MapCapture::new(source.clone());
+        capture.on_wal = Some(Box::new(hook));
         let report = take_consistent_cut(source.as_ref(), &mut capture, &options())
             .await
             .unwrap();

@@ -92,6 +92,68 @@ fn snapshot_of<D>(raw: RawSnapshot<D>, files: Vec<ParquetRef>) -> PersistedSnaps
     }
 }
 
+/// A snapshot file's header, as a backup keeps it beside the file's entry (`facts`, DESIGN §4.3)
+/// so that a later backup that takes the file over unchanged need not read it: every field of
+/// [`parse_snapshot_header`] but the removals, which must be none (a snapshot that removes
+/// files is read each time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    /// What this is and how it is written ([`HEADER_FACTS`]): facts of another kind or of a
+    /// later layout are not taken.
+    kind: String,
+    node_id: String,
+    snapshot_sequence_number: u64,
+    wal_file_sequence_number: u64,
+    catalog_sequence_number: u64,
+    parquet_size_bytes: u64,
+    row_count: u64,
+}
+
+/// The `kind` of [`SnapshotHeader`] facts; a change to their meaning takes a new one.
+const HEADER_FACTS: &str = "snapshot-header/1";
+
+impl SnapshotHeader {
+    /// The header of `snapshot` (parsed whole or by [`parse_snapshot_header`]); `None` when it
+    /// removes files (removals are not kept).
+    pub fn of(snapshot: &PersistedSnapshot) -> Option<Self> {
+        snapshot.removed_files.is_empty().then(|| SnapshotHeader {
+            kind: HEADER_FACTS.to_string(),
+            node_id: snapshot.node_id.clone(),
+            snapshot_sequence_number: snapshot.snapshot_sequence_number,
+            wal_file_sequence_number: snapshot.wal_file_sequence_number,
+            catalog_sequence_number: snapshot.catalog_sequence_number,
+            parquet_size_bytes: snapshot.parquet_size_bytes,
+            row_count: snapshot.row_count,
+        })
+    }
+
+    /// Read back from an entry's facts; `None` when they are not a header of this kind.
+    pub fn from_facts(facts: &serde_json::Value) -> Option<Self> {
+        let header = SnapshotHeader::deserialize(facts).ok()?;
+        (header.kind == HEADER_FACTS).then_some(header)
+    }
+
+    /// As an entry's facts.
+    pub fn to_facts(&self) -> serde_json::Value {
+        // A struct of strings and integers: serialising it cannot fail.
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The snapshot as [`parse_snapshot_header`] reads it: no references, no removals.
+    pub fn snapshot(&self) -> PersistedSnapshot {
+        PersistedSnapshot {
+            node_id: self.node_id.clone(),
+            snapshot_sequence_number: self.snapshot_sequence_number,
+            wal_file_sequence_number: self.wal_file_sequence_number,
+            catalog_sequence_number: self.catalog_sequence_number,
+            parquet_size_bytes: self.parquet_size_bytes,
+            row_count: self.row_count,
+            files: Vec::new(),
+            removed_files: Vec::new(),
+        }
+    }
+}
+
 /// Parse a snapshot checkpoint file; `object` names it in errors.
 pub fn parse_snapshot_checkpoint(object: &str, bytes: &[u8]) -> crate::Result<SnapshotCheckpoint> {
     let raw: RawCheckpoint = parse_versioned(object, "snapshot checkpoint", bytes)?;
@@ -289,11 +351,32 @@ mod tests {
                         ..s.clone()
                     };
                     assert_eq!(header, without_files, "{fixture}: {key}");
+                    assert_kept_header_reads_back(&header, fixture, key);
                     Some(s)
                 }
                 _ => None,
             })
             .collect()
+    }
+
+    /// A header kept as facts reads back as the header parsed; one of a snapshot that removes
+    /// files is not kept; facts of another kind are not taken for a header.
+    fn assert_kept_header_reads_back(header: &PersistedSnapshot, fixture: &str, key: &str) {
+        let Some(kept) = SnapshotHeader::of(header) else {
+            assert!(!header.removed_files.is_empty(), "{fixture}: {key}");
+            return;
+        };
+        let facts = kept.to_facts();
+        assert_eq!(facts["kind"], "snapshot-header/1");
+        let back = SnapshotHeader::from_facts(&facts).unwrap();
+        assert_eq!(back.snapshot(), *header, "{fixture}: {key}");
+        let mut other = facts.clone();
+        other["kind"] = "snapshot-header/2".into();
+        assert_eq!(SnapshotHeader::from_facts(&other), None);
+        assert_eq!(
+            SnapshotHeader::from_facts(&serde_json::json!({"pack": 1})),
+            None
+        );
     }
 
     #[test]

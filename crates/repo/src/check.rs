@@ -121,6 +121,7 @@ mod tests {
                 offset,
                 length,
             })),
+            facts: None,
         }
     }
 

@@ -239,6 +239,7 @@ mod tests {
                 encoding: Encoding::Raw,
                 class: "parquet".into(),
                 pack: None,
+                facts: None,
             })
             .collect()
     }

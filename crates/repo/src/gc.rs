@@ -196,6 +196,7 @@ mod tests {
                 encoding: Encoding::Raw,
                 class: "x".into(),
                 pack: None,
+                facts: None,
             });
         }
         commit(repo, entries).await
@@ -310,6 +311,7 @@ mod tests {
                     encoding: Encoding::Raw,
                     class: "x".into(),
                     pack: Some(Box::new(slice)),
+                    facts: None,
                 }
             })
             .collect();

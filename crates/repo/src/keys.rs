@@ -255,6 +255,7 @@ mod tests {
             encoding: crate::Encoding::Age,
             class: "parquet".into(),
             pack: None,
+            facts: None,
         };
         Manifest {
             format_version: crate::config::FORMAT_VERSION,

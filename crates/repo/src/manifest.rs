@@ -25,6 +25,11 @@ pub struct Entry {
     /// (an incremental's previous entries) need no slice room of their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pack: Option<Box<PackSlice>>,
+    /// What the source layer read in the blob's content and keeps for a later backup that takes
+    /// the entry over, so that it need not read the blob again (a snapshot file's header, §4.3);
+    /// opaque to the repository. Boxed like `pack`: most entries have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<Box<serde_json::Value>>,
 }
 
 /// A stored blob inside a pack (DESIGN §3.4b): the bytes `offset..offset + length` of
@@ -141,6 +146,7 @@ mod tests {
             encoding: Encoding::Raw,
             class: "x".into(),
             pack: None,
+            facts: None,
         };
         let mut manifest = Manifest {
             format_version: 1,

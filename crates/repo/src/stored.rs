@@ -462,6 +462,7 @@ mod tests {
                     encoding: Encoding::Raw,
                     class: "parquet".into(),
                     pack: None,
+                    facts: None,
                 }
             })
             .collect();

@@ -214,6 +214,7 @@ fn take_entry(slot: &mut Entry) -> Entry {
         encoding: slot.encoding,
         class: std::mem::take(&mut slot.class),
         pack: slot.pack.take(),
+        facts: slot.facts.take(),
     }
 }
 
@@ -235,6 +236,7 @@ mod tests {
             encoding: Encoding::Raw,
             class: "parquet".into(),
             pack: None,
+            facts: None,
         }
     }
 

@@ -20,6 +20,7 @@ use ib3_influx::cut::{
 };
 use ib3_influx::path::{ObjectClass, Phase};
 use ib3_influx::rules::{Finding, Severity};
+use ib3_influx::snapshot::SnapshotHeader;
 use ib3_repo::chunks::UnchangedChunks;
 use ib3_repo::lock::LockKind;
 use ib3_repo::manifest::{PackSlice, Summary};
@@ -521,6 +522,7 @@ impl RepoCapture {
             encoding,
             class: object.class.label().to_string(),
             pack: pack.map(Box::new),
+            facts: None,
         }))
     }
 
@@ -792,6 +794,31 @@ impl Capture for RepoCapture {
             })
             .collect()
     }
+
+    /// The header the previous backup kept with the entry it took `key` over from.
+    fn known_header(&self, key: &str) -> Option<SnapshotHeader> {
+        let entry = self.previous.get_reused(self.full(key).as_ref())?;
+        SnapshotHeader::from_facts(entry.facts.as_deref()?)
+    }
+}
+
+/// `entry` (at `position` among the previous backup's entries, if taken over unchanged) with the
+/// snapshot `header` the cut read in its content kept as its facts (DESIGN §4.3); an entry that
+/// gains them is no longer the previous one unchanged.
+fn with_header(
+    mut entry: Entry,
+    position: Option<usize>,
+    header: Option<&SnapshotHeader>,
+) -> (Entry, Option<usize>) {
+    let Some(header) = header else {
+        return (entry, position);
+    };
+    let kept = entry.facts.as_deref().and_then(SnapshotHeader::from_facts);
+    if kept.as_ref() == Some(header) {
+        return (entry, position);
+    }
+    entry.facts = Some(Box::new(header.to_facts()));
+    (entry, None)
 }
 
 /// Run `create`.
@@ -1115,6 +1142,7 @@ impl RepoCapture {
                             format!("internal error: {path} is in the cut but was not captured")
                         })?,
                 };
+                let (entry, position) = with_header(entry, position, cut.snapshot_headers.get(key));
                 if let Some(unchanged) = unchanged.as_deref_mut() {
                     unchanged.push(position);
                 }
