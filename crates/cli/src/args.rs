@@ -243,6 +243,11 @@ pub struct CreateArgs {
     /// manifest records every finding and `verify` reports them.
     #[arg(long)]
     pub allow_inconsistent: bool,
+    /// Read every snapshot file again, taking no header the previous backup kept for it
+    /// (DESIGN §4.3): for when `verify` reports a kept header wrong (`kept-header-wrong`);
+    /// this backup keeps what the files hold.
+    #[arg(long)]
+    pub reread_snapshots: bool,
     /// With --cluster-id: copy the server's own backup `<cluster-id>/backups/NAME/` (written
     /// by `influxdb3 create backup` on a PachaTree cluster) into the repository, verified,
     /// instead of backing up the cluster's files.

@@ -286,6 +286,7 @@ async fn create_reads_in_the_documented_order() {
             concurrency: 4,
             max_replans: 3,
             allow_inconsistent: false,
+            reread_snapshots: false,
             compression: Some(3),
             keys: Default::default(),
             bar: Bar::new(false),

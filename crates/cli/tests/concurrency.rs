@@ -323,6 +323,7 @@ async fn run_create(
         // that, so this test allows more re-plans than the command's default of 10.
         max_replans: TEST_MAX_REPLANS,
         allow_inconsistent: false,
+        reread_snapshots: false,
         compression: Some(3),
         keys: Default::default(),
         bar: Bar::new(false),

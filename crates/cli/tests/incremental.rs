@@ -43,12 +43,23 @@ async fn create_into(
     repo: &Path,
     max_replans: u32,
 ) -> anyhow::Result<CreateReport> {
+    create_reading(source, repo, max_replans, false).await
+}
+
+/// [`create_into`], with `create --reread-snapshots` or without.
+async fn create_reading(
+    source: NodeStore,
+    repo: &Path,
+    max_replans: u32,
+    reread_snapshots: bool,
+) -> anyhow::Result<CreateReport> {
     create(CreateOptions {
         source: influxdb3_backup::ops::create::CreateSource::Node(source),
         repo: repo_store(repo.to_str().unwrap(), true).await.unwrap(),
         concurrency: 4,
         max_replans,
         allow_inconsistent: false,
+        reread_snapshots,
         compression: Some(3),
         keys: Default::default(),
         bar: Bar::new(false),
@@ -228,7 +239,8 @@ async fn settled_snapshots_never_hide_a_missing_parquet_file() {
 /// Each snapshot file's entry keeps the header the cut read (`facts`); the next incremental,
 /// finding the files settled, takes their headers from there and reads none of them: with every
 /// snapshot blob of the repository damaged it still judges the node as before. Facts that are
-/// already there change no entry, so a no-change incremental still writes no entry chunk.
+/// already there change no entry, so a no-change incremental still writes no entry chunk; with
+/// `--reread-snapshots` every file is read again.
 #[tokio::test]
 async fn settled_snapshot_files_are_judged_from_their_kept_headers_unread() {
     let (tmp, data) = fixture_copy("core-3.10.0-basic");
@@ -269,6 +281,16 @@ async fn settled_snapshot_files_are_judged_from_their_kept_headers_unread() {
     assert!(third.consistent);
     assert_eq!(third.source["point"], first.source["point"]);
     assert_eq!(finding_codes(&third), Vec::<String>::new());
+
+    // `--reread-snapshots` takes no kept header: it reads the (damaged) files and says so.
+    let error = create_reading(local_node(&data).await, &repo, 3, true)
+        .await
+        .unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("reading repository blob") && message.contains("snapshots/"),
+        "{message}"
+    );
 }
 
 /// Damage the node's v3 catalog checkpoint (found only after every other file was captured);
@@ -579,6 +601,7 @@ async fn local_copies_store_what_the_store_path_stores() {
                 concurrency: 4,
                 max_replans: 3,
                 allow_inconsistent: false,
+                reread_snapshots: false,
                 compression: Some(3),
                 keys: Default::default(),
                 bar: Bar::new(false),

@@ -79,6 +79,9 @@ pub struct CreateOptions {
     pub max_replans: u32,
     /// Write a backup that breaks rules.
     pub allow_inconsistent: bool,
+    /// Read every snapshot file again: settle none (DESIGN §4.3), so that no kept header is
+    /// taken over.
+    pub reread_snapshots: bool,
     /// zstd level for compressible objects (`None`: store everything as is).
     pub compression: Option<i32>,
     /// Key of an encrypted repository.
@@ -839,6 +842,7 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
         concurrency: options.concurrency,
         max_replans: options.max_replans,
         allow_inconsistent: options.allow_inconsistent,
+        reread_snapshots: options.reread_snapshots,
         compression: options.compression,
         bar: options.bar,
         started_at,
@@ -896,6 +900,7 @@ pub(super) struct Settings {
     pub(super) concurrency: usize,
     pub(super) max_replans: u32,
     pub(super) allow_inconsistent: bool,
+    reread_snapshots: bool,
     compression: Option<i32>,
     pub(super) bar: Bar,
     started_at: SystemTime,
@@ -995,7 +1000,7 @@ async fn capture_and_commit(
         }),
         previous,
         hints,
-        references_settled,
+        references_settled: references_settled && !settings.reread_snapshots,
         // A node's entries come out of the cut in the order its previous backup's did.
         unchanged,
         entries: Mutex::new(EntriesByPath::default()),
@@ -1406,5 +1411,52 @@ mod tests {
         }
         assert!(positions_where_not(&[] as &[u32], 1, even).is_empty());
         assert!(positions_where_not(&items, 1, |_| true).is_empty());
+    }
+
+    fn header(wal: u64) -> SnapshotHeader {
+        let snapshot = ib3_influx::snapshot::PersistedSnapshot {
+            node_id: "node0".into(),
+            snapshot_sequence_number: 7,
+            wal_file_sequence_number: wal,
+            catalog_sequence_number: 3,
+            parquet_size_bytes: 100,
+            row_count: 10,
+            files: Vec::new(),
+            removed_files: Vec::new(),
+        };
+        SnapshotHeader::of(&snapshot).unwrap_or_else(|| panic!("no removals: a header"))
+    }
+
+    /// An entry keeps the header the cut read as its facts; one that gains or changes them is
+    /// no longer the previous backup's entry unchanged (its chunk must be encoded again).
+    #[test]
+    fn an_entry_that_gains_a_header_is_no_longer_unchanged() {
+        let entry = Entry {
+            path: "snapshots/18446744073709551608.info.json".into(),
+            size: 10,
+            blob: BlobId::of(b"snapshot"),
+            encoding: ib3_repo::Encoding::Zstd,
+            class: "snapshot".into(),
+            pack: None,
+            facts: None,
+        };
+        let (same, at) = with_header(entry.clone(), Some(4), None);
+        assert_eq!((same, at), (entry.clone(), Some(4)));
+
+        let (gained, at) = with_header(entry, Some(4), Some(&header(20)));
+        assert_eq!(at, None);
+        let kept = gained.facts.as_deref().and_then(SnapshotHeader::from_facts);
+        assert_eq!(kept, Some(header(20)));
+
+        let (again, at) = with_header(gained.clone(), Some(5), Some(&header(20)));
+        assert_eq!((again, at), (gained.clone(), Some(5)));
+
+        let (changed, at) = with_header(gained, Some(5), Some(&header(21)));
+        assert_eq!(at, None);
+        let kept = changed
+            .facts
+            .as_deref()
+            .and_then(SnapshotHeader::from_facts);
+        assert_eq!(kept, Some(header(21)));
     }
 }

@@ -1,6 +1,7 @@
 //! `verify`: for each backup, the manifest's structure, every blob present with the right size,
 //! the consistency rules re-checked on the manifest (snapshot references, WAL contiguity and
-//! CRCs of the WAL the server would replay, catalog contiguity, uuid and sequence), and with
+//! CRCs of the WAL the server would replay, catalog contiguity, uuid and sequence), the snapshot
+//! headers kept in entries (which incrementals take over unread) against the files, and with
 //! `--read-data` every blob re-hashed.
 
 use super::codecs::{self, StoredBlob};
@@ -8,7 +9,7 @@ use super::record::{BackupSource, ClusterRecord};
 use crate::progress::Bar;
 use anyhow::Result;
 use bytes::Bytes;
-use ib3_influx::assess::{assess, Reader};
+use ib3_influx::assess::{assess, kept_header_findings, Reader};
 use ib3_influx::path::{classify_cluster, ObjectClass};
 use ib3_influx::rules::CatalogScope;
 use ib3_influx::rules::{Finding, Severity};
@@ -360,7 +361,14 @@ impl Check<'_> {
             blobs: self.blobs,
             prefix: prefix.to_string(),
         };
-        Ok(assess(&reader, id, &objects, scope, self.concurrency).await?)
+        let mut assessment = assess(&reader, id, &objects, scope, self.concurrency).await?;
+        let kept = self.manifest.entries.iter().filter_map(|e| {
+            let facts = e.facts.as_deref()?;
+            Some((e.path.strip_prefix(prefix)?, facts))
+        });
+        let wrong = kept_header_findings(&assessment, kept);
+        assessment.judgement.findings.extend(wrong);
+        Ok(assessment)
     }
 
     /// Every member node with its own rules (catalog elsewhere), then the cluster catalog
