@@ -136,6 +136,60 @@ fn synthetic_clusters_of_every_catalog_generation_round_trip() {
     }
 }
 
+/// A cluster's incremental settles each clean member's snapshot files as a node's does, and
+/// takes their kept headers: with every member's snapshot bytes damaged in the repository it
+/// still judges the cluster as before, reading none of them; `--reread-snapshots` reads them
+/// (and fails on the damage, naming it).
+#[test]
+fn members_snapshot_files_are_judged_from_their_kept_headers_unread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = build(tmp.path(), &ClusterSpec::standard("core-3.10.0-basic"));
+    let repo = tmp.path().join("repo");
+    let first = create(&data, &repo, &[]).ok().json();
+    create(&data, &repo, &[]).ok();
+    let id = first["backup_id"].as_str().unwrap();
+    let snapshots: Vec<serde_json::Value> =
+        ib3_testkit::manifest_files::manifest_entries(&repo, id)
+            .into_iter()
+            .filter(|e| e["class"] == "snapshot")
+            .collect();
+    let members: std::collections::BTreeSet<&str> = snapshots
+        .iter()
+        .filter_map(|e| e["path"].as_str()?.split('/').next())
+        .collect();
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(snapshots
+        .iter()
+        .all(|e| e["facts"]["kind"] == "snapshot-header/1"));
+    for entry in &snapshots {
+        let at = ib3_testkit::manifest_files::stored_at(&repo, entry);
+        let mut bytes = std::fs::read(&at.file).unwrap();
+        let end = at.length.map_or(bytes.len(), |l| (at.offset + l) as usize);
+        bytes[at.offset as usize..end].fill(b'#');
+        let mut permissions = std::fs::metadata(&at.file).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        permissions.set_readonly(false);
+        std::fs::set_permissions(&at.file, permissions).unwrap();
+        std::fs::write(&at.file, &bytes).unwrap();
+    }
+    let third = create(&data, &repo, &[]).ok().json();
+    assert_eq!(third["source"]["consistent"], true);
+    for (i, member) in first["source"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            third["source"]["members"][i]["node"]["point"],
+            member["node"]["point"]
+        );
+    }
+    let reread = create(&data, &repo, &["--reread-snapshots"]);
+    assert_ne!(reread.code, 0, "{}", reread.stdout);
+    assert!(reread.stderr.contains("snapshots/"), "{}", reread.stderr);
+}
+
 /// Discovery leaves out a Core node (own catalog) and a prefix the catalog does not register,
 /// and says so; naming one of them, or a wrong cluster id, is a clear error.
 #[test]

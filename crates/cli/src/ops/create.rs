@@ -7,7 +7,7 @@
 
 use super::by_path::{EntriesByPath, PreviousEntries};
 use super::codecs;
-use super::record::{SourceRecord, PRODUCT};
+use super::record::{BackupSource, SourceRecord, PRODUCT};
 use super::{now_rfc3339, tool_version};
 use crate::exit::{Failure, NOT_A_NODE};
 use crate::progress::Bar;
@@ -164,9 +164,10 @@ pub(super) struct RepoCapture {
     previous: PreviousEntries,
     /// Hints for the listing of a local node, from `previous` ([`listing_hints`]).
     hints: Option<ListingHints>,
-    /// Whether `previous` is a backup whose snapshots' references were all captured as recorded
-    /// ([`Previous::references_settled`]).
-    references_settled: bool,
+    /// The prefixes (a node's `""`, a cluster member's `<id>/`) under which `previous` holds
+    /// snapshot files whose references were all captured as recorded
+    /// ([`Previous::settled_prefixes`]).
+    settled_prefixes: Vec<String>,
     /// Which new entries are the previous backup's unchanged, for its chunks to be referenced
     /// again as they are ([`RepoCapture::entries_of`]); `None` where positions do not carry over.
     unchanged: Option<UnchangedChunks>,
@@ -782,7 +783,7 @@ impl Capture for RepoCapture {
     /// it held is reused here (same path and size), what the snapshot references is captured
     /// as recorded, and the cut need not read its references again.
     fn settled_snapshots(&self, keys: &[&str]) -> Vec<bool> {
-        let settles = self.references_settled
+        let settles = self.settled_prefixes.contains(&self.prefix)
             && self
                 .previous
                 .all_reused_under(&format!("{}dbs/", self.prefix));
@@ -962,7 +963,7 @@ async fn capture_and_commit(
         began: previous_began,
         superseded,
         chunks,
-        references_settled,
+        settled_prefixes,
     } = previous_entries(repo, &identity).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
@@ -1000,7 +1001,11 @@ async fn capture_and_commit(
         }),
         previous,
         hints,
-        references_settled: references_settled && !settings.reread_snapshots,
+        settled_prefixes: if settings.reread_snapshots {
+            Vec::new()
+        } else {
+            settled_prefixes
+        },
         // A node's entries come out of the cut in the order its previous backup's did.
         unchanged,
         entries: Mutex::new(EntriesByPath::default()),
@@ -1239,7 +1244,7 @@ async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Re
         if same_source(&stored.manifest.source, identity) {
             previous.chunks.clone_from(&stored.entry_chunks);
             previous.began = humantime::parse_rfc3339(&stored.manifest.started_at).ok();
-            previous.references_settled = references_all_captured(&stored.manifest.source);
+            previous.settled_prefixes = settling_prefixes(&stored.manifest.source);
             runs.push(repo.load_entries(stored).await?.entries);
             break;
         }
@@ -1251,7 +1256,9 @@ async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Re
         }
     }
     // A progress record's entries were never judged.
-    previous.references_settled &= previous.superseded.is_empty();
+    if !previous.superseded.is_empty() {
+        previous.settled_prefixes.clear();
+    }
     previous.entries = PreviousEntries::from_runs(runs);
     Ok(previous)
 }
@@ -1268,14 +1275,26 @@ fn unchanged_chunks(
     (node && previous.as_loaded() && !chunks.is_empty()).then(|| UnchangedChunks::new(chunks))
 }
 
-/// Whether a backup's source record says that every Parquet file its snapshots reference was
-/// captured with its recorded size: a node backup whose rules held and found nothing about any
-/// Parquet file (none missing, removed by the server, or of another size).
-fn references_all_captured(source: &serde_json::Value) -> bool {
-    use serde::Deserialize;
-    let Ok(record) = SourceRecord::deserialize(source) else {
-        return false;
-    };
+/// The entry-path prefixes under which a backup's snapshot files have every reference captured
+/// as recorded: a node backup's `""`, a cluster backup's `<id>/` for each member whose cut
+/// ([`record_is_clean`]) says so; none for anything else.
+fn settling_prefixes(source: &serde_json::Value) -> Vec<String> {
+    match BackupSource::parse(source) {
+        Ok(BackupSource::Node(record)) if record_is_clean(&record) => vec![String::new()],
+        Ok(BackupSource::Cluster(record)) => record
+            .members
+            .iter()
+            .filter(|member| member.node.as_ref().is_some_and(record_is_clean))
+            .map(|member| format!("{}/", member.node_id))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a node's (or cluster member's) cut was consistent, found nothing about any Parquet
+/// file and saw no removal by the server: every reference of its snapshot files was captured
+/// with its recorded size.
+fn record_is_clean(record: &SourceRecord) -> bool {
     let about_parquet = |finding: &serde_json::Value| {
         finding["code"]
             .as_str()
@@ -1325,10 +1344,10 @@ struct Previous {
     /// Entry chunks of the newest backup, in order: stored, and kept so while this run holds
     /// its lock.
     chunks: Vec<EntryChunk>,
-    /// Whether `entries` are those of one backup (no progress record) whose snapshots' Parquet
-    /// references were all captured as recorded ([`references_all_captured`]): its snapshot
-    /// files, reused, have settled references ([`RepoCapture::settled_snapshots`]).
-    references_settled: bool,
+    /// Where `entries` are those of one backup (no progress record) whose snapshots' Parquet
+    /// references were all captured as recorded ([`settling_prefixes`]): under these prefixes
+    /// its snapshot files, reused, have settled references ([`RepoCapture::settled_snapshots`]).
+    settled_prefixes: Vec<String>,
 }
 
 /// Whether a manifest's (or partial record's) source document has every field of `identity`.
