@@ -162,15 +162,7 @@ fn members_snapshot_files_are_judged_from_their_kept_headers_unread() {
         .iter()
         .all(|e| e["facts"]["kind"] == "snapshot-header/1"));
     for entry in &snapshots {
-        let at = ib3_testkit::manifest_files::stored_at(&repo, entry);
-        let mut bytes = std::fs::read(&at.file).unwrap();
-        let end = at.length.map_or(bytes.len(), |l| (at.offset + l) as usize);
-        bytes[at.offset as usize..end].fill(b'#');
-        let mut permissions = std::fs::metadata(&at.file).unwrap().permissions();
-        #[allow(clippy::permissions_set_readonly_false)]
-        permissions.set_readonly(false);
-        std::fs::set_permissions(&at.file, permissions).unwrap();
-        std::fs::write(&at.file, &bytes).unwrap();
+        ib3_testkit::manifest_files::stored_at(&repo, entry).damage();
     }
     let third = create(&data, &repo, &[]).ok().json();
     assert_eq!(third["source"]["consistent"], true);

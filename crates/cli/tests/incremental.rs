@@ -270,12 +270,7 @@ async fn settled_snapshot_files_are_judged_from_their_kept_headers_unread() {
     assert_eq!(second.entry_chunks_written, 0);
 
     for entry in &snapshots {
-        let file = ib3_testkit::manifest_files::stored_at(&repo, entry).file;
-        let mut permissions = std::fs::metadata(&file).unwrap().permissions();
-        #[allow(clippy::permissions_set_readonly_false)]
-        permissions.set_readonly(false);
-        std::fs::set_permissions(&file, permissions).unwrap();
-        std::fs::write(&file, b"not a snapshot").unwrap();
+        ib3_testkit::manifest_files::stored_at(&repo, entry).damage();
     }
     let (third, _) = counted_create(&data, &repo).await;
     assert!(third.consistent);

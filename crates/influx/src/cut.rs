@@ -1004,6 +1004,14 @@ mod tests {
     }
 
     impl MapCapture {
+        /// A cut of this capture's source, which must succeed.
+        async fn cut(&mut self) -> CutReport {
+            let source = self.source.clone();
+            take_consistent_cut(source.as_ref(), self, &options())
+                .await
+                .unwrap()
+        }
+
         fn new(source: Arc<InMemory>) -> Self {
             MapCapture {
                 source,
@@ -1076,9 +1084,7 @@ mod tests {
         let cut = |settle: bool, source: Arc<InMemory>| async move {
             let mut capture = MapCapture::new(source.clone());
             capture.settle = settle;
-            let report = take_consistent_cut(source.as_ref(), &mut capture, &options())
-                .await
-                .unwrap();
+            let report = capture.cut().await;
             (report.judgement, report.objects)
         };
         let (read, objects) = cut(false, source.clone()).await;
@@ -1108,9 +1114,7 @@ mod tests {
     async fn kept_headers_stand_for_settled_snapshot_files_unread() {
         let source = load("core-3.10.0-retention").await;
         let mut first = MapCapture::new(source.clone());
-        let read_all = take_consistent_cut(source.as_ref(), &mut first, &options())
-            .await
-            .unwrap();
+        let read_all = first.cut().await;
         let snapshots: Vec<&String> = read_all
             .objects
             .keys()
@@ -1128,16 +1132,12 @@ mod tests {
         let mut later = MapCapture::new(source.clone());
         later.settle = true;
         later.headers = read_all.snapshot_headers.clone();
-        let from_headers = take_consistent_cut(source.as_ref(), &mut later, &options())
-            .await
-            .unwrap();
+        let from_headers = later.cut().await;
         // As a settled cut that reads the headers judges (settled files' references unread, so
         // the removals they would show are not: a caller settles only where there are none).
         let mut settled = MapCapture::new(source.clone());
         settled.settle = true;
-        let settled = take_consistent_cut(source.as_ref(), &mut settled, &options())
-            .await
-            .unwrap();
+        let settled = settled.cut().await;
         assert_eq!(from_headers.judgement, settled.judgement);
         assert_eq!(from_headers.judgement.point, read_all.judgement.point);
         assert_eq!(from_headers.objects, read_all.objects);
@@ -1153,9 +1153,7 @@ mod tests {
         // Not settled: a kept header is not taken, every file is read.
         let mut unsettled = MapCapture::new(source.clone());
         unsettled.headers = read_all.snapshot_headers.clone();
-        take_consistent_cut(source.as_ref(), &mut unsettled, &options())
-            .await
-            .unwrap();
+        unsettled.cut().await;
         let reads = unsettled.reads.into_inner().unwrap();
         assert_eq!(
             reads.iter().filter(|k| k.starts_with("snapshots/")).count(),
@@ -1167,9 +1165,7 @@ mod tests {
     async fn static_fixture_needs_no_replan() {
         let source = load("core-3.10.0-basic").await;
         let mut capture = MapCapture::new(source.clone());
-        let report = take_consistent_cut(source.as_ref(), &mut capture, &options())
-            .await
-            .unwrap();
+        let report = capture.cut().await;
         assert_eq!(report.replans, 0);
         assert!(
             !report.judgement.has_errors(),
@@ -1234,9 +1230,7 @@ mod tests {
         };
         let mut capture = MapCapture::new(source.clone());
         capture.on_wal = Some(Box::new(hook));
-        let report = take_consistent_cut(source.as_ref(), &mut capture, &options())
-            .await
-            .unwrap();
+        let report = capture.cut().await;
         assert_eq!(report.replans, 1, "{:?}", report.replan_reasons);
         assert_eq!(report.judgement.point.snapshot_sequence_number, Some(60));
         assert_eq!(report.judgement.point.wal_first, Some(180));

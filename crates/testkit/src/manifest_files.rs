@@ -85,6 +85,17 @@ impl StoredAt {
             .unwrap_or_else(|| panic!("{} ends before {end}", self.file.display()))
             .to_vec()
     }
+
+    /// Overwrite the stored bytes with `#` (the file keeps its length, a pack its other blobs).
+    pub fn damage(&self) {
+        let mut bytes = std::fs::read(&self.file)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.file.display()));
+        let start = self.offset as usize;
+        let end = self.length.map_or(bytes.len(), |l| start + l as usize);
+        bytes[start..end].fill(b'#');
+        std::fs::write(&self.file, &bytes)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", self.file.display()));
+    }
 }
 
 /// Where the stored bytes of `entry` (unencrypted) are in the local repository `repo`.
