@@ -12,6 +12,7 @@
 
 mod codec;
 mod copy;
+pub mod direct;
 mod engine;
 mod error;
 pub mod listing;

@@ -18,6 +18,7 @@
 //! Only keys whose file name is the key itself ([`is_plain_key`]) take this path.
 
 use crate::copy::{check_size, pack as encode};
+use crate::direct::{AlignedBuf, AlignedVec, DirectWrite};
 use crate::{CasCopy, Codec, Error, NameFor, Progress, Result};
 use bytes::Bytes;
 use object_store::path::Path;
@@ -145,7 +146,8 @@ impl LocalCopy<'_> {
     /// Copy one file; a small stored blob goes into `pack` when there is one.
     fn copy_one(&self, file: &SmallFile, pack: Option<&mut PackWriter>) -> Result<LocalCopied> {
         if file.encode.is_identity() && !file.keep_bytes {
-            return RAW_BLOCK_BUF.with_borrow_mut(|block| self.copy_raw(file, block, pack));
+            return RAW_BLOCK_BUF
+                .with_borrow_mut(|block| self.copy_raw(file, block.as_mut_slice(), pack));
         }
         let key = Path::from(file.key.as_str());
         let bytes = Bytes::from(
@@ -224,11 +226,13 @@ impl LocalCopy<'_> {
         }
         let staging_key = (self.staging_key)();
         let staging = self.destination.join(staging_key.as_ref());
+        let expected = file.expected.map_or(usize::MAX, |n| n as usize);
         let streamed = with_parent(&staging, |p| std::fs::File::create_new(p))
             .map_err(|e| Error::write(&staging_key, store_error(e)))
-            .and_then(|mut out| {
+            .and_then(|out| {
+                let mut out = DirectWrite::new(out, expected);
                 let streamed = self.stream(&key, &mut source, &mut out, block, first)?;
-                start_write_out(&out, streamed.0);
+                start_write_out(out.file(), streamed.0);
                 Ok(streamed)
             });
         let (size, hash) = match streamed {
@@ -253,11 +257,10 @@ impl LocalCopy<'_> {
         &self,
         key: &Path,
         source: &mut std::fs::File,
-        out: &mut std::fs::File,
+        out: &mut DirectWrite,
         block: &mut [u8],
         first: usize,
     ) -> Result<(u64, blake3::Hash)> {
-        use std::io::Write;
         let write_error = |e| Error::write(key, store_error(e));
         let (mut hasher, mut size, mut n) = (blake3::Hasher::new(), 0u64, first);
         let mut behind = WriteBehind::default();
@@ -265,7 +268,9 @@ impl LocalCopy<'_> {
             hasher.update(&block[..n]);
             out.write_all(&block[..n]).map_err(write_error)?;
             size += n as u64;
-            behind.written(out, size);
+            if !out.is_direct() {
+                behind.written(out.file(), size);
+            }
             n = fill(source, block).map_err(|e| read_error(key, e))?;
             self.progress.advance(n as u64);
         }
@@ -314,7 +319,6 @@ impl LocalCopy<'_> {
 mod unnamed {
     use rustix::fs::{AtFlags, Mode, OFlags, CWD};
     use rustix::io::Errno;
-    use std::io::Write;
     use std::os::fd::AsRawFd;
     use std::path::Path;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -333,14 +337,22 @@ mod unnamed {
             return Ok(false);
         };
         let opened = super::with_parent(target, |_| open_unnamed(dir).map_err(Into::into));
-        let mut file = match opened {
+        let file = match opened {
             Ok(fd) => std::fs::File::from(fd),
             Err(e) => match Errno::from_io_error(&e) {
                 Some(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => return unsupported(),
                 _ => return Err(e),
             },
         };
-        file.write_all(body)?;
+        // Directly only from an aligned buffer (a pack's): from any other, nothing would be.
+        let direct_bytes = if crate::direct::is_aligned(body) {
+            body.len()
+        } else {
+            0
+        };
+        let mut out = super::DirectWrite::new(file, direct_bytes);
+        out.write_all(body)?;
+        let file = out.into_file();
         let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
         match rustix::fs::linkat(CWD, by_fd.as_str(), CWD, target, AtFlags::SYMLINK_FOLLOW) {
             Ok(()) => Ok(true),
@@ -414,8 +426,10 @@ fn start_range_write_out(file: &std::fs::File, offset: u64, len: u64) {
 const RAW_BLOCK: usize = 256 * 1024;
 
 thread_local! {
-    /// Each copying thread's block (threads of [`work_through`] live for one batch).
-    static RAW_BLOCK_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; RAW_BLOCK]);
+    /// Each copying thread's block (threads of [`work_through`] live for one batch), aligned for
+    /// direct writes.
+    static RAW_BLOCK_BUF: std::cell::RefCell<AlignedBuf> =
+        std::cell::RefCell::new(AlignedBuf::new(RAW_BLOCK));
 }
 
 /// Read from `file` at `offset` until `buf` is full or the file ends; the bytes read.
@@ -538,7 +552,8 @@ const PACK_TARGET: usize = 4 * 1024 * 1024;
 /// is written whole under the hash of its bytes, so that a pack on disk is always complete and
 /// never changes (like a blob).
 pub struct PackWriter {
-    bytes: Vec<u8>,
+    /// Aligned, so that the pack is written directly to the disk ([`crate::direct`]).
+    bytes: AlignedVec,
     // Fed as blobs are appended, while each is still in the core's cache.
     hasher: blake3::Hasher,
 }
@@ -546,7 +561,7 @@ pub struct PackWriter {
 impl PackWriter {
     fn new() -> Self {
         Self {
-            bytes: Vec::with_capacity(PACK_TARGET + PACK_MEMBER_MAX),
+            bytes: AlignedVec::with_capacity(PACK_TARGET + PACK_MEMBER_MAX),
             hasher: blake3::Hasher::new(),
         }
     }
@@ -574,7 +589,7 @@ impl PackWriter {
             return None;
         }
         let hash = self.hasher.finalize();
-        let written = copy.write_atomically(&pack_name(&hash), &self.bytes);
+        let written = copy.write_atomically(&pack_name(&hash), self.bytes.as_slice());
         self.bytes.clear();
         self.hasher.reset();
         Some(written.map(|()| hash))
