@@ -488,9 +488,15 @@ impl State {
         phase: Phase,
         active: Option<CatalogGeneration>,
     ) -> Vec<SourceObject> {
-        let (todo, rest) = std::mem::take(listing)
-            .into_iter()
-            .partition(|o| self.wants(o, phase, active));
+        // Sized up front (most of a listing is usually wanted): not grown by copying.
+        let (mut todo, mut rest) = (Vec::with_capacity(listing.len()), Vec::new());
+        for object in std::mem::take(listing) {
+            if self.wants(&object, phase, active) {
+                todo.push(object);
+            } else {
+                rest.push(object);
+            }
+        }
         *listing = rest;
         todo
     }
@@ -505,11 +511,10 @@ impl State {
             return Ok(Vec::new());
         }
         let outcomes = capture.capture(phase, &objects).await?;
+        let mut captured = Vec::with_capacity(objects.len());
         for (object, outcome) in objects.into_iter().zip(&outcomes) {
             match outcome {
-                Captured::Yes => {
-                    self.objects.insert(object.key, object.size);
-                }
+                Captured::Yes => captured.push((object.key, object.size)),
                 Captured::Vanished => {
                     // A mutable object that vanished is no longer part of the cut; an immutable
                     // one captured in an earlier round stays (its bytes are in the backup).
@@ -520,7 +525,21 @@ impl State {
                 }
             }
         }
+        self.add_objects(captured);
         Ok(outcomes)
+    }
+
+    /// Add captured objects (keys unique). Many at once are merged in one pass: inserted one
+    /// by one, each of 100 000s of keys was compared with a dozen long keys on its way down.
+    fn add_objects(&mut self, captured: Vec<(String, u64)>) {
+        if captured.len() < self.objects.len() / 8 {
+            self.objects.extend(captured);
+            return;
+        }
+        // Sorted (stably) and built in bulk; `append` merges the two in one pass, and where a
+        // key is in both, the one just captured counts, as an insert would have it.
+        let mut more: BTreeMap<String, u64> = captured.into_iter().collect();
+        self.objects.append(&mut more);
     }
 
     async fn parse_snapshots<C: Capture>(&mut self, capture: &C) -> Result<()> {
