@@ -12,8 +12,9 @@
 //! device's logical block: [`ALIGN`] (4 KiB) covers every common one. So only whole aligned
 //! blocks of an aligned buffer are written directly; the first write that is not — the tail of a
 //! file, or anything a file system refuses — switches the file back to ordinary writes for the
-//! rest of it. A file system without direct I/O (tmpfs, some FUSE) refuses the flag when it is
-//! set, and the file is written as before. Nothing here changes what ends up in a file.
+//! rest of it. Only files on local disk file systems are written directly (not NFS, SMB, FUSE or
+//! tmpfs: see [`DIRECT_FILE_SYSTEMS`]), and one that refuses the flag is written as before.
+//! Nothing here changes what ends up in a file.
 
 use std::fs::File;
 use std::io::Write;
@@ -165,10 +166,36 @@ impl DirectWrite {
     }
 }
 
+/// Local disk file systems (`statfs` magic numbers) whose direct writes go to the disk: ext2–4,
+/// XFS, btrfs, F2FS, bcachefs, ZFS. On a network file system (NFS, SMB) a direct write is a
+/// synchronous round trip to the server each, where buffered writes travel in the background;
+/// on tmpfs there is no disk to write to.
+const DIRECT_FILE_SYSTEMS: [u32; 6] = [
+    0xEF53,
+    0x5846_5342,
+    0x9123_683E,
+    0xF2F5_2010,
+    0xCA45_1A4E,
+    0x2FC1_2FC1,
+];
+
+/// Whether `file` lies on a file system of [`DIRECT_FILE_SYSTEMS`].
+#[cfg(target_os = "linux")]
+fn on_local_disk(file: &File) -> bool {
+    rustix::fs::fstatfs(file).is_ok_and(|fs| {
+        // The magic is 32 bits wide, whatever the width (and sign) of the field holding it.
+        let magic = (i128::from(fs.f_type) & 0xFFFF_FFFF) as u32;
+        DIRECT_FILE_SYSTEMS.contains(&magic)
+    })
+}
+
 /// Turn direct writes on or off for `file`; whether that was done.
 #[cfg(target_os = "linux")]
 fn set_direct(file: &File, on: bool) -> bool {
     use rustix::fs::OFlags;
+    if on && !on_local_disk(file) {
+        return false;
+    }
     let Ok(flags) = rustix::fs::fcntl_getfl(file) else {
         return false;
     };
@@ -196,6 +223,14 @@ mod tests {
         let path = dir.path().join("f");
         let mut out = DirectWrite::new(File::create_new(&path).unwrap(), expected);
         let was_direct = out.is_direct();
+        // Wherever the tests run: a file on a local disk is written directly, others are not.
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            was_direct,
+            expected >= DIRECT_FROM && on_local_disk(out.file()),
+            "direct writes on {}",
+            dir.path().display()
+        );
         for part in parts {
             out.write_all(part).unwrap();
         }
@@ -244,6 +279,19 @@ mod tests {
         let owned = shifted.to_vec();
         let (content, _) = written(&[&owned[..], &owned[..]], 40 * ALIGN);
         assert!(content == [owned.clone(), owned].concat());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn files_off_a_local_disk_are_not_written_directly() {
+        // tmpfs (`/dev/shm`) takes `O_DIRECT` on recent kernels, but has no disk to spare.
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let path = dir.path().join("f");
+        let mut out = DirectWrite::new(File::create_new(&path).unwrap(), 1 << 20);
+        assert!(!out.is_direct());
+        let mut block = AlignedBuf::new(4 * ALIGN);
+        out.write_all(block.as_mut_slice()).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap().len(), 4 * ALIGN);
     }
 
     #[test]
