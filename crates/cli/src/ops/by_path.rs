@@ -48,6 +48,11 @@ impl EntriesByPath {
         self.0.replace(ByPath(entry));
     }
 
+    /// Make room for `more` entries.
+    pub(super) fn reserve(&mut self, more: usize) {
+        self.0.reserve(more);
+    }
+
     /// Remove the entry of `path` and return it.
     pub(super) fn take(&mut self, path: &str) -> Option<Entry> {
         self.0.take(path).map(|e| e.0)
