@@ -737,15 +737,18 @@ struct KeptReads {
 impl KeptReads {
     const BUDGET: usize = 64 * 1024 * 1024;
 
-    /// Keep `bytes` for `key`, if the budget has room.
+    /// Keep `bytes` for `key`, if the budget has room. Whatever was kept for `key` before goes
+    /// either way: a catalog checkpoint captured again in a later round has new bytes, and the
+    /// old ones must not be parsed in their place.
     fn keep(&mut self, key: String, bytes: Bytes) {
+        if let Some(replaced) = self.bytes.remove(&key) {
+            self.held -= replaced.len();
+        }
         if self.held + bytes.len() > Self::BUDGET {
             return;
         }
         self.held += bytes.len();
-        if let Some(replaced) = self.bytes.insert(key, bytes) {
-            self.held -= replaced.len();
-        }
+        self.bytes.insert(key, bytes);
     }
 
     /// The bytes kept for `key` (given once).
@@ -1509,6 +1512,12 @@ mod tests {
         assert!(kept.take("a").is_none(), "given twice");
         kept.keep("b".into(), half.clone());
         assert!(kept.take("b").is_some(), "the budget was not given back");
+        // Captured again with bytes that do not fit: the old bytes are not served for it.
+        kept.keep("c".into(), Bytes::from_static(b"old"));
+        kept.keep("d".into(), half.clone());
+        kept.keep("c".into(), half.clone());
+        assert!(kept.take("c").is_none(), "stale bytes served");
+        assert!(kept.take("d").is_some());
     }
 
     #[test]
