@@ -134,11 +134,13 @@ impl BlobIndex {
     /// The number of `pack`, numbered now if it is new (with size 0).
     fn pack_number(&mut self, pack: BlobId) -> u32 {
         let next = u32::try_from(self.packs.len()).unwrap_or(u32::MAX);
-        let number = *self.pack_numbers.entry(pack).or_insert(next);
-        if number == next && self.packs.len() == next as usize {
-            self.packs.push((pack, 0));
+        match self.pack_numbers.entry(pack) {
+            std::collections::hash_map::Entry::Occupied(known) => *known.get(),
+            std::collections::hash_map::Entry::Vacant(new) => {
+                self.packs.push((pack, 0));
+                *new.insert(next)
+            }
         }
-        number
     }
 
     /// An empty index with room for `blobs` blob objects and `packed` blobs in packs.

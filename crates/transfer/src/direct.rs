@@ -31,23 +31,19 @@ pub fn is_aligned(bytes: &[u8]) -> bool {
 }
 
 /// A zeroed buffer of a fixed length whose first byte is [`ALIGN`]-aligned.
-pub struct AlignedBuf {
-    buf: Vec<u8>,
-    start: usize,
-    len: usize,
-}
+pub struct AlignedBuf(AlignedVec);
 
 impl AlignedBuf {
     /// `len` zero bytes, aligned.
     pub fn new(len: usize) -> Self {
-        let buf = vec![0; len + ALIGN];
-        let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
-        Self { buf, start, len }
+        let mut bytes = AlignedVec::with_capacity(len);
+        bytes.buf.resize(bytes.start + len, 0);
+        Self(bytes)
     }
 
     /// The aligned bytes.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..self.start + self.len]
+        &mut self.0.buf[self.0.start..]
     }
 }
 
@@ -105,6 +101,12 @@ impl DirectWrite {
     pub fn new(file: File, expected: usize) -> Self {
         let direct = expected >= DIRECT_FROM && set_direct(&file, true);
         Self { file, direct }
+    }
+
+    /// For writing `bytes` whole: directly only from an aligned buffer (a pack's), since from
+    /// any other nothing would be.
+    pub fn for_bytes(file: File, bytes: &[u8]) -> Self {
+        Self::new(file, if is_aligned(bytes) { bytes.len() } else { 0 })
     }
 
     /// Append `bytes`: the whole aligned blocks of an aligned buffer directly, anything else (and

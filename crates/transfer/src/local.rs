@@ -344,13 +344,7 @@ mod unnamed {
                 _ => return Err(e),
             },
         };
-        // Directly only from an aligned buffer (a pack's): from any other, nothing would be.
-        let direct_bytes = if crate::direct::is_aligned(body) {
-            body.len()
-        } else {
-            0
-        };
-        let mut out = super::DirectWrite::new(file, direct_bytes);
+        let mut out = super::DirectWrite::for_bytes(file, body);
         out.write_all(body)?;
         let file = out.into_file();
         let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
