@@ -46,9 +46,16 @@ impl FromStr for BlobId {
     /// of them checked once at the end: a manifest of 2 000 000 entries parses as many ids, and
     /// a check-then-decode through `blake3::Hash::from_hex` took ~3% of a no-change backup.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let digits = s.as_bytes();
+        BlobId::from_hex_digits(s.as_bytes())
+            .ok_or_else(|| format!("not a blob id (64 lowercase hex digits): {s:?}"))
+    }
+}
+
+impl BlobId {
+    /// The id `digits` spell: exactly 64 lowercase hex digits, else `None`.
+    pub fn from_hex_digits(digits: &[u8]) -> Option<Self> {
         if digits.len() != 64 {
-            return Err(format!("not a blob id (64 lowercase hex digits): {s:?}"));
+            return None;
         }
         let mut id = [0u8; 32];
         let mut invalid = 0u8;
@@ -57,10 +64,7 @@ impl FromStr for BlobId {
             invalid |= (high | low) & NOT_HEX;
             *byte = (high << 4) | (low & 0x0f);
         }
-        if invalid != 0 {
-            return Err(format!("not a blob id (64 lowercase hex digits): {s:?}"));
-        }
-        Ok(BlobId(id))
+        (invalid == 0).then_some(BlobId(id))
     }
 }
 

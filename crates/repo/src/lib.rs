@@ -18,6 +18,7 @@ pub mod check;
 pub mod chunks;
 pub mod config;
 pub mod durable;
+mod entry_line;
 pub mod error;
 pub mod gc;
 pub mod id;
