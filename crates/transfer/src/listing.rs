@@ -98,14 +98,34 @@ pub struct ListingHints {
     ends: Vec<usize>,
     /// The size of each key.
     sizes: Vec<u64>,
-    /// The leaf directories among them (prefix ending in `/`: files, no subdirectory): the
-    /// length of the prefix and the range of keys it holds.
-    leaves: Vec<(usize, std::ops::Range<usize>)>,
-    /// Positions in `leaves`, hashed by prefix: one lookup per directory walked (a binary search
-    /// of the keys cost a dozen long string comparisons, 5% of a no-change run's CPU time).
-    by_prefix: hashbrown::HashTable<u32>,
+    /// The leaf directories among them (prefix ending in `/`: files, no subdirectory), hashed by
+    /// prefix: one lookup per directory walked (a binary search of the keys cost a dozen long
+    /// string comparisons, 5% of a no-change run's CPU time). Each slot says where its prefix
+    /// lies in `names`, so a lookup reads the table and the name, nothing between.
+    leaves: hashbrown::HashTable<Leaf>,
     /// Directories whose status changed before this are trusted.
     unchanged_before: std::time::SystemTime,
+}
+
+/// A leaf directory of [`ListingHints`]: its prefix is `names[start..start + len]`, and it holds
+/// the keys `first..end`. In 32 bits (16 bytes a slot, a table entry per Parquet file of a
+/// node): hints whose names pass 4 GiB have no leaves, and every directory is read.
+#[derive(Debug, Clone)]
+struct Leaf {
+    start: u32,
+    len: u32,
+    first: u32,
+    end: u32,
+}
+
+impl Leaf {
+    fn prefix(&self) -> std::ops::Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+
+    fn keys(&self) -> std::ops::Range<usize> {
+        self.first as usize..self.end as usize
+    }
 }
 
 /// How long before an earlier listing began a directory must have last changed to be trusted:
@@ -135,8 +155,7 @@ impl ListingHints {
             names,
             ends,
             sizes,
-            leaves: Vec::new(),
-            by_prefix: hashbrown::HashTable::new(),
+            leaves: hashbrown::HashTable::new(),
             unchanged_before: listing_began
                 .checked_sub(HINT_MARGIN)
                 .unwrap_or(std::time::UNIX_EPOCH),
@@ -146,13 +165,15 @@ impl ListingHints {
     }
 
     fn key(&self, i: usize) -> &str {
-        let start = i.checked_sub(1).map_or(0, |before| self.ends[before]);
-        &self.names[start..self.ends[i]]
+        &self.names[self.key_start(i)..self.ends[i]]
     }
 
-    fn leaf_prefix(&self, leaf: usize) -> &str {
-        let (len, range) = &self.leaves[leaf];
-        &self.key(range.start)[..*len]
+    fn key_start(&self, i: usize) -> usize {
+        i.checked_sub(1).map_or(0, |before| self.ends[before])
+    }
+
+    fn leaf_prefix(&self, leaf: &Leaf) -> &str {
+        &self.names[leaf.prefix()]
     }
 
     /// Fill `leaves`: the directories that hold files and nothing below a subdirectory, with
@@ -160,8 +181,12 @@ impl ListingHints {
     /// of keys with the same directory is all of that directory exactly when neither neighbour
     /// of the run is under it too.
     fn find_leaves(&mut self) {
+        if u32::try_from(self.names.len()).is_err() {
+            return;
+        }
         let count = self.ends.len();
         let dir_len = |key: &str| key.rfind('/').map(|slash| slash + 1);
+        let mut found = Vec::new();
         let mut start = 0;
         while start < count {
             let first = self.key(start);
@@ -178,29 +203,37 @@ impl ListingHints {
             let under = |i: usize| i < count && self.key(i).starts_with(dir);
             if let Some(len) = len {
                 if (start == 0 || !under(start - 1)) && !under(end) {
-                    self.leaves.push((len, start..end));
+                    // Within u32: every key position and length is below the names' length.
+                    found.push(Leaf {
+                        start: self.key_start(start) as u32,
+                        len: len as u32,
+                        first: start as u32,
+                        end: end as u32,
+                    });
                 }
             }
             start = end;
         }
-        let mut by_prefix = hashbrown::HashTable::with_capacity(self.leaves.len());
-        for leaf in 0..self.leaves.len() {
-            let at = u32::try_from(leaf).unwrap_or(u32::MAX);
-            by_prefix.insert_unique(hash(self.leaf_prefix(leaf)), at, |&j: &u32| {
-                hash(self.leaf_prefix(j as usize))
+        let mut leaves = hashbrown::HashTable::with_capacity(found.len());
+        for leaf in found {
+            leaves.insert_unique(hash(self.leaf_prefix(&leaf)), leaf, |leaf: &Leaf| {
+                hash(self.leaf_prefix(leaf))
             });
         }
-        self.by_prefix = by_prefix;
+        self.leaves = leaves;
     }
 
     /// Names and sizes of the files the earlier listing found directly in directory `prefix`
     /// (ends in `/`); `None` when it found none, or found something below a subdirectory.
     fn files_in(&self, prefix: &str) -> Option<impl ExactSizeIterator<Item = (&str, u64)> + Clone> {
-        let leaf = *self
-            .by_prefix
-            .find(hash(prefix), |&j| self.leaf_prefix(j as usize) == prefix)?;
-        let (len, range) = self.leaves[leaf as usize].clone();
-        Some(range.map(move |i| (&self.key(i)[len..], self.sizes[i])))
+        let leaf = self
+            .leaves
+            .find(hash(prefix), |leaf| self.leaf_prefix(leaf) == prefix)?;
+        let len = leaf.len as usize;
+        Some(
+            leaf.keys()
+                .map(move |i| (&self.key(i)[len..], self.sizes[i])),
+        )
     }
 }
 
@@ -811,9 +844,12 @@ mod tests {
         for not_leaf in ["b/", "d/e/", "d/", "", "c/", "b/x"] {
             assert_eq!(files(not_leaf), None, "{not_leaf}");
         }
-        let leaves: Vec<_> = (0..hints.leaves.len())
+        let mut leaves: Vec<_> = hints
+            .leaves
+            .iter()
             .map(|leaf| hints.leaf_prefix(leaf))
             .collect();
+        leaves.sort_unstable();
         assert_eq!(leaves, ["a/", "b/x/", "b/xy/", "d/e/f/"]);
     }
 
