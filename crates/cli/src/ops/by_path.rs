@@ -58,6 +58,11 @@ impl EntriesByPath {
         self.0.take(path).map(|e| e.0)
     }
 
+    /// Whether it holds no entry.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Every entry, in no particular order.
     pub(super) fn values(&self) -> impl Iterator<Item = &Entry> {
         self.0.iter().map(|e| &e.0)
@@ -91,22 +96,23 @@ impl PreviousEntries {
             Ok([run]) => run,
             Err(runs) => runs.into_iter().flatten().collect(),
         };
-        let ordered = entries.windows(2).all(|w| w[0].path < w[1].path);
-        let as_loaded = single && ordered;
+        // One run is almost always in order already (a manifest's entries are sorted): its
+        // positions are tabled in the pass that checks the order, each path read once.
+        let mut positions = if single {
+            positions_if_ordered(&entries)
+        } else {
+            None
+        };
+        let as_loaded = positions.is_some();
         if !as_loaded {
             // Stable: of entries with one path, the last is the latest run's.
             entries.sort_by(|a, b| a.path.cmp(&b.path));
             entries.reverse();
             entries.dedup_by(|later, earlier| later.path == earlier.path);
             entries.reverse();
+            positions = positions_if_ordered(&entries);
         }
-        let mut positions = hashbrown::HashTable::with_capacity(entries.len());
-        for (i, entry) in entries.iter().enumerate() {
-            let at = u32::try_from(i).unwrap_or(u32::MAX);
-            positions.insert_unique(hash(&entry.path), at, |&j: &u32| {
-                hash(&entries[j as usize].path)
-            });
-        }
+        let positions = positions.unwrap_or_default();
         let reused = entries.iter().map(|_| AtomicBool::new(false)).collect();
         Self {
             entries,
@@ -207,6 +213,23 @@ impl ReusedInOrder<'_> {
         (found && self.previous.reused[i].swap(false, Ordering::Relaxed))
             .then(|| (take_entry(&mut entries[i]), i))
     }
+}
+
+/// Positions of `entries` hashed by path, if their paths are in strictly increasing order.
+fn positions_if_ordered(entries: &[Entry]) -> Option<hashbrown::HashTable<u32>> {
+    let mut positions = hashbrown::HashTable::with_capacity(entries.len());
+    let mut before: Option<&str> = None;
+    for (i, entry) in entries.iter().enumerate() {
+        if before.is_some_and(|before| before >= entry.path.as_str()) {
+            return None;
+        }
+        before = Some(&entry.path);
+        let at = u32::try_from(i).unwrap_or(u32::MAX);
+        positions.insert_unique(hash(&entry.path), at, |&j: &u32| {
+            hash(&entries[j as usize].path)
+        });
+    }
+    Some(positions)
 }
 
 /// Move an entry out, leaving one with an empty path (which no lookup finds and which sorts
