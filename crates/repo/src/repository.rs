@@ -37,7 +37,7 @@ pub struct BlobIndex {
     /// Where each packed blob lies, its pack named by number: a pack holds hundreds of blobs,
     /// and its 32-byte id once per blob made this map most of an incremental's blob index
     /// (88 bytes a slot; 56 now).
-    packed: FxHashMap<(BlobId, Encoding), Slot>,
+    packed: PackedBlobs,
     /// The packs present, with their sizes, by number.
     packs: Vec<(BlobId, u64)>,
     /// Each pack's number.
@@ -51,6 +51,71 @@ struct Slot {
     pack: u32,
     offset: [u32; 2],
     length: [u32; 2],
+}
+
+/// The blobs in packs, and where each lies: in the order they were added, found through a table
+/// of their positions. Dense, where a map held each place in a slot of a power-of-two table
+/// written at random: at 2 000 000 packed blobs (an incremental's index of its previous
+/// backup) 239 MB of map, against 112 MB written in order and 21 MB of positions.
+#[derive(Debug, Clone, Default)]
+struct PackedBlobs {
+    places: Vec<(BlobId, Encoding, Slot)>,
+    /// Positions in `places`, hashed by [`packed_hash`].
+    by_id: hashbrown::HashTable<u32>,
+}
+
+impl PackedBlobs {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            places: Vec::with_capacity(capacity),
+            by_id: hashbrown::HashTable::with_capacity(capacity),
+        }
+    }
+
+    fn get(&self, id: &BlobId, encoding: Encoding) -> Option<&Slot> {
+        let at = self.by_id.find(packed_hash(id, encoding), |&at| {
+            let (known, known_encoding, _) = &self.places[at as usize];
+            known == id && *known_encoding == encoding
+        })?;
+        Some(&self.places[*at as usize].2)
+    }
+
+    /// Add a blob's place unless it is known already (the first place stays). Past `u32::MAX`
+    /// blobs, more are not added: such a blob is stored again rather than found.
+    fn insert_if_absent(&mut self, id: BlobId, encoding: Encoding, slot: Slot) {
+        let Ok(at) = u32::try_from(self.places.len()) else {
+            return;
+        };
+        let places = &self.places;
+        let hash = packed_hash(&id, encoding);
+        let found = |&known: &u32| {
+            let (known_id, known_encoding, _) = &places[known as usize];
+            *known_id == id && *known_encoding == encoding
+        };
+        if self.by_id.find(hash, found).is_some() {
+            return;
+        }
+        self.by_id.insert_unique(hash, at, |&known| {
+            let (id, encoding, _) = &places[known as usize];
+            packed_hash(id, *encoding)
+        });
+        self.places.push((id, encoding, slot));
+    }
+
+    fn len(&self) -> usize {
+        self.places.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.places.is_empty()
+    }
+}
+
+/// A blob id is a BLAKE3 hash: its first eight bytes hash it already.
+fn packed_hash(id: &BlobId, encoding: Encoding) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&id.0[..8]);
+    u64::from_le_bytes(first) ^ encoding as u64
 }
 
 fn halves(value: u64) -> [u32; 2] {
@@ -83,7 +148,7 @@ impl BlobIndex {
                 return Some((e, None));
             }
             self.packed
-                .get(&(*id, e))
+                .get(id, e)
                 .map(|slot| self.slice_of(slot))
                 .filter(|slice| self.holds_slice(slice))
                 .map(|slice| (e, Some(slice)))
@@ -147,7 +212,7 @@ impl BlobIndex {
     pub fn with_capacity(blobs: usize, packed: usize) -> Self {
         Self {
             sizes: FxHashMap::with_capacity_and_hasher(blobs, Default::default()),
-            packed: FxHashMap::with_capacity_and_hasher(packed, Default::default()),
+            packed: PackedBlobs::with_capacity(packed),
             packs: Vec::new(),
             pack_numbers: FxHashMap::default(),
         }
@@ -170,11 +235,15 @@ impl BlobIndex {
     /// Record a blob stored in a pack (the pack known present at least to the slice's end).
     pub fn insert_packed(&mut self, id: BlobId, encoding: Encoding, slice: PackSlice) {
         let number = self.pack_number(slice.pack);
-        self.packed.entry((id, encoding)).or_insert(Slot {
-            pack: number,
-            offset: halves(slice.offset),
-            length: halves(slice.length),
-        });
+        self.packed.insert_if_absent(
+            id,
+            encoding,
+            Slot {
+                pack: number,
+                offset: halves(slice.offset),
+                length: halves(slice.length),
+            },
+        );
         let end = slice.end().unwrap_or(0);
         let size = &mut self.packs[number as usize].1;
         *size = (*size).max(end);
@@ -544,6 +613,42 @@ mod tests {
         assert!(!index.holds_slice(&slice(pack, far, 7)));
         assert_eq!(index.find_stored(&BlobId([11; 32])), None);
         assert!(!index.holds_slice(&slice(BlobId([3; 32]), 0, 1)));
+    }
+
+    /// Many packed blobs, some given twice (the first place stays), some in two encodings, ids
+    /// alike in their first bytes: each is found where a map says it lies, and no other is.
+    #[test]
+    fn packed_blobs_are_found_as_a_map_finds_them() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut packed = PackedBlobs::default();
+        let mut map = std::collections::HashMap::new();
+        let encodings = [Encoding::Raw, Encoding::Zstd];
+        for i in 0..50_000u32 {
+            let mut id = BlobId::of(&(i % 40_000).to_le_bytes());
+            if i % 7 == 0 {
+                id.0[..8].copy_from_slice(&[9; 8]);
+            }
+            let encoding = encodings[rng.usize(..2)];
+            let slot = Slot {
+                pack: i,
+                offset: [0, i],
+                length: [i, 0],
+            };
+            packed.insert_if_absent(id, encoding, slot);
+            map.entry((id, encoding)).or_insert(slot);
+        }
+        assert_eq!(packed.len(), map.len());
+        for ((id, encoding), slot) in &map {
+            let found = packed
+                .get(id, *encoding)
+                .map(|s| (s.pack, s.offset, s.length));
+            assert_eq!(found, Some((slot.pack, slot.offset, slot.length)));
+        }
+        for i in 40_000..41_000u32 {
+            assert!(packed
+                .get(&BlobId::of(&i.to_le_bytes()), Encoding::Raw)
+                .is_none());
+        }
     }
 
     fn manifest(id: BackupId, entries: Vec<Entry>) -> Manifest {
