@@ -860,13 +860,20 @@ async fn list_fanned_out(
     // listed in key order by every store: after the few files of the levels above, the rest
     // comes out as one run in order, which the cut's tree of objects takes with a merge instead
     // of sorting 100 000s of keys.
+    // Listed as they finish (in order, one large prefix would hold back the start of every
+    // other), put in order after.
     frontier.sort_by_cached_key(|p| p.as_ref().map(|p| format!("{p}/")));
-    let rest: Vec<Vec<ObjectMeta>> = futures::stream::iter(frontier)
-        .map(|p| async move { store.list(p.as_ref()).try_collect::<Vec<_>>().await })
-        .buffered(LIST_CONCURRENCY)
-        .try_collect()
-        .await?;
-    objects.extend(rest.into_iter().flatten());
+    let mut rest: Vec<(usize, Vec<ObjectMeta>)> =
+        futures::stream::iter(frontier.iter().enumerate())
+            .map(|(at, p)| async move {
+                let listed = store.list(p.as_ref()).try_collect::<Vec<_>>().await?;
+                Ok::<_, object_store::Error>((at, listed))
+            })
+            .buffer_unordered(LIST_CONCURRENCY)
+            .try_collect()
+            .await?;
+    rest.sort_unstable_by_key(|(at, _)| *at);
+    objects.extend(rest.into_iter().flat_map(|(_, listed)| listed));
     Ok(objects)
 }
 
