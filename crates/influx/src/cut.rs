@@ -856,12 +856,11 @@ async fn list_fanned_out(
             frontier.extend(level.common_prefixes.into_iter().map(Some));
         }
     }
-    // In the order of their keys (a prefix's keys all sort where the prefix and a `/` do), each
-    // listed in key order by every store: after the few files of the levels above, the rest
-    // comes out as one run in order, which the cut's tree of objects takes with a merge instead
-    // of sorting 100 000s of keys.
-    // Listed as they finish (in order, one large prefix would hold back the start of every
-    // other), put in order after.
+    // Put in the order of their keys (a prefix's keys all sort where the prefix and a `/` do),
+    // each listed in key order by every store: after the few files of the levels above, the
+    // rest comes out as one run in order, which the cut's tree of objects takes with a merge
+    // instead of sorting 100 000s of keys. Listed as they finish (listed in order, one large
+    // prefix would hold back the start of every other), ordered after.
     frontier.sort_by_cached_key(|p| p.as_ref().map(|p| format!("{p}/")));
     let mut rest: Vec<(usize, Vec<ObjectMeta>)> =
         futures::stream::iter(frontier.iter().enumerate())
