@@ -35,8 +35,8 @@ pub struct BlobIndex {
     // its cost (an incremental looks every object up here).
     sizes: FxHashMap<(BlobId, Encoding), u64>,
     /// Where each packed blob lies, its pack named by number: a pack holds hundreds of blobs,
-    /// and its 32-byte id once per blob made this map most of an incremental's blob index
-    /// (88 bytes a slot; 56 now).
+    /// and its 32-byte id once per blob made this most of an incremental's blob index (88 bytes
+    /// a blob; 56 now, and a 4-byte position).
     packed: PackedBlobs,
     /// The packs present, with their sizes, by number.
     packs: Vec<(BlobId, u64)>,
@@ -86,19 +86,15 @@ impl PackedBlobs {
         let Ok(at) = u32::try_from(self.places.len()) else {
             return;
         };
-        let places = &self.places;
-        let hash = packed_hash(&id, encoding);
-        let found = |&known: &u32| {
-            let (known_id, known_encoding, _) = &places[known as usize];
-            *known_id == id && *known_encoding == encoding
-        };
-        if self.by_id.find(hash, found).is_some() {
+        if self.get(&id, encoding).is_some() {
             return;
         }
-        self.by_id.insert_unique(hash, at, |&known| {
-            let (id, encoding, _) = &places[known as usize];
-            packed_hash(id, *encoding)
-        });
+        let places = &self.places;
+        self.by_id
+            .insert_unique(packed_hash(&id, encoding), at, |&known| {
+                let (id, encoding, _) = &places[known as usize];
+                packed_hash(id, *encoding)
+            });
         self.places.push((id, encoding, slot));
     }
 

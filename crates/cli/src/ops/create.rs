@@ -1511,8 +1511,8 @@ mod tests {
         SnapshotHeader::of(&snapshot).unwrap_or_else(|| panic!("no removals: a header"))
     }
 
-    /// An entry keeps the header the cut read as its facts; one that gains or changes them is
-    /// no longer the previous backup's entry unchanged (its chunk must be encoded again).
+    /// Kept bytes stay within the budget, each is given once, and bytes captured again replace
+    /// (or, not fitting, drop) what was kept for the same key.
     #[test]
     fn kept_reads_stay_within_their_budget_and_are_given_once() {
         let mut kept = KeptReads::default();
@@ -1532,6 +1532,8 @@ mod tests {
         assert!(kept.take("d").is_some());
     }
 
+    /// An entry keeps the header the cut read as its facts; one that gains or changes them is
+    /// no longer the previous backup's entry unchanged (its chunk must be encoded again).
     #[test]
     fn an_entry_that_gains_a_header_is_no_longer_unchanged() {
         let entry = Entry {
