@@ -214,24 +214,24 @@ impl ReusedInOrder<'_> {
     /// greater than every path asked before.
     pub(super) fn take(&mut self, path: &str) -> Option<(Entry, usize)> {
         let entries = &mut self.previous.entries;
-        while self.next < entries.len() && entries[self.next].path.as_str() < path {
-            self.next += 1;
-        }
-        let i = self.next;
-        let found = entries.get(i).is_some_and(|e| e.path == path);
-        (found && self.previous.reused[i].swap(false, Ordering::Relaxed))
+        let found = advance_to(entries, self.next, path);
+        self.next = found.unwrap_or_else(|at| at);
+        let i = found.ok()?;
+        (self.previous.reused[i].swap(false, Ordering::Relaxed))
             .then(|| (take_entry(&mut entries[i]), i))
     }
 }
 
-/// See [`PreviousEntries::reuse_cursor`]. A path asked after a greater one is found by its
-/// position in the table as [`PreviousEntries::reuse_if`] finds it; the others by walking the
-/// entries beside them: at millions of paths in order, a lookup each (the path hashed, a table
-/// slot, the entry and its path: three cache misses) cost a tenth of a no-change incremental's
-/// CPU time, where walking reads the entries in the order they lie in memory.
+/// See [`PreviousEntries::reuse_cursor`]. A path is found by walking the entries on from where
+/// the walk for the path before stopped; one for which the walk passes no entry (absent, or asked
+/// after a greater one) is looked up as [`PreviousEntries::reuse_if`] does. At millions of paths
+/// in order, a lookup each (the path hashed, a table slot, the entry and its path: three cache
+/// misses) cost a tenth of a no-change incremental's CPU time, where the walk reads the entries
+/// in the order they lie in memory.
 pub(super) struct ReuseCursor<'a> {
     previous: &'a PreviousEntries,
-    /// The first entry not before the path asked last (`None`: nothing asked yet).
+    /// Where the walk stopped: every entry before it is before the last path walked to
+    /// (`None`: nothing asked yet).
     next: Option<usize>,
 }
 
@@ -239,34 +239,43 @@ impl ReuseCursor<'_> {
     /// [`PreviousEntries::reuse_if`] for `path`.
     pub(super) fn reuse_if(&mut self, path: &str, reusable: impl FnOnce(&Entry) -> bool) -> bool {
         let entries = &self.previous.entries;
-        let next = match self.next {
-            // First asked: one binary search (parts of a listing start anywhere in it).
-            None => entries.partition_point(|e| e.path.as_str() < path),
-            // Behind an entry already passed: out of order, looked up.
-            Some(next) if next > 0 && entries[next - 1].path.as_str() >= path => {
-                return self.previous.reuse_if(path, reusable);
-            }
-            Some(mut next) => {
-                while next < entries.len() && entries[next].path.as_str() < path {
-                    next += 1;
-                }
-                next
+        // First asked: one binary search (parts of a listing start anywhere in it).
+        let from = self
+            .next
+            .unwrap_or_else(|| entries.partition_point(|e| e.path.as_str() < path));
+        let at = match advance_to(entries, from, path) {
+            Ok(at) => at,
+            // Met an entry after it without passing one: `path` is absent, or before the
+            // cursor (asked out of order). Looked up: once per new file when asked in order.
+            Err(at) if at == from => return self.previous.reuse_if(path, reusable),
+            // Passed entries before it: it is not before the cursor, and absent.
+            Err(at) => {
+                self.next = Some(at);
+                return false;
             }
         };
-        self.next = Some(next);
-        // Every entry before `next` is before `path`, and the one at `next` is not: if it is
-        // not `path`, no entry is.
-        match entries.get(next) {
-            Some(entry) if entry.path == path => {
-                let reuse = reusable(entry);
-                if reuse {
-                    self.previous.reused[next].store(true, Ordering::Relaxed);
-                }
-                reuse
-            }
-            _ => false,
+        self.next = Some(at);
+        let reuse = reusable(&entries[at]);
+        if reuse {
+            self.previous.reused[at].store(true, Ordering::Relaxed);
+        }
+        reuse
+    }
+}
+
+/// Walking sorted `entries` from `from` to `path`: `Ok` with its position if an entry has it,
+/// else `Err` with the position of the first entry after it. One comparison per entry passed or
+/// met: at millions of paths that share long prefixes the comparisons are most of a walk's time.
+fn advance_to(entries: &[Entry], from: usize, path: &str) -> Result<usize, usize> {
+    let mut at = from;
+    while let Some(entry) = entries.get(at) {
+        match entry.path.as_str().cmp(path) {
+            std::cmp::Ordering::Less => at += 1,
+            std::cmp::Ordering::Equal => return Ok(at),
+            std::cmp::Ordering::Greater => return Err(at),
         }
     }
+    Err(at)
 }
 
 /// Positions of `entries` hashed by path, if their paths are in strictly increasing order.

@@ -883,6 +883,25 @@ fn with_header(
     (entry, None)
 }
 
+/// The value at `key` of `items` (in key order), walked beside keys asked in increasing order:
+/// one comparison per key asked or item passed (at millions of keys with long common prefixes,
+/// the comparisons are what such a walk costs).
+fn walk_to<'a, V>(
+    items: &mut std::iter::Peekable<impl Iterator<Item = (&'a String, V)>>,
+    key: &str,
+) -> Option<V> {
+    while let Some((at, _)) = items.peek() {
+        match at.as_str().cmp(key) {
+            std::cmp::Ordering::Less => {
+                items.next();
+            }
+            std::cmp::Ordering::Equal => return items.next().map(|(_, value)| value),
+            std::cmp::Ordering::Greater => return None,
+        }
+    }
+    None
+}
+
 /// Run `create`.
 pub async fn create(options: CreateOptions) -> Result<CreateReport> {
     let started = Instant::now();
@@ -1216,13 +1235,7 @@ impl RepoCapture {
                         format!("internal error: {path} is in the cut but was not captured")
                     })?,
             };
-            while headers
-                .next_if(|(at, _)| at.as_str() < key.as_str())
-                .is_some()
-            {}
-            let header = headers
-                .next_if(|(at, _)| at.as_str() == key.as_str())
-                .map(|(_, header)| header);
+            let header = walk_to(&mut headers, key);
             let (entry, position) = with_header(entry, position, header);
             if let Some(unchanged) = unchanged.as_deref_mut() {
                 unchanged.push(position);
@@ -1489,6 +1502,29 @@ pub async fn not_a_node(source: &NodeStore, message: String) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn walking_to_keys_in_order_finds_each_value_once() {
+        let keys: Vec<String> = ["a/1", "a/2", "c", "e"].map(String::from).to_vec();
+        let mut items = keys.iter().zip(1..).peekable();
+        let found: Vec<_> = ["0", "a/1", "a/15", "b", "c", "c", "d", "e", "f"]
+            .iter()
+            .map(|key| walk_to(&mut items, key))
+            .collect();
+        let expected = [
+            None,
+            Some(1),
+            None,
+            None,
+            Some(3),
+            None,
+            None,
+            Some(4),
+            None,
+        ];
+        assert_eq!(found, expected);
+        assert!(items.peek().is_none());
+    }
 
     #[test]
     fn positions_that_fail_come_in_order_from_every_part() {
