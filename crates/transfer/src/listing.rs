@@ -223,7 +223,8 @@ impl ListingHints {
 
     /// The leaf directories directly in directory `prefix` (empty, or ending in `/`), each with
     /// its name, in [`dir_order`] of their names: one run of `leaves`, found by binary search,
-    /// less the leaves deeper down.
+    /// less the leaves deeper down, each subdirectory's passed over by another binary search
+    /// (near the top of a tree nearly every leaf is deeper down).
     fn leaves_in<'a>(&'a self, prefix: &str) -> impl Iterator<Item = (&'a str, &'a Leaf)> {
         // Every prefix that starts with `prefix` sorts at or after it, in one run.
         let start = self
@@ -231,10 +232,21 @@ impl ListingHints {
             .partition_point(|leaf| self.leaf_prefix(leaf) < prefix);
         let run = &self.leaves[start..];
         let len = run.partition_point(|leaf| self.leaf_prefix(leaf).starts_with(prefix));
+        let mut rest = &run[..len];
         let skip = prefix.len();
-        run[..len].iter().filter_map(move |leaf| {
-            let name = self.leaf_prefix(leaf)[skip..].strip_suffix('/')?;
-            (!name.contains('/')).then_some((name, leaf))
+        std::iter::from_fn(move || loop {
+            let leaf = rest.first()?;
+            let below = &self.leaf_prefix(leaf)[skip..];
+            // A leaf's prefix ends in `/`: the first one ends the subdirectory's name.
+            let name_end = below.find('/')?;
+            if name_end + 1 == below.len() {
+                rest = &rest[1..];
+                return Some((&below[..name_end], leaf));
+            }
+            let subdirectory = &below[..=name_end];
+            let deeper = rest
+                .partition_point(|leaf| self.leaf_prefix(leaf)[skip..].starts_with(subdirectory));
+            rest = &rest[deeper..];
         })
     }
 
@@ -947,6 +959,22 @@ mod tests {
         assert_eq!(names, ["a-b", "a.b", "a", "a0"]);
         let top: Vec<_> = hints.leaves_in("").map(|(name, _)| name).collect();
         assert_eq!(top, ["c-", "ca"]);
+        // Many leaves deeper down between the direct ones, passed over a subdirectory at a time.
+        let mut keys = vec![
+            "t/a/1".to_string(),
+            "t/m/1".to_string(),
+            "t/z/1".to_string(),
+        ];
+        for sub in ["b", "n", "y"] {
+            keys.extend((0..50).map(|i| format!("t/{sub}/{i:02}/x/1")));
+            keys.push(format!("t/{sub}/leaf/1"));
+        }
+        let hints = ListingHints::new(keys.iter().map(|k| (k.as_str(), 1)), std::time::UNIX_EPOCH);
+        let found: Vec<_> = hints.leaves_in("t/").map(|(name, _)| name).collect();
+        assert_eq!(found, ["a", "m", "z"]);
+        let found: Vec<_> = hints.leaves_in("t/n/").map(|(name, _)| name).collect();
+        assert_eq!(found, ["leaf"]);
+        assert_eq!(hints.leaves_in("t/n/07/").count(), 1);
     }
 
     /// A leaf directory unchanged since the earlier listing is neither read nor are its files
