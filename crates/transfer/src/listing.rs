@@ -533,6 +533,10 @@ mod walker {
         hints: &ListingHints,
         objects: &mut Vec<ObjectMeta>,
     ) -> std::io::Result<Vec<Range<usize>>> {
+        // Most directories read are leaves themselves (new, or changed): no search for them.
+        if subdirs.is_empty() {
+            return Ok(subdirs);
+        }
         let mut leaves = hints.leaves_in(prefix).peekable();
         if leaves.peek().is_none() {
             return Ok(subdirs);
