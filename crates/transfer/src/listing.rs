@@ -770,16 +770,25 @@ mod tests {
     use futures::TryStreamExt;
     use std::path::Path as FsPath;
 
+    /// Keys and sizes `store` lists under `prefix`, sorted.
     async fn listed(store: &dyn ObjectStore, prefix: Option<&str>) -> Vec<(String, u64)> {
+        let mut out = listed_in_order_given(store, prefix).await;
+        out.sort();
+        out
+    }
+
+    /// Keys and sizes `store` lists under `prefix`, in the order it gives them.
+    async fn listed_in_order_given(
+        store: &dyn ObjectStore,
+        prefix: Option<&str>,
+    ) -> Vec<(String, u64)> {
         let prefix = prefix.map(Path::from);
-        let mut out: Vec<(String, u64)> = store
+        store
             .list(prefix.as_ref())
             .map_ok(|m| (m.location.to_string(), m.size))
             .try_collect()
             .await
-            .unwrap();
-        out.sort();
-        out
+            .unwrap()
     }
 
     fn write(root: &FsPath, key: &str, bytes: &[u8]) {
@@ -798,12 +807,11 @@ mod tests {
             write(root, name, b"x");
         }
         let plain = FastListing::new(LocalFileSystem::new_with_prefix(root).unwrap(), root);
-        let keys: Vec<String> = plain
-            .list(None)
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
+        let keys: Vec<String> = listed_in_order_given(&plain, None)
             .await
-            .unwrap();
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
         let mut sorted = keys.clone();
         sorted.sort();
         assert_eq!(keys.len(), 8);
