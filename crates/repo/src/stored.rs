@@ -161,14 +161,16 @@ impl Repository {
     /// A stored manifest with its chunked entries read back in.
     async fn with_entries(&self, stored: StoredManifest, key: &Path) -> Result<Manifest> {
         let mut manifest = stored.manifest;
-        let chunks: Vec<Vec<Entry>> = futures::stream::iter(&stored.entry_chunks)
+        reserve_claimed(&mut manifest.entries, &stored.entry_chunks);
+        // Each chunk is moved in as it arrives and its vector freed, so the decoders of the chunks
+        // still in flight reuse its memory: at millions of entries, collecting every chunk first
+        // and then copying them into one vector held (and page-faulted) the entries twice.
+        let mut chunks = futures::stream::iter(&stored.entry_chunks)
             .map(|chunk| self.load_entry_chunk(chunk, key))
-            .buffered(CHUNKS_IN_FLIGHT)
-            .try_collect()
-            .await?;
-        // Sized from what was read, never from the counts a (possibly damaged) header claims.
-        manifest.entries.reserve(chunks.iter().map(Vec::len).sum());
-        manifest.entries.extend(chunks.into_iter().flatten());
+            .buffered(CHUNKS_IN_FLIGHT);
+        while let Some(entries) = chunks.try_next().await? {
+            manifest.entries.extend(entries);
+        }
         Ok(manifest)
     }
 
@@ -427,6 +429,19 @@ impl Repository {
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(Error::store(key, e)),
         }
+    }
+}
+
+/// Room for the entries the chunk references claim, so moving them in never copies the vector
+/// to grow it. Each chunk's count is checked when it is read; a damaged header's claim costs at
+/// most address space (pages are taken when entries are written), and one the system refuses
+/// is dropped: the vector then grows as the entries come.
+fn reserve_claimed(entries: &mut Vec<Entry>, chunks: &[EntryChunk]) {
+    let claimed = chunks
+        .iter()
+        .fold(0u64, |sum, chunk| sum.saturating_add(chunk.entries));
+    if let Ok(claimed) = usize::try_from(claimed) {
+        let _ = entries.try_reserve_exact(claimed);
     }
 }
 
