@@ -72,6 +72,15 @@ impl PackedBlobs {
         }
     }
 
+    fn reserve(&mut self, additional: usize) {
+        self.places.reserve(additional);
+        let places = &self.places;
+        self.by_id.reserve(additional, |&known| {
+            let (id, encoding, _) = &places[known as usize];
+            packed_hash(id, *encoding)
+        });
+    }
+
     fn get(&self, id: &BlobId, encoding: Encoding) -> Option<&Slot> {
         let at = self.by_id.find(packed_hash(id, encoding), |&at| {
             let (known, known_encoding, _) = &self.places[at as usize];
@@ -212,6 +221,12 @@ impl BlobIndex {
             packs: Vec::new(),
             pack_numbers: FxHashMap::default(),
         }
+    }
+
+    /// Room for `blobs` more blob objects and `packed` more blobs in packs.
+    pub fn reserve(&mut self, blobs: usize, packed: usize) {
+        self.sizes.reserve(blobs);
+        self.packed.reserve(packed);
     }
 
     /// Record a blob object written after the listing.

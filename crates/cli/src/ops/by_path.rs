@@ -84,6 +84,8 @@ pub(super) struct PreviousEntries {
     positions: hashbrown::HashTable<u32>,
     /// Whether `entries` are one run's, in its order (positions are those of its manifest).
     as_loaded: bool,
+    /// Whether entries may have been taken ([`PreviousEntries::reused_in_order`]).
+    taken: bool,
 }
 
 impl PreviousEntries {
@@ -119,6 +121,7 @@ impl PreviousEntries {
             reused,
             positions,
             as_loaded,
+            taken: false,
         }
     }
 
@@ -175,6 +178,7 @@ impl PreviousEntries {
 
     /// A cursor that takes reused entries for paths asked in increasing order.
     pub(super) fn reused_in_order(&mut self) -> ReusedInOrder<'_> {
+        self.taken = true;
         ReusedInOrder {
             previous: self,
             next: 0,
@@ -199,6 +203,12 @@ impl PreviousEntries {
     /// Every entry, in path order.
     pub(super) fn values(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter()
+    }
+
+    /// Every entry as loaded (none taken), for what they reference: `None` once entries may
+    /// have been taken (a taken entry's pack slice went with it).
+    pub(super) fn untaken(&self) -> Option<&[Entry]> {
+        (!self.taken).then_some(self.entries.as_slice())
     }
 }
 

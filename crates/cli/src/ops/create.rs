@@ -160,7 +160,16 @@ pub(super) struct RepoCapture {
     pub(super) source: Arc<dyn ObjectStore>,
     pub(super) prefix: String,
     repo: Repository,
+    /// The blobs this run may take as stored ([`known_blobs`]).
     index: Arc<Mutex<BlobIndex>>,
+    /// Whether `index` still lacks blobs of `previous`. An incremental that takes its known blobs
+    /// from the previous backup tables them all (at 2 000 000 entries a quarter of a second)
+    /// only when it has many objects to store; for a few (a no-change run's catalog and WAL) it
+    /// adds the blobs their paths had ([`RepoCapture::known_blobs_ready`]).
+    index_pending: bool,
+    /// Whether `index` holds, or is to hold, the blobs of every previous entry: an entry is then
+    /// reused without asking it.
+    index_of_previous: bool,
     previous: PreviousEntries,
     /// Hints for the listing of a local node, from `previous` ([`listing_hints`]).
     hints: Option<ListingHints>,
@@ -293,6 +302,9 @@ impl RepoCapture {
 
     /// Point the capture at another prefix of the store root (cluster members).
     pub(super) fn switch_to(&mut self, source: Arc<dyn ObjectStore>, prefix: &str) {
+        // Before the first member's entries are taken out of `previous` (the next member may
+        // store what an earlier one reused).
+        self.add_pending_blobs();
         self.source = source;
         self.prefix = format!("{prefix}/");
         if let Some(local) = &mut self.local {
@@ -309,8 +321,49 @@ impl RepoCapture {
             return false;
         }
         cursor.reuse_if(self.full(&object.key).as_ref(), |previous| {
-            previous.size == object.size && index.holds(previous)
+            previous.size == object.size && (self.index_of_previous || index.holds(previous))
         })
+    }
+
+    /// Make the index of known blobs ready to store `objects` ([`RepoCapture::index_pending`]):
+    /// for a few, the blobs the previous backup had at their paths (content they share with
+    /// another path is stored again); for more, every previous entry's. Once entries were taken
+    /// out (they lose their pack slices), a listing of the repository stands for them.
+    async fn known_blobs_ready(&mut self, objects: &[(usize, &SourceObject)]) -> Result<()> {
+        if !self.index_pending {
+            return Ok(());
+        }
+        if self.previous.untaken().is_none() {
+            let listed = self.repo.blob_index().await?;
+            *lock(&self.index) = listed;
+            self.index_pending = false;
+        } else if objects.len() <= FEW_TO_STORE {
+            let mut index = lock(&self.index);
+            for (_, object) in objects {
+                if let Some(entry) = self.previous.get(self.full(&object.key).as_ref()) {
+                    index.insert_entry(entry, entry.size);
+                }
+            }
+        } else {
+            self.add_pending_blobs();
+        }
+        Ok(())
+    }
+
+    /// Add every previous entry's blob to the index if it lacks them and none is taken yet.
+    fn add_pending_blobs(&mut self) {
+        let Some(entries) = self.previous.untaken().filter(|_| self.index_pending) else {
+            return;
+        };
+        let mut index = lock(&self.index);
+        // Sized up front: growing rehashes every blob so far into fresh memory.
+        let packed = entries.iter().filter(|e| e.pack.is_some()).count();
+        index.reserve(entries.len() - packed, packed);
+        for entry in entries {
+            index.insert_entry(entry, entry.size);
+        }
+        drop(index);
+        self.index_pending = false;
     }
 
     /// The positions of `objects` that the previous backup's entries cannot stand for
@@ -823,6 +876,11 @@ impl Capture for RepoCapture {
             .map(|i| (i, &objects[i]))
             .collect();
         let reused = objects.len() - to_capture.len();
+        if !to_capture.is_empty() {
+            self.known_blobs_ready(&to_capture)
+                .await
+                .map_err(|e| ib3_influx::Error::Capture(format!("{e:#}")))?;
+        }
         self.stats
             .reused
             .fetch_add(reused as u64, Ordering::Relaxed);
@@ -1047,16 +1105,14 @@ async fn capture_and_commit(
         entries = previous.len(),
         "create: loaded the previous backup's entries"
     );
-    // Two independent passes over the previous entries, one per core.
-    let hinted = previous_began.filter(|_| wants_listing_hints(&source));
-    let (index, hints) = known_blobs(repo, &previous, superseded.is_empty(), || {
-        hinted.map(|began| listing_hints(&previous, began))
-    })
-    .await?;
+    let hints = previous_began
+        .filter(|_| wants_listing_hints(&source))
+        .map(|began| listing_hints(&previous, began));
+    let index = known_blobs(repo, &previous, superseded.is_empty()).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
-        blobs = index.len(),
-        "create: known blobs"
+        listed_blobs = index.as_ref().map(BlobIndex::len),
+        "create: listing hints and known blobs"
     );
     let unchanged = unchanged_chunks(&source, &previous, &chunks);
     let run_id = BackupId::new(settings.started_at);
@@ -1068,7 +1124,9 @@ async fn capture_and_commit(
         source: first_store,
         prefix: first_prefix,
         repo: repo.clone(),
-        index: Arc::new(Mutex::new(index)),
+        index_pending: index.is_none(),
+        index_of_previous: index.is_none(),
+        index: Arc::new(Mutex::new(index.unwrap_or_default())),
         local: settings.local.clone().map(|dirs| LocalCapture {
             source_dir: match &source {
                 CreateSource::Node(node) => dirs.data_dir.join(&node.node_id),
@@ -1258,36 +1316,27 @@ impl RepoCapture {
     }
 }
 
-/// The blobs this run may take as present, and what `also` makes meanwhile (on another
-/// thread). An incremental run takes them from the newest
-/// backup of the same source: GC never deletes a blob a manifest references, and this run's
-/// shared lock keeps `prune` out until it commits (a lost lock re-checks everything, see
-/// [`ensure_blobs_survived`]). A first backup of a source lists `blobs/`, to store content other
-/// sources hold only once, and so does a run resuming from progress records, whose blobs may
-/// have been collected.
-async fn known_blobs<T: Send>(
+/// The blobs this run may take as present, listed from the repository; `None` for those of
+/// the previous entries (built from them when needed: [`RepoCapture::index_pending`]). An
+/// incremental run takes them from the newest backup of the same source: GC never deletes a
+/// blob a manifest references, and this run's shared lock keeps `prune` out until it commits (a
+/// lost lock re-checks everything, see [`ensure_blobs_survived`]). A first backup of a source
+/// lists `blobs/`, to store content other sources hold only once, and so does a run resuming
+/// from progress records, whose blobs may have been collected.
+async fn known_blobs(
     repo: &Repository,
     previous: &PreviousEntries,
     only_from_manifest: bool,
-    also: impl FnOnce() -> T + Send,
-) -> Result<(BlobIndex, T)> {
+) -> Result<Option<BlobIndex>> {
     if previous.is_empty() || !only_from_manifest {
-        return Ok((repo.blob_index().await?, also()));
+        return Ok(Some(repo.blob_index().await?));
     }
-    Ok(std::thread::scope(|scope| {
-        let other = scope.spawn(also);
-        // Sized up front: growing rehashes every blob so far into fresh memory.
-        let packed = previous.values().filter(|e| e.pack.is_some()).count();
-        let mut index = BlobIndex::with_capacity(previous.len() - packed, packed);
-        for entry in previous.values() {
-            index.insert_entry(entry, entry.size);
-        }
-        let other = other
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (index, other)
-    }))
+    Ok(None)
 }
+
+/// Objects a capture stores at most for the index of known blobs to take only the blobs their
+/// paths had in the previous backup (see [`RepoCapture::known_blobs_ready`]).
+const FEW_TO_STORE: usize = 1_000;
 
 /// Before committing: while this run's lock was held no prune could run. If the lock was lost
 /// (removed by `unlock`, or stale after a long pause), a prune may have collected blobs this run
