@@ -128,6 +128,48 @@ async fn second_create_reads_only_the_overwritten_checkpoints() {
     );
 }
 
+/// Content that new objects share with another path of the previous backup: a phase that
+/// stores many objects finds it among all of that backup's blobs and stores none of it again;
+/// one that stores a few adds only the blobs their own paths had (DESIGN §3.7), so the content is
+/// stored once more.
+#[tokio::test]
+async fn content_shared_with_another_path_is_stored_again_only_by_a_few_new_objects() {
+    let (tmp, data) = fixture_copy("core-3.3.0-upgraded-3.9.6");
+    let repo = tmp.path().join("repo");
+    counted_create(&data, &repo).await;
+    let node = data.join("node0");
+    let parquet: Vec<Vec<u8>> = walk(&node.join("dbs"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let (many_of, few_of) = (&parquet[0], &parquet[1]);
+    assert_ne!(many_of, few_of);
+    let copy_into = |day: &str, copies: usize, bytes: &[u8]| {
+        let dir = node.join(format!("dbs/1/0/{day}/00-00"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..copies {
+            std::fs::write(dir.join(format!("{i:010}.parquet")), bytes).unwrap();
+        }
+    };
+    let many = influxdb3_backup::ops::create::FEW_TO_STORE + 1;
+    copy_into("2030-02-01", many, many_of);
+    let (report, _) = counted_create(&data, &repo).await;
+    assert!(
+        report.bytes_read >= (many * many_of.len()) as u64,
+        "the copies were read"
+    );
+    assert_eq!(report.blobs_uploaded, 0, "{many} copies of a stored blob");
+
+    copy_into("2030-02-02", 3, few_of);
+    let (report, _) = counted_create(&data, &repo).await;
+    assert!(
+        report.blobs_uploaded >= 1,
+        "3 copies of a stored blob found known: {}",
+        report.blobs_uploaded
+    );
+}
+
 /// A local node's directories that have not changed since the previous backup began are
 /// neither read again nor their files stat-ed (DESIGN §2), yet a file replaced the way the
 /// server writes (under a temporary name, renamed into place) is seen at its new size, and a
