@@ -1095,24 +1095,22 @@ async fn capture_and_commit(
     let identity = source.identity();
     let Previous {
         entries: previous,
-        began: previous_began,
+        hints,
         superseded,
         chunks,
         settled_prefixes,
-    } = previous_entries(repo, &identity).await?;
+        ..
+    } = previous_entries(repo, &identity, wants_listing_hints(&source)).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
         entries = previous.len(),
         "create: loaded the previous backup's entries"
     );
-    let hints = previous_began
-        .filter(|_| wants_listing_hints(&source))
-        .map(|began| listing_hints(&previous, began));
     let index = known_blobs(repo, &previous, superseded.is_empty()).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
         listed_blobs = index.as_ref().map(BlobIndex::len),
-        "create: listing hints and known blobs"
+        "create: known blobs"
     );
     let unchanged = unchanged_chunks(&source, &previous, &chunks);
     let run_id = BackupId::new(settings.started_at);
@@ -1366,8 +1364,12 @@ async fn ensure_blobs_survived(
 
 /// Entries that may stand for source objects without reading them: those of the newest backup
 /// of the same source (node or cluster, and store location), and those recorded by its runs that
-/// never committed (killed or failed), by path.
-async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Result<Previous> {
+/// never committed (killed or failed), by path; with the listing hints they give if `hinted`.
+async fn previous_entries(
+    repo: &Repository,
+    identity: &serde_json::Value,
+    hinted: bool,
+) -> Result<Previous> {
     let mut previous = Previous::default();
     // Oldest first: a progress record's entries replace the backup's of the same path.
     let mut runs = Vec::new();
@@ -1392,7 +1394,10 @@ async fn previous_entries(repo: &Repository, identity: &serde_json::Value) -> Re
     if !previous.superseded.is_empty() {
         previous.settled_prefixes.clear();
     }
-    previous.entries = PreviousEntries::from_runs(runs);
+    let began = previous.began.filter(|_| hinted);
+    (previous.entries, previous.hints) = PreviousEntries::from_runs_beside(runs, |entries| {
+        began.map(|began| listing_hints(entries, began))
+    });
     Ok(previous)
 }
 
@@ -1450,10 +1455,10 @@ fn record_is_clean(record: &SourceRecord) -> bool {
 /// place, so the files of a directory unchanged since are listed with the sizes that backup
 /// found, unread and not stat-ed. A Parquet file a snapshot references that a listing missed is
 /// captured by reference (§4.3 step 3) whatever the hints said.
-fn listing_hints(previous: &PreviousEntries, began: SystemTime) -> ListingHints {
+fn listing_hints(previous: &[Entry], began: SystemTime) -> ListingHints {
     // In path order (as the entries are): the hints take them in one pass.
     let listed = previous
-        .values()
+        .iter()
         .filter(|entry| entry.path.starts_with("dbs/"))
         .map(|entry| (entry.path.as_str(), entry.size));
     ListingHints::new(listed, began)
@@ -1472,6 +1477,8 @@ struct Previous {
     entries: PreviousEntries,
     /// When the newest backup began.
     began: Option<SystemTime>,
+    /// Hints for the listing of a local node ([`listing_hints`]), if asked for.
+    hints: Option<ListingHints>,
     /// Progress records this run's backup supersedes.
     superseded: Vec<BackupId>,
     /// Entry chunks of the newest backup, in order: stored, and kept so while this run holds
