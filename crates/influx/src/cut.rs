@@ -766,17 +766,20 @@ pub async fn list_classified(
                 .unwrap_or_else(|| "(node prefix)".into()),
             source,
         })?;
-    Ok(listed
-        .into_iter()
-        .map(|meta| {
+    // Classified run by run into one vector sized first, each run freed once read: flattened
+    // first, millions of listed objects were copied once more into fresh memory.
+    let mut classified = Vec::with_capacity(listed.iter().map(Vec::len).sum());
+    for run in listed {
+        classified.extend(run.into_iter().map(|meta| {
             let key = String::from(meta.location);
             SourceObject {
                 class: classify(&key),
                 key,
                 size: meta.size,
             }
-        })
-        .collect())
+        }));
+    }
+    Ok(classified)
 }
 
 /// The snapshot files and snapshot checkpoints, classified.
@@ -833,11 +836,12 @@ const LIST_DEPTH: usize = 4;
 /// Every object under `prefix`, listed in parallel: descend level by level with a delimiter
 /// until there are enough sub-prefixes (a node's `dbs/<db>/<table>/<date>/`), then list each of
 /// them in full, [`LIST_CONCURRENCY`] at a time. A node of millions of files is listed in
-/// parallel requests instead of one paged sequence (1 000 keys per request on S3).
+/// parallel requests instead of one paged sequence (1 000 keys per request on S3). The objects
+/// come in runs: those of the levels above, then each sub-prefix's, in key order.
 async fn list_fanned_out(
     store: &dyn ObjectStore,
     prefix: Option<&Path>,
-) -> object_store::Result<Vec<ObjectMeta>> {
+) -> object_store::Result<Vec<Vec<ObjectMeta>>> {
     use futures::StreamExt;
     let mut objects = Vec::new();
     let mut frontier = vec![prefix.cloned()];
@@ -872,11 +876,9 @@ async fn list_fanned_out(
             .try_collect()
             .await?;
     rest.sort_unstable_by_key(|(at, _)| *at);
-    // Sized first: extending from a flattened iterator would grow (copy and page-fault) the
-    // vector a doubling at a time, at millions of objects a tenth of a second.
-    objects.reserve(rest.iter().map(|(_, listed)| listed.len()).sum());
-    objects.extend(rest.into_iter().flat_map(|(_, listed)| listed));
-    Ok(objects)
+    let mut runs = vec![objects];
+    runs.extend(rest.into_iter().map(|(_, listed)| listed));
+    Ok(runs)
 }
 
 async fn head_classified(source: &dyn ObjectStore, key: &str) -> Result<Option<SourceObject>> {
