@@ -130,29 +130,71 @@ impl Leaf {
     }
 }
 
+/// The number and total length of `files`' keys if they come in strictly increasing order.
+fn sorted_extent<K: AsRef<str>>(files: impl Iterator<Item = (K, u64)>) -> Option<(usize, usize)> {
+    let (mut count, mut bytes) = (0, 0);
+    let mut before: Option<K> = None;
+    for (key, _) in files {
+        if before.is_some_and(|before| before.as_ref() >= key.as_ref()) {
+            return None;
+        }
+        count += 1;
+        bytes += key.as_ref().len();
+        before = Some(key);
+    }
+    Some((count, bytes))
+}
+
+/// `files`' keys one after another, where each ends, and their sizes, in vectors sized for
+/// `count` keys of `bytes` in all: grown instead, they were copied into fresh memory at each
+/// doubling (fresh pages are a fair part of building hints for millions of files).
+fn laid_out<K: AsRef<str>>(
+    files: impl Iterator<Item = (K, u64)>,
+    count: usize,
+    bytes: usize,
+) -> (String, Vec<usize>, Vec<u64>) {
+    let mut names = String::with_capacity(bytes);
+    let mut ends = Vec::with_capacity(count);
+    let mut sizes = Vec::with_capacity(count);
+    for (key, size) in files {
+        names.push_str(key.as_ref());
+        ends.push(names.len());
+        sizes.push(size);
+    }
+    (names, ends, sizes)
+}
+
 /// How long before an earlier listing began a directory must have last changed to be trusted:
 /// file system timestamps come from a clock read at coarser grain than the system clock.
 const HINT_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl ListingHints {
     /// Hints from the files (key and size) an earlier listing found, in any order (sorted is
-    /// cheapest), and when it began. A key given twice keeps its first size.
-    pub fn new<K: AsRef<str>>(
-        files: impl IntoIterator<Item = (K, u64)>,
-        listing_began: std::time::SystemTime,
-    ) -> Self {
-        let mut files: Vec<(K, u64)> = files.into_iter().collect();
-        // Stable: of one key given twice, the first stays first.
-        files.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
-        files.dedup_by(|later, first| later.0.as_ref() == first.0.as_ref());
-        let mut names = String::with_capacity(files.iter().map(|(k, _)| k.as_ref().len()).sum());
-        let mut ends = Vec::with_capacity(files.len());
-        let mut sizes = Vec::with_capacity(files.len());
-        for (key, size) in &files {
-            names.push_str(key.as_ref());
-            ends.push(names.len());
-            sizes.push(*size);
-        }
+    /// cheapest: read twice, and nothing is held but the hints), and when it began. A key given
+    /// twice keeps its first size.
+    pub fn new<K, I>(files: I, listing_began: std::time::SystemTime) -> Self
+    where
+        K: AsRef<str>,
+        I: IntoIterator<Item = (K, u64)>,
+        I::IntoIter: Clone,
+    {
+        let files = files.into_iter();
+        let (names, ends, sizes) = match sorted_extent(files.clone()) {
+            Some((count, bytes)) => laid_out(files, count, bytes),
+            None => {
+                let mut files: Vec<(K, u64)> = files.collect();
+                // Stable: of one key given twice, the first stays first.
+                files.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+                files.dedup_by(|later, first| later.0.as_ref() == first.0.as_ref());
+                let bytes = files.iter().map(|(k, _)| k.as_ref().len()).sum();
+                let count = files.len();
+                laid_out(
+                    files.iter().map(|(k, size)| (k.as_ref(), *size)),
+                    count,
+                    bytes,
+                )
+            }
+        };
         let mut hints = Self {
             names,
             ends,
@@ -188,7 +230,9 @@ impl ListingHints {
         }
         let count = self.ends.len();
         let dir_len = |key: &str| key.rfind('/').map(|slash| slash + 1);
-        let mut found = Vec::new();
+        // At most a leaf per key (a node's usual tree: one Parquet file per directory); room
+        // not used is address space, not memory.
+        let mut found = Vec::with_capacity(count);
         let mut start = 0;
         while start < count {
             let first = self.key(start);
@@ -910,6 +954,33 @@ mod tests {
             .collect();
         keys.sort();
         keys
+    }
+
+    #[test]
+    fn hints_of_sorted_keys_are_those_of_the_same_keys_in_any_order() {
+        let sorted = [
+            ("a/1", 1),
+            ("a/2", 2),
+            ("b/x/1", 3),
+            ("b/xy/1", 4),
+            ("top", 5),
+        ];
+        let shuffled = [
+            sorted[3], sorted[0], sorted[4], sorted[0], sorted[2], sorted[1],
+        ];
+        let of = |files: &[(&str, u64)]| {
+            format!(
+                "{:?}",
+                ListingHints::new(files.iter().copied(), std::time::UNIX_EPOCH)
+            )
+        };
+        assert_eq!(of(&sorted), of(&shuffled));
+        let with_twin = [("a/1", 1), ("a/1", 9), ("a/2", 2)];
+        assert_eq!(
+            of(&with_twin),
+            of(&sorted[..2]),
+            "the first size of a key stays"
+        );
     }
 
     #[test]
