@@ -52,35 +52,27 @@ impl FromStr for BlobId {
 }
 
 impl BlobId {
-    /// The id `digits` spell: exactly 64 lowercase hex digits, else `None`.
+    /// The id `digits` spell: exactly 64 lowercase hex digits, else `None`. Arithmetic without
+    /// branches over the whole array: a manifest of 2 000 000 packed entries holds 4 000 000
+    /// ids, and a table lookup per digit took twice as long (2% of a no-change run's CPU).
     pub fn from_hex_digits(digits: &[u8]) -> Option<Self> {
-        if digits.len() != 64 {
-            return None;
+        let digits: &[u8; 64] = digits.try_into().ok()?;
+        let mut values = [0u8; 64];
+        let mut invalid = 0u8;
+        for (value, &c) in values.iter_mut().zip(digits) {
+            let decimal = c.wrapping_sub(b'0') < 10;
+            let letter = c.wrapping_sub(b'a') < 6;
+            invalid |= u8::from(!(decimal | letter));
+            // '0'..='9' are 0x30..=0x39, 'a'..='f' are 0x61..=0x66: bit 6 tells them apart.
+            *value = (c & 0x0f) + 9 * (c >> 6);
         }
         let mut id = [0u8; 32];
-        let mut invalid = 0u8;
-        for (byte, pair) in id.iter_mut().zip(digits.chunks_exact(2)) {
-            let (high, low) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
-            invalid |= (high | low) & NOT_HEX;
-            *byte = (high << 4) | (low & 0x0f);
+        for (byte, pair) in id.iter_mut().zip(values.chunks_exact(2)) {
+            *byte = (pair[0] << 4) | pair[1];
         }
         (invalid == 0).then_some(BlobId(id))
     }
 }
-
-/// Marks a byte that is not a lowercase hex digit in [`HEX_VALUE`].
-const NOT_HEX: u8 = 0x80;
-
-/// The value of each lowercase hex digit; [`NOT_HEX`] for every other byte.
-const HEX_VALUE: [u8; 256] = {
-    let mut table = [NOT_HEX; 256];
-    let mut digit = 0;
-    while digit < 16 {
-        table[b"0123456789abcdef"[digit] as usize] = digit as u8;
-        digit += 1;
-    }
-    table
-};
 
 impl Serialize for BlobId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
