@@ -178,12 +178,13 @@ impl PreviousEntries {
     /// Whether every entry whose path starts with `prefix` is marked reused (true when none
     /// does).
     pub(super) fn all_reused_under(&self, prefix: &str) -> bool {
+        // The paths under `prefix` are one run (sorted): its ends are found by binary search,
+        // and only the marks are read (not millions of paths).
         let start = self.entries.partition_point(|e| e.path.as_str() < prefix);
-        self.entries[start..]
+        let len = self.entries[start..].partition_point(|e| e.path.starts_with(prefix));
+        self.reused[start..start + len]
             .iter()
-            .zip(&self.reused[start..])
-            .take_while(|(entry, _)| entry.path.starts_with(prefix))
-            .all(|(_, reused)| reused.load(Ordering::Relaxed))
+            .all(|reused| reused.load(Ordering::Relaxed))
     }
 
     /// A cursor that takes reused entries for paths asked in increasing order.
