@@ -1099,7 +1099,6 @@ async fn capture_and_commit(
         superseded,
         chunks,
         settled_prefixes,
-        ..
     } = previous_entries(repo, &identity, wants_listing_hints(&source)).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
@@ -1373,12 +1372,14 @@ async fn previous_entries(
     let mut previous = Previous::default();
     // Oldest first: a progress record's entries replace the backup's of the same path.
     let mut runs = Vec::new();
+    // When the newest backup began: the listing hints trust what has not changed since.
+    let mut began = None;
     for id in repo.list_backups().await?.iter().rev() {
         // Headers first: only the matching backup's entries are read.
         let stored = repo.load_stored_manifest(id).await?;
         if same_source(&stored.manifest.source, identity) {
             previous.chunks.clone_from(&stored.entry_chunks);
-            previous.began = humantime::parse_rfc3339(&stored.manifest.started_at).ok();
+            began = humantime::parse_rfc3339(&stored.manifest.started_at).ok();
             previous.settled_prefixes = settling_prefixes(&stored.manifest.source);
             runs.push(repo.load_entries(stored).await?.entries);
             break;
@@ -1394,7 +1395,7 @@ async fn previous_entries(
     if !previous.superseded.is_empty() {
         previous.settled_prefixes.clear();
     }
-    let began = previous.began.filter(|_| hinted);
+    let began = began.filter(|_| hinted);
     (previous.entries, previous.hints) = PreviousEntries::from_runs_beside(runs, |entries| {
         began.map(|began| listing_hints(entries, began))
     });
@@ -1475,8 +1476,6 @@ fn wants_listing_hints(source: &CreateSource) -> bool {
 struct Previous {
     /// Entries by path.
     entries: PreviousEntries,
-    /// When the newest backup began.
-    began: Option<SystemTime>,
     /// Hints for the listing of a local node ([`listing_hints`]), if asked for.
     hints: Option<ListingHints>,
     /// Progress records this run's backup supersedes.
