@@ -6,6 +6,7 @@ use ib3_repo::Entry;
 use rustc_hash::{FxBuildHasher, FxHashSet};
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// An entry that hashes and compares as its path.
@@ -76,7 +77,8 @@ impl EntriesByPath {
 /// (at 500 000 files, most of the 0.25 s between judging a cut and writing its manifest).
 #[derive(Default)]
 pub(super) struct PreviousEntries {
-    /// Sorted by path, one per path. A path emptied by [`ReusedInOrder::take`] is taken.
+    /// Sorted by path, one per path. A path emptied by [`ReusedInOrder::take`] is taken; it
+    /// lies in one of `taken_runs` and sorts as that run's prefix.
     entries: Vec<Entry>,
     /// Whether this run reuses each entry.
     reused: Vec<AtomicBool>,
@@ -84,8 +86,21 @@ pub(super) struct PreviousEntries {
     positions: hashbrown::HashTable<u32>,
     /// Whether `entries` are one run's, in its order (positions are those of its manifest).
     as_loaded: bool,
-    /// Whether entries may have been taken ([`PreviousEntries::reused_in_order`]).
-    taken: bool,
+    /// The runs entries may have been taken from ([`PreviousEntries::reused_in_order`]), in
+    /// position order, none inside another.
+    taken_runs: Vec<TakenRun>,
+}
+
+/// The entries under `prefix`, at positions `at`, some of them taken (paths emptied). Every path
+/// there starts with `prefix`, so a path that does not compares with each of them as it does
+/// with `prefix`: searches stay sound with the emptied paths standing for `prefix`. (Compared as
+/// itself, the empty string, an emptied path sorts before every path: a binary search for a
+/// cluster catalog that sorts before the members taken could land among their entries and find
+/// no catalog file, and a member cut after one that sorts later could be told that every entry
+/// under its `dbs/` was reused when none had been looked at.)
+struct TakenRun {
+    prefix: String,
+    at: Range<usize>,
 }
 
 impl PreviousEntries {
@@ -130,7 +145,7 @@ impl PreviousEntries {
             reused,
             positions,
             as_loaded,
-            taken: false,
+            taken_runs: Vec::new(),
         };
         (previous, made)
     }
@@ -176,24 +191,116 @@ impl PreviousEntries {
     }
 
     /// Whether every entry whose path starts with `prefix` is marked reused (true when none
-    /// does).
+    /// does). False under a prefix whose entries were given out ([`ReusedInOrder::take`]).
     pub(super) fn all_reused_under(&self, prefix: &str) -> bool {
-        // The paths under `prefix` are one run (sorted): its ends are found by binary search,
-        // and only the marks are read (not millions of paths).
-        let start = self.entries.partition_point(|e| e.path.as_str() < prefix);
-        let len = self.entries[start..].partition_point(|e| e.path.starts_with(prefix));
-        self.reused[start..start + len]
+        if self.taken_run_holding(prefix).is_some() {
+            return false;
+        }
+        // Only the marks of the run are read (not millions of paths).
+        self.reused[self.run_under(prefix)]
             .iter()
             .all(|reused| reused.load(Ordering::Relaxed))
     }
 
-    /// A cursor that takes reused entries for paths asked in increasing order.
-    pub(super) fn reused_in_order(&mut self) -> ReusedInOrder<'_> {
-        self.taken = true;
+    /// A cursor that takes reused entries for paths under `prefix` asked in increasing order.
+    pub(super) fn reused_in_order(&mut self, prefix: &str) -> ReusedInOrder<'_> {
+        let next = match self.taken_run_holding(prefix) {
+            Some(run) => run.at.start,
+            None => {
+                let run = self.run_under(prefix);
+                let next = run.start;
+                self.add_taken_run(prefix, run);
+                next
+            }
+        };
         ReusedInOrder {
             previous: self,
-            next: 0,
+            next,
         }
+    }
+
+    /// Record that entries under `prefix`, at `at`, may be taken (a run inside it is dropped).
+    fn add_taken_run(&mut self, prefix: &str, at: Range<usize>) {
+        if at.is_empty() {
+            return;
+        }
+        self.taken_runs
+            .retain(|run| !(at.start <= run.at.start && run.at.end <= at.end));
+        let i = self
+            .taken_runs
+            .partition_point(|run| run.at.start < at.start);
+        let prefix = prefix.to_owned();
+        self.taken_runs.insert(i, TakenRun { prefix, at });
+    }
+
+    /// The taken run whose prefix `path` starts with.
+    fn taken_run_holding(&self, path: &str) -> Option<&TakenRun> {
+        self.taken_runs
+            .iter()
+            .find(|run| path.starts_with(&run.prefix))
+    }
+
+    /// The taken run at position `i`.
+    fn taken_run_at(&self, i: usize) -> Option<&TakenRun> {
+        let run = self.taken_runs.partition_point(|run| run.at.end <= i);
+        self.taken_runs.get(run).filter(|run| run.at.contains(&i))
+    }
+
+    /// What the entry at `i` sorts as: its path, or, taken, its run's prefix.
+    fn sorts_as(&self, i: usize) -> &str {
+        let path = self.entries[i].path.as_str();
+        if path.is_empty() {
+            if let Some(run) = self.taken_run_at(i) {
+                return &run.prefix;
+            }
+        }
+        path
+    }
+
+    /// The first position whose entry does not sort before `path`; for a path inside a taken
+    /// run, its start (at or before that position: emptied entries cannot be placed).
+    fn lower_bound(&self, path: &str) -> usize {
+        match self.taken_run_holding(path) {
+            Some(run) => run.at.start,
+            None => first_where_not(0..self.entries.len(), |i| self.sorts_as(i) < path),
+        }
+    }
+
+    /// The positions of the entries whose paths start with `prefix` (one run, as they are
+    /// sorted), found by binary search; `prefix` is not inside a taken run.
+    fn run_under(&self, prefix: &str) -> Range<usize> {
+        let start = self.lower_bound(prefix);
+        let end = first_where_not(start..self.entries.len(), |i| {
+            self.sorts_as(i).starts_with(prefix)
+        });
+        start..end
+    }
+
+    /// Walking the sorted entries from `from` to `path`: `Ok` with its position if an entry has
+    /// it, else `Err` with the position of the first entry after it. One comparison per entry
+    /// passed or met (at millions of paths that share long prefixes the comparisons are most of
+    /// a walk's time); a taken run that sorts before `path` is passed in one step.
+    fn advance_to(&self, from: usize, path: &str) -> Result<usize, usize> {
+        let mut at = from;
+        while let Some(entry) = self.entries.get(at) {
+            let here = entry.path.as_str();
+            if here.is_empty() {
+                let run = self.taken_run_at(at);
+                if let Some(run) = run.filter(|run| !path.starts_with(&run.prefix)) {
+                    if run.prefix.as_str() > path {
+                        return Err(at);
+                    }
+                    at = run.at.end;
+                    continue;
+                }
+            }
+            match here.cmp(path) {
+                std::cmp::Ordering::Less => at += 1,
+                std::cmp::Ordering::Equal => return Ok(at),
+                std::cmp::Ordering::Greater => return Err(at),
+            }
+        }
+        Err(at)
     }
 
     /// Whether the entries are one run's, each at its position in that run's manifest.
@@ -220,7 +327,9 @@ impl PreviousEntries {
     /// Every entry as loaded (none taken), for what they reference: `None` once entries may
     /// have been taken (a taken entry's pack slice went with it).
     pub(super) fn untaken(&self) -> Option<&[Entry]> {
-        (!self.taken).then_some(self.entries.as_slice())
+        self.taken_runs
+            .is_empty()
+            .then_some(self.entries.as_slice())
     }
 }
 
@@ -235,12 +344,12 @@ impl ReusedInOrder<'_> {
     /// The reused entry of `path`, moved out (given once), and its position; `path` must be
     /// greater than every path asked before.
     pub(super) fn take(&mut self, path: &str) -> Option<(Entry, usize)> {
-        let entries = &mut self.previous.entries;
-        let found = advance_to(entries, self.next, path);
-        self.next = found.unwrap_or_else(|at| at);
+        let found = self.previous.advance_to(self.next, path);
+        // A path found is behind the next one asked (greater): the walk starts past it.
+        self.next = found.map_or_else(|at| at, |at| at + 1);
         let i = found.ok()?;
         (self.previous.reused[i].swap(false, Ordering::Relaxed))
-            .then(|| (take_entry(&mut entries[i]), i))
+            .then(|| (take_entry(&mut self.previous.entries[i]), i))
     }
 }
 
@@ -260,12 +369,10 @@ pub(super) struct ReuseCursor<'a> {
 impl ReuseCursor<'_> {
     /// [`PreviousEntries::reuse_if`] for `path`.
     pub(super) fn reuse_if(&mut self, path: &str, reusable: impl FnOnce(&Entry) -> bool) -> bool {
-        let entries = &self.previous.entries;
         // First asked: one binary search (parts of a listing start anywhere in it).
-        let from = self
-            .next
-            .unwrap_or_else(|| entries.partition_point(|e| e.path.as_str() < path));
-        let at = match advance_to(entries, from, path) {
+        let previous = self.previous;
+        let from = self.next.unwrap_or_else(|| previous.lower_bound(path));
+        let at = match previous.advance_to(from, path) {
             Ok(at) => at,
             // Met an entry after it without passing one: `path` is absent, or before the
             // cursor (asked out of order). Looked up: once per new file when asked in order.
@@ -277,7 +384,7 @@ impl ReuseCursor<'_> {
             }
         };
         self.next = Some(at);
-        let reuse = reusable(&entries[at]);
+        let reuse = reusable(&previous.entries[at]);
         if reuse {
             self.previous.reused[at].store(true, Ordering::Relaxed);
         }
@@ -285,19 +392,19 @@ impl ReuseCursor<'_> {
     }
 }
 
-/// Walking sorted `entries` from `from` to `path`: `Ok` with its position if an entry has it,
-/// else `Err` with the position of the first entry after it. One comparison per entry passed or
-/// met: at millions of paths that share long prefixes the comparisons are most of a walk's time.
-fn advance_to(entries: &[Entry], from: usize, path: &str) -> Result<usize, usize> {
-    let mut at = from;
-    while let Some(entry) = entries.get(at) {
-        match entry.path.as_str().cmp(path) {
-            std::cmp::Ordering::Less => at += 1,
-            std::cmp::Ordering::Equal => return Ok(at),
-            std::cmp::Ordering::Greater => return Err(at),
+/// The first of `range` for which `before` is false; `before` is true for a start of `range`
+/// and false for the rest (a binary search).
+fn first_where_not(range: Range<usize>, before: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (range.start, range.end);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if before(middle) {
+            low = middle + 1;
+        } else {
+            high = middle;
         }
     }
-    Err(at)
+    low
 }
 
 /// `first` and `second` of `entries`, on two threads.
@@ -390,7 +497,7 @@ mod tests {
         let mut previous = PreviousEntries::from_runs(vec![run]);
         assert_eq!(previous.len(), 3);
         assert!(previous.get_reused("a/1").is_none());
-        assert!(previous.reused_in_order().take("a/1").is_none());
+        assert!(previous.reused_in_order("").take("a/1").is_none());
         assert!(!previous.reuse_if("a/9", |_| true));
         assert!(!previous.reuse_if("a/2", |e| e.size == 99));
         assert!(previous.reuse_if("a/1", |e| e.size == 1));
@@ -398,10 +505,10 @@ mod tests {
         assert_eq!(previous.get_reused("a/1").unwrap().blob, BlobId::of(b"x"));
         assert!(previous.get_reused("a/2").is_none());
         assert_eq!(previous.get("a/2").unwrap().blob, BlobId::of(b"y"));
-        let mut cursor = previous.reused_in_order();
+        let mut cursor = previous.reused_in_order("");
         assert!(cursor.take("a/2").is_none());
         assert_eq!(cursor.take("a/3").unwrap(), (entry("a/3", b"z"), 2));
-        assert!(previous.reused_in_order().take("a/3").is_none());
+        assert!(previous.reused_in_order("").take("a/3").is_none());
         assert!(previous.get("a/3").is_none(), "a taken entry is gone");
         assert_eq!(
             previous.get("a/2").unwrap().size,
@@ -425,7 +532,7 @@ mod tests {
         assert!(previous.all_reused_under("b/"));
         assert!(!previous.all_reused_under("a/"), "a/1 is not reused");
         assert!(previous.all_reused_under("x/"), "nothing there");
-        let mut cursor = previous.reused_in_order();
+        let mut cursor = previous.reused_in_order("");
         // Paths asked in order, some absent from the previous entries, some not reused.
         let asked = ["a/1", "a/2", "a/3", "b/1", "b/2", "c", "d"];
         let taken: Vec<Option<String>> = asked
@@ -489,6 +596,54 @@ mod tests {
             "out of order, still found"
         );
         assert!(previous.get_reused("a/1").is_some() && previous.get_reused("c").is_some());
+    }
+
+    /// Once one member's entries are taken (their paths emptied), lookups of another prefix, on
+    /// either side of it, still find what they would have found before: a catalog under a
+    /// cluster id that sorts before the members, and a member cut after one that sorts later.
+    #[test]
+    fn taking_one_prefix_leaves_the_others_found_as_before() {
+        let mut paths = vec!["c/1".to_string(), "c/2".to_string()];
+        // The member taken first is the largest: a binary search's first probes land in it.
+        for (member, files) in [("m", 200), ("n", 200), ("z", 2000)] {
+            paths.extend((0..files).map(|i| format!("{member}/dbs/{i:04}")));
+        }
+        let run: Vec<Entry> = paths.iter().map(|p| entry(p, p.as_bytes())).collect();
+        let mut previous = PreviousEntries::from_runs(vec![run]);
+        let take_all = |previous: &mut PreviousEntries, prefix: &str| {
+            let under: Vec<&String> = paths.iter().filter(|p| p.starts_with(prefix)).collect();
+            for path in &under {
+                assert!(previous.reuse_if(path, |_| true));
+            }
+            let mut cursor = previous.reused_in_order(prefix);
+            for path in &under {
+                assert!(cursor.take(path).is_some(), "{path}");
+            }
+        };
+        take_all(&mut previous, "z/");
+        for path in paths
+            .iter()
+            .filter(|p| p.starts_with("n/") && !p.ends_with("0007"))
+        {
+            assert!(previous.reuse_if(path, |_| true));
+        }
+        assert!(!previous.all_reused_under("n/dbs/"), "n/dbs/0007 is not");
+        assert!(previous.reuse_if("n/dbs/0007", |_| true));
+        assert!(previous.all_reused_under("n/dbs/"));
+        take_all(&mut previous, "m/");
+        take_all(&mut previous, "n/");
+        assert!(
+            !previous.all_reused_under("m/"),
+            "taken: no longer reusable"
+        );
+        let mut cursor = previous.reuse_cursor();
+        assert!(cursor.reuse_if("c/1", |_| true), "the first path asked");
+        assert!(cursor.reuse_if("c/2", |_| true));
+        assert!(!cursor.reuse_if("m/dbs/0001", |_| true), "taken");
+        assert!(!previous.reuse_cursor().reuse_if("z/dbs/0001", |_| true));
+        let mut cursor = previous.reused_in_order("c/");
+        assert_eq!(cursor.take("c/1").unwrap().1, 0);
+        assert_eq!(cursor.take("c/2").unwrap().1, 1);
     }
 
     #[test]

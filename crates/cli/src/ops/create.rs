@@ -1267,7 +1267,7 @@ impl RepoCapture {
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         // The cut's keys in order, and so their paths: the reused entries come out in one pass.
-        let mut reused = self.previous.reused_in_order();
+        let mut reused = self.previous.reused_in_order(&self.prefix);
         let prefix = &self.prefix;
         let mut unchanged = self.unchanged.as_mut();
         // Sized up front: grown by doubling, the entries were copied over and over into fresh
