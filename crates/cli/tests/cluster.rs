@@ -182,6 +182,54 @@ fn members_snapshot_files_are_judged_from_their_kept_headers_unread() {
     assert!(reread.stderr.contains("snapshots/"), "{}", reread.stderr);
 }
 
+/// A member's snapshot files are settled only while every Parquet file of its previous backup
+/// is still there, whichever member was cut before it: here a compactor that also ingests,
+/// cut first (compactors come first) though its id sorts after the data node's, with many files
+/// of its own (the entries given out when its cut ended are most of the previous backup's). A
+/// Parquet file deleted from the data node is found missing.
+#[test]
+fn a_member_cut_after_one_that_sorts_later_still_finds_a_missing_parquet_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = ClusterSpec::standard("core-3.10.0-basic");
+    spec.data_nodes = vec!["node1"];
+    spec.compactor = Some("node9");
+    spec.compactor_ingests = true;
+    let data = build(tmp.path(), &spec);
+    // Unreferenced files (a persist cut short leaves such): no finding, many entries.
+    let extra = data.join("node9/dbs/9/9/2030-01-01/00-00");
+    std::fs::create_dir_all(&extra).unwrap();
+    for i in 0..3000 {
+        std::fs::write(extra.join(format!("{i:010}.parquet")), format!("PAR1 {i}")).unwrap();
+    }
+    let repo = tmp.path().join("repo");
+    let first = create(&data, &repo, &[]).ok().json();
+    let roles: Vec<&str> = first["source"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["node_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["node9", "node1"], "the compactor is cut first");
+    let second = create(&data, &repo, &[]).ok().json();
+    let id = second["backup_id"].as_str().unwrap();
+    let newest = ib3_testkit::manifest_files::manifest_entries(&repo, id)
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .filter(|p| p.starts_with("node1/") && p.ends_with(".parquet"))
+        .max()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(data.join(&newest)).unwrap();
+    let third = create(
+        &data,
+        &repo,
+        &["--max-replans", "0", "--allow-inconsistent"],
+    );
+    let findings = third.json()["source"]["members"][1]["node"]["findings"].to_string();
+    assert!(findings.contains("parquet-missing"), "{findings}");
+    assert!(findings.contains(&newest), "{findings}");
+}
+
 /// Discovery leaves out a Core node (own catalog) and a prefix the catalog does not register,
 /// and says so; naming one of them, or a wrong cluster id, is a clear error.
 #[test]

@@ -35,6 +35,9 @@ pub struct ClusterSpec<'a> {
     pub data_nodes: Vec<&'a str>,
     /// Compactor node id (5 bytes).
     pub compactor: Option<&'a str>,
+    /// Whether the compactor also holds node files (WAL, snapshots, Parquet: a node that
+    /// ingests and compacts, as one in mode `all` does).
+    pub compactor_ingests: bool,
     /// Storage mode to switch to (`PachaTree`), if any.
     pub storage_mode: Option<&'a str>,
     /// Names of built-in backups to place under `backups/`.
@@ -51,6 +54,7 @@ impl<'a> ClusterSpec<'a> {
             cluster_id: "cluster1",
             data_nodes: vec!["node1", "node2", "node3"],
             compactor: Some("comp1"),
+            compactor_ingests: false,
             storage_mode: None,
             builtin_backups: Vec::new(),
             neighbours: false,
@@ -88,6 +92,9 @@ pub fn build_cluster(data_dir: &Path, spec: &ClusterSpec<'_>) -> PathBuf {
     );
     if let Some(compactor) = spec.compactor {
         write_compactor(&material, &data_dir.join(compactor));
+        if spec.compactor_ingests {
+            copy_node_files(&material, &data_dir.join(compactor), compactor);
+        }
     }
     for name in &spec.builtin_backups {
         let dir = cluster.join("backups").join(name);
