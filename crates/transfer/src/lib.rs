@@ -17,6 +17,7 @@ mod engine;
 mod error;
 pub mod listing;
 pub mod local;
+mod noatime;
 mod progress;
 
 pub use codec::{compress, decode_all, decompress, encode_all, Codec};

@@ -468,15 +468,19 @@ mod walker {
     /// symbolic link (the listing said it is a directory; if that changed, `ELOOP`/`ENOTDIR` hand
     /// the listing over to `LocalFileSystem`).
     fn open_dir(dir: &PendingDir) -> std::io::Result<std::result::Result<Dir, NotPlain>> {
+        // Without touching its access time (a first backup would dirty every directory's inode).
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let opened = match &dir.parent {
-            Some(parent) => rustix::fs::openat(
-                parent.fd()?,
-                &dir.name,
-                flags | OFlags::NOFOLLOW,
-                Mode::empty(),
-            ),
-            None => rustix::fs::open(&dir.name, flags, Mode::empty()),
+            Some(parent) => {
+                let parent = parent.fd()?;
+                let flags = flags | OFlags::NOFOLLOW;
+                crate::noatime::open_with(|extra| {
+                    rustix::fs::openat(parent, &dir.name, flags | extra, Mode::empty())
+                })
+            }
+            None => crate::noatime::open_with(|extra| {
+                rustix::fs::open(&dir.name, flags | extra, Mode::empty())
+            }),
         };
         match opened {
             Ok(fd) => Ok(Ok(Dir::new(fd)?)),
@@ -860,6 +864,39 @@ mod tests {
         sorted.sort();
         assert_eq!(keys.len(), 8);
         assert_eq!(keys, sorted);
+    }
+
+    /// Walking a tree leaves its directories' access times as they were (a plain listing, on a
+    /// file system mounted `relatime`, moves them: then the test proves something).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_walk_leaves_directory_access_times_alone() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "dbs/1/0/a.parquet", b"x");
+        let leaf = root.join("dbs/1/0");
+        let set_old = || {
+            let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+            let times = std::fs::FileTimes::new().set_accessed(day_ago);
+            std::fs::File::open(&leaf)
+                .unwrap()
+                .set_times(times)
+                .unwrap();
+        };
+        let atime = || std::fs::metadata(&leaf).unwrap().atime();
+        set_old();
+        let before = atime();
+        std::fs::read_dir(&leaf).unwrap().for_each(drop);
+        if atime() == before {
+            eprintln!("this file system keeps access times (noatime): nothing to prove here");
+            return;
+        }
+        set_old();
+        let before = atime();
+        let walked = FastListing::new(LocalFileSystem::new_with_prefix(root).unwrap(), root);
+        assert_eq!(listed_in_order_given(&walked, None).await.len(), 1);
+        assert_eq!(atime(), before);
     }
 
     /// The fast walk and `LocalFileSystem` list the same keys and sizes, for plain trees and

@@ -151,7 +151,8 @@ impl LocalCopy<'_> {
         }
         let key = Path::from(file.key.as_str());
         let bytes = Bytes::from(
-            std::fs::read(self.source.join(&file.key)).map_err(|e| read_error(&key, e))?,
+            crate::noatime::read_file(&self.source.join(&file.key))
+                .map_err(|e| read_error(&key, e))?,
         );
         check_size(&key, file.expected, bytes.len() as u64)?;
         self.progress.advance(bytes.len() as u64);
@@ -207,8 +208,8 @@ impl LocalCopy<'_> {
         pack: Option<&mut PackWriter>,
     ) -> Result<LocalCopied> {
         let key = Path::from(file.key.as_str());
-        let mut source =
-            std::fs::File::open(self.source.join(&file.key)).map_err(|e| read_error(&key, e))?;
+        let mut source = crate::noatime::open_file(&self.source.join(&file.key))
+            .map_err(|e| read_error(&key, e))?;
         let first = fill(&mut source, block).map_err(|e| read_error(&key, e))?;
         self.progress.advance(first as u64);
         if first < block.len() {
