@@ -10,16 +10,21 @@
 //!
 //! The kernel lets only a file's owner (or a process with `CAP_FOWNER`, such as root) ask for
 //! it; where it refuses (`EPERM`), the open is made without, and from then on this process no
-//! longer asks (an operator's setup gives every file of a data dir one owner).
+//! longer asks (an operator's setup gives every file of a data dir one owner). Elsewhere than
+//! Linux files open as usual.
 
+#[cfg(unix)]
 use rustix::fs::OFlags;
+#[cfg(unix)]
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether the kernel refused `O_NOATIME` once.
+#[cfg(unix)]
 static REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// `open` with `O_NOATIME` added to the flags it is given, or without it where the kernel
 /// refuses (then not asked again).
+#[cfg(unix)]
 pub(crate) fn open_with<T>(
     open: impl Fn(OFlags) -> rustix::io::Result<T>,
 ) -> rustix::io::Result<T> {
@@ -36,13 +41,20 @@ pub(crate) fn open_with<T>(
 }
 
 /// A source file opened for reading ([`open_with`]).
+#[cfg(unix)]
 pub(crate) fn open_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     let flags = OFlags::RDONLY | OFlags::CLOEXEC;
     let fd = open_with(|extra| rustix::fs::open(path, flags | extra, rustix::fs::Mode::empty()))?;
     Ok(std::fs::File::from(fd))
 }
 
-/// A source file read whole ([`open_with`]).
+/// A source file opened for reading.
+#[cfg(not(unix))]
+pub(crate) fn open_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(path)
+}
+
+/// A source file read whole ([`open_file`]).
 pub(crate) fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     let mut file = open_file(path)?;
     let mut bytes = Vec::new();
@@ -55,7 +67,7 @@ fn noatime() -> OFlags {
     OFlags::NOATIME
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 fn noatime() -> OFlags {
     OFlags::empty()
 }
