@@ -5,7 +5,7 @@
 //! file and every directory it reads, and the kernel then writes them all back: onto the
 //! server's disk, and, where the repository shares that file system, inside the flush the backup
 //! waits for before its manifest. A full backup of 100 000 small files wrote 1 226 MiB with the
-//! access times updated and 1 073 MiB without (the repository itself: 1.1 GiB). A backup has no
+//! access times updated and 1 072 MiB without (the repository itself: 1.1 GiB). A backup has no
 //! business changing its source, and `tar --atime-preserve=system` and `restic` read the same way.
 //!
 //! The kernel lets only a file's owner (or a process with `CAP_FOWNER`, such as root) ask for
