@@ -396,6 +396,28 @@ mod walker {
         Ok(Walked::Objects(objects))
     }
 
+    /// The files directly in `dir` (keys starting with `prefix`, empty or ending in `/`) and the
+    /// key prefixes of its subdirectories, as `list_with_delimiter` answers; `None` when a name
+    /// is not plain. A directory that does not exist holds nothing.
+    pub(in crate::listing) fn read_level(
+        dir: &FsPath,
+        prefix: &str,
+    ) -> std::io::Result<Option<(Vec<ObjectMeta>, Vec<Path>)>> {
+        let top = PendingDir {
+            parent: None,
+            name: dir.to_path_buf(),
+            prefix: prefix.to_string(),
+        };
+        let read = read_dirs(std::iter::once(top), None)?;
+        Ok(read.map(|(objects, below)| {
+            let prefixes = below
+                .iter()
+                .map(|d| plain_path(d.prefix.trim_end_matches('/')))
+                .collect();
+            (objects, prefixes)
+        }))
+    }
+
     /// Walk `level` and everything below it, a share of it per thread.
     fn walk_shared(
         level: Vec<PendingDir>,
@@ -697,12 +719,21 @@ mod walker {
 }
 
 #[cfg(unix)]
-use walker::walk;
+use walker::{read_level, walk};
 
 /// Elsewhere every listing is `LocalFileSystem`'s.
 #[cfg(not(unix))]
 fn walk(_dir: &FsPath, _prefix: &str, _hints: Option<&ListingHints>) -> std::io::Result<Walked> {
     Ok(Walked::Fallback)
+}
+
+/// What one directory's files and subdirectories are: elsewhere, `LocalFileSystem`'s answer.
+#[cfg(not(unix))]
+fn read_level(
+    _dir: &FsPath,
+    _prefix: &str,
+) -> std::io::Result<Option<(Vec<ObjectMeta>, Vec<Path>)>> {
+    Ok(None)
 }
 
 #[async_trait]
@@ -798,7 +829,25 @@ impl ObjectStore for FastListing {
         self.inner.list_with_offset(prefix, offset)
     }
 
+    /// One directory read like a level of the walk ([`read_level`]): without changing its access
+    /// time, each file's status asked relative to the directory, not by its whole path. Anything
+    /// the walk does not answer whole (a name not plain, an error) is `LocalFileSystem`'s to
+    /// answer.
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        let key_prefix = prefix.map(|p| format!("{p}/")).unwrap_or_default();
+        if key_prefix.is_empty() || is_plain_key(key_prefix.trim_end_matches('/')) {
+            let dir = self.root.join(&key_prefix);
+            let read = tokio::task::spawn_blocking(move || read_level(&dir, &key_prefix)).await;
+            if let Ok(Ok(Some((mut objects, mut common_prefixes)))) = read {
+                objects.sort_unstable_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
+                common_prefixes.sort_unstable();
+                return Ok(ListResult {
+                    common_prefixes,
+                    objects,
+                    extensions: Default::default(),
+                });
+            }
+        }
         self.inner.list_with_delimiter(prefix).await
     }
 
@@ -839,6 +888,16 @@ mod tests {
             .unwrap()
     }
 
+    /// One level's subdirectories and files (sorted: `LocalFileSystem` lists in no order).
+    async fn level(store: &dyn ObjectStore, prefix: Option<&str>) -> (Vec<Path>, Vec<ObjectMeta>) {
+        let prefix = prefix.map(Path::from);
+        let mut listed = store.list_with_delimiter(prefix.as_ref()).await.unwrap();
+        listed
+            .objects
+            .sort_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
+        (listed.common_prefixes, listed.objects)
+    }
+
     fn write(root: &FsPath, key: &str, bytes: &[u8]) {
         let path = root.join(key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -864,6 +923,55 @@ mod tests {
         sorted.sort();
         assert_eq!(keys.len(), 8);
         assert_eq!(keys, sorted);
+    }
+
+    /// One level of a tree lists as `LocalFileSystem` lists it (files, in-flight writes left
+    /// out, subdirectories empty or not; a missing directory, or a file, as a prefix), also where
+    /// a name hands it over.
+    #[tokio::test]
+    async fn lists_one_level_exactly_as_local_file_system_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "wal/00000000001.wal", b"w");
+        write(root, "wal/00000000002.wal", b"ww");
+        write(root, "dbs/1-2/2026-11-25/10-00/0000000012.parquet", b"p");
+        write(root, "snapshots/00000000000000000001.info.json", b"{}");
+        write(root, "catalog/v3/snapshot#12", b"in flight: hidden");
+        write(root, "catalog/v3/snapshot", b"catalog");
+        write(root, "top-level-file", b"t");
+        std::fs::create_dir_all(root.join("empty/dir")).unwrap();
+        let plain = FastListing::new(LocalFileSystem::new_with_prefix(root).unwrap(), root);
+        let reference = LocalFileSystem::new_with_prefix(root).unwrap();
+        let prefixes = [
+            None,
+            Some("wal"),
+            Some("dbs/1-2"),
+            Some("catalog/v3"),
+            Some("empty"),
+        ];
+        for prefix in prefixes
+            .into_iter()
+            .chain([Some("missing"), Some("top-level-file")])
+        {
+            assert_eq!(
+                level(&plain, prefix).await,
+                level(&reference, prefix).await,
+                "prefix {prefix:?}"
+            );
+        }
+        let (dirs, files) = level(&plain, None).await;
+        assert_eq!(dirs.len(), 5);
+        assert_eq!(files.len(), 1);
+        assert_eq!(
+            read_level(root, "")
+                .unwrap()
+                .map(|(o, d)| (o.len(), d.len())),
+            Some((1, 5)),
+            "a plain level is read, not handed over"
+        );
+        write(root, "odd name/x.parquet", b"x");
+        assert_eq!(level(&plain, None).await, level(&reference, None).await);
+        assert!(read_level(root, "").unwrap().is_none(), "handed over");
     }
 
     /// Walking a tree leaves its directories' access times as they were (a plain listing, on a
