@@ -201,19 +201,22 @@ fn ctrl_c_stops_cleanly_and_releases_the_lock() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     copy_fixture("core-3.10.0-basic", &data);
-    // Enough content that the run is still going when interrupted.
-    for i in 0..400 {
+    // Enough content, all of it distinct (nothing deduplicated), that the run is still going
+    // when interrupted: 400 files of 64 KiB, 256 of them distinct, took 30-70 ms, and the
+    // signal often came after the commit.
+    for i in 0..2000u32 {
         let parquet = data.join(format!(
-            "node0/dbs/9/9/2030-01-01/{:02}-{:02}/0000000001.parquet",
-            i / 60,
+            "node0/dbs/9/9/2030-01-{:02}/{:02}-{:02}/0000000001.parquet",
+            1 + i / 1440,
+            i / 60 % 24,
             i % 60
         ));
         std::fs::create_dir_all(parquet.parent().unwrap()).unwrap();
-        std::fs::write(&parquet, vec![i as u8; 64 * 1024]).unwrap();
+        std::fs::write(&parquet, i.to_le_bytes().repeat(8 * 1024)).unwrap();
     }
     let repo = tmp.path().join("repo");
     let mut interrupted = false;
-    for delay_ms in [150, 80, 40, 300] {
+    for delay_ms in [150, 80, 40, 20, 10, 300] {
         let child = Command::new(env!("CARGO_BIN_EXE_influxdb3-backup"))
             .args([
                 "create",
