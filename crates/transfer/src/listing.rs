@@ -736,6 +736,18 @@ fn read_level(
     Ok(None)
 }
 
+/// The key prefix (empty, or ending in `/`) under which the walk can list `prefix`: `None` for a
+/// prefix that is not a plain key (`LocalFileSystem` lists those).
+fn walkable_prefix(prefix: Option<&Path>) -> Option<String> {
+    let key_prefix = prefix.map(|p| format!("{p}/")).unwrap_or_default();
+    (key_prefix.is_empty() || is_plain_key(key_prefix.trim_end_matches('/'))).then_some(key_prefix)
+}
+
+/// In key order, as the cloud stores list.
+fn sort_in_key_order(objects: &mut [ObjectMeta]) {
+    objects.sort_unstable_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
+}
+
 #[async_trait]
 impl ObjectStore for FastListing {
     async fn put_opts(
@@ -775,10 +787,9 @@ impl ObjectStore for FastListing {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        let key_prefix = prefix.map(|p| format!("{p}/")).unwrap_or_default();
-        if !key_prefix.is_empty() && !is_plain_key(key_prefix.trim_end_matches('/')) {
+        let Some(key_prefix) = walkable_prefix(prefix) else {
             return self.inner.list(prefix);
-        }
+        };
         let dir = self.root.join(&key_prefix);
         let inner = self.inner.clone();
         let prefix = prefix.cloned();
@@ -791,7 +802,7 @@ impl ObjectStore for FastListing {
                     // In key order, as the cloud stores list: a caller that sorts what it lists
                     // (the cut keeps its objects in a tree) then meets runs already in order, and
                     // a prefix's keys sort here while they are in the cache.
-                    objects.sort_unstable_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
+                    sort_in_key_order(objects);
                     tracing::debug!(
                         ms = began.elapsed().as_millis() as u64,
                         objects = objects.len(),
@@ -834,12 +845,11 @@ impl ObjectStore for FastListing {
     /// the walk does not answer whole (a name not plain, an error) is `LocalFileSystem`'s to
     /// answer.
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        let key_prefix = prefix.map(|p| format!("{p}/")).unwrap_or_default();
-        if key_prefix.is_empty() || is_plain_key(key_prefix.trim_end_matches('/')) {
+        if let Some(key_prefix) = walkable_prefix(prefix) {
             let dir = self.root.join(&key_prefix);
             let read = tokio::task::spawn_blocking(move || read_level(&dir, &key_prefix)).await;
             if let Ok(Ok(Some((mut objects, mut common_prefixes)))) = read {
-                objects.sort_unstable_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
+                sort_in_key_order(&mut objects);
                 common_prefixes.sort_unstable();
                 return Ok(ListResult {
                     common_prefixes,
@@ -898,6 +908,20 @@ mod tests {
         (listed.common_prefixes, listed.objects)
     }
 
+    /// A node's kinds of files, one each (a Parquet file four levels down), an in-flight write
+    /// the listings leave out, and an empty directory.
+    fn write_plain_tree(root: &FsPath) {
+        write(root, "wal/00000000001.wal", b"w");
+        write(
+            root,
+            "dbs/1-2/2026-11-25/10-00/0000000012.parquet",
+            b"parquet",
+        );
+        write(root, "snapshots/00000000000000000001.info.json", b"{}");
+        write(root, "catalog/v3/snapshot#12", b"in flight: hidden");
+        std::fs::create_dir_all(root.join("empty/dir")).unwrap();
+    }
+
     fn write(root: &FsPath, key: &str, bytes: &[u8]) {
         let path = root.join(key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -932,14 +956,10 @@ mod tests {
     async fn lists_one_level_exactly_as_local_file_system_does() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        write(root, "wal/00000000001.wal", b"w");
+        write_plain_tree(root);
         write(root, "wal/00000000002.wal", b"ww");
-        write(root, "dbs/1-2/2026-11-25/10-00/0000000012.parquet", b"p");
-        write(root, "snapshots/00000000000000000001.info.json", b"{}");
-        write(root, "catalog/v3/snapshot#12", b"in flight: hidden");
         write(root, "catalog/v3/snapshot", b"catalog");
         write(root, "top-level-file", b"t");
-        std::fs::create_dir_all(root.join("empty/dir")).unwrap();
         let plain = FastListing::new(LocalFileSystem::new_with_prefix(root).unwrap(), root);
         let reference = LocalFileSystem::new_with_prefix(root).unwrap();
         let prefixes = [
@@ -948,11 +968,10 @@ mod tests {
             Some("dbs/1-2"),
             Some("catalog/v3"),
             Some("empty"),
+            Some("missing"),
+            Some("top-level-file"),
         ];
-        for prefix in prefixes
-            .into_iter()
-            .chain([Some("missing"), Some("top-level-file")])
-        {
+        for prefix in prefixes {
             assert_eq!(
                 level(&plain, prefix).await,
                 level(&reference, prefix).await,
@@ -1013,15 +1032,7 @@ mod tests {
     async fn lists_exactly_what_local_file_system_lists() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        write(root, "wal/00000000001.wal", b"w");
-        write(
-            root,
-            "dbs/1-2/2026-11-25/10-00/0000000012.parquet",
-            b"parquet",
-        );
-        write(root, "snapshots/00000000000000000001.info.json", b"{}");
-        write(root, "catalog/v3/snapshot#12", b"in flight: hidden");
-        std::fs::create_dir_all(root.join("empty/dir")).unwrap();
+        write_plain_tree(root);
         let plain = FastListing::new(LocalFileSystem::new_with_prefix(root).unwrap(), root);
         let reference = LocalFileSystem::new_with_prefix(root).unwrap();
         for prefix in [None, Some("dbs"), Some("catalog"), Some("missing")] {
