@@ -208,6 +208,42 @@ fn bucket_tree(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// The keys under `prefix` in a bucket.
+fn keys_under(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    let prefix = ObjPath::from(prefix);
+    runtime().block_on(async {
+        let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+        metas.into_iter().map(|m| m.location.to_string()).collect()
+    })
+}
+
+/// A first backup into the repository at `prefix` of `bucket` wrote its small files into packs:
+/// the blob objects are its entry chunks (and files too large to pack, none in the fixtures),
+/// and the packs are far fewer than the files.
+fn assert_small_files_in_packs(
+    backend: Backend,
+    bucket: &str,
+    prefix: &str,
+    created: &serde_json::Value,
+) {
+    let store = backend.client(bucket);
+    let packs = keys_under(&*store, &format!("{prefix}/packs/")).len();
+    let blob_objects = keys_under(&*store, &format!("{prefix}/blobs/")).len();
+    let chunks = created["entry_chunks_written"].as_u64().unwrap() as usize;
+    let stored = created["blobs_uploaded"].as_u64().unwrap() as usize;
+    let at = format!("{}/{prefix}", backend.name());
+    assert_eq!(
+        blob_objects, chunks,
+        "{at}: only entry chunks are blob objects"
+    );
+    assert!(packs >= 1, "{at}: no pack");
+    assert!(
+        packs * 4 <= stored,
+        "{at}: {packs} packs for {stored} blobs"
+    );
+}
+
 /// Every object of a bucket: key → bytes (read 32 at a time).
 fn whole_bucket(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
     use futures::{StreamExt, TryStreamExt};
@@ -255,6 +291,7 @@ fn every_fixture_round_trips_through_a_cloud_repository() {
             )
             .ok()
             .json();
+            assert_small_files_in_packs(backend, &bucket, &name, &created);
             let again = run_env(
                 &[
                     "create",
@@ -788,23 +825,27 @@ fn prune_and_locks_on_every_cloud() {
             with_extra["bytes"].as_u64().unwrap() - last["bytes"].as_u64().unwrap(),
             extra_content.len() as u64
         );
-        let removed = plan["gc"]["remove_blobs"].as_array().unwrap();
-        let extra_id = blake3::hash(extra_content.as_bytes()).to_hex().to_string();
-        assert!(
-            removed.iter().any(|b| b[0] == extra_id.as_str()),
-            "{}: the extra file's blob is collected: {removed:?}",
+        // The extra file was that run's only new content: a pack of its own, which goes whole.
+        let packs = plan["gc"]["remove_packs"].as_array().unwrap();
+        assert_eq!(
+            packs
+                .iter()
+                .map(|p| p[1].as_u64().unwrap())
+                .collect::<Vec<_>>(),
+            [extra_content.len() as u64],
+            "{}: the extra file's pack is collected: {packs:?}",
             backend.name()
         );
+        let removed = plan["gc"]["remove_blobs"].as_array().unwrap();
         assert!(
-            removed
-                .iter()
-                .all(|b| b[0] == extra_id.as_str() || b[1] == "zstd"),
+            removed.iter().all(|b| b[1] == "zstd"),
             "{}: besides it, only entry chunks: {removed:?}",
             backend.name()
         );
         let again = prune(true);
         assert_eq!(
-            again["gc"]["remove_blobs"].as_array().unwrap().len(),
+            again["gc"]["remove_blobs"].as_array().unwrap().len()
+                + again["gc"]["remove_packs"].as_array().unwrap().len(),
             0,
             "{}: nothing unreferenced is left",
             backend.name()

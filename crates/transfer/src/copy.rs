@@ -514,29 +514,81 @@ pub async fn put_content_addressed(
     encode: &Codec,
     options: &CopyOptions,
 ) -> Result<CasCopy> {
+    match encode_unknown(bytes, hash, name_for, is_known, encode)? {
+        Encoded::Known(known) => Ok(known),
+        Encoded::New(blob) => put_alone(dst, blob, options).await,
+    }
+}
+
+/// Content ready to be stored, or known already.
+pub(crate) enum Encoded {
+    /// The destination holds it: nothing to write.
+    Known(CasCopy),
+    /// Its stored form, not written yet.
+    New(NewBlob),
+}
+
+/// A blob in its stored form, not written yet.
+pub(crate) struct NewBlob {
+    pub(crate) size: u64,
+    pub(crate) hash: blake3::Hash,
+    pub(crate) stored: Packed,
+}
+
+impl NewBlob {
+    /// What storing it did, once written.
+    pub(crate) fn uploaded(&self) -> CasCopy {
+        CasCopy {
+            size: self.size,
+            hash: self.hash,
+            uploaded: true,
+            compressed: self.stored.compressed,
+            stored: self.stored.body.len() as u64,
+        }
+    }
+}
+
+/// `bytes` in the form `encode` stores them, unless `is_known(hash)`.
+pub(crate) fn encode_unknown(
+    bytes: Bytes,
+    hash: blake3::Hash,
+    name_for: NameFor<'_>,
+    is_known: &(dyn Fn(&blake3::Hash) -> bool + Sync),
+    encode: &Codec,
+) -> Result<Encoded> {
     let size = bytes.len() as u64;
     if is_known(&hash) {
-        return Ok(CasCopy::known(size, hash));
+        return Ok(Encoded::Known(CasCopy::known(size, hash)));
     }
-    let Packed {
-        key,
-        body,
-        compressed,
-    } = pack(bytes, &hash, name_for, encode)?;
-    let stored = body.len() as u64;
+    let stored = pack(bytes, &hash, name_for, encode)?;
+    Ok(Encoded::New(NewBlob { size, hash, stored }))
+}
+
+/// Write `blob` as an object of its own, under its content key.
+pub(crate) async fn put_alone(
+    dst: &dyn ObjectStore,
+    blob: NewBlob,
+    options: &CopyOptions,
+) -> Result<CasCopy> {
+    let Packed { key, body, .. } = &blob.stored;
+    put_with_retries(dst, key, body, options).await?;
+    Ok(blob.uploaded())
+}
+
+/// One PUT of `body` at `key`, retried while its failure is transient.
+pub(crate) async fn put_with_retries(
+    dst: &dyn ObjectStore,
+    key: &Path,
+    body: &Bytes,
+    options: &CopyOptions,
+) -> Result<()> {
     with_retries(options.retries, || async {
-        dst.put(&key, PutPayload::from_bytes(body.clone()))
+        dst.put(key, PutPayload::from_bytes(body.clone()))
             .await
-            .map_err(|e| Error::write(&key, e))
+            .map(|_| ())
+            .map_err(|e| Error::write(key, e))
     })
-    .await?;
-    Ok(CasCopy {
-        size,
-        hash,
-        uploaded: true,
-        compressed,
-        stored,
-    })
+    .await
 }
 
 /// Store the content of `src_key` at `dst` under `name_for(hash, compressed)`, unless

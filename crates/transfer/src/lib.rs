@@ -18,6 +18,7 @@ mod error;
 pub mod listing;
 pub mod local;
 mod noatime;
+pub mod pack;
 mod progress;
 
 pub use codec::{compress, decode_all, decompress, encode_all, Codec};

@@ -541,7 +541,7 @@ const HANDOVER_AFTER: std::time::Duration = std::time::Duration::from_millis(50)
 pub const PACK_MEMBER_MAX: usize = RAW_BLOCK;
 
 /// A pack is written once it holds this many bytes (or at the next hand-over).
-const PACK_TARGET: usize = 4 * 1024 * 1024;
+pub(crate) const PACK_TARGET: usize = 4 * 1024 * 1024;
 
 /// The pack a copying thread is filling: stored blobs one after the other, in memory until it
 /// is written whole under the hash of its bytes, so that a pack on disk is always complete and
@@ -656,7 +656,7 @@ impl<'c, 'd, D: Fn(Vec<(usize, Result<LocalCopied>)>)> Handover<'c, 'd, D> {
 }
 
 /// A failure like `e` for another file (store errors cannot be cloned): the same key and cause.
-fn same_failure(e: &Error) -> Error {
+pub(crate) fn same_failure(e: &Error) -> Error {
     match e {
         Error::Write { key, source } => Error::Write {
             key: key.clone(),

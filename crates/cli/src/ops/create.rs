@@ -43,6 +43,8 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
+mod store_packs;
+
 /// Objects, each with its position in a phase's list.
 type Numbered = Vec<(usize, SourceObject)>;
 
@@ -411,10 +413,14 @@ impl RepoCapture {
             });
         let not_stopped =
             |_: &(usize, SourceObject)| futures::future::ready(!stop.load(Ordering::Relaxed));
-        let streamed = futures::stream::iter(through_stores)
+        // Small objects go into packs, the others alone: `concurrency` reads at a time each.
+        let (packable, alone) = self.split_packable(through_stores);
+        let packed = Box::pin(self.capture_packed(packable, &stop));
+        let streamed = futures::stream::iter(alone)
             .take_while(not_stopped)
             .map(|(i, object)| async move { (i, self.capture_one(object).await) })
             .buffer_unordered(self.concurrency.max(1));
+        let streamed = futures::stream::select(streamed, packed);
         let mut results = futures::stream::select(copied, streamed);
         let (mut received, mut failure) = (0, None);
         while let Some((i, result)) = results.next().await {
