@@ -954,6 +954,73 @@ fn encrypted_repository_on_every_cloud() {
     }
 }
 
+/// A restore from a cloud repository reads each pack once and checks every member before it
+/// writes its file: with every pack damaged it stops (exit 12, "corrupt") having written no
+/// file that differs from the source; with the packs gone it stops naming a pack.
+#[test]
+fn restore_from_cloud_packs_checks_every_member() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = data_dir("core-3.10.0-basic");
+    let expected = tree(&source.join("node0"));
+    for backend in ALL {
+        if !backend.available() {
+            continue;
+        }
+        let bucket = backend.new_bucket("packs");
+        let repo = backend.url(&bucket, "r");
+        let env = backend.repo_env();
+        let argv = ["create", "--data-dir", s(&source), "--node-id", "node0"];
+        run_env(&[&argv[..], &["--repo", &repo]].concat(), &env).ok();
+        let store = backend.client(&bucket);
+        let packs = keys_under(&*store, "r/packs/");
+        assert!(!packs.is_empty(), "{}: no pack", backend.name());
+        let restore = |into: &Path| {
+            let argv = ["restore", "--repo", &repo, "latest", "--data-dir", s(into)];
+            run_env(&[&argv[..], &["--node-id", "node0"]].concat(), &env)
+        };
+        for key in &packs {
+            let key = ObjPath::from(key.as_str());
+            runtime().block_on(async {
+                let mut bytes = store
+                    .get(&key)
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap()
+                    .to_vec();
+                for byte in bytes.iter_mut().step_by(97) {
+                    *byte ^= 0xff;
+                }
+                store.put(&key, bytes.into()).await.unwrap();
+            });
+        }
+        let damaged = tmp.path().join(format!("damaged-{}", backend.name()));
+        let out = restore(&damaged);
+        assert_eq!(out.code, 12, "{}: {out:?}", backend.name());
+        assert!(out.stderr.contains("corrupt"), "{}", out.stderr);
+        for (path, content) in tree(&damaged.join("node0")) {
+            if path.starts_with(".influxdb3-backup") {
+                continue;
+            }
+            assert_eq!(
+                expected.get(&path),
+                Some(&content),
+                "{}: {path} was written with content not the source's",
+                backend.name()
+            );
+        }
+        for key in &packs {
+            runtime()
+                .block_on(store.delete(&ObjPath::from(key.as_str())))
+                .unwrap();
+        }
+        let out = restore(&tmp.path().join(format!("gone-{}", backend.name())));
+        assert_ne!(out.code, 0, "{}: {out:?}", backend.name());
+        assert!(out.stderr.contains("from pack"), "{}", out.stderr);
+    }
+}
+
 /// Restore `repo` (plus `extra` arguments: a backup id, a key file) into the data dir `into`
 /// and check that its node equals `expected` byte for byte.
 fn assert_restores(

@@ -522,9 +522,7 @@ fn snapshot_key(seq: u64) -> String {
 
 /// The plaintext of an entry's blob.
 async fn blob(repo: &Repository, entry: &Entry) -> bytes::Bytes {
-    let key = ib3_repo::layout::blob_key(&entry.blob, entry.encoding);
-    let codec = influxdb3_backup::ops::codecs::decode(entry.encoding, repo.keys());
-    ib3_transfer::read_plain(repo.store().as_ref(), &key, &codec)
+    influxdb3_backup::ops::codecs::read_entry(repo, entry)
         .await
         .unwrap()
 }

@@ -29,6 +29,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod from_packs;
+
 /// Key (under the node prefix) of the in-progress marker.
 pub const MARKER: &str = ".influxdb3-backup-restore.json";
 
@@ -241,14 +243,17 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
         // Restored locally means read back already (before the rename into place).
         verified += results.len() as u64;
         to_read_back.extend(through_stores.iter().cloned());
-        results.extend(
-            for_each_bounded(through_stores, options.concurrency, |(unit, entry)| {
-                let target = units[unit].store.clone();
-                let (repo, copy, bar) = (&options.repo, &copy, &options.bar);
-                async move { restore_one(repo, target.as_ref(), entry, copy, bar).await }
-            })
-            .await,
-        );
+        let (packed, alone): (Writes, Writes) = through_stores
+            .into_iter()
+            .partition(|(_, entry)| entry.pack.is_some());
+        let alone = for_each_bounded(alone, options.concurrency, |(unit, entry)| {
+            let target = units[unit].store.clone();
+            let (repo, copy, bar) = (&options.repo, &copy, &options.bar);
+            async move { restore_one(repo, target.as_ref(), entry, copy, bar).await }
+        });
+        let packed = from_packs::restore_from_packs(&options, &units, packed);
+        let (alone, packed) = futures::join!(alone, packed);
+        results.extend(alone.into_iter().chain(packed));
         for result in results {
             let size = result?;
             written.0 += 1;
@@ -831,7 +836,10 @@ async fn restore_one(
     bar: &Bar,
 ) -> Result<u64> {
     if entry.pack.is_some() {
-        return restore_packed(repo, target, entry, bar).await;
+        let plain = super::codecs::read_entry(repo, &entry)
+            .await
+            .with_context(|| format!("restoring {} from blob {}", entry.path, entry.blob))?;
+        return from_packs::put_checked(target, &entry, plain, bar).await;
     }
     let keys = repo.keys();
     let copied = stream_copy(
@@ -847,40 +855,6 @@ async fn restore_one(
     .await
     .with_context(|| format!("restoring {} from blob {}", entry.path, entry.blob))?;
     check_restored(&entry, copied)
-}
-
-/// Restore an entry whose blob is in a pack (small: read whole, then written with one PUT).
-async fn restore_packed(
-    repo: &ib3_repo::Repository,
-    target: &dyn ObjectStore,
-    entry: Entry,
-    bar: &Bar,
-) -> Result<u64> {
-    let context = || format!("restoring {} from blob {}", entry.path, entry.blob);
-    let plain = super::codecs::read_entry(repo, &entry)
-        .await
-        .with_context(context)?;
-    let copied = ib3_transfer::Copied {
-        size: plain.len() as u64,
-        hash: blake3::hash(&plain),
-        stored: plain.len() as u64,
-    };
-    // Nothing corrupt is written: the content is checked before the PUT.
-    let size = check_restored(&entry, copied)?;
-    if size != entry.size {
-        anyhow::bail!(
-            "blob {} (for {}) holds {size} bytes, the backup recorded {}",
-            entry.blob,
-            entry.path,
-            entry.size
-        );
-    }
-    target
-        .put(&Path::from(entry.path.as_str()), plain.into())
-        .await
-        .with_context(context)?;
-    ib3_transfer::Progress::advance(bar, size);
-    Ok(size)
 }
 
 /// Read back every object written through the stores and compare size and hash with the

@@ -1,0 +1,226 @@
+//! Restoring through the stores the entries whose blobs lie in packs: each pack is read once
+//! for a step — the range its members of that step take, split where they leave a gap of more
+//! than [`GAP_MAX`] — rather than once per member, so a bucket serves one GET per few hundred
+//! small files. Each member is then decoded, checked against its entry (nothing corrupt is
+//! written) and written with one PUT.
+
+use super::{check_restored, RestoreOptions, Unit, Writes};
+use crate::ops::codecs;
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use futures::StreamExt;
+use ib3_repo::manifest::PackSlice;
+use ib3_repo::{layout, BlobId, Entry};
+use ib3_transfer::Codec;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use std::collections::BTreeMap;
+
+/// Bytes between two members of a pack that one read takes in rather than read them apart.
+const GAP_MAX: u64 = 1024 * 1024;
+
+/// Pack ranges read at once; their members are written `concurrency` at a time.
+const READS_IN_FLIGHT: usize = 4;
+
+/// Members of one pack read together: their unit and entry, by offset.
+type Run = Vec<(usize, Entry)>;
+
+/// Restore `writes` (entries whose blobs lie in packs) into their units' stores; sizes written.
+pub(super) async fn restore_from_packs(
+    options: &RestoreOptions,
+    units: &[Unit],
+    writes: Writes,
+) -> Vec<Result<u64>> {
+    let runs = runs_by_pack(writes);
+    futures::stream::iter(runs)
+        .map(|run| read_run(options, run))
+        .buffered(READS_IN_FLIGHT)
+        .flat_map(futures::stream::iter)
+        .map(|member| async move {
+            let (unit, entry, stored) = member?;
+            put_member(options, units[unit].store.as_ref(), &entry, stored).await
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await
+}
+
+/// `writes` grouped by pack, by offset within each, and split where a gap is too wide to read.
+fn runs_by_pack(writes: Writes) -> Vec<Run> {
+    let mut by_pack: BTreeMap<BlobId, Vec<(usize, Entry)>> = BTreeMap::new();
+    for (unit, entry) in writes {
+        let pack = entry.pack.as_deref().map_or(entry.blob, |slice| slice.pack);
+        by_pack.entry(pack).or_default().push((unit, entry));
+    }
+    let mut runs = Vec::new();
+    for mut members in by_pack.into_values() {
+        members.sort_by_key(|(_, entry)| slice_of(entry).offset);
+        let mut run: Run = Vec::new();
+        let mut end = 0u64;
+        for member in members {
+            let slice = slice_of(&member.1);
+            if !run.is_empty() && slice.offset > end.saturating_add(GAP_MAX) {
+                runs.push(std::mem::take(&mut run));
+            }
+            end = end.max(slice.end().unwrap_or(u64::MAX));
+            run.push(member);
+        }
+        runs.push(run);
+    }
+    runs
+}
+
+/// Where an entry's stored blob lies in its pack (callers pass only packed entries).
+fn slice_of(entry: &Entry) -> PackSlice {
+    entry.pack.as_deref().copied().unwrap_or(PackSlice {
+        pack: entry.blob,
+        offset: 0,
+        length: 0,
+    })
+}
+
+/// Read the range of its pack that `run` takes, with one request; each member's stored bytes
+/// (or the failure of the read, once for the run).
+async fn read_run(options: &RestoreOptions, run: Run) -> Vec<Result<(usize, Entry, Bytes)>> {
+    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+        return Vec::new();
+    };
+    let pack = slice_of(&first.1).pack;
+    let start = slice_of(&first.1).offset;
+    let end = run
+        .iter()
+        .map(|(_, entry)| slice_of(entry).end().unwrap_or(u64::MAX))
+        .max()
+        .unwrap_or(start);
+    let key = layout::pack_key(&pack);
+    let read = ib3_transfer::read_plain_range(
+        options.repo.store().as_ref(),
+        &key,
+        Some(start..end),
+        &Codec::identity(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "restoring {} and {} more from pack {pack}",
+            last.1.path,
+            run.len() - 1
+        )
+    });
+    let bytes = match read {
+        Ok(bytes) => bytes,
+        Err(e) => return vec![Err(e)],
+    };
+    run.into_iter()
+        .map(|(unit, entry)| {
+            let slice = slice_of(&entry);
+            let from = (slice.offset - start) as usize;
+            let stored = bytes.slice(from..from + slice.length as usize);
+            Ok((unit, entry, stored))
+        })
+        .collect()
+}
+
+/// Decode a member's stored bytes, check them against its entry, and write them to `target`.
+async fn put_member(
+    options: &RestoreOptions,
+    target: &dyn ObjectStore,
+    entry: &Entry,
+    stored: Bytes,
+) -> Result<u64> {
+    let context = || format!("restoring {} from blob {}", entry.path, entry.blob);
+    let codec = codecs::decode(entry.encoding, options.repo.keys());
+    let plain = if codec.is_identity() {
+        stored
+    } else {
+        Bytes::from(ib3_transfer::decode_all(&stored, &codec).with_context(context)?)
+    };
+    put_checked(target, entry, plain, &options.bar).await
+}
+
+/// Write `plain` (an entry's content, read from the repository) to `target` once it has the
+/// entry's hash and size: nothing corrupt is written.
+pub(super) async fn put_checked(
+    target: &dyn ObjectStore,
+    entry: &Entry,
+    plain: Bytes,
+    bar: &crate::progress::Bar,
+) -> Result<u64> {
+    let copied = ib3_transfer::Copied {
+        size: plain.len() as u64,
+        hash: blake3::hash(&plain),
+        stored: plain.len() as u64,
+    };
+    let size = check_restored(entry, copied)?;
+    if size != entry.size {
+        anyhow::bail!(
+            "blob {} (for {}) holds {size} bytes, the backup recorded {}",
+            entry.blob,
+            entry.path,
+            entry.size
+        );
+    }
+    target
+        .put(&Path::from(entry.path.as_str()), plain.into())
+        .await
+        .with_context(|| format!("restoring {} from blob {}", entry.path, entry.blob))?;
+    ib3_transfer::Progress::advance(bar, size);
+    Ok(size)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn member(pack: u8, offset: u64, length: u64) -> (usize, Entry) {
+        let entry = Entry {
+            path: format!("dbs/{pack}/{offset}.parquet"),
+            size: length,
+            blob: BlobId([offset as u8; 32]),
+            encoding: Default::default(),
+            class: "parquet".into(),
+            pack: Some(Box::new(PackSlice {
+                pack: BlobId([pack; 32]),
+                offset,
+                length,
+            })),
+            facts: None,
+        };
+        (0, entry)
+    }
+
+    fn offsets(runs: &[Run]) -> Vec<Vec<u64>> {
+        runs.iter()
+            .map(|run| run.iter().map(|(_, e)| slice_of(e).offset).collect())
+            .collect()
+    }
+
+    /// Members are read pack by pack, in offset order, one read per pack unless a gap wider
+    /// than `GAP_MAX` lies between two of them.
+    #[test]
+    fn members_are_read_by_pack_in_offset_order_split_at_wide_gaps() {
+        let far = 35 + GAP_MAX + 1;
+        let writes = vec![
+            member(2, 100, 50),
+            member(1, 10, 5),
+            member(1, far, 5),
+            member(1, 0, 10),
+            member(2, 0, 100),
+            member(1, 15, 20),
+        ];
+        let runs = runs_by_pack(writes);
+        assert_eq!(offsets(&runs), [vec![0, 10, 15], vec![far], vec![0, 100]]);
+    }
+
+    /// A gap of exactly `GAP_MAX` after the furthest end so far is still read in one go.
+    #[test]
+    fn a_gap_up_to_the_limit_is_read_through() {
+        let writes = vec![
+            member(1, 0, 100),
+            member(1, 50, 10),
+            member(1, 100 + GAP_MAX, 1),
+        ];
+        assert_eq!(offsets(&runs_by_pack(writes)), [vec![0, 50, 100 + GAP_MAX]]);
+    }
+}
