@@ -96,6 +96,65 @@ pub async fn read_stored(
     ib3_transfer::read_plain_range(repo.store().as_ref(), &key, range, &codec).await
 }
 
+/// Bytes between two members of a pack that one read takes in rather than read them apart.
+pub const GAP_MAX: u64 = 1024 * 1024;
+
+/// `items` whose blobs lie in packs (`slice` says where), grouped for reading: pack by pack, by
+/// offset within each, and split where two members lie more than [`GAP_MAX`] apart — so a
+/// bucket serves one ranged GET per run rather than one per member.
+pub fn runs_by_pack<T>(items: Vec<T>, slice: impl Fn(&T) -> PackSlice) -> Vec<Vec<T>> {
+    let mut by_pack: std::collections::BTreeMap<BlobId, Vec<T>> = Default::default();
+    for item in items {
+        by_pack.entry(slice(&item).pack).or_default().push(item);
+    }
+    let mut runs = Vec::new();
+    for mut members in by_pack.into_values() {
+        members.sort_by_key(|item| slice(item).offset);
+        let mut run = Vec::new();
+        let mut end = 0u64;
+        for member in members {
+            let at = slice(&member);
+            if !run.is_empty() && at.offset > end.saturating_add(GAP_MAX) {
+                runs.push(std::mem::take(&mut run));
+            }
+            end = end.max(at.end().unwrap_or(u64::MAX));
+            run.push(member);
+        }
+        runs.push(run);
+    }
+    runs
+}
+
+/// The stored bytes of each member of `run` (one of [`runs_by_pack`]), read from its pack with
+/// one ranged request.
+pub async fn read_run<T>(
+    repo: &ib3_repo::Repository,
+    run: &[T],
+    slice: impl Fn(&T) -> PackSlice,
+) -> Result<Vec<bytes::Bytes>, ib3_transfer::Error> {
+    let Some(first) = run.first().map(&slice) else {
+        return Ok(Vec::new());
+    };
+    let end = run
+        .iter()
+        .map(|item| slice(item).end().unwrap_or(u64::MAX))
+        .max()
+        .unwrap_or(first.offset);
+    let key = layout::pack_key(&first.pack);
+    let range = Some(first.offset..end);
+    let span =
+        ib3_transfer::read_plain_range(repo.store().as_ref(), &key, range, &Codec::identity())
+            .await?;
+    Ok(run
+        .iter()
+        .map(|item| {
+            let at = slice(item);
+            let from = (at.offset - first.offset) as usize;
+            span.slice(from..from + at.length as usize)
+        })
+        .collect())
+}
+
 /// The pack slice of a blob a local copy wrote into a pack.
 pub fn pack_slice(packed: &ib3_transfer::local::Packed) -> PackSlice {
     PackSlice {

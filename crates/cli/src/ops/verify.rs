@@ -113,12 +113,15 @@ async fn check_content(
         .filter(|k| !verdicts.contains_key(k))
         .copied()
         .collect();
-    let results = for_each_bounded(keys, concurrency, |stored| async move {
-        (stored, hash_stored(repo, stored, bar).await)
-    })
-    .await;
+    let (packed, alone): (Vec<StoredBlob>, Vec<StoredBlob>) =
+        keys.into_iter().partition(|stored| stored.2.is_some());
+    let alone = for_each_bounded(alone, concurrency, |stored| async move {
+        let hashed = hash_stored(repo, stored, bar).await;
+        (stored, hashed.map_err(|e| e.to_string()))
+    });
+    let (alone, packed) = futures::join!(alone, hash_packed(repo, packed, concurrency, bar));
     let mut bytes_read = 0;
-    for (stored, result) in results {
+    for (stored, result) in alone.into_iter().chain(packed) {
         let id = stored.0;
         let problem = match result {
             Ok(copied) => {
@@ -127,9 +130,7 @@ async fn check_content(
                     actual: copied.hash.to_hex().to_string(),
                 })
             }
-            Err(e) => Some(BlobProblem::Unreadable {
-                error: e.to_string(),
-            }),
+            Err(error) => Some(BlobProblem::Unreadable { error }),
         };
         verdicts.insert(stored, problem);
     }
@@ -148,6 +149,79 @@ async fn check_content(
     }
     problems.sort_by(|a, b| a.path.cmp(&b.path));
     (problems, bytes_read)
+}
+
+/// What hashing a stored blob's plaintext found: its size and hash, or why it cannot be read.
+type Hashed = (StoredBlob, Result<ib3_transfer::Copied, String>);
+
+/// Size and hash of the plaintext of each of `blobs` (all in packs), read a run of a pack at a
+/// time (`codecs::runs_by_pack`: one ranged read per pack, not per blob), up to `concurrency`
+/// runs at once. A run that cannot be read makes each of its blobs unreadable, with its cause.
+async fn hash_packed(
+    repo: &Repository,
+    blobs: Vec<StoredBlob>,
+    concurrency: usize,
+    bar: &Bar,
+) -> Vec<Hashed> {
+    use futures::StreamExt;
+    let runs = codecs::runs_by_pack(blobs, packed_at);
+    futures::stream::iter(runs)
+        .map(|run| async move {
+            match codecs::read_run(repo, &run, packed_at).await {
+                Ok(stored) => run
+                    .into_iter()
+                    .zip(stored)
+                    .map(|(blob, bytes)| (blob, hash_member(repo, blob, &bytes, bar)))
+                    .collect::<Vec<Hashed>>(),
+                Err(e) => {
+                    let error = e.to_string();
+                    run.into_iter()
+                        .map(|blob| (blob, Err(error.clone())))
+                        .collect()
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .flat_map(futures::stream::iter)
+        .collect::<Vec<Hashed>>()
+        .await
+}
+
+/// Where a blob in a pack lies (callers pass only those).
+fn packed_at(stored: &StoredBlob) -> ib3_repo::manifest::PackSlice {
+    stored.2.unwrap_or(ib3_repo::manifest::PackSlice {
+        pack: stored.0,
+        offset: 0,
+        length: 0,
+    })
+}
+
+/// Size and hash of the plaintext of a blob read from its pack as `bytes` (its stored form).
+fn hash_member(
+    repo: &Repository,
+    stored: StoredBlob,
+    bytes: &Bytes,
+    bar: &Bar,
+) -> Result<ib3_transfer::Copied, String> {
+    let codec = codecs::decode(stored.1, repo.keys());
+    let decoded;
+    let plain = if codec.is_identity() {
+        bytes.as_ref()
+    } else {
+        let at = packed_at(&stored);
+        let undecodable = |e: std::io::Error| {
+            let (key, range) = (layout::pack_key(&at.pack), at.offset..at.end().unwrap_or(0));
+            format!("{key} (bytes {range:?}): {e}")
+        };
+        decoded = ib3_transfer::decode_all(bytes, &codec).map_err(undecodable)?;
+        decoded.as_slice()
+    };
+    ib3_transfer::Progress::advance(bar, plain.len() as u64);
+    Ok(ib3_transfer::Copied {
+        size: plain.len() as u64,
+        hash: blake3::hash(plain),
+        stored: bytes.len() as u64,
+    })
 }
 
 /// Size and hash of a stored blob's plaintext: a blob object streamed, a blob in a pack (small)

@@ -1,6 +1,6 @@
 //! Restoring through the stores the entries whose blobs lie in packs: each pack is read once
-//! for a step — the range its members of that step take, split where they leave a gap of more
-//! than [`GAP_MAX`] — rather than once per member, so a bucket serves one GET per few hundred
+//! for a step — the range its members of that step take, split where they leave a wide gap
+//! (`codecs::runs_by_pack`) — rather than once per member, so a bucket serves one GET per few hundred
 //! small files. Each member is then decoded, checked against its entry (nothing corrupt is
 //! written) and written with one PUT.
 
@@ -10,14 +10,9 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::StreamExt;
 use ib3_repo::manifest::PackSlice;
-use ib3_repo::{layout, BlobId, Entry};
-use ib3_transfer::Codec;
+use ib3_repo::Entry;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use std::collections::BTreeMap;
-
-/// Bytes between two members of a pack that one read takes in rather than read them apart.
-const GAP_MAX: u64 = 1024 * 1024;
 
 /// Pack ranges read at once; their members are written `concurrency` at a time.
 const READS_IN_FLIGHT: usize = 4;
@@ -31,7 +26,7 @@ pub(super) async fn restore_from_packs(
     units: &[Unit],
     writes: Writes,
 ) -> Vec<Result<u64>> {
-    let runs = runs_by_pack(writes);
+    let runs = codecs::runs_by_pack(writes, |(_, entry)| slice_of(entry));
     futures::stream::iter(runs)
         .map(|run| read_run(options, run))
         .buffered(READS_IN_FLIGHT)
@@ -43,31 +38,6 @@ pub(super) async fn restore_from_packs(
         .buffer_unordered(options.concurrency.max(1))
         .collect()
         .await
-}
-
-/// `writes` grouped by pack, by offset within each, and split where a gap is too wide to read.
-fn runs_by_pack(writes: Writes) -> Vec<Run> {
-    let mut by_pack: BTreeMap<BlobId, Vec<(usize, Entry)>> = BTreeMap::new();
-    for (unit, entry) in writes {
-        let pack = entry.pack.as_deref().map_or(entry.blob, |slice| slice.pack);
-        by_pack.entry(pack).or_default().push((unit, entry));
-    }
-    let mut runs = Vec::new();
-    for mut members in by_pack.into_values() {
-        members.sort_by_key(|(_, entry)| slice_of(entry).offset);
-        let mut run: Run = Vec::new();
-        let mut end = 0u64;
-        for member in members {
-            let slice = slice_of(&member.1);
-            if !run.is_empty() && slice.offset > end.saturating_add(GAP_MAX) {
-                runs.push(std::mem::take(&mut run));
-            }
-            end = end.max(slice.end().unwrap_or(u64::MAX));
-            run.push(member);
-        }
-        runs.push(run);
-    }
-    runs
 }
 
 /// Where an entry's stored blob lies in its pack (callers pass only packed entries).
@@ -82,43 +52,21 @@ fn slice_of(entry: &Entry) -> PackSlice {
 /// Read the range of its pack that `run` takes, with one request; each member's stored bytes
 /// (or the failure of the read, once for the run).
 async fn read_run(options: &RestoreOptions, run: Run) -> Vec<Result<(usize, Entry, Bytes)>> {
-    let (Some(first), Some(last)) = (run.first(), run.last()) else {
-        return Vec::new();
-    };
-    let pack = slice_of(&first.1).pack;
-    let start = slice_of(&first.1).offset;
-    let end = run
-        .iter()
-        .map(|(_, entry)| slice_of(entry).end().unwrap_or(u64::MAX))
-        .max()
-        .unwrap_or(start);
-    let key = layout::pack_key(&pack);
-    let read = ib3_transfer::read_plain_range(
-        options.repo.store().as_ref(),
-        &key,
-        Some(start..end),
-        &Codec::identity(),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "restoring {} and {} more from pack {pack}",
-            last.1.path,
-            run.len() - 1
-        )
-    });
-    let bytes = match read {
-        Ok(bytes) => bytes,
-        Err(e) => return vec![Err(e)],
-    };
-    run.into_iter()
-        .map(|(unit, entry)| {
-            let slice = slice_of(&entry);
-            let from = (slice.offset - start) as usize;
-            let stored = bytes.slice(from..from + slice.length as usize);
-            Ok((unit, entry, stored))
-        })
-        .collect()
+    let slice = |(_, entry): &(usize, Entry)| slice_of(entry);
+    match codecs::read_run(&options.repo, &run, slice).await {
+        Ok(stored) => run
+            .into_iter()
+            .zip(stored)
+            .map(|((unit, entry), bytes)| Ok((unit, entry, bytes)))
+            .collect(),
+        Err(e) => {
+            let (first, last) = (slice(&run[0]).pack, &run[run.len() - 1].1.path);
+            let more = run.len() - 1;
+            vec![Err(anyhow::Error::from(e).context(format!(
+                "restoring {last} and {more} more from pack {first}"
+            )))]
+        }
+    }
 }
 
 /// Decode a member's stored bytes, check them against its entry, and write them to `target`.
@@ -172,6 +120,8 @@ pub(super) async fn put_checked(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::ops::codecs::GAP_MAX;
+    use ib3_repo::BlobId;
 
     fn member(pack: u8, offset: u64, length: u64) -> (usize, Entry) {
         let entry = Entry {
@@ -209,7 +159,7 @@ mod tests {
             member(2, 0, 100),
             member(1, 15, 20),
         ];
-        let runs = runs_by_pack(writes);
+        let runs = codecs::runs_by_pack(writes, |(_, entry)| slice_of(entry));
         assert_eq!(offsets(&runs), [vec![0, 10, 15], vec![far], vec![0, 100]]);
     }
 
@@ -221,6 +171,7 @@ mod tests {
             member(1, 50, 10),
             member(1, 100 + GAP_MAX, 1),
         ];
-        assert_eq!(offsets(&runs_by_pack(writes)), [vec![0, 50, 100 + GAP_MAX]]);
+        let runs = codecs::runs_by_pack(writes, |(_, e)| slice_of(e));
+        assert_eq!(offsets(&runs), [vec![0, 50, 100 + GAP_MAX]]);
     }
 }
