@@ -22,6 +22,12 @@ pub struct CopyOptions {
     pub part_concurrency: usize,
     /// Whole-object retries after a transient failure.
     pub retries: u32,
+    /// Large objects of a content-addressed copy are read twice: hashed first, then (unless
+    /// the destination holds them) streamed straight to their content key. For a source whose
+    /// reads are cheap (a local file) and content that never changes: a bucket otherwise takes
+    /// the object under a staging key and copies it to its content key server-side — every
+    /// byte written twice — and known content is uploaded before it is found known.
+    pub hash_before_upload: bool,
 }
 
 impl Default for CopyOptions {
@@ -31,6 +37,7 @@ impl Default for CopyOptions {
             part_size: 8 * 1024 * 1024,
             part_concurrency: 4,
             retries: 3,
+            hash_before_upload: false,
         }
     }
 }
@@ -613,6 +620,10 @@ pub async fn copy_content_addressed(
         let (bytes, hash) = read_hashed(src, src_key, Some(expected), progress).await?;
         return put_content_addressed(dst, bytes, hash, name_for, is_known, encode, options).await;
     }
+    if options.hash_before_upload {
+        let target = (dst, name_for, is_known);
+        return copy_hashed_first(src, src_key, expected, target, encode, options, progress).await;
+    }
     let copied = stream_copy(
         src,
         src_key,
@@ -644,6 +655,67 @@ pub async fn copy_content_addressed(
     })
 }
 
+/// Where a content-addressed copy goes: the store, the content key of a hash, and whether the
+/// store holds a hash already.
+type CasTarget<'a> = (
+    &'a dyn ObjectStore,
+    NameFor<'a>,
+    &'a (dyn Fn(&blake3::Hash) -> bool + Sync),
+);
+
+/// [`copy_content_addressed`] of a large object read twice ([`CopyOptions::hash_before_upload`]):
+/// hashed, then — unless known — streamed to its content key, hashed again on the way. Content
+/// that changed between the two reads is an error, and what was written under the first hash is
+/// deleted (it is not that content).
+async fn copy_hashed_first(
+    src: &dyn ObjectStore,
+    src_key: &Path,
+    expected: u64,
+    (dst, name_for, is_known): CasTarget<'_>,
+    encode: &Codec,
+    options: &CopyOptions,
+    progress: &dyn Progress,
+) -> Result<CasCopy> {
+    let first = hash_object(src, src_key, &Codec::identity(), &crate::NoProgress).await?;
+    check_size(src_key, Some(expected), first.size)?;
+    if is_known(&first.hash) {
+        progress.advance(first.size);
+        return Ok(CasCopy::known(first.size, first.hash));
+    }
+    let compressed = encode.compress.is_some();
+    let key = name_for(&first.hash, compressed);
+    let copied = stream_copy(
+        src,
+        src_key,
+        dst,
+        &key,
+        Some(expected),
+        encode,
+        options,
+        progress,
+    )
+    .await?;
+    if copied.hash != first.hash {
+        if let Err(e) = dst.delete(&key).await {
+            tracing::warn!(key = %key, error = %e, "could not delete a blob written with other content than its name says");
+        }
+        return Err(Error::Codec {
+            key: src_key.to_string(),
+            reason: format!(
+                "its content changed while it was read (hashed {} first, {} while copied)",
+                first.hash, copied.hash
+            ),
+        });
+    }
+    Ok(CasCopy {
+        size: copied.size,
+        hash: copied.hash,
+        uploaded: true,
+        compressed,
+        stored: copied.stored,
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -666,7 +738,110 @@ mod tests {
             part_size: 5 * 1024 * 1024,
             part_concurrency: 2,
             retries: 0,
+            ..CopyOptions::default()
         }
+    }
+
+    fn content_key(hash: &blake3::Hash, _compressed: bool) -> Path {
+        Path::from(format!("blobs/{hash}"))
+    }
+
+    async fn keys(store: &dyn ObjectStore) -> Vec<String> {
+        let listed: Vec<_> = store.list(None).collect().await;
+        listed
+            .into_iter()
+            .map(|m| m.unwrap().location.to_string())
+            .collect()
+    }
+
+    /// Read twice, a large object goes straight to its content key (no staging object, no
+    /// server-side copy: here the staging key cannot even be written), and known content is not
+    /// written at all.
+    #[tokio::test]
+    async fn hashed_first_writes_only_the_content_key_and_nothing_known() {
+        let src = InMemory::new();
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let hash = blake3::hash(&content);
+        let key = put(&src, "a/big", content.clone()).await;
+        let options = CopyOptions {
+            hash_before_upload: true,
+            ..small_parts()
+        };
+        for known in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("staging"), b"").unwrap();
+            let dst = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+            let copied = copy_content_addressed(
+                &src,
+                &key,
+                3_000_000,
+                &dst,
+                &Path::from("staging/x"),
+                &content_key,
+                &|_| known,
+                &Codec::identity(),
+                &options,
+                &NoProgress,
+            )
+            .await
+            .unwrap();
+            assert_eq!((copied.hash, copied.uploaded), (hash, !known));
+            let written: Vec<String> = keys(&dst)
+                .await
+                .into_iter()
+                .filter(|k| k != "staging")
+                .collect();
+            let expected = if known {
+                vec![]
+            } else {
+                vec![content_key(&hash, false).to_string()]
+            };
+            assert_eq!(written, expected);
+        }
+    }
+
+    /// A file whose content changes between the two reads fails the copy, naming it, and leaves
+    /// nothing under the content key of the first read.
+    #[tokio::test]
+    async fn content_changed_between_the_reads_fails_and_leaves_nothing() {
+        struct Rewrite(std::path::PathBuf, std::sync::atomic::AtomicBool);
+        impl Progress for Rewrite {
+            fn advance(&self, _: u64) {
+                if !self.1.swap(true, Ordering::Relaxed) {
+                    let len = std::fs::metadata(&self.0).unwrap().len() as usize;
+                    std::fs::write(&self.0, vec![9u8; len]).unwrap();
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let len = 3 * LOCAL_READ_BLOCK as usize;
+        let key = put(&src, "a/big", vec![1; len]).await;
+        let dst = InMemory::new();
+        let options = CopyOptions {
+            hash_before_upload: true,
+            ..small_parts()
+        };
+        let rewrite = Rewrite(dir.path().join("a/big"), Default::default());
+        let err = copy_content_addressed(
+            &src,
+            &key,
+            len as u64,
+            &dst,
+            &Path::from("staging/x"),
+            &content_key,
+            &|_| false,
+            &Codec::identity(),
+            &options,
+            &rewrite,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("a/big") && err.to_string().contains("changed"),
+            "{err}"
+        );
+        assert!(keys(&dst).await.is_empty());
     }
 
     async fn put(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> Path {
@@ -990,6 +1165,7 @@ mod codec_tests {
             part_size: 5 * 1024 * 1024,
             part_concurrency: 2,
             retries: 0,
+            ..CopyOptions::default()
         }
     }
 

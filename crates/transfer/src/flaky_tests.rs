@@ -137,6 +137,7 @@ fn options() -> CopyOptions {
         part_size: 5 * 1024 * 1024,
         part_concurrency: 2,
         retries: 3,
+        ..CopyOptions::default()
     }
 }
 

@@ -3,7 +3,8 @@
 //! This crate knows neither InfluxDB nor the backup repository. A copy is "read this object from
 //! store A, write it to store B (under a fixed key or under the hash of its content), expect size
 //! N, tell me the BLAKE3 hash". Large objects stream through multipart uploads with bounded
-//! memory; small ones are read whole (one request each way).
+//! memory; small ones are read whole (one request each way), or gathered into packs ([`pack`]:
+//! one write per few megabytes of small blobs).
 //!
 //! Retries: `object_store` already retries individual HTTP requests (its `RetryConfig`: 10
 //! retries within 3 minutes by default). This crate adds whole-object retries for what a request

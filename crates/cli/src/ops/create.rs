@@ -638,6 +638,11 @@ impl RepoCapture {
         object: &SourceObject,
         key: &Path,
     ) -> Result<StoredBlob, ib3_transfer::Error> {
+        // Read twice only what cannot change between the reads.
+        let copy = CopyOptions {
+            hash_before_upload: self.copy.hash_before_upload && object.class.is_immutable(),
+            ..self.copy.clone()
+        };
         let stored = copy_content_addressed(
             self.source.as_ref(),
             key,
@@ -647,7 +652,7 @@ impl RepoCapture {
             &|h, compressed| codecs::blob_key(h, compressed, self.repo.keys().is_some()),
             &|h| lock(&self.index).contains(&BlobId::from(*h)),
             &self.encode_for(&object.class),
-            &self.copy,
+            &copy,
             &self.bar,
         )
         .await?;
@@ -1151,7 +1156,11 @@ async fn capture_and_commit(
         wal_findings: Mutex::new(Vec::new()),
         stats: Stats::default(),
         concurrency: settings.concurrency,
-        copy: CopyOptions::default(),
+        copy: CopyOptions {
+            // A local file costs little to read twice; a bucket's object, a second GET.
+            hash_before_upload: source.data_dir().is_some(),
+            ..CopyOptions::default()
+        },
         compression: settings.compression,
         bar: settings.bar.clone(),
         progress_record: ProgressRecord {
