@@ -1,7 +1,7 @@
 //! Restoring through the stores the entries whose blobs lie in packs: each pack is read once
 //! for a step — the range its members of that step take, split where they leave a wide gap
-//! (`codecs::runs_by_pack`) — rather than once per member, so a bucket serves one GET per few hundred
-//! small files. Each member is then decoded, checked against its entry (nothing corrupt is
+//! (`codecs::runs_by_pack`) — rather than once per member, so a bucket serves one GET per few
+//! hundred small files. Each member is then decoded, checked against its entry (nothing corrupt is
 //! written) and written with one PUT.
 
 use super::{check_restored, RestoreOptions, Unit, Writes};
@@ -60,10 +60,12 @@ async fn read_run(options: &RestoreOptions, run: Run) -> Vec<Result<(usize, Entr
             .map(|((unit, entry), bytes)| Ok((unit, entry, bytes)))
             .collect(),
         Err(e) => {
-            let (first, last) = (slice(&run[0]).pack, &run[run.len() - 1].1.path);
-            let more = run.len() - 1;
+            let pack = run.first().map(|member| slice(member).pack);
+            let last = run.last().map_or("", |(_, entry)| entry.path.as_str());
+            let (pack, more) = (pack.map(|p| p.to_string()), run.len().saturating_sub(1));
+            let pack = pack.unwrap_or_default();
             vec![Err(anyhow::Error::from(e).context(format!(
-                "restoring {last} and {more} more from pack {first}"
+                "restoring {last} and {more} more from pack {pack}"
             )))]
         }
     }
