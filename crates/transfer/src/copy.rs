@@ -81,6 +81,18 @@ impl CasCopy {
         }
     }
 
+    /// Content streamed to the destination (`copied` says what went through), compressed or
+    /// not.
+    fn streamed(copied: Copied, compressed: bool) -> Self {
+        CasCopy {
+            size: copied.size,
+            hash: copied.hash,
+            uploaded: true,
+            compressed,
+            stored: copied.stored,
+        }
+    }
+
     /// Content written as is.
     pub fn uploaded_raw(size: u64, hash: blake3::Hash) -> Self {
         CasCopy {
@@ -646,13 +658,7 @@ pub async fn copy_content_addressed(
     dst.rename(staging_key, &key)
         .await
         .map_err(|e| Error::write(&key, e))?;
-    Ok(CasCopy {
-        size: copied.size,
-        hash: copied.hash,
-        uploaded: true,
-        compressed,
-        stored: copied.stored,
-    })
+    Ok(CasCopy::streamed(copied, compressed))
 }
 
 /// Where a content-addressed copy goes: the store, the content key of a hash, and whether the
@@ -707,13 +713,7 @@ async fn copy_hashed_first(
             ),
         });
     }
-    Ok(CasCopy {
-        size: copied.size,
-        hash: copied.hash,
-        uploaded: true,
-        compressed,
-        stored: copied.stored,
-    })
+    Ok(CasCopy::streamed(copied, compressed))
 }
 
 #[cfg(test)]
@@ -754,6 +754,37 @@ mod tests {
             .collect()
     }
 
+    /// A content-addressed copy of the `len` bytes at `key` into `dst`, read twice, with a
+    /// staging key of `staging/x`; `known` answers for every hash.
+    async fn copy_read_twice(
+        src: &dyn ObjectStore,
+        key: &Path,
+        len: u64,
+        dst: &dyn ObjectStore,
+        known: bool,
+        progress: &dyn Progress,
+    ) -> Result<CasCopy> {
+        let options = CopyOptions {
+            hash_before_upload: true,
+            ..small_parts()
+        };
+        let staging = Path::from("staging/x");
+        let (is_known, codec) = (move |_: &blake3::Hash| known, Codec::identity());
+        copy_content_addressed(
+            src,
+            key,
+            len,
+            dst,
+            &staging,
+            &content_key,
+            &is_known,
+            &codec,
+            &options,
+            progress,
+        )
+        .await
+    }
+
     /// Read twice, a large object goes straight to its content key (no staging object, no
     /// server-side copy: here the staging key cannot even be written), and known content is not
     /// written at all.
@@ -763,28 +794,13 @@ mod tests {
         let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
         let hash = blake3::hash(&content);
         let key = put(&src, "a/big", content.clone()).await;
-        let options = CopyOptions {
-            hash_before_upload: true,
-            ..small_parts()
-        };
         for known in [false, true] {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join("staging"), b"").unwrap();
             let dst = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
-            let copied = copy_content_addressed(
-                &src,
-                &key,
-                3_000_000,
-                &dst,
-                &Path::from("staging/x"),
-                &content_key,
-                &|_| known,
-                &Codec::identity(),
-                &options,
-                &NoProgress,
-            )
-            .await
-            .unwrap();
+            let copied = copy_read_twice(&src, &key, 3_000_000, &dst, known, &NoProgress)
+                .await
+                .unwrap();
             assert_eq!((copied.hash, copied.uploaded), (hash, !known));
             let written: Vec<String> = keys(&dst)
                 .await
@@ -818,25 +834,10 @@ mod tests {
         let len = 3 * LOCAL_READ_BLOCK as usize;
         let key = put(&src, "a/big", vec![1; len]).await;
         let dst = InMemory::new();
-        let options = CopyOptions {
-            hash_before_upload: true,
-            ..small_parts()
-        };
         let rewrite = Rewrite(dir.path().join("a/big"), Default::default());
-        let err = copy_content_addressed(
-            &src,
-            &key,
-            len as u64,
-            &dst,
-            &Path::from("staging/x"),
-            &content_key,
-            &|_| false,
-            &Codec::identity(),
-            &options,
-            &rewrite,
-        )
-        .await
-        .unwrap_err();
+        let err = copy_read_twice(&src, &key, len as u64, &dst, false, &rewrite)
+            .await
+            .unwrap_err();
         assert!(
             err.to_string().contains("a/big") && err.to_string().contains("changed"),
             "{err}"

@@ -136,20 +136,29 @@ mod tests {
         Path::from(format!("packs/{hash}"))
     }
 
-    async fn prepared(dst: &dyn ObjectStore, content: Vec<u8>, encode: &Codec) -> Prepared {
+    /// `content` made ready to store in `dst`; `known` says what the destination holds.
+    async fn prepared_with(
+        dst: &dyn ObjectStore,
+        content: Vec<u8>,
+        known: &(dyn Fn(&blake3::Hash) -> bool + Sync),
+        encode: &Codec,
+    ) -> Prepared {
         let hash = blake3::hash(&content);
-        let known = |_: &blake3::Hash| false;
-        prepare(
+        let options = CopyOptions::default();
+        let prepared = prepare(
             dst,
             content.into(),
             hash,
             &blob_key,
-            &known,
+            known,
             encode,
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap()
+            &options,
+        );
+        prepared.await.unwrap()
+    }
+
+    async fn prepared(dst: &dyn ObjectStore, content: Vec<u8>, encode: &Codec) -> Prepared {
+        prepared_with(dst, content, &|_| false, encode).await
     }
 
     fn member(prepared: &Prepared) -> &Member {
@@ -213,36 +222,17 @@ mod tests {
     async fn known_and_large_blobs_are_not_members() {
         let store = InMemory::new();
         let content = vec![1u8; 100];
-        let hash = blake3::hash(&content);
-        let known = |h: &blake3::Hash| *h == hash;
-        let options = CopyOptions::default();
+        let known_hash = blake3::hash(&content);
+        let known = |h: &blake3::Hash| *h == known_hash;
         let encode = Codec::identity();
-        let done = prepare(
-            &store,
-            content.into(),
-            hash,
-            &blob_key,
-            &known,
-            &encode,
-            &options,
-        );
-        let Prepared::Done(copy) = done.await.unwrap() else {
+        let Prepared::Done(copy) = prepared_with(&store, content, &known, &encode).await else {
             panic!("a known blob is done")
         };
         assert!(!copy.uploaded);
 
         let large: Vec<u8> = (0..PACK_MEMBER_MAX as u32 + 1).map(|i| i as u8).collect();
         let hash = blake3::hash(&large);
-        let done = prepare(
-            &store,
-            large.into(),
-            hash,
-            &blob_key,
-            &known,
-            &encode,
-            &options,
-        );
-        let Prepared::Done(copy) = done.await.unwrap() else {
+        let Prepared::Done(copy) = prepared_with(&store, large, &known, &encode).await else {
             panic!("a large blob is written alone")
         };
         assert!(copy.uploaded);

@@ -96,6 +96,29 @@ pub async fn read_stored(
     ib3_transfer::read_plain_range(repo.store().as_ref(), &key, range, &codec).await
 }
 
+/// Where a stored blob lies in its pack. The pack readers ([`runs_by_pack`], [`read_run`]) are
+/// given packed blobs only; a blob of its own would read as an empty slice.
+pub fn slice_in_pack(blob: &BlobId, pack: Option<&PackSlice>) -> PackSlice {
+    pack.copied().unwrap_or(PackSlice {
+        pack: *blob,
+        offset: 0,
+        length: 0,
+    })
+}
+
+/// The plaintext of a blob whose stored form (`encoding`) is `stored`, already read.
+pub fn plaintext_of(
+    stored: bytes::Bytes,
+    encoding: Encoding,
+    keys: Option<&Keys>,
+) -> std::io::Result<bytes::Bytes> {
+    let codec = decode(encoding, keys);
+    if codec.is_identity() {
+        return Ok(stored);
+    }
+    ib3_transfer::decode_all(&stored, &codec).map(bytes::Bytes::from)
+}
+
 /// Bytes between two members of a pack that one read takes in rather than read them apart.
 pub const GAP_MAX: u64 = 1024 * 1024;
 

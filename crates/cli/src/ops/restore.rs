@@ -828,6 +828,8 @@ fn check_restored(entry: &Entry, copied: ib3_transfer::Copied) -> Result<u64> {
     Ok(copied.size)
 }
 
+/// Restore an entry whose blob is an object of its own (those in packs: `from_packs`), streamed
+/// and hashed on the way.
 async fn restore_one(
     repo: &ib3_repo::Repository,
     target: &dyn ObjectStore,
@@ -835,12 +837,6 @@ async fn restore_one(
     copy: &CopyOptions,
     bar: &Bar,
 ) -> Result<u64> {
-    if entry.pack.is_some() {
-        let plain = super::codecs::read_entry(repo, &entry)
-            .await
-            .with_context(|| format!("restoring {} from blob {}", entry.path, entry.blob))?;
-        return from_packs::put_checked(target, &entry, plain, bar).await;
-    }
     let keys = repo.keys();
     let copied = stream_copy(
         repo.store().as_ref(),

@@ -189,11 +189,7 @@ async fn hash_packed(
 
 /// Where a blob in a pack lies (callers pass only those).
 fn packed_at(stored: &StoredBlob) -> ib3_repo::manifest::PackSlice {
-    stored.2.unwrap_or(ib3_repo::manifest::PackSlice {
-        pack: stored.0,
-        offset: 0,
-        length: 0,
-    })
+    codecs::slice_in_pack(&stored.0, stored.2.as_ref())
 }
 
 /// Size and hash of the plaintext of a blob read from its pack as `bytes` (its stored form).
@@ -203,23 +199,16 @@ fn hash_member(
     bytes: &Bytes,
     bar: &Bar,
 ) -> Result<ib3_transfer::Copied, String> {
-    let codec = codecs::decode(stored.1, repo.keys());
-    let decoded;
-    let plain = if codec.is_identity() {
-        bytes.as_ref()
-    } else {
-        let at = packed_at(&stored);
-        let undecodable = |e: std::io::Error| {
-            let (key, range) = (layout::pack_key(&at.pack), at.offset..at.end().unwrap_or(0));
-            format!("{key} (bytes {range:?}): {e}")
-        };
-        decoded = ib3_transfer::decode_all(bytes, &codec).map_err(undecodable)?;
-        decoded.as_slice()
+    let at = packed_at(&stored);
+    let undecodable = |e: std::io::Error| {
+        let (key, range) = (layout::pack_key(&at.pack), at.offset..at.end().unwrap_or(0));
+        format!("{key} (bytes {range:?}): {e}")
     };
+    let plain = codecs::plaintext_of(bytes.clone(), stored.1, repo.keys()).map_err(undecodable)?;
     ib3_transfer::Progress::advance(bar, plain.len() as u64);
     Ok(ib3_transfer::Copied {
         size: plain.len() as u64,
-        hash: blake3::hash(plain),
+        hash: blake3::hash(&plain),
         stored: bytes.len() as u64,
     })
 }

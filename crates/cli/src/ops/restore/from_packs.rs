@@ -42,11 +42,7 @@ pub(super) async fn restore_from_packs(
 
 /// Where an entry's stored blob lies in its pack (callers pass only packed entries).
 fn slice_of(entry: &Entry) -> PackSlice {
-    entry.pack.as_deref().copied().unwrap_or(PackSlice {
-        pack: entry.blob,
-        offset: 0,
-        length: 0,
-    })
+    codecs::slice_in_pack(&entry.blob, entry.pack.as_deref())
 }
 
 /// Read the range of its pack that `run` takes, with one request; each member's stored bytes
@@ -78,19 +74,14 @@ async fn put_member(
     entry: &Entry,
     stored: Bytes,
 ) -> Result<u64> {
-    let context = || format!("restoring {} from blob {}", entry.path, entry.blob);
-    let codec = codecs::decode(entry.encoding, options.repo.keys());
-    let plain = if codec.is_identity() {
-        stored
-    } else {
-        Bytes::from(ib3_transfer::decode_all(&stored, &codec).with_context(context)?)
-    };
+    let plain = codecs::plaintext_of(stored, entry.encoding, options.repo.keys())
+        .with_context(|| format!("restoring {} from blob {}", entry.path, entry.blob))?;
     put_checked(target, entry, plain, &options.bar).await
 }
 
 /// Write `plain` (an entry's content, read from the repository) to `target` once it has the
 /// entry's hash and size: nothing corrupt is written.
-pub(super) async fn put_checked(
+async fn put_checked(
     target: &dyn ObjectStore,
     entry: &Entry,
     plain: Bytes,
