@@ -215,8 +215,8 @@ pub struct RepoArgs {
 /// Transfer tuning shared by commands that move bytes.
 #[derive(Debug, Clone, Args)]
 pub struct TransferArgs {
-    /// Objects transferred in parallel (`create`: small objects read for packs and larger ones,
-    /// each this many).
+    /// Objects transferred in parallel, small ones (in packs) and larger ones together; packs are
+    /// also written (`create`) or read (`restore`) up to 4 at a time.
     #[arg(long, env = "INFLUXDB3_BACKUP_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
 }

@@ -75,6 +75,54 @@ async fn counted_create(data: &Path, repo: &Path) -> (CreateReport, Arc<Counting
     (create_into(source, repo, 3).await.unwrap(), counting)
 }
 
+/// `--concurrency` bounds a run's reads of the source in all: the small objects read for packs
+/// and the larger ones stored alone take turns from one bound, not one each.
+#[tokio::test]
+async fn concurrency_bounds_packed_and_alone_reads_together() {
+    use ib3_testkit::generate::{generate, SizeProfile, TreeSpec};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let spec = TreeSpec {
+        sizes: SizeProfile::Realistic,
+        ..TreeSpec::new(60)
+    };
+    generate(&data, &spec).unwrap();
+    let sizes: Vec<u64> = walk_files(&data.join("node0/dbs"))
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .collect();
+    let large = sizes.iter().filter(|s| **s > 256 << 10).count();
+    assert!(
+        large >= 4 && sizes.len() - large >= 8,
+        "the tree needs both small and large Parquet files: {sizes:?}"
+    );
+
+    let mut source = local_node(&data).await;
+    let delay = std::time::Duration::from_millis(20);
+    let counting = Arc::new(CountingStore::with_delay(source.node.clone(), delay));
+    source.node = counting.clone();
+    let report = create_into(source, &tmp.path().join("repo"), 3)
+        .await
+        .unwrap();
+    assert!(report.consistent);
+    // `create_into` runs with a concurrency of 4.
+    assert_eq!(counting.peak_gets(), 4, "reads in flight at once");
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 #[tokio::test]
 async fn second_create_reads_only_the_overwritten_checkpoints() {
     let (tmp, data) = fixture_copy("core-3.3.0-upgraded-3.9.6");

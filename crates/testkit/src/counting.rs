@@ -1,6 +1,7 @@
 //! [`CountingStore`]: an `ObjectStore` wrapper that counts what is read through it (GET requests
 //! and body bytes), to prove independently of the tool's own counters which source objects a
-//! run read — and that can run a hook before a read, to act in the middle of a run.
+//! run read — and that can run a hook before a read, to act in the middle of a run, or hold each
+//! GET a while and report how many were in flight at once.
 
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
@@ -10,7 +11,7 @@ use object_store::{
     ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Runs before a GET of the given key.
@@ -23,6 +24,10 @@ pub struct CountingStore {
     gets: Mutex<BTreeMap<String, u64>>,
     puts: Mutex<Vec<String>>,
     hook: Option<Hook>,
+    /// How long each GET waits before it is answered.
+    delay: Option<std::time::Duration>,
+    gets_in_flight: AtomicUsize,
+    peak_gets: AtomicUsize,
 }
 
 impl std::fmt::Debug for CountingStore {
@@ -40,7 +45,24 @@ impl CountingStore {
             gets: Mutex::new(BTreeMap::new()),
             puts: Mutex::new(Vec::new()),
             hook: None,
+            delay: None,
+            gets_in_flight: AtomicUsize::new(0),
+            peak_gets: AtomicUsize::new(0),
         }
+    }
+
+    /// Wrap `inner`, answering each GET after `delay`, so that GETs a caller runs at once
+    /// overlap and [`CountingStore::peak_gets`] counts them.
+    pub fn with_delay(inner: Arc<dyn ObjectStore>, delay: std::time::Duration) -> Self {
+        CountingStore {
+            delay: Some(delay),
+            ..CountingStore::new(inner)
+        }
+    }
+
+    /// The most GETs that were waiting for their answer at once.
+    pub fn peak_gets(&self) -> usize {
+        self.peak_gets.load(Ordering::SeqCst)
     }
 
     /// Wrap `inner`, calling `hook` with the key before every GET.
@@ -107,7 +129,14 @@ impl ObjectStore for CountingStore {
         if let Ok(mut gets) = self.gets.lock() {
             *gets.entry(location.to_string()).or_default() += 1;
         }
-        let mut result = self.inner.get_opts(location, options).await?;
+        let now = self.gets_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_gets.fetch_max(now, Ordering::SeqCst);
+        if let Some(delay) = self.delay {
+            tokio::time::sleep(delay).await;
+        }
+        let answered = self.inner.get_opts(location, options).await;
+        self.gets_in_flight.fetch_sub(1, Ordering::SeqCst);
+        let mut result = answered?;
         // Count what the caller actually consumes: turn a file payload into a counted stream.
         let stream = match result.payload {
             GetResultPayload::Stream(stream) => stream,

@@ -187,6 +187,9 @@ pub(super) struct RepoCapture {
     wal_findings: Mutex<Vec<Finding>>,
     stats: Stats,
     concurrency: usize,
+    /// `concurrency`, shared by the objects stored alone and the small ones read for packs
+    /// (packs are written a few at a time beside them: `store_packs::PACKS_IN_FLIGHT`).
+    in_flight: ib3_transfer::InFlight,
     copy: CopyOptions,
     compression: Option<i32>,
     bar: Bar,
@@ -413,13 +416,16 @@ impl RepoCapture {
             });
         let not_stopped =
             |_: &(usize, SourceObject)| futures::future::ready(!stop.load(Ordering::Relaxed));
-        // Small objects go into packs, the others alone: `concurrency` reads at a time each.
+        // Small objects go into packs, the others alone: `concurrency` objects at a time in all.
         let (packable, alone) = self.split_packable(through_stores);
         let packed = Box::pin(self.capture_packed(packable, &stop));
-        let streamed = futures::stream::iter(alone)
-            .take_while(not_stopped)
-            .map(|(i, object)| async move { (i, self.capture_one(object).await) })
-            .buffer_unordered(self.concurrency.max(1));
+        let streamed =
+            futures::stream::iter(alone)
+                .take_while(not_stopped)
+                .map(|(i, object)| async move {
+                    (i, self.in_flight.run(self.capture_one(object)).await)
+                })
+                .buffer_unordered(self.concurrency.max(1));
         let streamed = futures::stream::select(streamed, packed);
         let mut results = futures::stream::select(copied, streamed);
         let (mut received, mut failure) = (0, None);
@@ -1156,6 +1162,7 @@ async fn capture_and_commit(
         wal_findings: Mutex::new(Vec::new()),
         stats: Stats::default(),
         concurrency: settings.concurrency,
+        in_flight: ib3_transfer::InFlight::new(settings.concurrency),
         copy: CopyOptions {
             // A local file costs little to read twice; a bucket's object, a second GET.
             hash_before_upload: source.data_dir().is_some(),

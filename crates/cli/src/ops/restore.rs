@@ -19,7 +19,7 @@ use futures::TryStreamExt;
 use ib3_influx::path::{classify, classify_cluster, CatalogGeneration, ObjectClass, Phase};
 use ib3_repo::{layout, Entry, Manifest};
 use ib3_transfer::local::BlobToFile;
-use ib3_transfer::{for_each_bounded, hash_object, stream_copy, Codec, CopyOptions};
+use ib3_transfer::{for_each_bounded, hash_object, stream_copy, Codec, CopyOptions, InFlight};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
@@ -246,12 +246,16 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
         let (packed, alone): (Writes, Writes) = through_stores
             .into_iter()
             .partition(|(_, entry)| entry.pack.is_some());
+        // `concurrency` objects written at a time, alone or from packs.
+        let in_flight = InFlight::new(options.concurrency);
         let alone = for_each_bounded(alone, options.concurrency, |(unit, entry)| {
             let target = units[unit].store.clone();
             let (repo, copy, bar) = (&options.repo, &copy, &options.bar);
-            async move { restore_one(repo, target.as_ref(), entry, copy, bar).await }
+            let restored =
+                async move { restore_one(repo, target.as_ref(), entry, copy, bar).await };
+            in_flight.run(restored)
         });
-        let packed = from_packs::restore_from_packs(&options, &units, packed);
+        let packed = from_packs::restore_from_packs(&options, &units, packed, &in_flight);
         let (alone, packed) = futures::join!(alone, packed);
         results.extend(alone.into_iter().chain(packed));
         for result in results {

@@ -15,7 +15,7 @@ use ib3_influx::rules::CatalogScope;
 use ib3_influx::rules::{Finding, Severity};
 use ib3_repo::check::{check_presence, BlobProblem, EntryProblem};
 use ib3_repo::{layout, BlobId, BlobIndex, Entry, Manifest, Repository};
-use ib3_transfer::{for_each_bounded, hash_object};
+use ib3_transfer::{for_each_bounded, hash_object, InFlight};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -115,11 +115,14 @@ async fn check_content(
         .collect();
     let (packed, alone): (Vec<StoredBlob>, Vec<StoredBlob>) =
         keys.into_iter().partition(|stored| stored.2.is_some());
+    // `concurrency` reads at a time, of blobs alone or of runs of packs.
+    let in_flight = &InFlight::new(concurrency);
     let alone = for_each_bounded(alone, concurrency, |stored| async move {
-        let hashed = hash_stored(repo, stored, bar).await;
+        let hashed = in_flight.run(hash_stored(repo, stored, bar)).await;
         (stored, hashed.map_err(|e| e.to_string()))
     });
-    let (alone, packed) = futures::join!(alone, hash_packed(repo, packed, concurrency, bar));
+    let packed = hash_packed(repo, packed, concurrency, in_flight, bar);
+    let (alone, packed) = futures::join!(alone, packed);
     let mut bytes_read = 0;
     for (stored, result) in alone.into_iter().chain(packed) {
         let id = stored.0;
@@ -156,18 +159,19 @@ type Hashed = (StoredBlob, Result<ib3_transfer::Copied, String>);
 
 /// Size and hash of the plaintext of each of `blobs` (all in packs), read a run of a pack at a
 /// time (`codecs::runs_by_pack`: one ranged read per pack, not per blob), up to `concurrency`
-/// runs at once. A run that cannot be read makes each of its blobs unreadable, with its cause.
+/// runs at once, each read taking a turn of `in_flight`. A run that cannot be read makes each of its blobs unreadable, with its cause.
 async fn hash_packed(
     repo: &Repository,
     blobs: Vec<StoredBlob>,
     concurrency: usize,
+    in_flight: &InFlight,
     bar: &Bar,
 ) -> Vec<Hashed> {
     use futures::StreamExt;
     let runs = codecs::runs_by_pack(blobs, packed_at);
     futures::stream::iter(runs)
         .map(|run| async move {
-            match codecs::read_run(repo, &run, packed_at).await {
+            match in_flight.run(codecs::read_run(repo, &run, packed_at)).await {
                 Ok(stored) => run
                     .into_iter()
                     .zip(stored)

@@ -1,5 +1,5 @@
 //! Small objects captured through the stores go into packs (`ib3_transfer::pack`): read whole,
-//! `concurrency` at a time, gathered in the order they arrive into groups of up to 4 MiB of
+//! `concurrency` at a time together with the objects stored alone, gathered in the order they arrive into groups of up to 4 MiB of
 //! stored bytes, and each group's new blobs written as one pack. A result is recorded only once
 //! its pack is written, so no entry (hence no progress record or manifest) references a pack
 //! that is not there.
@@ -44,7 +44,7 @@ impl RepoCapture {
         let ready = futures::stream::iter(objects)
             .take_while(move |_| futures::future::ready(!stop.load(Ordering::Relaxed)))
             .map(move |(i, object)| async move {
-                let prepared = self.prepare_member(&object).await;
+                let prepared = self.in_flight.run(self.prepare_member(&object)).await;
                 (i, object, prepared)
             })
             .buffer_unordered(self.concurrency.max(1));
@@ -88,6 +88,8 @@ impl RepoCapture {
             })
             .collect();
         let pack_name = |h: &blake3::Hash| layout::pack_key(&BlobId::from(*h));
+        // Beside the bound on reads (`in_flight`): a group's reads hold their turns until it
+        // is gathered, and waiting for one of those turns here could wait forever.
         let written = put_pack(self.repo.store().as_ref(), &members, &pack_name, &self.copy).await;
         let mut written = written.into_iter();
         group

@@ -11,10 +11,13 @@ use bytes::Bytes;
 use futures::StreamExt;
 use ib3_repo::manifest::PackSlice;
 use ib3_repo::Entry;
+use ib3_transfer::InFlight;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-/// Pack ranges read at once; their members are written `concurrency` at a time.
+/// Pack ranges read at once; their members are written `in_flight`'s turns at a time (shared
+/// with the objects restored alone). The reads take no turns: a read whose members wait for
+/// turns would hold its own while they wait.
 const READS_IN_FLIGHT: usize = 4;
 
 /// Members of one pack read together: their unit and entry, by offset.
@@ -25,6 +28,7 @@ pub(super) async fn restore_from_packs(
     options: &RestoreOptions,
     units: &[Unit],
     writes: Writes,
+    in_flight: &InFlight,
 ) -> Vec<Result<u64>> {
     let runs = codecs::runs_by_pack(writes, |(_, entry)| slice_of(entry));
     futures::stream::iter(runs)
@@ -33,7 +37,8 @@ pub(super) async fn restore_from_packs(
         .flat_map(futures::stream::iter)
         .map(|member| async move {
             let (unit, entry, stored) = member?;
-            put_member(options, units[unit].store.as_ref(), &entry, stored).await
+            let put = put_member(options, units[unit].store.as_ref(), &entry, stored);
+            in_flight.run(put).await
         })
         .buffer_unordered(options.concurrency.max(1))
         .collect()
