@@ -191,16 +191,19 @@ impl Unit {
     }
 }
 
-/// One write step: a phase over some units.
-struct Step {
+/// One write step: a phase over some units, its writes borrowed from the units' entries (at
+/// 2 000 000 entries each copy of them held half a gigabyte).
+struct Step<'u> {
     phase: Phase,
-    writes: Vec<(usize, Entry)>,
+    writes: Writes<'u>,
 }
 
 /// Run `restore`.
-pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
+pub async fn restore(mut options: RestoreOptions) -> Result<RestoreReport> {
     let started = Instant::now();
-    let mut units = units(&options).await?;
+    // The units hold the manifest's entries from here on (moved, not copied).
+    let entries = std::mem::take(&mut options.manifest.entries);
+    let mut units = units(&options, entries).await?;
     for unit in &mut units {
         let listed = list_all(unit.store.as_ref()).await?;
         unit.existing = listed
@@ -242,7 +245,7 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
         let mut results = restore_locally(&options, &units, direct).await;
         // Restored locally means read back already (before the rename into place).
         verified += results.len() as u64;
-        to_read_back.extend(through_stores.iter().cloned());
+        to_read_back.extend(through_stores.iter().copied());
         let (packed, alone): (Writes, Writes) = through_stores
             .into_iter()
             .partition(|(_, entry)| entry.pack.is_some());
@@ -291,7 +294,7 @@ pub async fn restore(options: RestoreOptions) -> Result<RestoreReport> {
 /// The prefixes a backup restores into, with its entries split among them: a node backup is
 /// one; a cluster backup is the cluster prefix (unless only some nodes are restored into a
 /// store that has the cluster's catalog already), then data nodes, then compactors.
-async fn units(options: &RestoreOptions) -> Result<Vec<Unit>> {
+async fn units(options: &RestoreOptions, entries: Vec<Entry>) -> Result<Vec<Unit>> {
     let root = &options.target.store;
     let unit = |prefix: &str, role, entries, active_catalog| Unit {
         prefix: prefix.to_string(),
@@ -303,7 +306,6 @@ async fn units(options: &RestoreOptions) -> Result<Vec<Unit>> {
     };
     let cluster = match &options.source {
         BackupSource::Node(record) => {
-            let entries = options.manifest.entries.clone();
             return Ok(vec![unit(
                 &record.node_id,
                 Role::Node,
@@ -315,9 +317,7 @@ async fn units(options: &RestoreOptions) -> Result<Vec<Unit>> {
     };
     let under = |prefix: &str| -> Vec<Entry> {
         let prefix = format!("{prefix}/");
-        options
-            .manifest
-            .entries
+        entries
             .iter()
             .filter_map(|e| {
                 let path = e.path.strip_prefix(&prefix)?.to_string();
@@ -556,7 +556,7 @@ fn newest_log_sequence(keys: &[String]) -> Option<u64> {
 /// Write steps in order. A node backup: its phases. A cluster: the cluster prefix's catalog
 /// logs, checkpoint and cluster files first; then every data node phase by phase; then every
 /// compactor, its node files and then `c/`, `cd/`, `cs/` (DESIGN.md §4.5).
-fn steps(units: &[Unit]) -> Vec<Step> {
+fn steps(units: &[Unit]) -> Vec<Step<'_>> {
     let mut steps = Vec::new();
     for group in [
         &[Role::Node, Role::Builtin][..],
@@ -564,14 +564,14 @@ fn steps(units: &[Unit]) -> Vec<Step> {
         &[Role::Data],
         &[Role::Compactor],
     ] {
-        let mut phases: BTreeMap<Phase, Vec<(usize, Entry)>> = BTreeMap::new();
+        let mut phases: BTreeMap<Phase, Writes> = BTreeMap::new();
         for (i, unit) in units.iter().enumerate() {
             if !group.contains(&unit.role) {
                 continue;
             }
             for entry in &unit.entries {
                 if let Some(phase) = unit.phase_of(&entry.path) {
-                    phases.entry(phase).or_default().push((i, entry.clone()));
+                    phases.entry(phase).or_default().push((i, entry));
                 }
             }
         }
@@ -592,7 +592,8 @@ fn plan(
 ) -> RestorePlan {
     let mut replaces = Vec::new();
     let mut deletes = Vec::new();
-    for unit in units {
+    // An empty target (the usual case) needs no table of the backup's paths.
+    for unit in units.iter().filter(|unit| !unit.existing.is_empty()) {
         let in_backup: BTreeSet<&str> = unit.entries.iter().map(|e| e.path.as_str()).collect();
         for meta in &unit.existing {
             let key = meta.location.as_ref();
@@ -701,6 +702,9 @@ fn cluster_warnings(cluster: &ClusterRecord, target: &RootStore) -> Vec<String> 
 
 /// With --force: delete what the backup does not hold and the restore owns.
 async fn delete_others(unit: &Unit) -> Result<()> {
+    if unit.existing.is_empty() {
+        return Ok(());
+    }
     let in_backup: BTreeSet<&str> = unit.entries.iter().map(|e| e.path.as_str()).collect();
     for meta in &unit.existing {
         let key = meta.location.as_ref();
@@ -740,11 +744,15 @@ fn local_dirs(options: &RestoreOptions) -> Option<(&PathBuf, &PathBuf)> {
 }
 
 /// Entries to write, each with the index of its unit.
-type Writes = Vec<(usize, Entry)>;
+type Writes<'u> = Vec<(usize, &'u Entry)>;
 
 /// Which of a step's writes go straight from file to file (local repository and target, plainly
 /// named, small or stored as is) and which through the stores.
-fn split_local(options: &RestoreOptions, units: &[Unit], writes: Writes) -> (Writes, Writes) {
+fn split_local<'u>(
+    options: &RestoreOptions,
+    units: &[Unit],
+    writes: Writes<'u>,
+) -> (Writes<'u>, Writes<'u>) {
     if local_dirs(options).is_none() {
         return (Vec::new(), writes);
     }
@@ -757,8 +765,8 @@ fn split_local(options: &RestoreOptions, units: &[Unit], writes: Writes) -> (Wri
 }
 
 /// `writes` grouped by unit, in unit order; units without writes are left out.
-fn by_unit(units: &[Unit], writes: Writes) -> Vec<(&Unit, Vec<Entry>)> {
-    let mut grouped: Vec<Vec<Entry>> = units.iter().map(|_| Vec::new()).collect();
+fn by_unit<'u>(units: &'u [Unit], writes: Writes<'u>) -> Vec<(&'u Unit, Vec<&'u Entry>)> {
+    let mut grouped: Vec<Vec<&Entry>> = units.iter().map(|_| Vec::new()).collect();
     for (unit, entry) in writes {
         grouped[unit].push(entry);
     }
@@ -769,51 +777,71 @@ fn by_unit(units: &[Unit], writes: Writes) -> Vec<(&Unit, Vec<Entry>)> {
         .collect()
 }
 
+/// Files restored file to file per hand-off to the copying threads: their owned paths (about
+/// 150 bytes a file) are held a batch at a time, not for a whole phase of millions.
+const LOCAL_BATCH: usize = 65_536;
+
 /// Restore `writes` file to file on plain threads (see [`split_local`]); sizes written.
 async fn restore_locally(
     options: &RestoreOptions,
     units: &[Unit],
-    writes: Writes,
+    writes: Writes<'_>,
 ) -> Vec<Result<u64>> {
     let Some((repo_dir, data_dir)) = local_dirs(options) else {
         return Vec::new();
     };
     let mut results = Vec::with_capacity(writes.len());
     for (unit, entries) in by_unit(units, writes) {
-        let files: Vec<BlobToFile> = entries
-            .iter()
-            .map(|entry| BlobToFile {
-                blob_key: super::codecs::stored_at(entry).0.to_string(),
-                slice: super::codecs::local_slice(entry),
-                decode: super::codecs::decode(entry.encoding, options.repo.keys()),
-                key: entry.path.clone(),
-                size: entry.size,
-                hash: blake3::Hash::from_bytes(entry.blob.0),
-            })
-            .collect();
-        let (repo_dir, target_dir) = (repo_dir.clone(), data_dir.join(&unit.prefix));
-        let (bar, threads) = (
-            options.bar.clone(),
-            options.concurrency.min(ib3_transfer::local::MAX_THREADS),
-        );
-        let copied = tokio::task::spawn_blocking(move || {
-            ib3_transfer::local::restore_files(&files, &repo_dir, &target_dir, threads, &bar)
-        })
-        .await;
-        let copied = match copied {
-            Ok(copied) => copied,
-            Err(e) => return vec![Err(anyhow::anyhow!("restore thread failed: {e}"))],
-        };
-        for (entry, result) in entries.into_iter().zip(copied) {
-            results.push(
-                result
-                    .map_err(anyhow::Error::from)
-                    .and_then(|copied| check_restored(&entry, copied))
-                    .with_context(|| format!("restoring {} from blob {}", entry.path, entry.blob)),
-            );
+        let target_dir = data_dir.join(&unit.prefix);
+        for batch in entries.chunks(LOCAL_BATCH) {
+            let copied = match restore_batch(options, batch, repo_dir, &target_dir).await {
+                Ok(copied) => copied,
+                Err(e) => return vec![Err(e)],
+            };
+            for (entry, result) in batch.iter().zip(copied) {
+                results.push(
+                    result
+                        .map_err(anyhow::Error::from)
+                        .and_then(|copied| check_restored(entry, copied))
+                        .with_context(|| {
+                            format!("restoring {} from blob {}", entry.path, entry.blob)
+                        }),
+                );
+            }
         }
     }
     results
+}
+
+/// Restore `batch` from the repository directory into `target_dir` on plain threads; what each
+/// file holds as read back.
+async fn restore_batch(
+    options: &RestoreOptions,
+    batch: &[&Entry],
+    repo_dir: &std::path::Path,
+    target_dir: &std::path::Path,
+) -> Result<Vec<ib3_transfer::Result<ib3_transfer::Copied>>> {
+    let files: Vec<BlobToFile> = batch
+        .iter()
+        .map(|entry| BlobToFile {
+            blob_key: super::codecs::stored_at(entry).0.to_string(),
+            slice: super::codecs::local_slice(entry),
+            decode: super::codecs::decode(entry.encoding, options.repo.keys()),
+            key: entry.path.clone(),
+            size: entry.size,
+            hash: blake3::Hash::from_bytes(entry.blob.0),
+        })
+        .collect();
+    let (repo_dir, target_dir) = (repo_dir.to_path_buf(), target_dir.to_path_buf());
+    let (bar, threads) = (
+        options.bar.clone(),
+        options.concurrency.min(ib3_transfer::local::MAX_THREADS),
+    );
+    tokio::task::spawn_blocking(move || {
+        ib3_transfer::local::restore_files(&files, &repo_dir, &target_dir, threads, &bar)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("restore thread failed: {e}"))
 }
 
 /// The size restored, if the content restored is the blob's (else the blob is corrupt).
@@ -837,7 +865,7 @@ fn check_restored(entry: &Entry, copied: ib3_transfer::Copied) -> Result<u64> {
 async fn restore_one(
     repo: &ib3_repo::Repository,
     target: &dyn ObjectStore,
-    entry: Entry,
+    entry: &Entry,
     copy: &CopyOptions,
     bar: &Bar,
 ) -> Result<u64> {
@@ -854,12 +882,12 @@ async fn restore_one(
     )
     .await
     .with_context(|| format!("restoring {} from blob {}", entry.path, entry.blob))?;
-    check_restored(&entry, copied)
+    check_restored(entry, copied)
 }
 
 /// Read back every object written through the stores and compare size and hash with the
 /// manifest; the number verified.
-async fn read_back(units: &[Unit], options: &RestoreOptions, written: Writes) -> Result<u64> {
+async fn read_back(units: &[Unit], options: &RestoreOptions, written: Writes<'_>) -> Result<u64> {
     options
         .bar
         .phase("reading back", written.iter().map(|(_, e)| e.size).sum());
@@ -870,7 +898,7 @@ async fn read_back(units: &[Unit], options: &RestoreOptions, written: Writes) ->
         let got = hash_object(unit.store.as_ref(), &key, &Codec::identity(), &options.bar)
             .await
             .with_context(|| format!("reading back {shown}"))?;
-        check_read_back(&shown, &entry, got.size, got.hash)
+        check_read_back(&shown, entry, got.size, got.hash)
     })
     .await;
     let mut verified = 0;

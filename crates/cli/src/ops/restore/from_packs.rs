@@ -21,13 +21,13 @@ use object_store::{ObjectStore, ObjectStoreExt};
 const READS_IN_FLIGHT: usize = 4;
 
 /// Members of one pack read together: their unit and entry, by offset.
-type Run = Vec<(usize, Entry)>;
+type Run<'u> = Vec<(usize, &'u Entry)>;
 
 /// Restore `writes` (entries whose blobs lie in packs) into their units' stores; sizes written.
 pub(super) async fn restore_from_packs(
     options: &RestoreOptions,
     units: &[Unit],
-    writes: Writes,
+    writes: Writes<'_>,
     in_flight: &InFlight,
 ) -> Vec<Result<u64>> {
     let runs = codecs::runs_by_pack(writes, |(_, entry)| slice_of(entry));
@@ -37,7 +37,7 @@ pub(super) async fn restore_from_packs(
         .flat_map(futures::stream::iter)
         .map(|member| async move {
             let (unit, entry, stored) = member?;
-            let put = put_member(options, units[unit].store.as_ref(), &entry, stored);
+            let put = put_member(options, units[unit].store.as_ref(), entry, stored);
             in_flight.run(put).await
         })
         .buffer_unordered(options.concurrency.max(1))
@@ -52,8 +52,11 @@ fn slice_of(entry: &Entry) -> PackSlice {
 
 /// Read the range of its pack that `run` takes, with one request; each member's stored bytes
 /// (or the failure of the read, once for the run).
-async fn read_run(options: &RestoreOptions, run: Run) -> Vec<Result<(usize, Entry, Bytes)>> {
-    let slice = |(_, entry): &(usize, Entry)| slice_of(entry);
+async fn read_run<'u>(
+    options: &RestoreOptions,
+    run: Run<'u>,
+) -> Vec<Result<(usize, &'u Entry, Bytes)>> {
+    let slice = |(_, entry): &(usize, &Entry)| slice_of(entry);
     match codecs::read_run(&options.repo, &run, slice).await {
         Ok(stored) => run
             .into_iter()
@@ -138,7 +141,7 @@ mod tests {
         (0, entry)
     }
 
-    fn offsets(runs: &[Run]) -> Vec<Vec<u64>> {
+    fn offsets(runs: &[Vec<(usize, Entry)>]) -> Vec<Vec<u64>> {
         runs.iter()
             .map(|run| run.iter().map(|(_, e)| slice_of(e).offset).collect())
             .collect()
