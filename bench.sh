@@ -35,13 +35,8 @@ uses() { [[ ",$tools," == *",$1,"* ]]; }
 uses rclone && need_debian rclone
 uses restic && need_debian restic
 if uses aws; then
-  if ! command -v aws >/dev/null; then
-    [ -x "$BENCH_DIR/venv/bin/aws" ] || {
-      python3 -m venv "$BENCH_DIR/venv"
-      "$BENCH_DIR/venv/bin/pip" install --quiet awscli
-    }
-    export PATH="$BENCH_DIR/venv/bin:$PATH"
-  fi
+  aws_bin=$(ci-emulators/aws-cli.sh "$BENCH_DIR")
+  [ -z "$aws_bin" ] || export PATH="$aws_bin:$PATH"
   export EMU_DIR=${EMU_DIR:-$BENCH_DIR/emulators}
   trap 'ci-emulators/down.sh >/dev/null 2>&1 || true' EXIT
   ci-emulators/up.sh >/dev/null

@@ -21,8 +21,11 @@ source "$EMU_DIR/env.sh"
 # Every backend is required here: a server that failed to start is a failure, never a skip.
 export IB3_TEST_REQUIRE_BACKENDS=1
 cargo test --workspace --locked
-# The benchmark harness must not rot: a tiny run (ours and cp only, two rounds, debug build),
-# figures only.
+# The benchmark harness must not rot: a tiny run (ours, cp and aws s3 sync against the local S3
+# server, two rounds, debug build), figures only.
 TARGET=${CARGO_TARGET_DIR:-target}
-cargo run --quiet --locked -p ib3-bench -- run --files 300 --tools ours,cp --rounds 2 \
-  --work "$TARGET/bench-ci" --ours "$TARGET/debug/influxdb3-backup"
+aws_bin=$(ci-emulators/aws-cli.sh "$TARGET/bench-ci-tools")
+[ -z "$aws_bin" ] || export PATH="$aws_bin:$PATH"
+ci-emulators/mkbucket.sh bench-ci
+cargo run --quiet --locked -p ib3-bench -- run --files 300 --tools ours,cp,aws --rounds 2 \
+  --s3-bucket bench-ci --work "$TARGET/bench-ci" --ours "$TARGET/debug/influxdb3-backup"
