@@ -53,10 +53,21 @@ async fn create_reading(
     max_replans: u32,
     reread_snapshots: bool,
 ) -> anyhow::Result<CreateReport> {
+    create_with(source, repo, max_replans, reread_snapshots, 4).await
+}
+
+/// [`create_reading`], `concurrency` objects at a time.
+async fn create_with(
+    source: NodeStore,
+    repo: &Path,
+    max_replans: u32,
+    reread_snapshots: bool,
+    concurrency: usize,
+) -> anyhow::Result<CreateReport> {
     create(CreateOptions {
         source: influxdb3_backup::ops::create::CreateSource::Node(source),
         repo: repo_store(repo.to_str().unwrap(), true).await.unwrap(),
-        concurrency: 4,
+        concurrency,
         max_replans,
         allow_inconsistent: false,
         reread_snapshots,
@@ -107,6 +118,31 @@ async fn concurrency_bounds_packed_and_alone_reads_together() {
     assert!(report.consistent);
     // `create_into` runs with a concurrency of 4.
     assert_eq!(counting.peak_gets(), 4, "reads in flight at once");
+}
+
+/// With a single turn in flight a capture into more packs than are written at once still
+/// finishes, one read at a time: reads wait on pack writes there (their stream is not polled
+/// while four packs are being written), and those writes take no turn.
+#[tokio::test]
+async fn a_single_turn_in_flight_fills_and_writes_many_packs() {
+    use ib3_testkit::generate::{generate, TreeSpec};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // 1 500 small files: six groups of 256 or more, beyond the four packs written at once.
+    generate(&data, &TreeSpec::new(1500)).unwrap();
+    let mut source = local_node(&data).await;
+    let counting = Arc::new(CountingStore::new(source.node.clone()));
+    source.node = counting.clone();
+    let repo = tmp.path().join("repo");
+    let created = create_with(source, &repo, 3, false, 1);
+    let report = tokio::time::timeout(std::time::Duration::from_secs(300), created)
+        .await
+        .expect("create with one turn in flight finished")
+        .unwrap();
+    assert!(report.consistent);
+    assert_eq!(counting.peak_gets(), 1, "reads in flight at once");
+    let packs = walk_files(&repo.join("packs")).len();
+    assert!(packs >= 5, "{packs} packs written");
 }
 
 /// Every file under `dir`.

@@ -38,38 +38,7 @@ async fn restore_writes_in_the_servers_order() {
     .ok()
     .json();
 
-    let (store, location) = repo_store(repo.to_str().unwrap(), false).await.unwrap();
-    let repository = ib3_repo::Repository::open(store, location).await.unwrap();
-    let id: ib3_repo::BackupId = report["backup_id"].as_str().unwrap().parse().unwrap();
-    let manifest = repository.load_manifest(&id).await.unwrap();
-    let source = BackupSource::parse(&manifest.source).unwrap();
-    let args = SourceArgs {
-        object_store: ObjectStoreKind::File,
-        data_dir: Some(tmp.path().join("target")),
-        node_id: vec!["node0".into()],
-        cluster_id: None,
-        bucket: None,
-        cloud: CloudArgs::default(),
-    };
-    let mut target = open_root(&args, true).await.unwrap();
-    let recording = Arc::new(CountingStore::new(target.store.clone()));
-    target.store = recording.clone();
-    influxdb3_backup::ops::restore::restore(influxdb3_backup::ops::restore::RestoreOptions {
-        repo: repository,
-        manifest,
-        source,
-        target,
-        nodes: Vec::new(),
-        dry_run: false,
-        force: false,
-        chown: None,
-        live_check: std::time::Duration::ZERO,
-        concurrency: 8,
-        bar: Bar::new(false),
-        repo_dir: None,
-    })
-    .await
-    .unwrap();
+    let recording = restore_recorded(&repo, &report, &tmp.path().join("target"), 8).await;
 
     let written: Vec<String> = recording
         .keys_written()
@@ -101,4 +70,87 @@ async fn restore_writes_in_the_servers_order() {
         "the active checkpoint is written last"
     );
     assert!(ranks.contains(&1) && ranks.contains(&2) && ranks.contains(&3) && ranks.contains(&4));
+}
+
+/// Restore the backup `report` names from the local repository `repo` into the data dir
+/// `target` through the stores (no local fast path), `concurrency` objects at a time; the store
+/// that recorded the writes.
+async fn restore_recorded(
+    repo: &std::path::Path,
+    report: &serde_json::Value,
+    target: &std::path::Path,
+    concurrency: usize,
+) -> Arc<CountingStore> {
+    let (store, location) = repo_store(repo.to_str().unwrap(), false).await.unwrap();
+    let repository = ib3_repo::Repository::open(store, location).await.unwrap();
+    let id: ib3_repo::BackupId = report["backup_id"].as_str().unwrap().parse().unwrap();
+    let manifest = repository.load_manifest(&id).await.unwrap();
+    let source = BackupSource::parse(&manifest.source).unwrap();
+    let args = SourceArgs {
+        object_store: ObjectStoreKind::File,
+        data_dir: Some(target.to_path_buf()),
+        node_id: vec!["node0".into()],
+        cluster_id: None,
+        bucket: None,
+        cloud: CloudArgs::default(),
+    };
+    let mut target = open_root(&args, true).await.unwrap();
+    let recording = Arc::new(CountingStore::new(target.store.clone()));
+    target.store = recording.clone();
+    influxdb3_backup::ops::restore::restore(influxdb3_backup::ops::restore::RestoreOptions {
+        repo: repository,
+        manifest,
+        source,
+        target,
+        nodes: Vec::new(),
+        dry_run: false,
+        force: false,
+        chown: None,
+        live_check: std::time::Duration::ZERO,
+        concurrency,
+        bar: Bar::new(false),
+        repo_dir: None,
+    })
+    .await
+    .unwrap();
+    recording
+}
+
+/// With a single turn in flight a restore from many packs still finishes: the ranged reads of
+/// packs take no turn, so the member writes they feed never wait behind them.
+#[tokio::test]
+async fn a_single_turn_in_flight_restores_from_many_packs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, data) = (tmp.path().join("repo"), tmp.path().join("data"));
+    ib3_testkit::generate::generate(&data, &ib3_testkit::generate::TreeSpec::new(1500)).unwrap();
+    let report = run(&[
+        "create",
+        "--json",
+        "--data-dir",
+        s(&data),
+        "--node-id",
+        "node0",
+        "--repo",
+        s(&repo),
+    ])
+    .ok()
+    .json();
+    let packs = std::fs::read_dir(repo.join("packs"))
+        .unwrap()
+        .map(|dir| std::fs::read_dir(dir.unwrap().path()).unwrap().count())
+        .sum::<usize>();
+    assert!(
+        packs > 5,
+        "{packs} packs: more than the reads in flight at once"
+    );
+    let target = tmp.path().join("target");
+    let restored = restore_recorded(&repo, &report, &target, 1);
+    let recording = tokio::time::timeout(std::time::Duration::from_secs(300), restored)
+        .await
+        .expect("restore with one turn in flight finished");
+    assert_eq!(
+        recording.keys_written().len() as u64,
+        report["entries"].as_u64().unwrap() + 1,
+        "every object and the marker written"
+    );
 }

@@ -88,8 +88,9 @@ impl RepoCapture {
             })
             .collect();
         let pack_name = |h: &blake3::Hash| layout::pack_key(&BlobId::from(*h));
-        // Beside the bound on reads (`in_flight`): a group's reads hold their turns until it
-        // is gathered, and waiting for one of those turns here could wait forever.
+        // Beside the bound on reads (`in_flight`): reads for the next groups hold their turns
+        // while their stream waits for these writes, so a write taking a turn would wait for
+        // whichever the reads happen to free (one at a time at worst).
         let written = put_pack(self.repo.store().as_ref(), &members, &pack_name, &self.copy).await;
         let mut written = written.into_iter();
         group
