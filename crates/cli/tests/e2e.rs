@@ -17,18 +17,7 @@ fn every_fixture_round_trips_byte_for_byte() {
         let restored = tmp.path().join("restored");
         let source = data_dir(&name);
 
-        let created = run(&[
-            "create",
-            "--json",
-            "--data-dir",
-            s(&source),
-            "--node-id",
-            "node0",
-            "--repo",
-            s(&repo),
-        ])
-        .ok()
-        .json();
+        let created = create_json(&source, &repo);
         assert_eq!(created["source"]["consistent"], true, "{name}: {created:#}");
         let id = created["backup_id"].as_str().unwrap().to_string();
 
@@ -76,18 +65,7 @@ fn every_fixture_round_trips_byte_for_byte() {
 fn consistent_point_of_the_basic_fixture() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    let created = run(&[
-        "create",
-        "--json",
-        "--data-dir",
-        s(&data_dir("core-3.10.0-basic")),
-        "--node-id",
-        "node0",
-        "--repo",
-        s(&repo),
-    ])
-    .ok()
-    .json();
+    let created = create_json(&data_dir("core-3.10.0-basic"), &repo);
     let point = &created["source"]["point"];
     assert_eq!(point["snapshot_sequence_number"], 59);
     assert_eq!(point["wal_file_sequence_number"], 177);

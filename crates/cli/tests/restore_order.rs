@@ -25,18 +25,7 @@ async fn restore_writes_in_the_servers_order() {
     let repo = tmp.path().join("repo");
     let data = tmp.path().join("data");
     ib3_testkit::copy_fixture("core-3.9.6-upgraded-3.10.0", &data);
-    let report = run(&[
-        "create",
-        "--json",
-        "--data-dir",
-        s(&data),
-        "--node-id",
-        "node0",
-        "--repo",
-        s(&repo),
-    ])
-    .ok()
-    .json();
+    let report = create_json(&data, &repo);
 
     let recording = restore_recorded(&repo, &report, &tmp.path().join("target"), 8).await;
 
@@ -123,18 +112,7 @@ async fn a_single_turn_in_flight_restores_from_many_packs() {
     let tmp = tempfile::tempdir().unwrap();
     let (repo, data) = (tmp.path().join("repo"), tmp.path().join("data"));
     ib3_testkit::generate::generate(&data, &ib3_testkit::generate::TreeSpec::new(1500)).unwrap();
-    let report = run(&[
-        "create",
-        "--json",
-        "--data-dir",
-        s(&data),
-        "--node-id",
-        "node0",
-        "--repo",
-        s(&repo),
-    ])
-    .ok()
-    .json();
+    let report = create_json(&data, &repo);
     let packs = std::fs::read_dir(repo.join("packs"))
         .unwrap()
         .map(|dir| std::fs::read_dir(dir.unwrap().path()).unwrap().count())

@@ -88,6 +88,22 @@ impl Run {
     }
 }
 
+/// `create --json` of node `node0` of the data dir `data` into the repository `repo`, which must
+/// succeed; its report.
+pub fn create_json(data: &Path, repo: &Path) -> serde_json::Value {
+    let args = [
+        "create",
+        "--json",
+        "--data-dir",
+        s(data),
+        "--node-id",
+        "node0",
+        "--repo",
+        s(repo),
+    ];
+    run(&args).ok().json()
+}
+
 /// Run `influxdb3-backup args…` with a clean environment for the variables it reads.
 pub fn run(args: &[&str]) -> Run {
     run_env::<&str, &str>(args, &[])
