@@ -12,16 +12,7 @@ use common::*;
 use std::path::Path;
 
 fn create(data: &Path, repo: &Path) -> Run {
-    run(&[
-        "create",
-        "--json",
-        "--data-dir",
-        s(data),
-        "--node-id",
-        "node0",
-        "--repo",
-        s(repo),
-    ])
+    create_node0(data, repo)
 }
 
 #[test]

@@ -14,18 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 fn create(data: &Path, repo: &Path) -> serde_json::Value {
-    run(&[
-        "create",
-        "--json",
-        "--data-dir",
-        s(data),
-        "--node-id",
-        "node0",
-        "--repo",
-        s(repo),
-    ])
-    .ok()
-    .json()
+    create_json(data, repo)
 }
 
 /// Blob file or pack name → size, read from the repository directory.

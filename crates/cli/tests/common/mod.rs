@@ -88,9 +88,8 @@ impl Run {
     }
 }
 
-/// `create --json` of node `node0` of the data dir `data` into the repository `repo`, which must
-/// succeed; its report.
-pub fn create_json(data: &Path, repo: &Path) -> serde_json::Value {
+/// `create --json` of node `node0` of the data dir `data` into the repository `repo`.
+pub fn create_node0(data: &Path, repo: &Path) -> Run {
     let args = [
         "create",
         "--json",
@@ -101,7 +100,12 @@ pub fn create_json(data: &Path, repo: &Path) -> serde_json::Value {
         "--repo",
         s(repo),
     ];
-    run(&args).ok().json()
+    run(&args)
+}
+
+/// [`create_node0`], which must succeed; its report.
+pub fn create_json(data: &Path, repo: &Path) -> serde_json::Value {
+    create_node0(data, repo).ok().json()
 }
 
 /// Run `influxdb3-backup args…` with a clean environment for the variables it reads.
