@@ -444,7 +444,7 @@ fn restore_refuses_a_corrupt_blob() {
     );
     // The corrupt content was read back before the rename and never put in place.
     let corrupt = victim.read();
-    for file in walkdir(&target) {
+    for file in ib3_testkit::files_under(&target) {
         let name = file.to_string_lossy();
         assert!(!name.contains('#'), "a hidden write was left: {name}");
         assert_ne!(std::fs::read(&file).unwrap(), corrupt, "{name} holds it");
@@ -473,19 +473,6 @@ fn flip_first_byte(at: &StoredAt) {
     let mut bytes = std::fs::read(&at.file).unwrap();
     bytes[at.offset as usize] ^= 0xff;
     std::fs::write(&at.file, &bytes).unwrap();
-}
-
-fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walkdir(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

@@ -98,7 +98,7 @@ async fn concurrency_bounds_packed_and_alone_reads_together() {
         ..TreeSpec::new(60)
     };
     generate(&data, &spec).unwrap();
-    let sizes: Vec<u64> = walk_files(&data.join("node0/dbs"))
+    let sizes: Vec<u64> = ib3_testkit::files_under(&data.join("node0/dbs"))
         .iter()
         .map(|f| std::fs::metadata(f).unwrap().len())
         .collect();
@@ -141,22 +141,8 @@ async fn a_single_turn_in_flight_fills_and_writes_many_packs() {
         .unwrap();
     assert!(report.consistent);
     assert_eq!(counting.peak_gets(), 1, "reads in flight at once");
-    let packs = walk_files(&repo.join("packs")).len();
+    let packs = ib3_testkit::files_under(&repo.join("packs")).len();
     assert!(packs >= 5, "{packs} packs written");
-}
-
-/// Every file under `dir`.
-fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk_files(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[tokio::test]
@@ -222,7 +208,7 @@ async fn content_shared_with_another_path_is_stored_again_only_by_a_few_new_obje
     let repo = tmp.path().join("repo");
     counted_create(&data, &repo).await;
     let node = data.join("node0");
-    let parquet: Vec<Vec<u8>> = walk(&node.join("dbs"))
+    let parquet: Vec<Vec<u8>> = ib3_testkit::files_under(&node.join("dbs"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .map(|p| std::fs::read(p).unwrap())
@@ -502,7 +488,7 @@ async fn a_read_failing_mid_phase_stops_the_run_and_keeps_what_was_begun() {
     let (tmp, data) = fixture_copy("core-3.10.0-basic");
     let node = data.join("node0");
     let repo = tmp.path().join("repo");
-    let mut parquet: Vec<String> = walk(&node.join("dbs"))
+    let mut parquet: Vec<String> = ib3_testkit::files_under(&node.join("dbs"))
         .iter()
         .map(|p| p.strip_prefix(&node).unwrap().to_str().unwrap().to_string())
         .filter(|k| k.ends_with(".parquet"))
@@ -662,19 +648,6 @@ async fn a_run_that_lost_its_lock_checks_its_blobs_before_committing() {
             assert_eq!(manifests_after, manifests_before + 1);
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// Every file under `dir`, relative path → bytes.

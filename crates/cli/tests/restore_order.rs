@@ -113,10 +113,7 @@ async fn a_single_turn_in_flight_restores_from_many_packs() {
     let (repo, data) = (tmp.path().join("repo"), tmp.path().join("data"));
     ib3_testkit::generate::generate(&data, &ib3_testkit::generate::TreeSpec::new(1500)).unwrap();
     let report = create_json(&data, &repo);
-    let packs = std::fs::read_dir(repo.join("packs"))
-        .unwrap()
-        .map(|dir| std::fs::read_dir(dir.unwrap().path()).unwrap().count())
-        .sum::<usize>();
+    let packs = ib3_testkit::files_under(&repo.join("packs")).len();
     assert!(
         packs > 5,
         "{packs} packs: more than the reads in flight at once"

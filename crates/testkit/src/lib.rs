@@ -59,6 +59,26 @@ pub fn copy_fixture(name: &str, dest: &Path) {
     }
 }
 
+/// Every file under `dir`, recursively, in no particular order; a directory that cannot be read
+/// panics, naming it (a test's own tree).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let entries = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read directory {}: {e}", dir.display()));
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = match entry {
+            Ok(entry) => entry.path(),
+            Err(e) => panic!("cannot read directory {}: {e}", dir.display()),
+        };
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {

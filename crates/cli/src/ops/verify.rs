@@ -156,7 +156,8 @@ type Hashed = (StoredBlob, Result<ib3_transfer::Copied, String>);
 
 /// Size and hash of the plaintext of each of `blobs` (all in packs), read a run of a pack at a
 /// time (`codecs::runs_by_pack`: one ranged read per pack, not per blob), up to `concurrency`
-/// runs at once, each read taking a turn of `in_flight`. A run that cannot be read makes each of its blobs unreadable, with its cause.
+/// runs at once, each read taking a turn of `in_flight`. A run that cannot be read makes each
+/// of its blobs unreadable, with its cause.
 async fn hash_packed(
     repo: &Repository,
     blobs: Vec<StoredBlob>,

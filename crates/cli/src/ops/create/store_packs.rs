@@ -1,8 +1,8 @@
 //! Small objects captured through the stores go into packs (`ib3_transfer::pack`): read whole,
-//! `concurrency` at a time together with the objects stored alone, gathered in the order they arrive into groups of up to 4 MiB of
-//! stored bytes, and each group's new blobs written as one pack. A result is recorded only once
-//! its pack is written, so no entry (hence no progress record or manifest) references a pack
-//! that is not there.
+//! `concurrency` at a time together with the objects stored alone, gathered in the order they
+//! arrive into groups of up to 4 MiB of stored bytes, and each group's new blobs written as one
+//! pack. A result is recorded only once its pack is written, so no entry (hence no progress
+//! record or manifest) references a pack that is not there.
 
 use super::{keeps_bytes, lock, Numbered, RepoCapture};
 use crate::ops::codecs;
