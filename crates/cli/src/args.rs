@@ -249,6 +249,12 @@ pub struct CreateArgs {
     /// this backup keeps what the files hold.
     #[arg(long)]
     pub reread_snapshots: bool,
+    /// List a Core node's Parquet tree (`dbs/`) again once its last listing is this old; until
+    /// then an incremental takes the previous backup's tree and adds the files of the snapshot
+    /// files written since (DESIGN §4.6). A listing drops the files the server deleted without
+    /// recording it (past their retention); `0s` lists every run.
+    #[arg(long, env = "INFLUXDB3_BACKUP_RESCAN_AFTER", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub rescan_after: std::time::Duration,
     /// With --cluster-id: copy the server's own backup `<cluster-id>/backups/NAME/` (written
     /// by `influxdb3 create backup` on a PachaTree cluster) into the repository, verified,
     /// instead of backing up the cluster's files.

@@ -38,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 max_replans: args.max_replans,
                 allow_inconsistent: args.allow_inconsistent,
                 reread_snapshots: args.reread_snapshots,
+                rescan_after: args.rescan_after,
                 compression: (args.compression_level > 0).then_some(args.compression_level),
                 keys: key_source(args.repo.key_file.clone(), "INFLUXDB3_BACKUP_PASSPHRASE"),
                 bar,

@@ -381,6 +381,7 @@ async fn create_reads_in_the_documented_order() {
             max_replans: 3,
             allow_inconsistent: false,
             reread_snapshots: false,
+            rescan_after: influxdb3_backup::ops::create::DEFAULT_RESCAN_AFTER,
             compression: Some(3),
             keys: Default::default(),
             bar: Bar::new(false),

@@ -324,6 +324,7 @@ async fn run_create(
         max_replans: TEST_MAX_REPLANS,
         allow_inconsistent: false,
         reread_snapshots: false,
+        rescan_after: influxdb3_backup::ops::create::DEFAULT_RESCAN_AFTER,
         compression: Some(3),
         keys: Default::default(),
         bar: Bar::new(false),

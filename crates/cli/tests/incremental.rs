@@ -8,13 +8,15 @@
 #![allow(clippy::unwrap_used)]
 
 use ib3_testkit::counting::CountingStore;
+use ib3_testkit::generate::{generate, grow, TreeSpec, TreeState};
 use influxdb3_backup::args::{CloudArgs, ObjectStoreKind, SourceArgs};
-use influxdb3_backup::ops::create::{create, CreateOptions, CreateReport};
+use influxdb3_backup::ops::create::{create, CreateOptions, CreateReport, DEFAULT_RESCAN_AFTER};
 use influxdb3_backup::progress::Bar;
 use influxdb3_backup::stores::{open_node, repo_store, NodeStore};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The local node `node0` of the data dir `data`.
 async fn local_node(data: &Path) -> NodeStore {
@@ -53,16 +55,37 @@ async fn create_reading(
     max_replans: u32,
     reread_snapshots: bool,
 ) -> anyhow::Result<CreateReport> {
-    create_with(source, repo, max_replans, reread_snapshots, 4).await
+    create_with(
+        source,
+        repo,
+        max_replans,
+        reread_snapshots,
+        4,
+        DEFAULT_RESCAN_AFTER,
+    )
+    .await
 }
 
-/// [`create_reading`], `concurrency` objects at a time.
+/// [`create_into`], listing the Parquet tree (`--rescan-after 0s`) instead of following the
+/// snapshot files from the previous backup's: for files a test adds or removes by hand, which no
+/// snapshot file records.
+async fn create_listing(
+    source: NodeStore,
+    repo: &Path,
+    max_replans: u32,
+) -> anyhow::Result<CreateReport> {
+    create_with(source, repo, max_replans, false, 4, Duration::ZERO).await
+}
+
+/// [`create_reading`], `concurrency` objects at a time, listing the Parquet tree again once its
+/// last listing is `rescan_after` old.
 async fn create_with(
     source: NodeStore,
     repo: &Path,
     max_replans: u32,
     reread_snapshots: bool,
     concurrency: usize,
+    rescan_after: Duration,
 ) -> anyhow::Result<CreateReport> {
     create(CreateOptions {
         source: influxdb3_backup::ops::create::CreateSource::Node(source),
@@ -71,6 +94,7 @@ async fn create_with(
         max_replans,
         allow_inconsistent: false,
         reread_snapshots,
+        rescan_after,
         compression: Some(3),
         keys: Default::default(),
         bar: Bar::new(false),
@@ -80,10 +104,22 @@ async fn create_with(
 }
 
 async fn counted_create(data: &Path, repo: &Path) -> (CreateReport, Arc<CountingStore>) {
+    let (source, counting) = counted_node(data).await;
+    (create_into(source, repo, 3).await.unwrap(), counting)
+}
+
+/// [`counted_create`] through [`create_listing`].
+async fn counted_create_listing(data: &Path, repo: &Path) -> (CreateReport, Arc<CountingStore>) {
+    let (source, counting) = counted_node(data).await;
+    (create_listing(source, repo, 3).await.unwrap(), counting)
+}
+
+/// The node of `data` behind a store that counts what is read of it.
+async fn counted_node(data: &Path) -> (NodeStore, Arc<CountingStore>) {
     let mut source = local_node(data).await;
     let counting = Arc::new(CountingStore::new(source.node.clone()));
     source.node = counting.clone();
-    (create_into(source, repo, 3).await.unwrap(), counting)
+    (source, counting)
 }
 
 /// `--concurrency` bounds a run's reads of the source in all: the small objects read for packs
@@ -134,7 +170,7 @@ async fn a_single_turn_in_flight_fills_and_writes_many_packs() {
     let counting = Arc::new(CountingStore::new(source.node.clone()));
     source.node = counting.clone();
     let repo = tmp.path().join("repo");
-    let created = create_with(source, &repo, 3, false, 1);
+    let created = create_with(source, &repo, 3, false, 1, DEFAULT_RESCAN_AFTER);
     let report = tokio::time::timeout(std::time::Duration::from_secs(300), created)
         .await
         .expect("create with one turn in flight finished")
@@ -183,7 +219,7 @@ async fn second_create_reads_only_the_overwritten_checkpoints() {
     let parquet = node.join("dbs/1/0/2030-01-01/00-00/0000099999.parquet");
     std::fs::create_dir_all(parquet.parent().unwrap()).unwrap();
     std::fs::write(&parquet, b"PAR1 new parquet bytes PAR1").unwrap();
-    let (_, counted) = counted_create(&data, &repo).await;
+    let (_, counted) = counted_create_listing(&data, &repo).await;
     let read: BTreeMap<String, u64> = counted.keys_read();
     let mut expected: Vec<&str> = vec![
         "_catalog_checkpoint",
@@ -224,7 +260,7 @@ async fn content_shared_with_another_path_is_stored_again_only_by_a_few_new_obje
     };
     let many = influxdb3_backup::ops::create::FEW_TO_STORE + 1;
     copy_into("2030-02-01", many, many_of);
-    let (report, _) = counted_create(&data, &repo).await;
+    let (report, _) = counted_create_listing(&data, &repo).await;
     assert!(
         report.bytes_read >= (many * many_of.len()) as u64,
         "the copies were read"
@@ -232,7 +268,7 @@ async fn content_shared_with_another_path_is_stored_again_only_by_a_few_new_obje
     assert_eq!(report.blobs_uploaded, 0, "{many} copies of a stored blob");
 
     copy_into("2030-02-02", 3, few_of);
-    let (report, _) = counted_create(&data, &repo).await;
+    let (report, _) = counted_create_listing(&data, &repo).await;
     assert!(
         report.blobs_uploaded >= 1,
         "3 copies of a stored blob found known: {}",
@@ -270,7 +306,7 @@ async fn unchanged_directories_still_show_replaced_and_added_files() {
     .unwrap();
     let added = "dbs/2/0/2026-11-25/08-56/0000077777.parquet";
     std::fs::write(node.join(added), b"PAR1 added PAR1").unwrap();
-    let (second, counted) = counted_create(&data, &repo).await;
+    let (second, counted) = counted_create_listing(&data, &repo).await;
     let read: Vec<String> = counted.keys_read().into_keys().collect();
     assert_eq!(
         read,
@@ -289,7 +325,7 @@ async fn unchanged_directories_still_show_replaced_and_added_files() {
             .map(|e| e["size"].as_u64().unwrap())
     };
     assert_eq!(size_of(in_place), Some(22), "its earlier capture, kept");
-    let (third, counted) = counted_create(&data, &repo).await;
+    let (third, counted) = counted_create_listing(&data, &repo).await;
     assert_eq!(counted.keys_read().len(), 2, "only the checkpoints again");
     assert_eq!(
         third.bytes - first.bytes,
@@ -308,11 +344,13 @@ fn finding_codes(report: &CreateReport) -> Vec<String> {
         .collect()
 }
 
-/// An incremental takes the snapshot files of a clean previous backup as settled (their Parquet
-/// references are not read again) only while every Parquet file of that backup is still there:
-/// a file deleted from the source is found missing (not carried forward from the previous
-/// backup's copy, which a full backup would not have), and a backup that recorded a Parquet
-/// finding never lends its snapshots to the next run.
+/// An incremental that lists the Parquet tree takes the snapshot files of a clean previous backup
+/// as settled (their Parquet references are not read again) only while every Parquet file of
+/// that backup is still there: a file deleted from the source is found missing (not carried
+/// forward from the previous backup's copy, which a full backup would not have), and a backup
+/// that recorded a Parquet finding never lends its snapshots to the next run. (One that follows
+/// the snapshot files carries the tree forward instead, until its next listing: see
+/// `an_incremental_follows_the_snapshot_files_instead_of_listing_parquet`.)
 #[tokio::test]
 async fn settled_snapshots_never_hide_a_missing_parquet_file() {
     let (tmp, data) = fixture_copy("core-3.10.0-basic");
@@ -334,13 +372,13 @@ async fn settled_snapshots_never_hide_a_missing_parquet_file() {
         .unwrap()
         .to_string();
     std::fs::remove_file(data.join("node0").join(&newest)).unwrap();
-    let (third, _) = counted_create(&data, &repo).await;
+    let (third, _) = counted_create_listing(&data, &repo).await;
     assert_eq!(finding_codes(&third), ["parquet-missing"]);
     assert_eq!(
         third.source["findings"][0]["object"],
         format!("node0/{newest}").as_str()
     );
-    let (fourth, _) = counted_create(&data, &repo).await;
+    let (fourth, _) = counted_create_listing(&data, &repo).await;
     assert_eq!(
         finding_codes(&fourth),
         ["parquet-missing"],
@@ -555,7 +593,7 @@ async fn a_failed_incremental_records_only_its_changes() {
     std::fs::create_dir_all(new.parent().unwrap()).unwrap();
     std::fs::write(&new, b"a new parquet file").unwrap();
     let (checkpoint, good) = corrupt_catalog_checkpoint(&node);
-    assert!(create_into(local_node(&data).await, &repo, 0)
+    assert!(create_listing(local_node(&data).await, &repo, 0)
         .await
         .is_err());
     let records: Vec<String> = std::fs::read_dir(repo.join("partial"))
@@ -577,7 +615,7 @@ async fn a_failed_incremental_records_only_its_changes() {
     );
 
     std::fs::write(&checkpoint, &good).unwrap();
-    let (report, counted) = counted_create(&data, &repo).await;
+    let (report, counted) = counted_create_listing(&data, &repo).await;
     assert!(
         !counted.keys_read().keys().any(|k| k.ends_with(".parquet")),
         "{:?}",
@@ -689,6 +727,7 @@ async fn local_copies_store_what_the_store_path_stores() {
                 max_replans: 3,
                 allow_inconsistent: false,
                 reread_snapshots: false,
+                rescan_after: DEFAULT_RESCAN_AFTER,
                 compression: Some(3),
                 keys: Default::default(),
                 bar: Bar::new(false),
@@ -739,4 +778,144 @@ async fn local_copies_store_what_the_store_path_stores() {
             );
         }
     }
+}
+
+/// The paths of a backup's manifest entries.
+fn manifest_paths(repo: &Path, report: &CreateReport) -> Vec<String> {
+    ib3_testkit::manifest_files::manifest_entries(repo, &report.backup_id)
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Have the "server" hard-delete the Parquet files of the newest snapshot file: delete them and
+/// write a snapshot file that records them in `removed_files`. Their keys, relative to the node.
+fn remove_newest_snapshot_files(node: &Path, state: &mut TreeState) -> Vec<String> {
+    let snapshot_path = |seq: u64| node.join(format!("snapshots/{:020}.info.json", u64::MAX - seq));
+    let newest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(snapshot_path(state.snapshots - 1)).unwrap())
+            .unwrap();
+    let mut removed = Vec::new();
+    for (_, tables) in newest["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (&d[0], &d[1]))
+    {
+        for table in tables["tables"].as_array().unwrap() {
+            for file in table[1].as_array().unwrap() {
+                let key = file["path"]
+                    .as_str()
+                    .unwrap()
+                    .strip_prefix("node0/")
+                    .unwrap();
+                std::fs::remove_file(node.join(key)).unwrap();
+                removed.push(key.to_string());
+            }
+        }
+    }
+    let mut removal = newest.clone();
+    removal["snapshot_sequence_number"] = state.snapshots.into();
+    removal["removed_files"] = newest["databases"].clone();
+    removal["databases"] = serde_json::json!([]);
+    std::fs::write(
+        snapshot_path(state.snapshots),
+        serde_json::to_vec_pretty(&removal).unwrap(),
+    )
+    .unwrap();
+    state.snapshots += 1;
+    removed
+}
+
+/// An incremental of a Core node whose previous backup listed the Parquet tree recently takes
+/// that backup's tree instead of listing `dbs/` again, and adds the files of the snapshot files
+/// written since (DESIGN §4.6): it reads exactly the new files, drops those the server recorded
+/// as removed, and neither sees a file no snapshot file records nor misses one deleted without a
+/// record, until a listing (`--rescan-after`) does both.
+#[tokio::test]
+async fn an_incremental_follows_the_snapshot_files_instead_of_listing_parquet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut state = generate(&data, &TreeSpec::new(200)).unwrap();
+    let node = data.join("node0");
+    // A file in no snapshot file, there for the first listing and deleted after it.
+    let unrecorded_gone = "dbs/9/9/2030-01-01/00-00/0000000001.parquet";
+    std::fs::create_dir_all(node.join(unrecorded_gone).parent().unwrap()).unwrap();
+    std::fs::write(
+        node.join(unrecorded_gone),
+        b"PAR1 deleted without a record PAR1",
+    )
+    .unwrap();
+    let repo = tmp.path().join("repo");
+    let (first, _) = counted_create(&data, &repo).await;
+    let listed_at = first.source["parquet_listed_at"].clone();
+    assert!(listed_at.is_string(), "{}", first.source);
+    let parquet_of = |paths: &[String]| paths.iter().filter(|p| p.ends_with(".parquet")).count();
+    assert_eq!(parquet_of(&manifest_paths(&repo, &first)), 201);
+
+    std::fs::remove_file(node.join(unrecorded_gone)).unwrap();
+    let unrecorded_new = "dbs/9/9/2030-01-02/00-00/0000000002.parquet";
+    std::fs::create_dir_all(node.join(unrecorded_new).parent().unwrap()).unwrap();
+    std::fs::write(node.join(unrecorded_new), b"PAR1 in no snapshot file PAR1").unwrap();
+    grow(&data, &mut state, 20).unwrap();
+    let (second, counted) = counted_create(&data, &repo).await;
+    assert!(second.consistent, "{}", second.source);
+    assert_eq!(second.source["parquet_listed_at"], listed_at);
+    let paths = manifest_paths(&repo, &second);
+    assert_eq!(
+        parquet_of(&paths),
+        221,
+        "the 20 new files added, none dropped"
+    );
+    assert!(
+        paths.iter().any(|p| p == unrecorded_gone),
+        "carried forward"
+    );
+    assert!(
+        !paths.iter().any(|p| p == unrecorded_new),
+        "dbs/ is not listed"
+    );
+    let parquet_read = counted
+        .keys_read()
+        .into_keys()
+        .filter(|k| k.ends_with(".parquet"))
+        .count();
+    assert_eq!(
+        parquet_read,
+        20,
+        "only the new files are read: {:?}",
+        counted.keys_read()
+    );
+
+    let removed = remove_newest_snapshot_files(&node, &mut state);
+    assert_eq!(removed.len(), 20);
+    grow(&data, &mut state, 5).unwrap();
+    let (third, _) = counted_create(&data, &repo).await;
+    assert!(third.consistent, "{}", third.source);
+    assert_eq!(third.source["parquet_listed_at"], listed_at);
+    let paths = manifest_paths(&repo, &third);
+    assert_eq!(parquet_of(&paths), 221 - 20 + 5);
+    assert!(
+        removed.iter().all(|r| !paths.contains(r)),
+        "recorded removals dropped"
+    );
+    assert_eq!(
+        third.source["removed_by_server"].as_array().unwrap().len(),
+        20
+    );
+
+    let (fourth, _) = counted_create_listing(&data, &repo).await;
+    assert!(fourth.consistent, "{}", fourth.source);
+    let paths = manifest_paths(&repo, &fourth);
+    assert!(
+        !paths.iter().any(|p| p == unrecorded_gone),
+        "a listing drops it"
+    );
+    assert!(
+        paths.iter().any(|p| p == unrecorded_new),
+        "a listing finds it"
+    );
+    assert_eq!(parquet_of(&paths), 206);
+    let relisted = fourth.source["parquet_listed_at"].as_str().unwrap();
+    assert!(humantime::parse_rfc3339(relisted).is_ok(), "{relisted}");
 }

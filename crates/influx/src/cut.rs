@@ -86,6 +86,16 @@ pub trait Capture: Reader {
         let _ = key;
         None
     }
+
+    /// The Parquet tree (`dbs/`) as an earlier consistent cut of this node captured it, keys and
+    /// sizes in key order, to stand for a listing of it (DESIGN §4.6, following the snapshots):
+    /// the server adds a Parquet file only in a snapshot, and writes the snapshot's file after
+    /// its Parquet files, so what is new since that cut is referenced by a snapshot file new
+    /// since, and is captured by reference (step 3). Asked once, at the first round. `None` (the
+    /// default): list `dbs/`.
+    fn earlier_parquet(&mut self) -> Option<Vec<(String, u64)>> {
+        None
+    }
 }
 
 /// Tuning of a cut.
@@ -123,6 +133,9 @@ pub struct CutReport {
     /// to keep, so that a later cut that finds the file settled need not read it
     /// ([`Capture::known_header`]).
     pub snapshot_headers: BTreeMap<String, SnapshotHeader>,
+    /// Whether `dbs/` was taken from an earlier cut ([`Capture::earlier_parquet`]) instead of
+    /// being listed.
+    pub parquet_followed: bool,
 }
 
 /// Working state of a cut across rounds.
@@ -140,6 +153,10 @@ struct State {
     vanished: BTreeSet<String>,
     layout: Option<Layout>,
     derived_skipped: u64,
+    /// `dbs/` came from an earlier cut ([`Capture::earlier_parquet`]), not a listing.
+    parquet_followed: bool,
+    /// Take no snapshot file as settled ([`State::read_snapshots_in_full`]).
+    settle_none: bool,
 }
 
 /// Capture a consistent cut of the node prefix `source` is rooted at.
@@ -198,6 +215,7 @@ pub async fn take_consistent_cut<C: Capture + Send>(
                     vanished: state.vanished.into_iter().collect(),
                     derived_skipped: state.derived_skipped,
                     snapshot_headers,
+                    parquet_followed: state.parquet_followed,
                 });
             }
         }
@@ -245,6 +263,7 @@ pub async fn take_catalog_cut<C: Capture + Send>(
                 vanished: state.vanished.into_iter().collect(),
                 derived_skipped: 0,
                 snapshot_headers: BTreeMap::new(),
+                parquet_followed: false,
             });
         }
         replan_reasons.push(first_error(&judgement));
@@ -278,7 +297,13 @@ async fn run_round<C: Capture + Send>(
     let step =
         |what: &str| tracing::debug!(ms = started.elapsed().as_millis() as u64, "cut: {what}");
     let listing = if first {
-        let listing = list_classified(source, None).await?;
+        let listing = match capture.earlier_parquet() {
+            Some(parquet) => {
+                state.parquet_followed = true;
+                list_following_snapshots(source, parquet).await?
+            }
+            None => list_classified(source, None).await?,
+        };
         step("listed the node prefix");
         check_is_node(&listing, &options.node_prefix)?;
         state.derived_skipped = listing
@@ -306,6 +331,9 @@ async fn run_round<C: Capture + Send>(
     drop(listing);
     step("captured Parquet and snapshot files");
     state.parse_snapshots(capture).await?;
+    if state.parquet_followed && state.forget_recorded_removals(&options.node_prefix) {
+        state.read_snapshots_in_full(capture).await?;
+    }
     step("parsed the snapshot files");
 
     // 2. WAL after the newest captured snapshot, contiguous from W+1.
@@ -553,7 +581,11 @@ impl State {
                 _ => false,
             })
             .collect();
-        let settled = capture.settled_snapshots(&keys.iter().map(|(k, _)| *k).collect::<Vec<_>>());
+        let settled = if self.settle_none {
+            vec![false; keys.len()]
+        } else {
+            capture.settled_snapshots(&keys.iter().map(|(k, _)| *k).collect::<Vec<_>>())
+        };
         let (mut to_read, mut known_headers) = (Vec::with_capacity(keys.len()), Vec::new());
         for ((key, class), settled) in keys.into_iter().zip(settled) {
             let known = match class {
@@ -628,6 +660,43 @@ impl State {
             self.catalog_files.insert(key, info);
         }
         Ok(())
+    }
+
+    /// Drop the Parquet files the server recorded as removed (`removed_files`,
+    /// `pending_removed_files`) from a cut whose `dbs/` came from an earlier cut: the server
+    /// deletes such a file before it writes the snapshot that records it, so a listing would no
+    /// longer show it, and a cut that follows the snapshots holds what a listing would. Whether
+    /// any was dropped.
+    fn forget_recorded_removals(&mut self, node_prefix: &str) -> bool {
+        let prefix = format!("{node_prefix}/");
+        let removed: Vec<String> = self
+            .snapshots
+            .iter()
+            .flat_map(|s| s.removed_files.iter())
+            .chain(
+                self.checkpoints
+                    .values()
+                    .flat_map(|c| c.pending_removed_files.iter()),
+            )
+            .filter_map(|f| f.path.strip_prefix(&prefix))
+            .map(str::to_string)
+            .collect();
+        let mut dropped = false;
+        for key in removed {
+            dropped |= self.objects.remove(&key).is_some();
+        }
+        dropped
+    }
+
+    /// Parse every snapshot file again with its references, settling none: once a cut has
+    /// dropped files of the earlier cut ([`State::forget_recorded_removals`]), a snapshot file
+    /// settled on that cut's tree no longer has every reference captured, and the judge must see
+    /// the references the server removed, as it does in a cut that lists `dbs/`.
+    async fn read_snapshots_in_full<C: Capture>(&mut self, capture: &C) -> Result<()> {
+        self.settle_none = true;
+        self.snapshots.clear();
+        self.snapshots_parsed.clear();
+        self.parse_snapshots(capture).await
     }
 
     /// Parquet files referenced by captured snapshots or checkpoints (and not recorded as
@@ -781,6 +850,72 @@ pub async fn list_classified(
     }
     Ok(classified)
 }
+
+/// The node prefix listed except `dbs/`, with `parquet` (an earlier cut's `dbs/`, in key order)
+/// in its place: one listing with a delimiter at the top, then each other top-level prefix
+/// listed in full. In key order, as [`list_classified`] gives it.
+async fn list_following_snapshots(
+    source: &dyn ObjectStore,
+    parquet: Vec<(String, u64)>,
+) -> Result<Vec<SourceObject>> {
+    use futures::StreamExt;
+    let top = source
+        .list_with_delimiter(None)
+        .await
+        .map_err(|source| Error::Store {
+            object: "(node prefix)".into(),
+            source,
+        })?;
+    // Runs keyed as they sort among keys: a file by its key, a prefix by itself and a `/`.
+    let mut runs: Vec<(String, Vec<SourceObject>)> = top
+        .objects
+        .into_iter()
+        .map(|meta| {
+            let key = String::from(meta.location);
+            let object = SourceObject {
+                class: classify(&key),
+                key: key.clone(),
+                size: meta.size,
+            };
+            (key, vec![object])
+        })
+        .collect();
+    let prefixes: Vec<String> = top
+        .common_prefixes
+        .iter()
+        .map(|p| p.to_string())
+        .filter(|p| p != PARQUET_TREE)
+        .collect();
+    let listed: Vec<Result<(String, Vec<SourceObject>)>> = futures::stream::iter(prefixes)
+        .map(|prefix| async move {
+            let listed = list_classified(source, Some(&prefix)).await?;
+            Ok((format!("{prefix}/"), listed))
+        })
+        .buffer_unordered(LIST_CONCURRENCY)
+        .collect()
+        .await;
+    for run in listed {
+        runs.push(run?);
+    }
+    let parquet = parquet
+        .into_iter()
+        .map(|(key, size)| SourceObject {
+            class: classify(&key),
+            key,
+            size,
+        })
+        .collect();
+    runs.push((format!("{PARQUET_TREE}/"), parquet));
+    runs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut listing = Vec::with_capacity(runs.iter().map(|(_, run)| run.len()).sum());
+    for (_, run) in runs {
+        listing.extend(run);
+    }
+    Ok(listing)
+}
+
+/// The top-level prefix of a node's Parquet files.
+const PARQUET_TREE: &str = "dbs";
 
 /// The snapshot files and snapshot checkpoints, classified.
 async fn list_snapshots(source: &dyn ObjectStore) -> Result<Vec<SourceObject>> {

@@ -69,6 +69,9 @@ pub enum CreateSource {
     Cluster(super::create_cluster::ClusterSource),
 }
 
+/// `--rescan-after`'s default: list a node's Parquet tree once a day.
+pub const DEFAULT_RESCAN_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Options of `create`, resolved.
 pub struct CreateOptions {
     /// What to back up.
@@ -84,6 +87,9 @@ pub struct CreateOptions {
     /// Read every snapshot file again: settle none (DESIGN §4.3), so that no kept header is
     /// taken over.
     pub reread_snapshots: bool,
+    /// How old the last listing of a node's Parquet tree may be for this run to follow the
+    /// snapshot files from the previous backup instead of listing it again (DESIGN §4.6).
+    pub rescan_after: std::time::Duration,
     /// zstd level for compressible objects (`None`: store everything as is).
     pub compression: Option<i32>,
     /// Key of an encrypted repository.
@@ -175,6 +181,9 @@ pub(super) struct RepoCapture {
     previous: PreviousEntries,
     /// Hints for the listing of a local node, from `previous` ([`listing_hints`]).
     hints: Option<ListingHints>,
+    /// The previous backup's Parquet tree, for the cut to follow the snapshots from instead of
+    /// listing it ([`Capture::earlier_parquet`], [`follows_snapshots`]).
+    earlier_parquet: Option<EarlierParquet>,
     /// The prefixes (a node's `""`, a cluster member's `<id>/`) under which `previous` holds
     /// snapshot files whose references were all captured as recorded
     /// ([`Previous::settled_prefixes`]).
@@ -937,6 +946,12 @@ impl Capture for RepoCapture {
         let entry = self.previous.get_reused(self.full(key).as_ref())?;
         SnapshotHeader::from_facts(entry.facts.as_deref()?)
     }
+
+    fn earlier_parquet(&mut self) -> Option<Vec<(String, u64)>> {
+        self.earlier_parquet
+            .as_mut()
+            .map(|earlier| std::mem::take(&mut earlier.files))
+    }
 }
 
 /// `entry` (at `position` among the previous backup's entries, if taken over unchanged) with the
@@ -996,6 +1011,7 @@ pub async fn create(options: CreateOptions) -> Result<CreateReport> {
         max_replans: options.max_replans,
         allow_inconsistent: options.allow_inconsistent,
         reread_snapshots: options.reread_snapshots,
+        rescan_after: options.rescan_after,
         compression: options.compression,
         bar: options.bar,
         started_at,
@@ -1054,6 +1070,7 @@ pub(super) struct Settings {
     pub(super) max_replans: u32,
     pub(super) allow_inconsistent: bool,
     reread_snapshots: bool,
+    rescan_after: std::time::Duration,
     compression: Option<i32>,
     pub(super) bar: Bar,
     started_at: SystemTime,
@@ -1112,11 +1129,16 @@ async fn capture_and_commit(
     let identity = source.identity();
     let Previous {
         entries: previous,
-        hints,
+        earlier,
         superseded,
         chunks,
         settled_prefixes,
-    } = previous_entries(repo, &identity, wants_listing_hints(&source)).await?;
+    } = previous_entries(repo, &identity, &source, &settings).await?;
+    let (hints, earlier_parquet) = match earlier {
+        Some(EarlierListing::Hints(hints)) => (Some(hints), None),
+        Some(EarlierListing::Parquet(parquet)) => (None, Some(parquet)),
+        None => (None, None),
+    };
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
         entries = previous.len(),
@@ -1150,6 +1172,7 @@ async fn capture_and_commit(
         }),
         previous,
         hints,
+        earlier_parquet,
         settled_prefixes: if settings.reread_snapshots {
             Vec::new()
         } else {
@@ -1269,7 +1292,11 @@ async fn capture_node(
         other => other?,
     };
     let entries = capture.entries_of(&cut)?;
-    let record = source_record(source, &cut, capture.take_wal_findings());
+    let mut record = source_record(source, &cut, capture.take_wal_findings());
+    record.parquet_listed_at = match capture.earlier_parquet.take() {
+        Some(earlier) if cut.parquet_followed => Some(earlier.listed_at),
+        _ => Some(humantime::format_rfc3339_seconds(settings.started_at).to_string()),
+    };
     let replans = cut.replans;
     drop_in_background(cut);
     Ok(Outcome {
@@ -1385,17 +1412,22 @@ async fn ensure_blobs_survived(
 
 /// Entries that may stand for source objects without reading them: those of the newest backup
 /// of the same source (node or cluster, and store location), and those recorded by its runs that
-/// never committed (killed or failed), by path; with the listing hints they give if `hinted`.
+/// never committed (killed or failed), by path; with what its listing of the Parquet tree gives
+/// this run's: the tree itself to follow the snapshots from ([`follows_snapshots`]), or else, for
+/// a node in a local data dir, listing hints ([`listing_hints`]).
 async fn previous_entries(
     repo: &Repository,
     identity: &serde_json::Value,
-    hinted: bool,
+    source: &CreateSource,
+    settings: &Settings,
 ) -> Result<Previous> {
     let mut previous = Previous::default();
     // Oldest first: a progress record's entries replace the backup's of the same path.
     let mut runs = Vec::new();
     // When the newest backup began: the listing hints trust what has not changed since.
     let mut began = None;
+    // When that backup's Parquet tree was last listed, if this run may follow the snapshots.
+    let mut followed_from = None;
     for id in repo.list_backups().await?.iter().rev() {
         // Headers first: only the matching backup's entries are read.
         let stored = repo.load_stored_manifest(id).await?;
@@ -1403,6 +1435,7 @@ async fn previous_entries(
             previous.chunks.clone_from(&stored.entry_chunks);
             began = humantime::parse_rfc3339(&stored.manifest.started_at).ok();
             previous.settled_prefixes = settling_prefixes(&stored.manifest.source);
+            followed_from = follows_snapshots(&stored.manifest.source, source, settings);
             runs.push(repo.load_entries(stored).await?.entries);
             break;
         }
@@ -1416,12 +1449,55 @@ async fn previous_entries(
     // A progress record's entries were never judged.
     if !previous.superseded.is_empty() {
         previous.settled_prefixes.clear();
+        followed_from = None;
     }
-    let began = began.filter(|_| hinted);
-    (previous.entries, previous.hints) = PreviousEntries::from_runs_beside(runs, |entries| {
-        began.map(|began| listing_hints(entries, began))
-    });
+    let began = began.filter(|_| wants_listing_hints(source));
+    (previous.entries, previous.earlier) =
+        PreviousEntries::from_runs_beside(runs, |entries| match &followed_from {
+            Some(listed_at) => Some(EarlierListing::Parquet(EarlierParquet {
+                files: parquet_tree(entries)
+                    .map(|(path, size)| (path.to_string(), size))
+                    .collect(),
+                listed_at: listed_at.clone(),
+            })),
+            None => began.map(|began| EarlierListing::Hints(listing_hints(entries, began))),
+        });
     Ok(previous)
+}
+
+/// When the previous backup (source record `previous`) of a Core node last listed its Parquet
+/// tree, if this run may follow the snapshot files from that backup's tree instead of listing
+/// it (DESIGN §4.6): its cut was consistent, and that listing is younger than `--rescan-after`
+/// (a listing now and then drops what the server deleted without a record: files past their
+/// retention). `None` for an Enterprise cluster, whose compactor writes Parquet files no
+/// snapshot file records.
+fn follows_snapshots(
+    previous: &serde_json::Value,
+    source: &CreateSource,
+    settings: &Settings,
+) -> Option<String> {
+    if !matches!(source, CreateSource::Node(_)) {
+        return None;
+    }
+    let Ok(BackupSource::Node(record)) = BackupSource::parse(previous) else {
+        return None;
+    };
+    let listed_at = record
+        .parquet_listed_at
+        .filter(|_| record.product == PRODUCT && record.consistent)?;
+    let age = settings
+        .started_at
+        .duration_since(humantime::parse_rfc3339(&listed_at).ok()?)
+        .ok()?;
+    (age < settings.rescan_after).then_some(listed_at)
+}
+
+/// The entries of a node's Parquet tree (`dbs/`, where nearly all files are), in path order.
+fn parquet_tree(entries: &[Entry]) -> impl Iterator<Item = (&str, u64)> + Clone {
+    entries
+        .iter()
+        .filter(|entry| entry.path.starts_with("dbs/"))
+        .map(|entry| (entry.path.as_str(), entry.size))
 }
 
 /// What lets the manifest of a node's backup reference its previous backup's chunks again: the
@@ -1480,11 +1556,7 @@ fn record_is_clean(record: &SourceRecord) -> bool {
 /// captured by reference (§4.3 step 3) whatever the hints said.
 fn listing_hints(previous: &[Entry], began: SystemTime) -> ListingHints {
     // In path order (as the entries are): the hints take them in one pass.
-    let listed = previous
-        .iter()
-        .filter(|entry| entry.path.starts_with("dbs/"))
-        .map(|entry| (entry.path.as_str(), entry.size));
-    ListingHints::new(listed, began)
+    ListingHints::new(parquet_tree(previous), began)
 }
 
 /// Whether a backup of `source` hands its listing hints ([`listing_hints`]): a node in a local
@@ -1498,8 +1570,8 @@ fn wants_listing_hints(source: &CreateSource) -> bool {
 struct Previous {
     /// Entries by path.
     entries: PreviousEntries,
-    /// Hints for the listing of a local node ([`listing_hints`]), if asked for.
-    hints: Option<ListingHints>,
+    /// What the newest backup's listing of the Parquet tree gives this run's.
+    earlier: Option<EarlierListing>,
     /// Progress records this run's backup supersedes.
     superseded: Vec<BackupId>,
     /// Entry chunks of the newest backup, in order: stored, and kept so while this run holds
@@ -1509,6 +1581,24 @@ struct Previous {
     /// references were all captured as recorded ([`settling_prefixes`]): under these prefixes
     /// its snapshot files, reused, have settled references ([`RepoCapture::settled_snapshots`]).
     settled_prefixes: Vec<String>,
+}
+
+/// What a previous backup's listing of a node's Parquet tree gives this run: see
+/// [`previous_entries`].
+enum EarlierListing {
+    /// The tree itself, to follow the snapshots from.
+    Parquet(EarlierParquet),
+    /// Hints for listing it again.
+    Hints(ListingHints),
+}
+
+/// A node's Parquet tree as the previous backup held it ([`follows_snapshots`]).
+struct EarlierParquet {
+    /// Paths and sizes, in path order; handed to the cut once.
+    files: Vec<(String, u64)>,
+    /// When the tree was last listed (RFC 3339): by the previous backup, or by the one it
+    /// followed the snapshots from, and so on back.
+    listed_at: String,
 }
 
 /// Whether a manifest's (or partial record's) source document has every field of `identity`.
@@ -1544,6 +1634,7 @@ pub(super) fn source_record(
         replan_reasons: cut.replan_reasons.clone(),
         vanished: cut.vanished.clone(),
         derived_skipped: cut.derived_skipped,
+        parquet_listed_at: None,
     }
 }
 

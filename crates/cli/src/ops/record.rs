@@ -35,6 +35,11 @@ pub struct SourceRecord {
     pub vanished: Vec<String>,
     /// Derived objects left out.
     pub derived_skipped: u64,
+    /// When the node's Parquet tree (`dbs/`) was last listed, RFC 3339: by this backup, or by
+    /// the one whose tree it followed the snapshot files from (DESIGN §4.6). Absent in
+    /// backups of earlier versions and of cluster members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parquet_listed_at: Option<String>,
 }
 
 /// `source.product` of InfluxDB 3 backups.

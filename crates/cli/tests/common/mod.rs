@@ -131,6 +131,7 @@ pub fn run_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
         "INFLUXDB3_BUCKET",
         "INFLUXDB3_BACKUP_PASSPHRASE",
         "INFLUXDB3_BACKUP_KEY_FILE",
+        "INFLUXDB3_BACKUP_RESCAN_AFTER",
     ] {
         cmd.env_remove(var);
     }
