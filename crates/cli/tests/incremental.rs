@@ -919,3 +919,35 @@ async fn an_incremental_follows_the_snapshot_files_instead_of_listing_parquet() 
     let relisted = fourth.source["parquet_listed_at"].as_str().unwrap();
     assert!(humantime::parse_rfc3339(relisted).is_ok(), "{relisted}");
 }
+
+/// The server never deletes or rewrites a snapshot file: when one the previous backup holds is
+/// gone or changed, the node is not the one that backup saw (restored from an older backup,
+/// started afresh), and an incremental lists `dbs/` instead of following the snapshot files.
+#[tokio::test]
+async fn a_node_whose_snapshot_files_changed_is_listed_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generate(&data, &TreeSpec::new(100)).unwrap();
+    let node = data.join("node0");
+    let repo = tmp.path().join("repo");
+    let (first, _) = counted_create(&data, &repo).await;
+    assert!(first.consistent);
+
+    let unrecorded = "dbs/9/9/2030-01-02/00-00/0000000002.parquet";
+    std::fs::create_dir_all(node.join(unrecorded).parent().unwrap()).unwrap();
+    std::fs::write(node.join(unrecorded), b"PAR1 in no snapshot file PAR1").unwrap();
+    let (followed, _) = counted_create(&data, &repo).await;
+    assert!(!manifest_paths(&repo, &followed)
+        .iter()
+        .any(|p| p == unrecorded));
+
+    let oldest = node.join(format!("snapshots/{:020}.info.json", u64::MAX));
+    let mut rewritten = std::fs::read(&oldest).unwrap();
+    rewritten.push(b'\n');
+    std::fs::write(&oldest, rewritten).unwrap();
+    let (listed, _) = counted_create(&data, &repo).await;
+    assert!(listed.consistent, "{}", listed.source);
+    assert!(manifest_paths(&repo, &listed)
+        .iter()
+        .any(|p| p == unrecorded));
+}

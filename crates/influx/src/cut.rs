@@ -36,6 +36,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ListResult, ObjectMeta, ObjectStore};
 use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
@@ -87,13 +88,22 @@ pub trait Capture: Reader {
         None
     }
 
+    /// Whether the caller may have an earlier cut's Parquet tree ([`Capture::earlier_parquet`]):
+    /// the first round then lists the rest of the node before `dbs/`. By default not.
+    fn offers_earlier_parquet(&self) -> bool {
+        false
+    }
+
     /// The Parquet tree (`dbs/`) as an earlier consistent cut of this node captured it, keys and
     /// sizes in key order, to stand for a listing of it (DESIGN §4.6, following the snapshots):
     /// the server adds a Parquet file only in a snapshot, and writes the snapshot's file after
     /// its Parquet files, so what is new since that cut is referenced by a snapshot file new
-    /// since, and is captured by reference (step 3). Asked once, at the first round. `None` (the
+    /// since, and is captured by reference (step 3). `rest` is the node's listing without
+    /// `dbs/`, for the caller to decline when it shows another node than that cut's (a snapshot
+    /// file of that cut gone, or of another size). Asked once, at the first round. `None` (the
     /// default): list `dbs/`.
-    fn earlier_parquet(&mut self) -> Option<Vec<(String, u64)>> {
+    fn earlier_parquet(&mut self, rest: &[SourceObject]) -> Option<Vec<(String, u64)>> {
+        let _ = rest;
         None
     }
 }
@@ -297,12 +307,18 @@ async fn run_round<C: Capture + Send>(
     let step =
         |what: &str| tracing::debug!(ms = started.elapsed().as_millis() as u64, "cut: {what}");
     let listing = if first {
-        let listing = match capture.earlier_parquet() {
-            Some(parquet) => {
-                state.parquet_followed = true;
-                list_following_snapshots(source, parquet).await?
-            }
-            None => list_classified(source, None).await?,
+        let listing = if capture.offers_earlier_parquet() {
+            let rest = list_besides_parquet(source).await?;
+            let parquet = match capture.earlier_parquet(&rest) {
+                Some(parquet) => {
+                    state.parquet_followed = true;
+                    classified(parquet)
+                }
+                None => list_classified(source, Some(PARQUET_TREE)).await?,
+            };
+            with_parquet(rest, parquet)
+        } else {
+            list_classified(source, None).await?
         };
         step("listed the node prefix");
         check_is_node(&listing, &options.node_prefix)?;
@@ -750,18 +766,32 @@ impl State {
                 wanted.entry(key).or_insert(file.size_bytes);
             }
         }
-        let known = |key: &str| self.objects.contains_key(key) || self.vanished.contains(key);
+        // A cut that took `dbs/` from an earlier cut looks again at a file held at another size
+        // than its reference records: a listing would have shown the file as it is now.
+        let followed = self.parquet_followed;
+        let known = |key: &str, size: u64| match self.objects.get(key) {
+            Some(held) => !followed || *held == size,
+            None => self.vanished.contains(key),
+        };
         if wanted.len() < self.objects.len() / FEW_REFERENCES {
             // Few references (those of new snapshots; settled ones have none): a lookup each.
-            wanted.retain(|key, _| !known(key));
+            wanted.retain(|key, size| !known(key, *size));
         } else {
             // Struck off by one walk of the captured objects in order: a lookup per reference in
             // their ordered map, in snapshot order, jumped around memory (1 s at 2 000 000
             // files).
-            for key in self.objects.keys().chain(&self.vanished) {
-                if shard.holds(key) {
-                    wanted.remove(key.as_str());
+            for (key, held) in &self.objects {
+                if !shard.holds(key) {
+                    continue;
                 }
+                if let Entry::Occupied(reference) = wanted.entry(key.as_str()) {
+                    if !followed || reference.get() == held {
+                        reference.remove();
+                    }
+                }
+            }
+            for key in self.vanished.iter().filter(|key| shard.holds(key)) {
+                wanted.remove(key.as_str());
             }
         }
         wanted.into_iter().collect()
@@ -851,13 +881,9 @@ pub async fn list_classified(
     Ok(classified)
 }
 
-/// The node prefix listed except `dbs/`, with `parquet` (an earlier cut's `dbs/`, in key order)
-/// in its place: one listing with a delimiter at the top, then each other top-level prefix
-/// listed in full. In key order, as [`list_classified`] gives it.
-async fn list_following_snapshots(
-    source: &dyn ObjectStore,
-    parquet: Vec<(String, u64)>,
-) -> Result<Vec<SourceObject>> {
+/// The node prefix listed except `dbs/`: one listing with a delimiter at the top, then each
+/// other top-level prefix listed in full. In key order, as [`list_classified`] gives it.
+async fn list_besides_parquet(source: &dyn ObjectStore) -> Result<Vec<SourceObject>> {
     use futures::StreamExt;
     let top = source
         .list_with_delimiter(None)
@@ -872,12 +898,7 @@ async fn list_following_snapshots(
         .into_iter()
         .map(|meta| {
             let key = String::from(meta.location);
-            let object = SourceObject {
-                class: classify(&key),
-                key: key.clone(),
-                size: meta.size,
-            };
-            (key, vec![object])
+            (key.clone(), classified(vec![(key, meta.size)]))
         })
         .collect();
     let prefixes: Vec<String> = top
@@ -897,21 +918,31 @@ async fn list_following_snapshots(
     for run in listed {
         runs.push(run?);
     }
-    let parquet = parquet
+    runs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(runs.into_iter().flat_map(|(_, run)| run).collect())
+}
+
+/// `rest` (a listing in key order without `dbs/`) with `parquet` (keys under `dbs/`, in key
+/// order) where they sort.
+fn with_parquet(mut rest: Vec<SourceObject>, parquet: Vec<SourceObject>) -> Vec<SourceObject> {
+    let at = rest.partition_point(|o| o.key.as_str() < "dbs/");
+    let after = rest.split_off(at);
+    rest.reserve(parquet.len() + after.len());
+    rest.extend(parquet);
+    rest.extend(after);
+    rest
+}
+
+/// Keys and sizes as classified source objects.
+fn classified(objects: Vec<(String, u64)>) -> Vec<SourceObject> {
+    objects
         .into_iter()
         .map(|(key, size)| SourceObject {
             class: classify(&key),
             key,
             size,
         })
-        .collect();
-    runs.push((format!("{PARQUET_TREE}/"), parquet));
-    runs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut listing = Vec::with_capacity(runs.iter().map(|(_, run)| run.len()).sum());
-    for (_, run) in runs {
-        listing.extend(run);
-    }
-    Ok(listing)
+        .collect()
 }
 
 /// The top-level prefix of a node's Parquet files.
@@ -1171,6 +1202,8 @@ mod tests {
         headers: BTreeMap<String, SnapshotHeader>,
         /// Keys read back, in order.
         reads: std::sync::Mutex<Vec<String>>,
+        /// An earlier cut's `dbs/` ([`Capture::earlier_parquet`]).
+        earlier: Option<Vec<(String, u64)>>,
     }
 
     impl MapCapture {
@@ -1190,6 +1223,7 @@ mod tests {
                 settle: false,
                 headers: BTreeMap::new(),
                 reads: Default::default(),
+                earlier: None,
             }
         }
     }
@@ -1232,6 +1266,14 @@ mod tests {
 
         fn known_header(&self, key: &str) -> Option<SnapshotHeader> {
             self.headers.get(key).cloned()
+        }
+
+        fn offers_earlier_parquet(&self) -> bool {
+            self.earlier.is_some()
+        }
+
+        fn earlier_parquet(&mut self, _rest: &[SourceObject]) -> Option<Vec<(String, u64)>> {
+            self.earlier.take()
         }
     }
 
@@ -1279,6 +1321,40 @@ mod tests {
         let mut sorted = keys[1..].to_vec();
         sorted.sort();
         assert_eq!(keys[1..], sorted);
+    }
+
+    /// A cut that follows the snapshot files takes an earlier cut's `dbs/` as its listing: a
+    /// Parquet file that no snapshot file references stays out, and a referenced file that the
+    /// earlier tree holds at another size than its reference records is looked at again and
+    /// captured as it is now; the judgement is a listing's.
+    #[tokio::test]
+    async fn a_cut_following_the_snapshots_takes_the_earlier_tree_and_rechecks_sizes() {
+        let source = load("core-3.10.0-basic").await;
+        let listed = MapCapture::new(source.clone()).cut().await;
+        assert!(!listed.parquet_followed);
+        let mut earlier: Vec<(String, u64)> = listed
+            .objects
+            .iter()
+            .filter(|(key, _)| key.starts_with("dbs/"))
+            .map(|(key, size)| (key.clone(), *size))
+            .collect();
+        assert!(earlier.len() > 2);
+        let (resized, size) = earlier[1].clone();
+        earlier[1].1 = size + 7;
+        let stray = "dbs/9/9/2030-01-01/00-00/0000000001.parquet";
+        source
+            .put(&Path::from(stray), PutPayload::from_static(b"PAR1 PAR1"))
+            .await
+            .unwrap();
+
+        let mut capture = MapCapture::new(source.clone());
+        capture.earlier = Some(earlier);
+        let followed = capture.cut().await;
+        assert!(followed.parquet_followed);
+        assert!(!followed.objects.contains_key(stray));
+        assert_eq!(followed.objects.get(&resized), Some(&size));
+        assert_eq!(followed.objects, listed.objects);
+        assert_eq!(followed.judgement, listed.judgement);
     }
 
     /// Settled snapshots are judged without their references: on a complete cut the judgement

@@ -947,10 +947,34 @@ impl Capture for RepoCapture {
         SnapshotHeader::from_facts(entry.facts.as_deref()?)
     }
 
-    fn earlier_parquet(&mut self) -> Option<Vec<(String, u64)>> {
-        self.earlier_parquet
-            .as_mut()
-            .map(|earlier| std::mem::take(&mut earlier.files))
+    fn offers_earlier_parquet(&self) -> bool {
+        self.earlier_parquet.is_some()
+    }
+
+    /// The previous backup's Parquet tree, unless `rest` shows that the node is no longer the
+    /// one that backup saw: the server never deletes or rewrites a snapshot file, so one of that
+    /// backup's snapshot files gone or of another size means the node was replaced (restored
+    /// from an older backup, or started afresh), and only a listing shows its tree.
+    fn earlier_parquet(&mut self, rest: &[SourceObject]) -> Option<Vec<(String, u64)>> {
+        let earlier = self.earlier_parquet.as_mut()?;
+        let listed: HashMap<&str, u64> = rest
+            .iter()
+            .filter(|o| matches!(o.class, ObjectClass::Snapshot { .. }))
+            .map(|o| (o.key.as_str(), o.size))
+            .collect();
+        let changed = earlier
+            .snapshots
+            .iter()
+            .find(|(key, size)| listed.get(key.as_str()) != Some(size));
+        if let Some((key, _)) = changed {
+            tracing::info!(
+                snapshot = %key,
+                "a snapshot file of the previous backup is gone or changed: listing dbs/"
+            );
+            self.earlier_parquet = None;
+            return None;
+        }
+        Some(std::mem::take(&mut earlier.files))
     }
 }
 
@@ -1458,6 +1482,11 @@ async fn previous_entries(
                 files: parquet_tree(entries)
                     .map(|(path, size)| (path.to_string(), size))
                     .collect(),
+                snapshots: entries
+                    .iter()
+                    .filter(|entry| entry.path.starts_with("snapshots/"))
+                    .map(|entry| (entry.path.clone(), entry.size))
+                    .collect(),
                 listed_at: listed_at.clone(),
             })),
             None => began.map(|began| EarlierListing::Hints(listing_hints(entries, began))),
@@ -1596,6 +1625,8 @@ enum EarlierListing {
 struct EarlierParquet {
     /// Paths and sizes, in path order; handed to the cut once.
     files: Vec<(String, u64)>,
+    /// The snapshot files of that backup, paths and sizes: the node must still hold them all.
+    snapshots: Vec<(String, u64)>,
     /// When the tree was last listed (RFC 3339): by the previous backup, or by the one it
     /// followed the snapshots from, and so on back.
     listed_at: String,
