@@ -94,6 +94,7 @@ pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
                 r.backup_id, node.node_id, node.location
             );
             print_cut("", &node);
+            print_parquet_tree(&node);
             findings_of(&node.findings)
         }
         Ok(BackupSource::Cluster(cluster)) => {
@@ -122,6 +123,18 @@ pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
     println!("  took           {:.1}s", r.duration_seconds);
     print_findings(&findings);
     Ok(code)
+}
+
+/// How a node backup came by its Parquet tree: listed, or followed from an earlier listing.
+fn print_parquet_tree(node: &SourceRecord) {
+    match (&node.parquet_listed_at, node.parquet_followed) {
+        (Some(listed_at), true) => println!(
+            "  parquet tree   followed the snapshot files since its listing at {listed_at} \
+             (listed again after --rescan-after)"
+        ),
+        (Some(_), false) => println!("  parquet tree   listed"),
+        (None, _) => {}
+    }
 }
 
 /// The consistent point of one node's (or a cluster catalog's) cut, indented by `indent`.

@@ -850,6 +850,8 @@ async fn an_incremental_follows_the_snapshot_files_instead_of_listing_parquet() 
     let (first, _) = counted_create(&data, &repo).await;
     let listed_at = first.source["parquet_listed_at"].clone();
     assert!(listed_at.is_string(), "{}", first.source);
+    let followed = |report: &CreateReport| report.source["parquet_followed"] == true;
+    assert!(!followed(&first));
     let parquet_of = |paths: &[String]| paths.iter().filter(|p| p.ends_with(".parquet")).count();
     assert_eq!(parquet_of(&manifest_paths(&repo, &first)), 201);
 
@@ -861,6 +863,7 @@ async fn an_incremental_follows_the_snapshot_files_instead_of_listing_parquet() 
     let (second, counted) = counted_create(&data, &repo).await;
     assert!(second.consistent, "{}", second.source);
     assert_eq!(second.source["parquet_listed_at"], listed_at);
+    assert!(followed(&second));
     let paths = manifest_paths(&repo, &second);
     assert_eq!(
         parquet_of(&paths),
@@ -906,6 +909,7 @@ async fn an_incremental_follows_the_snapshot_files_instead_of_listing_parquet() 
 
     let (fourth, _) = counted_create_listing(&data, &repo).await;
     assert!(fourth.consistent, "{}", fourth.source);
+    assert!(!followed(&fourth));
     let paths = manifest_paths(&repo, &fourth);
     assert!(
         !paths.iter().any(|p| p == unrecorded_gone),
@@ -937,6 +941,7 @@ async fn a_node_whose_snapshot_files_changed_is_listed_again() {
     std::fs::create_dir_all(node.join(unrecorded).parent().unwrap()).unwrap();
     std::fs::write(node.join(unrecorded), b"PAR1 in no snapshot file PAR1").unwrap();
     let (followed, _) = counted_create(&data, &repo).await;
+    assert_eq!(followed.source["parquet_followed"], true);
     assert!(!manifest_paths(&repo, &followed)
         .iter()
         .any(|p| p == unrecorded));
@@ -947,6 +952,7 @@ async fn a_node_whose_snapshot_files_changed_is_listed_again() {
     std::fs::write(&oldest, rewritten).unwrap();
     let (listed, _) = counted_create(&data, &repo).await;
     assert!(listed.consistent, "{}", listed.source);
+    assert!(listed.source.get("parquet_followed").is_none());
     assert!(manifest_paths(&repo, &listed)
         .iter()
         .any(|p| p == unrecorded));

@@ -1666,6 +1666,7 @@ pub(super) fn source_record(
         vanished: cut.vanished.clone(),
         derived_skipped: cut.derived_skipped,
         parquet_listed_at: None,
+        parquet_followed: cut.parquet_followed,
     }
 }
 

@@ -40,6 +40,10 @@ pub struct SourceRecord {
     /// backups of earlier versions and of cluster members.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parquet_listed_at: Option<String>,
+    /// Whether this backup took `dbs/` from the previous one and followed the snapshot files
+    /// instead of listing it (DESIGN §4.6).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parquet_followed: bool,
 }
 
 /// `source.product` of InfluxDB 3 backups.
