@@ -128,10 +128,9 @@ pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
 /// How a node backup came by its Parquet tree: listed, or followed from an earlier listing.
 fn print_parquet_tree(node: &SourceRecord) {
     match (&node.parquet_listed_at, node.parquet_followed) {
-        (Some(listed_at), true) => println!(
-            "  parquet tree   followed the snapshot files since its listing at {listed_at} \
-             (listed again after --rescan-after)"
-        ),
+        (Some(listed_at), true) => {
+            println!("  parquet tree   followed the snapshot files (listed at {listed_at})")
+        }
         (Some(_), false) => println!("  parquet tree   listed"),
         (None, _) => {}
     }
