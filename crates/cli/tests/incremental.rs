@@ -348,7 +348,7 @@ fn finding_codes(report: &CreateReport) -> Vec<String> {
 /// as settled (their Parquet references are not read again) only while every Parquet file of
 /// that backup is still there: a file deleted from the source is found missing (not carried
 /// forward from the previous backup's copy, which a full backup would not have), and a backup
-/// that recorded a Parquet finding never lends its snapshots to the next run. (One that follows
+/// that recorded it missing still says so in the next run, settled or not. (One that follows
 /// the snapshot files carries the tree forward instead, until its next listing: see
 /// `an_incremental_follows_the_snapshot_files_instead_of_listing_parquet`.)
 #[tokio::test]
@@ -382,7 +382,19 @@ async fn settled_snapshots_never_hide_a_missing_parquet_file() {
     assert_eq!(
         finding_codes(&fourth),
         ["parquet-missing"],
-        "a backup with a Parquet finding settles nothing for the next"
+        "the next backup still reports the file missing"
+    );
+
+    // Back at another size than recorded: its references are judged anew, not settled.
+    let node = data.join("node0");
+    std::fs::write(node.join(&newest), b"PAR1 not the recorded bytes PAR1").unwrap();
+    let error = create_listing(local_node(&data).await, &repo, 0)
+        .await
+        .unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains(&newest) && message.contains("bytes"),
+        "{message}"
     );
 }
 
@@ -956,4 +968,52 @@ async fn a_node_whose_snapshot_files_changed_is_listed_again() {
     assert!(manifest_paths(&repo, &listed)
         .iter()
         .any(|p| p == unrecorded));
+}
+
+/// A node whose snapshot files reference Parquet files the server removed still settles them
+/// (DESIGN §4.3): the next incremental judges them from their kept headers, unread, and carries
+/// the previous backup's findings about the removed files over, so its record says what a full
+/// judgement would.
+#[tokio::test]
+async fn settled_snapshot_files_carry_the_removals_they_no_longer_show() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut state = generate(&data, &TreeSpec::new(200)).unwrap();
+    let node = data.join("node0");
+    let repo = tmp.path().join("repo");
+    counted_create(&data, &repo).await;
+    let removed = remove_newest_snapshot_files(&node, &mut state);
+    grow(&data, &mut state, 5).unwrap();
+    let (second, _) = counted_create(&data, &repo).await;
+    let removals = |report: &CreateReport| report.source["removed_by_server"].clone();
+    assert_eq!(removals(&second).as_array().unwrap().len(), removed.len());
+    assert_eq!(
+        finding_codes(&second),
+        vec!["parquet-removed-by-server"; removed.len()]
+    );
+
+    let (third, _) = counted_create(&data, &repo).await;
+    assert_eq!(removals(&third), removals(&second));
+    assert_eq!(third.source["findings"], second.source["findings"]);
+
+    // Every snapshot file that keeps its header in the manifest, damaged in the repository: a
+    // run that settles them does not read them.
+    let entries = ib3_testkit::manifest_files::manifest_entries(&repo, &third.backup_id);
+    let kept: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["class"] == "snapshot" && e["facts"]["kind"] == "snapshot-header/1")
+        .collect();
+    assert!(
+        kept.len() >= 4,
+        "{} snapshot files keep headers",
+        kept.len()
+    );
+    for entry in kept {
+        ib3_testkit::manifest_files::stored_at(&repo, entry).damage();
+    }
+    let (fourth, _) = counted_create(&data, &repo).await;
+    assert!(fourth.consistent);
+    assert_eq!(fourth.source["point"], third.source["point"]);
+    assert_eq!(removals(&fourth), removals(&second));
+    assert_eq!(fourth.source["findings"], second.source["findings"]);
 }

@@ -188,6 +188,9 @@ pub(super) struct RepoCapture {
     /// snapshot files whose references were all captured as recorded
     /// ([`Previous::settled_prefixes`]).
     settled_prefixes: Vec<String>,
+    /// What the previous backup of a node found absent of its snapshot files' references
+    /// ([`Previous::absences`]).
+    absences: Absences,
     /// Which new entries are the previous backup's unchanged, for its chunks to be referenced
     /// again as they are ([`RepoCapture::entries_of`]); `None` where positions do not carry over.
     unchanged: Option<UnchangedChunks>,
@@ -929,10 +932,17 @@ impl Capture for RepoCapture {
             && self
                 .previous
                 .all_reused_under(&format!("{}dbs/", self.prefix));
-        if !settles {
+        let fresh = lock(&self.entries);
+        // A file found absent before and present again: its references must be judged anew.
+        let returned = || {
+            self.absences
+                .keys
+                .iter()
+                .any(|key| fresh.get(&self.full(key)).is_some())
+        };
+        if !settles || returned() {
             return vec![false; keys.len()];
         }
-        let fresh = lock(&self.entries);
         keys.iter()
             .map(|key| {
                 let path = self.full(key);
@@ -1157,6 +1167,7 @@ async fn capture_and_commit(
         superseded,
         chunks,
         settled_prefixes,
+        absences,
     } = previous_entries(repo, &identity, &source, &settings).await?;
     let (hints, earlier_parquet) = match earlier {
         Some(EarlierListing::Hints(hints)) => (Some(hints), None),
@@ -1202,6 +1213,7 @@ async fn capture_and_commit(
         } else {
             settled_prefixes
         },
+        absences,
         // A node's entries come out of the cut in the order its previous backup's did.
         unchanged,
         entries: Mutex::new(EntriesByPath::default()),
@@ -1317,6 +1329,7 @@ async fn capture_node(
     };
     let entries = capture.entries_of(&cut)?;
     let mut record = source_record(source, &cut, capture.take_wal_findings());
+    carry_absences(&mut record, &capture.absences, &cut);
     record.parquet_listed_at = match capture.earlier_parquet.take() {
         Some(earlier) if cut.parquet_followed => Some(earlier.listed_at),
         _ => Some(humantime::format_rfc3339_seconds(settings.started_at).to_string()),
@@ -1459,6 +1472,9 @@ async fn previous_entries(
             previous.chunks.clone_from(&stored.entry_chunks);
             began = humantime::parse_rfc3339(&stored.manifest.started_at).ok();
             previous.settled_prefixes = settling_prefixes(&stored.manifest.source);
+            if let Ok(BackupSource::Node(record)) = BackupSource::parse(&stored.manifest.source) {
+                previous.absences = absences_of(&record).unwrap_or_default();
+            }
             followed_from = follows_snapshots(&stored.manifest.source, source, settings);
             runs.push(repo.load_entries(stored).await?.entries);
             break;
@@ -1473,6 +1489,7 @@ async fn previous_entries(
     // A progress record's entries were never judged.
     if !previous.superseded.is_empty() {
         previous.settled_prefixes.clear();
+        previous.absences = Absences::default();
         followed_from = None;
     }
     let began = began.filter(|_| wants_listing_hints(source));
@@ -1546,7 +1563,7 @@ fn unchanged_chunks(
 /// ([`record_is_clean`]) says so; none for anything else.
 fn settling_prefixes(source: &serde_json::Value) -> Vec<String> {
     match BackupSource::parse(source) {
-        Ok(BackupSource::Node(record)) if record_is_clean(&record) => vec![String::new()],
+        Ok(BackupSource::Node(record)) if absences_of(&record).is_some() => vec![String::new()],
         Ok(BackupSource::Cluster(record)) => record
             .members
             .iter()
@@ -1554,6 +1571,100 @@ fn settling_prefixes(source: &serde_json::Value) -> Vec<String> {
             .map(|member| format!("{}/", member.node_id))
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+/// What a node backup's cut found absent of the Parquet files its snapshot files reference
+/// (removed by the server, recorded or not), if that is all it found about Parquet files and the
+/// cut was consistent: every other reference was captured with its recorded size. The snapshot
+/// files of such a backup settle for the next run, which carries these findings over for them
+/// ([`Absences`]; DESIGN §4.3).
+fn absences_of(record: &SourceRecord) -> Option<Absences> {
+    let about_parquet = |finding: &&serde_json::Value| {
+        finding["code"]
+            .as_str()
+            .is_none_or(|code| code.starts_with("parquet-"))
+    };
+    let findings: Vec<serde_json::Value> = record
+        .findings
+        .as_array()?
+        .iter()
+        .filter(about_parquet)
+        .cloned()
+        .collect();
+    let only_absences = findings.iter().all(|finding| {
+        matches!(
+            finding["code"].as_str(),
+            Some("parquet-removed-by-server" | "parquet-missing")
+        )
+    });
+    let removed = record.removed_by_server.as_array()?.clone();
+    let keys = removed
+        .iter()
+        .map(|removed| Some(removed["path"].as_str()?.split_once('/')?.1.to_string()))
+        .collect::<Option<Vec<String>>>()?;
+    (record.product == PRODUCT && record.consistent && only_absences).then_some(Absences {
+        keys,
+        findings,
+        removed,
+    })
+}
+
+/// Add to `record` what the previous backup found absent ([`Absences`]) and the cut did not
+/// report itself: files still absent, referenced by snapshot files that settled (judged without
+/// their references). Most severe findings first, as the judge orders them.
+fn carry_absences(record: &mut SourceRecord, absences: &Absences, cut: &CutReport) {
+    if absences.keys.is_empty() {
+        return;
+    }
+    let still_absent = |full_key: &str| {
+        full_key
+            .split_once('/')
+            .is_some_and(|(_, key)| !cut.objects.contains_key(key))
+    };
+    if let Some(findings) = record.findings.as_array_mut() {
+        let reported: HashSet<String> = findings
+            .iter()
+            .filter_map(|f| f["object"].as_str().map(str::to_string))
+            .collect();
+        findings.extend(
+            absences
+                .findings
+                .iter()
+                .filter(|f| {
+                    f["object"]
+                        .as_str()
+                        .is_some_and(|object| still_absent(object) && !reported.contains(object))
+                })
+                .cloned(),
+        );
+        findings.sort_by_key(|f| std::cmp::Reverse(severity_rank(&f["severity"])));
+    }
+    if let Some(removed) = record.removed_by_server.as_array_mut() {
+        let reported: HashSet<String> = removed
+            .iter()
+            .filter_map(|r| r["path"].as_str().map(str::to_string))
+            .collect();
+        removed.extend(
+            absences
+                .removed
+                .iter()
+                .filter(|r| {
+                    r["path"]
+                        .as_str()
+                        .is_some_and(|path| still_absent(path) && !reported.contains(path))
+                })
+                .cloned(),
+        );
+    }
+}
+
+/// Order of a recorded finding's severity: errors highest.
+fn severity_rank(severity: &serde_json::Value) -> u8 {
+    match severity.as_str() {
+        Some("error") => 2,
+        Some("warning") => 1,
+        _ => 0,
     }
 }
 
@@ -1610,6 +1721,21 @@ struct Previous {
     /// references were all captured as recorded ([`settling_prefixes`]): under these prefixes
     /// its snapshot files, reused, have settled references ([`RepoCapture::settled_snapshots`]).
     settled_prefixes: Vec<String>,
+    /// What that backup (of a node) found absent of its snapshot files' references.
+    absences: Absences,
+}
+
+/// Referenced Parquet files a node backup's cut found absent, with its findings about them: a
+/// snapshot file that settles is judged without its references, so the next run would no
+/// longer see them absent; it carries these over instead ([`carry_absences`]).
+#[derive(Default)]
+struct Absences {
+    /// Their keys, relative to the node.
+    keys: Vec<String>,
+    /// The findings about them (`parquet-removed-by-server`, `parquet-missing`), as recorded.
+    findings: Vec<serde_json::Value>,
+    /// Their `removed_by_server` entries, as recorded.
+    removed: Vec<serde_json::Value>,
 }
 
 /// What a previous backup's listing of a node's Parquet tree gives this run: see
