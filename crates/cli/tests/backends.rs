@@ -375,8 +375,8 @@ fn a_node_in_a_bucket_backs_up_and_restores_across_stores() {
         let local_repo = tmp.path().join("repo");
         let flag = backend.object_store_flag();
         let env = backend.source_env();
-        // Cloud → local repository.
-        let create = || {
+        // `create` of the node in the bucket into `repo`.
+        let create = |repo: &str, env: &[(String, String)]| {
             run_env(
                 &[
                     "create",
@@ -388,18 +388,19 @@ fn a_node_in_a_bucket_backs_up_and_restores_across_stores() {
                     "--node-id",
                     "node0",
                     "--repo",
-                    s(&local_repo),
+                    repo,
                 ],
-                &env,
+                env,
             )
             .ok()
             .json()
         };
-        let created = create();
+        // Cloud → local repository.
+        let created = create(s(&local_repo), &env);
         assert_eq!(created["source"]["consistent"], true);
         // An incremental follows the snapshot files (DESIGN §4.6): the node listed with a
         // delimiter but for `dbs/`, taken from the backup above. The restore below restores it.
-        let followed = create();
+        let followed = create(s(&local_repo), &env);
         assert_eq!(followed["source"]["consistent"], true);
         assert_eq!(
             followed["source"]["parquet_followed"],
@@ -445,22 +446,7 @@ fn a_node_in_a_bucket_backs_up_and_restores_across_stores() {
             let repo = other.url(&repo_bucket, "cross");
             let mut env2 = env.clone();
             env2.extend(other.repo_env());
-            run_env(
-                &[
-                    "create",
-                    "--json",
-                    "--object-store",
-                    flag,
-                    "--bucket",
-                    &source_bucket,
-                    "--node-id",
-                    "node0",
-                    "--repo",
-                    &repo,
-                ],
-                &env2,
-            )
-            .ok();
+            create(&repo, &env2);
             run_env(&["verify", "--read-data", "--repo", &repo], &env2).ok();
             let restored = tmp.path().join(format!("from-{}", other.name()));
             assert_restores(

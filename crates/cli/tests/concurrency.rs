@@ -465,7 +465,7 @@ async fn run_create(
     let mut referenced = 0;
     let mut absent = Vec::new();
     for (seq, snapshot) in &snapshots {
-        for (path, size) in parquet_refs(snapshot) {
+        for (path, size) in ib3_testkit::snapshot_parquet_refs(snapshot) {
             let key = path
                 .strip_prefix(&format!("{NODE}/"))
                 .unwrap_or_else(|| panic!("{ctx}: {path} lacks the node prefix"));
@@ -548,22 +548,6 @@ async fn captured_snapshots(
         snapshots.insert(seq, json);
     }
     snapshots
-}
-
-/// (path, size_bytes) of every Parquet file a snapshot adds (`databases`).
-fn parquet_refs(snapshot: &serde_json::Value) -> Vec<(String, u64)> {
-    let mut refs = Vec::new();
-    for db in snapshot["databases"].as_array().unwrap() {
-        for table in db[1]["tables"].as_array().unwrap() {
-            for file in table[1].as_array().unwrap() {
-                refs.push((
-                    file["path"].as_str().unwrap().to_string(),
-                    file["size_bytes"].as_u64().unwrap(),
-                ));
-            }
-        }
-    }
-    refs
 }
 
 /// The catalog v3 sequence the backup restores to: the checkpoint's header sequence, then each

@@ -164,18 +164,7 @@ fn killed_creates_and_prunes_leave_a_valid_repository_and_reruns_upload_only_wha
         // run's pack that no record names is not known to hold anything).
         let before = stored_blob_ids(&repo);
         let manifests = manifest_count(&repo);
-        let report = run(&[
-            "create",
-            "--json",
-            "--data-dir",
-            s(&data),
-            "--node-id",
-            "node0",
-            "--repo",
-            s(&repo),
-        ])
-        .ok()
-        .json();
+        let report = create_json(&data, &repo);
         let uploaded = report["blobs_uploaded"].as_u64().unwrap() as usize;
         let id = report["backup_id"].as_str().unwrap();
         let missing: std::collections::BTreeSet<String> =

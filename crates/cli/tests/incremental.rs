@@ -808,23 +808,10 @@ fn remove_newest_snapshot_files(node: &Path, state: &mut TreeState) -> Vec<Strin
         serde_json::from_slice(&std::fs::read(snapshot_path(state.snapshots - 1)).unwrap())
             .unwrap();
     let mut removed = Vec::new();
-    for (_, tables) in newest["databases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| (&d[0], &d[1]))
-    {
-        for table in tables["tables"].as_array().unwrap() {
-            for file in table[1].as_array().unwrap() {
-                let key = file["path"]
-                    .as_str()
-                    .unwrap()
-                    .strip_prefix("node0/")
-                    .unwrap();
-                std::fs::remove_file(node.join(key)).unwrap();
-                removed.push(key.to_string());
-            }
-        }
+    for (path, _) in ib3_testkit::snapshot_parquet_refs(&newest) {
+        let key = path.strip_prefix("node0/").unwrap();
+        std::fs::remove_file(node.join(key)).unwrap();
+        removed.push(key.to_string());
     }
     let mut removal = newest.clone();
     removal["snapshot_sequence_number"] = state.snapshots.into();

@@ -68,21 +68,9 @@ fn prune_keeps_by_policy_and_collects_exactly_what_removed_backups_alone_held() 
             }
         }
         // Listing the Parquet tree every run: these files are in no snapshot file.
-        let created = run_env(
-            &[
-                "create",
-                "--json",
-                "--data-dir",
-                s(&data),
-                "--node-id",
-                "node0",
-                "--repo",
-                s(&repo),
-            ],
-            &[("INFLUXDB3_BACKUP_RESCAN_AFTER", "0s")],
-        )
-        .ok()
-        .json();
+        let created = create_node0_env(&data, &repo, &[("INFLUXDB3_BACKUP_RESCAN_AFTER", "0s")])
+            .ok()
+            .json();
         ids.push(created["backup_id"].as_str().unwrap().to_string());
     }
     let before = blobs(&repo);

@@ -28,8 +28,8 @@ use crate::path::{classify, CatalogGeneration, ObjectClass, Phase};
 use crate::rules::{judge, references_in, CapturedSet, CatalogScope, Judgement};
 use crate::shard::{in_shards, Shard};
 use crate::snapshot::{
-    parse_snapshot, parse_snapshot_checkpoint, parse_snapshot_header, PersistedSnapshot,
-    SnapshotCheckpoint, SnapshotHeader,
+    parse_snapshot, parse_snapshot_checkpoint, parse_snapshot_header, ParquetRef,
+    PersistedSnapshot, SnapshotCheckpoint, SnapshotHeader,
 };
 use crate::{Error, Result};
 use futures::TryStreamExt;
@@ -678,6 +678,19 @@ impl State {
         Ok(())
     }
 
+    /// The Parquet files the captured snapshots (`removed_files`) and checkpoints
+    /// (`pending_removed_files`) record as removed by the server.
+    fn recorded_removals(&self) -> impl Iterator<Item = &ParquetRef> {
+        self.snapshots
+            .iter()
+            .flat_map(|s| s.removed_files.iter())
+            .chain(
+                self.checkpoints
+                    .values()
+                    .flat_map(|c| c.pending_removed_files.iter()),
+            )
+    }
+
     /// Drop the Parquet files the server recorded as removed (`removed_files`,
     /// `pending_removed_files`) from a cut whose `dbs/` came from an earlier cut: the server
     /// deletes such a file before it writes the snapshot that records it, so a listing would no
@@ -686,14 +699,7 @@ impl State {
     fn forget_recorded_removals(&mut self, node_prefix: &str) -> bool {
         let prefix = format!("{node_prefix}/");
         let removed: Vec<String> = self
-            .snapshots
-            .iter()
-            .flat_map(|s| s.removed_files.iter())
-            .chain(
-                self.checkpoints
-                    .values()
-                    .flat_map(|c| c.pending_removed_files.iter()),
-            )
+            .recorded_removals()
             .filter_map(|f| f.path.strip_prefix(&prefix))
             .map(str::to_string)
             .collect();
@@ -718,17 +724,7 @@ impl State {
     /// Parquet files referenced by captured snapshots or checkpoints (and not recorded as
     /// removed) that are neither captured nor known to be gone.
     fn referenced_not_captured(&self, node_prefix: &str) -> Vec<SourceObject> {
-        let removed: FxHashSet<&str> = self
-            .snapshots
-            .iter()
-            .flat_map(|s| s.removed_files.iter())
-            .chain(
-                self.checkpoints
-                    .values()
-                    .flat_map(|c| c.pending_removed_files.iter()),
-            )
-            .map(|f| f.path.as_str())
-            .collect();
+        let removed: FxHashSet<&str> = self.recorded_removals().map(|f| f.path.as_str()).collect();
         let prefix = format!("{node_prefix}/");
         let references = references_in(&self.snapshots, self.checkpoints.values());
         let mut wanted = in_shards(references, |shard| {

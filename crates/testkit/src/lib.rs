@@ -96,3 +96,29 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// `(path, size_bytes)` of every Parquet file a snapshot file adds (its `databases`), paths as
+/// recorded (node prefix included). A snapshot not of the server's shape panics, naming what is
+/// missing (a test's own tree).
+pub fn snapshot_parquet_refs(snapshot: &serde_json::Value) -> Vec<(String, u64)> {
+    let mut refs = Vec::new();
+    for db in json_array(&snapshot["databases"], "databases") {
+        for table in json_array(&db[1]["tables"], "tables") {
+            for file in json_array(&table[1], "a table's files") {
+                match (file["path"].as_str(), file["size_bytes"].as_u64()) {
+                    (Some(path), Some(size)) => refs.push((path.to_string(), size)),
+                    _ => panic!("snapshot JSON: a Parquet file without path or size: {file}"),
+                }
+            }
+        }
+    }
+    refs
+}
+
+/// `value` as an array; anything else panics, naming `what` it should be.
+fn json_array<'v>(value: &'v serde_json::Value, what: &str) -> &'v [serde_json::Value] {
+    value
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_else(|| panic!("snapshot JSON: {what} is not an array: {value}"))
+}

@@ -771,18 +771,10 @@ mod tests {
             on_disk.iter().all(|s| *s + 1 >= w),
             "keep 1: {on_disk:?} w {w}"
         );
-        for db in json["databases"].as_array().unwrap() {
-            for table in db[1]["tables"].as_array().unwrap() {
-                for file in table[1].as_array().unwrap() {
-                    let key = file["path"]
-                        .as_str()
-                        .unwrap()
-                        .strip_prefix("node0/")
-                        .unwrap();
-                    let size = std::fs::metadata(node.join(key)).unwrap().len();
-                    assert_eq!(size, file["size_bytes"].as_u64().unwrap());
-                }
-            }
+        for (path, recorded) in crate::snapshot_parquet_refs(&json) {
+            let key = path.strip_prefix("node0/").unwrap();
+            let size = std::fs::metadata(node.join(key)).unwrap().len();
+            assert_eq!(size, recorded);
         }
         assert!(json["catalog_sequence_number"].as_u64().unwrap() >= 9);
         // No temporary file is left behind.

@@ -1471,11 +1471,11 @@ async fn previous_entries(
         if same_source(&stored.manifest.source, identity) {
             previous.chunks.clone_from(&stored.entry_chunks);
             began = humantime::parse_rfc3339(&stored.manifest.started_at).ok();
-            previous.settled_prefixes = settling_prefixes(&stored.manifest.source);
-            if let Ok(BackupSource::Node(record)) = BackupSource::parse(&stored.manifest.source) {
-                previous.absences = absences_of(&record).unwrap_or_default();
+            let record = BackupSource::parse(&stored.manifest.source).ok();
+            (previous.settled_prefixes, previous.absences) = settling(record.as_ref());
+            if let Some(BackupSource::Node(record)) = &record {
+                followed_from = follows_snapshots(record, source, settings);
             }
-            followed_from = follows_snapshots(&stored.manifest.source, source, settings);
             runs.push(repo.load_entries(stored).await?.entries);
             break;
         }
@@ -1511,26 +1511,24 @@ async fn previous_entries(
     Ok(previous)
 }
 
-/// When the previous backup (source record `previous`) of a Core node last listed its Parquet
+/// When the previous backup (node source record `previous`) of a Core node last listed its Parquet
 /// tree, if this run may follow the snapshot files from that backup's tree instead of listing
 /// it (DESIGN §4.6): its cut was consistent, and that listing is younger than `--rescan-after`
 /// (a listing now and then drops what the server deleted without a record: files past their
 /// retention). `None` for an Enterprise cluster, whose compactor writes Parquet files no
 /// snapshot file records.
 fn follows_snapshots(
-    previous: &serde_json::Value,
+    previous: &SourceRecord,
     source: &CreateSource,
     settings: &Settings,
 ) -> Option<String> {
     if !matches!(source, CreateSource::Node(_)) {
         return None;
     }
-    let Ok(BackupSource::Node(record)) = BackupSource::parse(previous) else {
-        return None;
-    };
-    let listed_at = record
+    let listed_at = previous
         .parquet_listed_at
-        .filter(|_| record.product == PRODUCT && record.consistent)?;
+        .clone()
+        .filter(|_| previous.product == PRODUCT && previous.consistent)?;
     let age = settings
         .started_at
         .duration_since(humantime::parse_rfc3339(&listed_at).ok()?)
@@ -1558,19 +1556,26 @@ fn unchanged_chunks(
     (node && previous.as_loaded() && !chunks.is_empty()).then(|| UnchangedChunks::new(chunks))
 }
 
-/// The entry-path prefixes under which a backup's snapshot files have every reference captured
-/// as recorded: a node backup's `""`, a cluster backup's `<id>/` for each member whose cut
+/// The entry-path prefixes under which a backup's (parsed) snapshot files have every reference
+/// captured as recorded or found absent, with what a node backup found absent: a node backup's
+/// `""` when [`absences_of`] says so, a cluster backup's `<id>/` for each member whose cut
 /// ([`record_is_clean`]) says so; none for anything else.
-fn settling_prefixes(source: &serde_json::Value) -> Vec<String> {
-    match BackupSource::parse(source) {
-        Ok(BackupSource::Node(record)) if absences_of(&record).is_some() => vec![String::new()],
-        Ok(BackupSource::Cluster(record)) => record
-            .members
-            .iter()
-            .filter(|member| member.node.as_ref().is_some_and(record_is_clean))
-            .map(|member| format!("{}/", member.node_id))
-            .collect(),
-        _ => Vec::new(),
+fn settling(source: Option<&BackupSource>) -> (Vec<String>, Absences) {
+    match source {
+        Some(BackupSource::Node(record)) => match absences_of(record) {
+            Some(absences) => (vec![String::new()], absences),
+            None => (Vec::new(), Absences::default()),
+        },
+        Some(BackupSource::Cluster(record)) => {
+            let members = record
+                .members
+                .iter()
+                .filter(|member| member.node.as_ref().is_some_and(record_is_clean))
+                .map(|member| format!("{}/", member.node_id))
+                .collect();
+            (members, Absences::default())
+        }
+        None => (Vec::new(), Absences::default()),
     }
 }
 
@@ -1580,16 +1585,14 @@ fn settling_prefixes(source: &serde_json::Value) -> Vec<String> {
 /// files of such a backup settle for the next run, which carries these findings over for them
 /// ([`Absences`]; DESIGN §4.3).
 fn absences_of(record: &SourceRecord) -> Option<Absences> {
-    let about_parquet = |finding: &&serde_json::Value| {
-        finding["code"]
-            .as_str()
-            .is_none_or(|code| code.starts_with("parquet-"))
-    };
+    if record.product != PRODUCT || !record.consistent {
+        return None;
+    }
     let findings: Vec<serde_json::Value> = record
         .findings
         .as_array()?
         .iter()
-        .filter(about_parquet)
+        .filter(|finding| is_about_parquet(finding))
         .cloned()
         .collect();
     let only_absences = findings.iter().all(|finding| {
@@ -1603,11 +1606,18 @@ fn absences_of(record: &SourceRecord) -> Option<Absences> {
         .iter()
         .map(|removed| Some(removed["path"].as_str()?.split_once('/')?.1.to_string()))
         .collect::<Option<Vec<String>>>()?;
-    (record.product == PRODUCT && record.consistent && only_absences).then_some(Absences {
+    only_absences.then_some(Absences {
         keys,
         findings,
         removed,
     })
+}
+
+/// Whether a recorded finding is about a Parquet file (or names no code, and may be).
+fn is_about_parquet(finding: &serde_json::Value) -> bool {
+    finding["code"]
+        .as_str()
+        .is_none_or(|code| code.starts_with("parquet-"))
 }
 
 /// Add to `record` what the previous backup found absent ([`Absences`]) and the cut did not
@@ -1622,41 +1632,48 @@ fn carry_absences(record: &mut SourceRecord, absences: &Absences, cut: &CutRepor
             .split_once('/')
             .is_some_and(|(_, key)| !cut.objects.contains_key(key))
     };
+    extend_unreported(
+        &mut record.findings,
+        &absences.findings,
+        "object",
+        still_absent,
+    );
     if let Some(findings) = record.findings.as_array_mut() {
-        let reported: HashSet<String> = findings
-            .iter()
-            .filter_map(|f| f["object"].as_str().map(str::to_string))
-            .collect();
-        findings.extend(
-            absences
-                .findings
-                .iter()
-                .filter(|f| {
-                    f["object"]
-                        .as_str()
-                        .is_some_and(|object| still_absent(object) && !reported.contains(object))
-                })
-                .cloned(),
-        );
         findings.sort_by_key(|f| std::cmp::Reverse(severity_rank(&f["severity"])));
     }
-    if let Some(removed) = record.removed_by_server.as_array_mut() {
-        let reported: HashSet<String> = removed
+    extend_unreported(
+        &mut record.removed_by_server,
+        &absences.removed,
+        "path",
+        still_absent,
+    );
+}
+
+/// Add to `list` (a JSON array of objects naming a file in `field`) each of `carried` whose file
+/// is `still_absent` and not named in `list` already.
+fn extend_unreported(
+    list: &mut serde_json::Value,
+    carried: &[serde_json::Value],
+    field: &str,
+    still_absent: impl Fn(&str) -> bool,
+) {
+    let Some(list) = list.as_array_mut() else {
+        return;
+    };
+    let reported: HashSet<String> = list
+        .iter()
+        .filter_map(|item| item[field].as_str().map(str::to_string))
+        .collect();
+    list.extend(
+        carried
             .iter()
-            .filter_map(|r| r["path"].as_str().map(str::to_string))
-            .collect();
-        removed.extend(
-            absences
-                .removed
-                .iter()
-                .filter(|r| {
-                    r["path"]
-                        .as_str()
-                        .is_some_and(|path| still_absent(path) && !reported.contains(path))
-                })
-                .cloned(),
-        );
-    }
+            .filter(|item| {
+                item[field]
+                    .as_str()
+                    .is_some_and(|file| still_absent(file) && !reported.contains(file))
+            })
+            .cloned(),
+    );
 }
 
 /// Order of a recorded finding's severity: errors highest.
@@ -1672,20 +1689,8 @@ fn severity_rank(severity: &serde_json::Value) -> u8 {
 /// file and saw no removal by the server: every reference of its snapshot files was captured
 /// with its recorded size.
 fn record_is_clean(record: &SourceRecord) -> bool {
-    let about_parquet = |finding: &serde_json::Value| {
-        finding["code"]
-            .as_str()
-            .is_none_or(|code| code.starts_with("parquet-"))
-    };
-    let no_removals = record
-        .removed_by_server
-        .as_array()
-        .is_some_and(|removed| removed.is_empty());
-    let findings = record.findings.as_array();
-    record.product == PRODUCT
-        && record.consistent
-        && no_removals
-        && findings.is_some_and(|findings| !findings.iter().any(about_parquet))
+    absences_of(record)
+        .is_some_and(|absences| absences.findings.is_empty() && absences.removed.is_empty())
 }
 
 /// What the previous backup's listing of a local node found under `dbs/` (the Parquet tree,
@@ -1718,7 +1723,7 @@ struct Previous {
     /// its lock.
     chunks: Vec<EntryChunk>,
     /// Where `entries` are those of one backup (no progress record) whose snapshots' Parquet
-    /// references were all captured as recorded ([`settling_prefixes`]): under these prefixes
+    /// references were all captured as recorded ([`settling`]): under these prefixes
     /// its snapshot files, reused, have settled references ([`RepoCapture::settled_snapshots`]).
     settled_prefixes: Vec<String>,
     /// What that backup (of a node) found absent of its snapshot files' references.

@@ -90,6 +90,15 @@ impl Run {
 
 /// `create --json` of node `node0` of the data dir `data` into the repository `repo`.
 pub fn create_node0(data: &Path, repo: &Path) -> Run {
+    create_node0_env::<&str, &str>(data, repo, &[])
+}
+
+/// [`create_node0`] with extra environment variables.
+pub fn create_node0_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+    data: &Path,
+    repo: &Path,
+    env: &[(K, V)],
+) -> Run {
     let args = [
         "create",
         "--json",
@@ -100,7 +109,7 @@ pub fn create_node0(data: &Path, repo: &Path) -> Run {
         "--repo",
         s(repo),
     ];
-    run(&args)
+    run_env(&args, env)
 }
 
 /// [`create_node0`], which must succeed; its report.
