@@ -39,6 +39,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::time::SystemTime;
 
 /// An object under the node prefix, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,33 @@ pub struct SourceObject {
     pub size: u64,
     /// Classification of the key.
     pub class: ObjectClass,
+    /// When the store says the object was last written, where a listing or `HEAD` told
+    /// (`None` for what a cut takes from an earlier one unlisted): a caller reuses its
+    /// earlier copy of an object only if it was not written after that copy was made.
+    pub modified: Option<SystemTime>,
+}
+
+impl SourceObject {
+    /// An object as a listing or `HEAD` reports it.
+    pub fn listed(meta: ObjectMeta) -> Self {
+        let key = String::from(meta.location);
+        Self {
+            class: classify(&key),
+            key,
+            size: meta.size,
+            modified: Some(SystemTime::from(meta.last_modified)),
+        }
+    }
+
+    /// An object known by key and size only (from an earlier cut, or a reference).
+    pub fn unlisted(key: String, size: u64) -> Self {
+        Self {
+            class: classify(&key),
+            key,
+            size,
+            modified: None,
+        }
+    }
 }
 
 /// Outcome of capturing one object.
@@ -733,11 +761,7 @@ impl State {
         wanted.sort_unstable();
         wanted
             .into_iter()
-            .map(|(key, size)| SourceObject {
-                class: classify(key),
-                key: key.to_string(),
-                size,
-            })
+            .map(|(key, size)| SourceObject::unlisted(key.to_string(), size))
             .collect()
     }
 
@@ -865,14 +889,7 @@ pub async fn list_classified(
     // first, millions of listed objects were copied once more into fresh memory.
     let mut classified = Vec::with_capacity(listed.iter().map(Vec::len).sum());
     for run in listed {
-        classified.extend(run.into_iter().map(|meta| {
-            let key = String::from(meta.location);
-            SourceObject {
-                class: classify(&key),
-                key,
-                size: meta.size,
-            }
-        }));
+        classified.extend(run.into_iter().map(SourceObject::listed));
     }
     Ok(classified)
 }
@@ -893,8 +910,8 @@ async fn list_besides_parquet(source: &dyn ObjectStore) -> Result<Vec<SourceObje
         .objects
         .into_iter()
         .map(|meta| {
-            let key = String::from(meta.location);
-            (key.clone(), classified(vec![(key, meta.size)]))
+            let object = SourceObject::listed(meta);
+            (object.key.clone(), vec![object])
         })
         .collect();
     let prefixes: Vec<String> = top
@@ -933,11 +950,7 @@ fn with_parquet(mut rest: Vec<SourceObject>, parquet: Vec<SourceObject>) -> Vec<
 fn classified(objects: Vec<(String, u64)>) -> Vec<SourceObject> {
     objects
         .into_iter()
-        .map(|(key, size)| SourceObject {
-            class: classify(&key),
-            key,
-            size,
-        })
+        .map(|(key, size)| SourceObject::unlisted(key, size))
         .collect()
 }
 
@@ -1046,11 +1059,7 @@ async fn list_fanned_out(
 async fn head_classified(source: &dyn ObjectStore, key: &str) -> Result<Option<SourceObject>> {
     use object_store::ObjectStoreExt;
     match source.head(&Path::from(key)).await {
-        Ok(meta) => Ok(Some(SourceObject {
-            key: key.to_string(),
-            size: meta.size,
-            class: classify(key),
-        })),
+        Ok(meta) => Ok(Some(SourceObject::listed(meta))),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(source) => Err(Error::Store {
             object: key.to_string(),

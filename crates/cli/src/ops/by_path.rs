@@ -2,12 +2,14 @@
 //! in an [`EntriesByPath`] and the previous backup's in a [`PreviousEntries`]: at millions of
 //! objects a map keyed by a copy of each path would hold every path twice.
 
+use super::record::written_after;
 use ib3_repo::Entry;
 use rustc_hash::{FxBuildHasher, FxHashSet};
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 /// An entry that hashes and compares as its path.
 #[derive(Debug)]
@@ -89,6 +91,21 @@ pub(super) struct PreviousEntries {
     /// The runs entries may have been taken from ([`PreviousEntries::reused_in_order`]), in
     /// position order, none inside another.
     taken_runs: Vec<TakenRun>,
+    /// [`Run::written_until`] of each run the entries came from, oldest first.
+    written_until: Vec<Option<SystemTime>>,
+    /// The run each entry came from (empty: all from the first).
+    run_of: Vec<u16>,
+}
+
+/// The entries one earlier run recorded: a backup's, or a progress record's.
+pub(super) struct Run {
+    pub entries: Vec<Entry>,
+    /// No object the run captured had been written later than this, in the store's clock
+    /// (`None`: unknown, the run is older than this rule). An object the store says was written
+    /// later is another than the one the entry was made from, whatever its key and size: the
+    /// node was restored in place from an older backup, or started afresh, and writes keys
+    /// again with other content.
+    pub written_until: Option<SystemTime>,
 }
 
 /// The entries under `prefix`, at positions `at`, some of them taken (paths emptied). Every path
@@ -108,35 +125,42 @@ impl PreviousEntries {
     /// (a run that never committed recorded what it found after the backup it follows).
     #[cfg(test)]
     pub(super) fn from_runs(runs: Vec<Vec<Entry>>) -> Self {
-        Self::from_runs_beside(runs, |_| ()).0
+        Self::from_runs_beside(tests::untimed(runs), |_| ()).0
     }
 
     /// [`PreviousEntries::from_runs`], and what `also` makes of the entries in path order, on
     /// another thread while their positions are tabled (at 2 000 000 entries each pass is a
     /// sixth of a second). `also` runs a second time, after sorting, if they were out of order.
     pub(super) fn from_runs_beside<T: Send>(
-        runs: Vec<Vec<Entry>>,
+        runs: Vec<Run>,
         also: impl Fn(&[Entry]) -> T + Sync,
     ) -> (Self, T) {
-        let single = runs.len() == 1;
+        let written_until: Vec<Option<SystemTime>> = runs.iter().map(|r| r.written_until).collect();
         // One run is taken as it is: collected anew, its entries were copied to fresh memory.
-        let mut entries: Vec<Entry> = match <[Vec<Entry>; 1]>::try_from(runs) {
-            Ok([run]) => run,
-            Err(runs) => runs.into_iter().flatten().collect(),
+        let (entries, run_of, single) = match <[Run; 1]>::try_from(runs) {
+            Ok([run]) => (run.entries, Vec::new(), true),
+            Err(runs) => {
+                let (entries, run_of) = latest_of_each_path(runs);
+                (entries, run_of, false)
+            }
         };
         // One run is almost always in order already (a manifest's entries are sorted): its
         // positions are tabled in the pass that checks the order, each path read once.
         let in_order = single.then(|| beside(&entries, positions_if_ordered, &also));
-        let (positions, made, as_loaded) = match in_order {
-            Some((Some(positions), made)) => (positions, made, true),
-            _ => {
-                // Stable: of entries with one path, the last is the latest run's.
-                entries.sort_by(|a, b| a.path.cmp(&b.path));
-                entries.reverse();
-                entries.dedup_by(|later, earlier| later.path == earlier.path);
-                entries.reverse();
+        let (entries, positions, made, as_loaded) = match in_order {
+            Some((Some(positions), made)) => (entries, positions, made, true),
+            Some((None, _)) => {
+                let one = Run {
+                    entries,
+                    written_until: None,
+                };
+                let (entries, _) = latest_of_each_path(vec![one]);
                 let (positions, made) = beside(&entries, positions_if_ordered, &also);
-                (positions.unwrap_or_default(), made, false)
+                (entries, positions.unwrap_or_default(), made, false)
+            }
+            None => {
+                let (positions, made) = beside(&entries, positions_if_ordered, &also);
+                (entries, positions.unwrap_or_default(), made, false)
             }
         };
         let reused = entries.iter().map(|_| AtomicBool::new(false)).collect();
@@ -146,8 +170,17 @@ impl PreviousEntries {
             positions,
             as_loaded,
             taken_runs: Vec::new(),
+            written_until,
+            run_of,
         };
         (previous, made)
+    }
+
+    /// Whether the object at entry `i`, which the store says was last written at `modified`,
+    /// was written after the run that recorded the entry ([`Run::written_until`]).
+    fn written_since_recorded(&self, i: usize, modified: Option<SystemTime>) -> bool {
+        let run = self.run_of.get(i).map_or(0, |&r| usize::from(r));
+        written_after(modified, self.written_until.get(run).copied().flatten())
     }
 
     fn position(&self, path: &str) -> Option<usize> {
@@ -169,12 +202,19 @@ impl PreviousEntries {
             .map(|i| &self.entries[i])
     }
 
-    /// Mark the entry of `path` reused if there is one and `reusable` says so; whether it was.
-    pub(super) fn reuse_if(&self, path: &str, reusable: impl FnOnce(&Entry) -> bool) -> bool {
+    /// Mark the entry of `path` reused if there is one, the object (last written at `modified`,
+    /// if the store said) was not written since the entry was recorded, and `reusable` says so;
+    /// whether it was.
+    pub(super) fn reuse_if(
+        &self,
+        path: &str,
+        modified: Option<SystemTime>,
+        reusable: impl FnOnce(&Entry) -> bool,
+    ) -> bool {
         let Some(i) = self.position(path) else {
             return false;
         };
-        let reuse = reusable(&self.entries[i]);
+        let reuse = !self.written_since_recorded(i, modified) && reusable(&self.entries[i]);
         if reuse {
             self.reused[i].store(true, Ordering::Relaxed);
         }
@@ -368,7 +408,12 @@ pub(super) struct ReuseCursor<'a> {
 
 impl ReuseCursor<'_> {
     /// [`PreviousEntries::reuse_if`] for `path`.
-    pub(super) fn reuse_if(&mut self, path: &str, reusable: impl FnOnce(&Entry) -> bool) -> bool {
+    pub(super) fn reuse_if(
+        &mut self,
+        path: &str,
+        modified: Option<SystemTime>,
+        reusable: impl FnOnce(&Entry) -> bool,
+    ) -> bool {
         // First asked: one binary search (parts of a listing start anywhere in it).
         let previous = self.previous;
         let from = self.next.unwrap_or_else(|| previous.lower_bound(path));
@@ -376,7 +421,7 @@ impl ReuseCursor<'_> {
             Ok(at) => at,
             // Met an entry after it without passing one: `path` is absent, or before the
             // cursor (asked out of order). Looked up: once per new file when asked in order.
-            Err(at) if at == from => return self.previous.reuse_if(path, reusable),
+            Err(at) if at == from => return self.previous.reuse_if(path, modified, reusable),
             // Passed entries before it: it is not before the cursor, and absent.
             Err(at) => {
                 self.next = Some(at);
@@ -384,7 +429,8 @@ impl ReuseCursor<'_> {
             }
         };
         self.next = Some(at);
-        let reuse = reusable(&previous.entries[at]);
+        let reuse =
+            !previous.written_since_recorded(at, modified) && reusable(&previous.entries[at]);
         if reuse {
             self.previous.reused[at].store(true, Ordering::Relaxed);
         }
@@ -405,6 +451,25 @@ fn first_where_not(range: Range<usize>, before: impl Fn(usize) -> bool) -> usize
         }
     }
     low
+}
+
+/// The entries of `runs` (oldest first) sorted by path, one per path: the latest run's. Beside
+/// them, the run each came from.
+fn latest_of_each_path(runs: Vec<Run>) -> (Vec<Entry>, Vec<u16>) {
+    let mut tagged: Vec<(Entry, u16)> = runs
+        .into_iter()
+        .enumerate()
+        .flat_map(|(run, r)| {
+            let run = u16::try_from(run).unwrap_or(u16::MAX);
+            r.entries.into_iter().map(move |entry| (entry, run))
+        })
+        .collect();
+    // Stable: of entries with one path, the last is the latest run's.
+    tagged.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    tagged.reverse();
+    tagged.dedup_by(|later, earlier| later.0.path == earlier.0.path);
+    tagged.reverse();
+    tagged.into_iter().unzip()
 }
 
 /// `first` and `second` of `entries`, on two threads.
@@ -464,6 +529,59 @@ mod tests {
     use super::*;
     use ib3_repo::{BlobId, Encoding};
 
+    /// Runs that tell no time.
+    pub(super) fn untimed(runs: Vec<Vec<Entry>>) -> Vec<Run> {
+        runs.into_iter()
+            .map(|entries| Run {
+                entries,
+                written_until: None,
+            })
+            .collect()
+    }
+
+    /// An object written after the run that recorded its entry is not that entry's object, even
+    /// at the same size; each entry is judged by the time of its own run.
+    #[test]
+    fn an_object_written_since_its_entry_was_recorded_is_not_reused() {
+        let at = |secs: u64| Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        let backup = Run {
+            entries: vec![entry("a/1", b"x"), entry("a/2", b"y"), entry("a/3", b"z")],
+            written_until: at(100),
+        };
+        let partial = Run {
+            entries: vec![entry("a/2", b"v")],
+            written_until: at(200),
+        };
+        let (previous, ()) = PreviousEntries::from_runs_beside(vec![backup, partial], |_| ());
+        assert!(
+            previous.reuse_if("a/1", at(100), |_| true),
+            "written by then"
+        );
+        assert!(
+            !previous.reuse_if("a/3", at(101), |_| true),
+            "written after the backup"
+        );
+        assert!(
+            previous.reuse_if("a/2", at(150), |_| true),
+            "the partial's entry, its time"
+        );
+        let mut cursor = previous.reuse_cursor();
+        assert!(
+            !cursor.reuse_if("a/1", at(150), |_| true),
+            "the backup's entry, its time"
+        );
+        assert!(!cursor.reuse_if("a/2", at(201), |_| true));
+        assert!(
+            cursor.reuse_if("a/3", None, |_| true),
+            "no time told: size decides"
+        );
+        let old = PreviousEntries::from_runs(vec![vec![entry("b", b"1")]]);
+        assert!(
+            old.reuse_if("b", at(10_000_000_000), |_| true),
+            "a run that tells no time"
+        );
+    }
+
     fn entry(path: &str, content: &[u8]) -> Entry {
         Entry {
             path: path.into(),
@@ -498,10 +616,10 @@ mod tests {
         assert_eq!(previous.len(), 3);
         assert!(previous.get_reused("a/1").is_none());
         assert!(previous.reused_in_order("").take("a/1").is_none());
-        assert!(!previous.reuse_if("a/9", |_| true));
-        assert!(!previous.reuse_if("a/2", |e| e.size == 99));
-        assert!(previous.reuse_if("a/1", |e| e.size == 1));
-        assert!(previous.reuse_if("a/3", |_| true));
+        assert!(!previous.reuse_if("a/9", None, |_| true));
+        assert!(!previous.reuse_if("a/2", None, |e| e.size == 99));
+        assert!(previous.reuse_if("a/1", None, |e| e.size == 1));
+        assert!(previous.reuse_if("a/3", None, |_| true));
         assert_eq!(previous.get_reused("a/1").unwrap().blob, BlobId::of(b"x"));
         assert!(previous.get_reused("a/2").is_none());
         assert_eq!(previous.get("a/2").unwrap().blob, BlobId::of(b"y"));
@@ -527,7 +645,7 @@ mod tests {
         assert!(previous.as_loaded());
         assert!(!previous.all_reused_under("b/"));
         for path in ["a/2", "b/1", "b/2"] {
-            assert!(previous.reuse_if(path, |_| true));
+            assert!(previous.reuse_if(path, None, |_| true));
         }
         assert!(previous.all_reused_under("b/"));
         assert!(!previous.all_reused_under("a/"), "a/1 is not reused");
@@ -575,10 +693,13 @@ mod tests {
             );
             let looked_up: Vec<bool> = asked
                 .iter()
-                .map(|p| with_lookups.reuse_if(p, not_b2))
+                .map(|p| with_lookups.reuse_if(p, None, not_b2))
                 .collect();
             let mut cursor = with_cursor.reuse_cursor();
-            let walked: Vec<bool> = asked.iter().map(|p| cursor.reuse_if(p, not_b2)).collect();
+            let walked: Vec<bool> = asked
+                .iter()
+                .map(|p| cursor.reuse_if(p, None, not_b2))
+                .collect();
             assert_eq!(walked, looked_up, "asked {asked:?}");
             for path in paths {
                 assert_eq!(
@@ -590,9 +711,9 @@ mod tests {
         }
         let previous = PreviousEntries::from_runs(vec![run()]);
         let mut cursor = previous.reuse_cursor();
-        assert!(cursor.reuse_if("c", |_| true));
+        assert!(cursor.reuse_if("c", None, |_| true));
         assert!(
-            cursor.reuse_if("a/1", |_| true),
+            cursor.reuse_if("a/1", None, |_| true),
             "out of order, still found"
         );
         assert!(previous.get_reused("a/1").is_some() && previous.get_reused("c").is_some());
@@ -613,7 +734,7 @@ mod tests {
         let take_all = |previous: &mut PreviousEntries, prefix: &str| {
             let under: Vec<&String> = paths.iter().filter(|p| p.starts_with(prefix)).collect();
             for path in &under {
-                assert!(previous.reuse_if(path, |_| true));
+                assert!(previous.reuse_if(path, None, |_| true));
             }
             let mut cursor = previous.reused_in_order(prefix);
             for path in &under {
@@ -625,10 +746,10 @@ mod tests {
             .iter()
             .filter(|p| p.starts_with("n/") && !p.ends_with("0007"))
         {
-            assert!(previous.reuse_if(path, |_| true));
+            assert!(previous.reuse_if(path, None, |_| true));
         }
         assert!(!previous.all_reused_under("n/dbs/"), "n/dbs/0007 is not");
-        assert!(previous.reuse_if("n/dbs/0007", |_| true));
+        assert!(previous.reuse_if("n/dbs/0007", None, |_| true));
         assert!(previous.all_reused_under("n/dbs/"));
         take_all(&mut previous, "m/");
         take_all(&mut previous, "n/");
@@ -637,10 +758,15 @@ mod tests {
             "taken: no longer reusable"
         );
         let mut cursor = previous.reuse_cursor();
-        assert!(cursor.reuse_if("c/1", |_| true), "the first path asked");
-        assert!(cursor.reuse_if("c/2", |_| true));
-        assert!(!cursor.reuse_if("m/dbs/0001", |_| true), "taken");
-        assert!(!previous.reuse_cursor().reuse_if("z/dbs/0001", |_| true));
+        assert!(
+            cursor.reuse_if("c/1", None, |_| true),
+            "the first path asked"
+        );
+        assert!(cursor.reuse_if("c/2", None, |_| true));
+        assert!(!cursor.reuse_if("m/dbs/0001", None, |_| true), "taken");
+        assert!(!previous
+            .reuse_cursor()
+            .reuse_if("z/dbs/0001", None, |_| true));
         let mut cursor = previous.reused_in_order("c/");
         assert_eq!(cursor.take("c/1").unwrap().1, 0);
         assert_eq!(cursor.take("c/2").unwrap().1, 1);
@@ -671,15 +797,15 @@ mod tests {
         let paths =
             |entries: &[Entry]| -> Vec<String> { entries.iter().map(|e| e.path.clone()).collect() };
         let ordered = vec![entry("a", b"1"), entry("b", b"2")];
-        let (previous, seen) = PreviousEntries::from_runs_beside(vec![ordered], paths);
+        let (previous, seen) = PreviousEntries::from_runs_beside(untimed(vec![ordered]), paths);
         assert!(previous.as_loaded());
         assert_eq!(seen, ["a", "b"]);
         let unordered = vec![entry("b", b"1"), entry("a", b"2"), entry("b", b"3")];
-        let (previous, seen) = PreviousEntries::from_runs_beside(vec![unordered], paths);
+        let (previous, seen) = PreviousEntries::from_runs_beside(untimed(vec![unordered]), paths);
         assert!(!previous.as_loaded());
         assert_eq!(seen, ["a", "b"], "made again from the sorted entries");
         let runs = vec![vec![entry("c", b"1")], vec![entry("a", b"2")]];
-        let (_, seen) = PreviousEntries::from_runs_beside(runs, paths);
+        let (_, seen) = PreviousEntries::from_runs_beside(untimed(runs), paths);
         assert_eq!(seen, ["a", "c"]);
     }
 }

@@ -5,9 +5,11 @@
 //! without reading the source; new content is named by its hash, so identical bytes are stored
 //! once. Mutable objects (the catalog checkpoint) are always read again.
 
-use super::by_path::{EntriesByPath, PreviousEntries, ReuseCursor};
+use super::by_path::{EntriesByPath, PreviousEntries, ReuseCursor, Run};
 use super::codecs;
-use super::record::{BackupSource, SourceRecord, PRODUCT};
+use super::record::{
+    set_written_until, written_after, written_until, BackupSource, SourceRecord, PRODUCT,
+};
 use super::{now_rfc3339, tool_version};
 use crate::exit::{Failure, NOT_A_NODE};
 use crate::progress::Bar;
@@ -208,6 +210,10 @@ pub(super) struct RepoCapture {
     progress_record: ProgressRecord,
     /// Set when source and repository are local directories.
     local: Option<LocalCapture>,
+    /// The latest time the store says an object this run was given was written, starting from
+    /// the time the previous runs' entries were written until ([`Previous::written_until`])
+    /// (`source.newest_modified`, [`crate::ops::record::set_written_until`]).
+    newest_modified: Option<SystemTime>,
 }
 
 /// The directories of a local-to-local capture: the data dir, and the directory of the current
@@ -337,9 +343,13 @@ impl RepoCapture {
         if !object.class.is_immutable() {
             return false;
         }
-        cursor.reuse_if(self.full(&object.key).as_ref(), |previous| {
-            previous.size == object.size && (self.index_of_previous || index.holds(previous))
-        })
+        cursor.reuse_if(
+            self.full(&object.key).as_ref(),
+            object.modified,
+            |previous| {
+                previous.size == object.size && (self.index_of_previous || index.holds(previous))
+            },
+        )
     }
 
     /// Make the index of known blobs ready to store `objects` ([`RepoCapture::index_pending`]):
@@ -742,13 +752,15 @@ impl RepoCapture {
             .cloned()
             .collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut source = record.source.clone();
+        set_written_until(&mut source, self.newest_modified);
         let partial = Manifest {
             format_version: ib3_repo::config::FORMAT_VERSION,
             id: record.id.clone(),
             tool_version: tool_version(),
             started_at: String::new(),
             finished_at: now_rfc3339(),
-            source: record.source.clone(),
+            source,
             summary: Summary::default(),
             entries,
         };
@@ -898,6 +910,8 @@ impl Capture for RepoCapture {
         phase: Phase,
         objects: &[SourceObject],
     ) -> ib3_influx::Result<Vec<Captured>> {
+        let newest = objects.iter().filter_map(|o| o.modified).max();
+        self.newest_modified = self.newest_modified.max(newest);
         // Reused entries are captured as they are found; the rest are read.
         let to_capture: Vec<(usize, &SourceObject)> = self
             .not_reusable(objects)
@@ -963,23 +977,28 @@ impl Capture for RepoCapture {
 
     /// The previous backup's Parquet tree, unless `rest` shows that the node is no longer the
     /// one that backup saw: the server never deletes or rewrites a snapshot file, so one of that
-    /// backup's snapshot files gone or of another size means the node was replaced (restored
-    /// from an older backup, or started afresh), and only a listing shows its tree.
+    /// backup's snapshot files gone, of another size or written since that backup means the
+    /// node was replaced (restored from an older backup, or started afresh), and only a listing
+    /// shows its tree.
     fn earlier_parquet(&mut self, rest: &[SourceObject]) -> Option<Vec<(String, u64)>> {
         let earlier = self.earlier_parquet.as_mut()?;
-        let listed: HashMap<&str, u64> = rest
+        let listed: HashMap<&str, &SourceObject> = rest
             .iter()
             .filter(|o| matches!(o.class, ObjectClass::Snapshot { .. }))
-            .map(|o| (o.key.as_str(), o.size))
+            .map(|o| (o.key.as_str(), o))
             .collect();
+        let until = earlier.written_until;
+        let same = |object: &SourceObject, size: u64| {
+            object.size == size && !written_after(object.modified, until)
+        };
         let changed = earlier
             .snapshots
             .iter()
-            .find(|(key, size)| listed.get(key.as_str()) != Some(size));
+            .find(|(key, size)| !listed.get(key.as_str()).is_some_and(|o| same(o, *size)));
         if let Some((key, _)) = changed {
             tracing::info!(
                 snapshot = %key,
-                "a snapshot file of the previous backup is gone or changed: listing dbs/"
+                "a snapshot file of the previous backup is gone, changed or written since: listing dbs/"
             );
             self.earlier_parquet = None;
             return None;
@@ -1168,6 +1187,7 @@ async fn capture_and_commit(
         chunks,
         settled_prefixes,
         absences,
+        written_until,
     } = previous_entries(repo, &identity, &source, &settings).await?;
     let (hints, earlier_parquet) = match earlier {
         Some(EarlierListing::Hints(hints)) => (Some(hints), None),
@@ -1198,6 +1218,7 @@ async fn capture_and_commit(
         index_pending: index.is_none(),
         index_of_previous: index.is_none(),
         index: Arc::new(Mutex::new(index.unwrap_or_default())),
+        newest_modified: written_until,
         local: settings.local.clone().map(|dirs| LocalCapture {
             source_dir: match &source {
                 CreateSource::Node(node) => dirs.data_dir.join(&node.node_id),
@@ -1253,6 +1274,7 @@ async fn capture_and_commit(
     };
     settings.bar.finish();
     capture.release_lookups();
+    set_written_until(&mut outcome.record, capture.newest_modified);
     let stats = &capture.stats;
     let entries = std::mem::take(&mut outcome.entries);
     let summary = Summary {
@@ -1465,6 +1487,8 @@ async fn previous_entries(
     let mut began = None;
     // When that backup's Parquet tree was last listed, if this run may follow the snapshots.
     let mut followed_from = None;
+    // When that backup's objects had last been written ([`Run::written_until`]).
+    let mut backup_written_until = None;
     for id in repo.list_backups().await?.iter().rev() {
         // Headers first: only the matching backup's entries are read.
         let stored = repo.load_stored_manifest(id).await?;
@@ -1476,14 +1500,22 @@ async fn previous_entries(
             if let Some(BackupSource::Node(record)) = &record {
                 followed_from = follows_snapshots(record, source, settings);
             }
-            runs.push(repo.load_entries(stored).await?.entries);
+            backup_written_until =
+                written_until(&stored.manifest.source, &stored.manifest.finished_at);
+            runs.push(Run {
+                entries: repo.load_entries(stored).await?.entries,
+                written_until: backup_written_until,
+            });
             break;
         }
     }
     for partial in repo.partials().await? {
         if same_source(&partial.source, identity) {
             previous.superseded.push(partial.id.clone());
-            runs.push(partial.entries);
+            runs.push(Run {
+                written_until: written_until(&partial.source, &partial.finished_at),
+                entries: partial.entries,
+            });
         }
     }
     // A progress record's entries were never judged.
@@ -1493,6 +1525,7 @@ async fn previous_entries(
         followed_from = None;
     }
     let began = began.filter(|_| wants_listing_hints(source));
+    previous.written_until = runs.iter().filter_map(|run| run.written_until).max();
     (previous.entries, previous.earlier) =
         PreviousEntries::from_runs_beside(runs, |entries| match &followed_from {
             Some(listed_at) => Some(EarlierListing::Parquet(EarlierParquet {
@@ -1505,6 +1538,7 @@ async fn previous_entries(
                     .map(|entry| (entry.path.clone(), entry.size))
                     .collect(),
                 listed_at: listed_at.clone(),
+                written_until: backup_written_until,
             })),
             None => began.map(|began| EarlierListing::Hints(listing_hints(entries, began))),
         });
@@ -1728,6 +1762,10 @@ struct Previous {
     settled_prefixes: Vec<String>,
     /// What that backup (of a node) found absent of its snapshot files' references.
     absences: Absences,
+    /// The latest [`Run::written_until`] of `entries`' runs: this run takes over entries of
+    /// objects written until then, some unlisted (a followed Parquet tree), so its own record
+    /// says no earlier time.
+    written_until: Option<SystemTime>,
 }
 
 /// Referenced Parquet files a node backup's cut found absent, with its findings about them: a
@@ -1761,6 +1799,8 @@ struct EarlierParquet {
     /// When the tree was last listed (RFC 3339): by the previous backup, or by the one it
     /// followed the snapshots from, and so on back.
     listed_at: String,
+    /// [`Run::written_until`] of that backup: a snapshot file written later is another file.
+    written_until: Option<SystemTime>,
 }
 
 /// Whether a manifest's (or partial record's) source document has every field of `identity`.

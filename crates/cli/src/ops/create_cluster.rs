@@ -379,9 +379,8 @@ async fn capture_cluster_files(
     for name in [ENTERPRISE_FILE].into_iter().chain(LICENSE_FILES) {
         match cluster.head(&Path::from(name)).await {
             Ok(meta) => objects.push(SourceObject {
-                key: name.to_string(),
-                size: meta.size,
                 class: ObjectClass::ClusterConfig,
+                ..SourceObject::listed(meta)
             }),
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),

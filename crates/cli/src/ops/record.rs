@@ -3,6 +3,7 @@
 
 use ib3_influx::path::CatalogGeneration;
 use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime};
 
 /// `manifest.source` for an InfluxDB 3 node backup.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +45,45 @@ pub struct SourceRecord {
     /// instead of listing it (DESIGN §4.6).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parquet_followed: bool,
+}
+
+/// The field of every backup's and progress record's `source` document that says when, in the
+/// source store's clock, the newest object the run was given had been written (RFC 3339).
+const NEWEST_MODIFIED: &str = "newest_modified";
+
+/// Record in `source` (a backup's or progress record's document) the newest write time the store
+/// reported among the objects the run was given.
+pub fn set_written_until(source: &mut serde_json::Value, newest: Option<SystemTime>) {
+    if let (Some(fields), Some(newest)) = (source.as_object_mut(), newest) {
+        let at = humantime::format_rfc3339_nanos(newest).to_string();
+        fields.insert(NEWEST_MODIFIED.into(), at.into());
+    }
+}
+
+/// When every object that a backup or progress record (`source` document, `finished_at`) took
+/// in had last been written, as far as it tells: the newest write time its store reported (the
+/// store's clock, so the host's clock may differ), and no later than the run's end — a second
+/// after `finished_at`, which is in whole seconds — should an object be dated in the future.
+/// `None` for a record of neither (a corrupt one).
+pub fn written_until(source: &serde_json::Value, finished_at: &str) -> Option<SystemTime> {
+    let newest = source
+        .get(NEWEST_MODIFIED)
+        .and_then(|v| v.as_str())
+        .and_then(|at| humantime::parse_rfc3339(at).ok());
+    let end = humantime::parse_rfc3339(finished_at)
+        .ok()
+        .map(|at| at + Duration::from_secs(1));
+    match (newest, end) {
+        (Some(newest), Some(end)) => Some(newest.min(end)),
+        (newest, end) => newest.or(end),
+    }
+}
+
+/// Whether an object the store says was written at `modified` was written after a run that
+/// took objects in until `until` ([`written_until`]): then it is not the object that run read,
+/// whatever its key and size. Unknown times answer no.
+pub fn written_after(modified: Option<SystemTime>, until: Option<SystemTime>) -> bool {
+    matches!((modified, until), (Some(modified), Some(until)) if modified > until)
 }
 
 /// `source.product` of InfluxDB 3 backups.
