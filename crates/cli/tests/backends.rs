@@ -437,6 +437,44 @@ fn a_node_in_a_bucket_backs_up_and_restores_across_stores() {
             "{}",
             backend.name()
         );
+        // The node restored in place (DESIGN §3.7 rule 3, *written since*): every object written
+        // anew, one Parquet file with other bytes at the same size. The store's own times (whole
+        // seconds on S3, hence the wait) tell the next backup to take no entry over.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let client = backend.client(&source_bucket);
+        seed_bucket(client.as_ref(), fixture);
+        let files = tree(&data_dir(fixture));
+        let (parquet, bytes) = files.iter().find(|(k, _)| k.ends_with(".parquet")).unwrap();
+        let mut other = bytes.clone();
+        other[bytes.len() / 2] ^= 0xff;
+        runtime()
+            .block_on(client.put(&ObjPath::from(parquet.as_str()), other.clone().into()))
+            .unwrap();
+        let rewritten = create(s(&local_repo), &env);
+        let name = backend.name();
+        assert_eq!(rewritten["entries_reused"], 0, "{name}: {rewritten}");
+        assert!(
+            rewritten["source"].get("parquet_followed").is_none(),
+            "{name}"
+        );
+        let restored = tmp.path().join(format!("in-place-{name}"));
+        run(&[
+            "restore",
+            "--repo",
+            s(&local_repo),
+            "--data-dir",
+            s(&restored),
+        ])
+        .ok();
+        assert_eq!(
+            std::fs::read(restored.join(parquet)).unwrap(),
+            other,
+            "{name}"
+        );
+        // The fixture's bytes back, for the backup across clouds below.
+        runtime()
+            .block_on(client.put(&ObjPath::from(parquet.as_str()), bytes.clone().into()))
+            .unwrap();
         // The repository on the next cloud (S3 → Azure → GCS → S3): every cloud is a source and
         // a repository across clouds.
         let position = ALL.iter().position(|b| *b == backend).unwrap_or(0);
