@@ -37,7 +37,7 @@ use ib3_transfer::{
 use object_store::path::Path;
 use object_store::ObjectStore;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -187,12 +187,9 @@ pub(super) struct RepoCapture {
     /// listing it ([`Capture::earlier_parquet`], [`follows_snapshots`]).
     earlier_parquet: Option<EarlierParquet>,
     /// The prefixes (a node's `""`, a cluster member's `<id>/`) under which `previous` holds
-    /// snapshot files whose references were all captured as recorded
-    /// ([`Previous::settled_prefixes`]).
-    settled_prefixes: Vec<String>,
-    /// What the previous backup of a node found absent of its snapshot files' references
-    /// ([`Previous::absences`]).
-    absences: Absences,
+    /// snapshot files whose references were all captured as recorded or found absent, with
+    /// what was found absent ([`Previous::settled`]).
+    settled: Settled,
     /// Which new entries are the previous backup's unchanged, for its chunks to be referenced
     /// again as they are ([`RepoCapture::entries_of`]); `None` where positions do not carry over.
     unchanged: Option<UnchangedChunks>,
@@ -942,19 +939,19 @@ impl Capture for RepoCapture {
     /// it held is reused here (same path and size), what the snapshot references is captured
     /// as recorded, and the cut need not read its references again.
     fn settled_snapshots(&self, keys: &[&str]) -> Vec<bool> {
-        let settles = self.settled_prefixes.contains(&self.prefix)
-            && self
-                .previous
-                .all_reused_under(&format!("{}dbs/", self.prefix));
+        let absences = self.settled.get(&self.prefix).filter(|_| {
+            self.previous
+                .all_reused_under(&format!("{}dbs/", self.prefix))
+        });
         let fresh = lock(&self.entries);
         // A file found absent before and present again: its references must be judged anew.
-        let returned = || {
-            self.absences
+        let returned = |absences: &Absences| {
+            absences
                 .keys
                 .iter()
                 .any(|key| fresh.get(&self.full(key)).is_some())
         };
-        if !settles || returned() {
+        if absences.is_none_or(returned) {
             return vec![false; keys.len()];
         }
         keys.iter()
@@ -1185,8 +1182,7 @@ async fn capture_and_commit(
         earlier,
         superseded,
         chunks,
-        settled_prefixes,
-        absences,
+        settled,
         written_until,
     } = previous_entries(repo, &identity, &source, &settings).await?;
     let (hints, earlier_parquet) = match earlier {
@@ -1229,12 +1225,11 @@ async fn capture_and_commit(
         previous,
         hints,
         earlier_parquet,
-        settled_prefixes: if settings.reread_snapshots {
-            Vec::new()
+        settled: if settings.reread_snapshots {
+            Settled::new()
         } else {
-            settled_prefixes
+            settled
         },
-        absences,
         // A node's entries come out of the cut in the order its previous backup's did.
         unchanged,
         entries: Mutex::new(EntriesByPath::default()),
@@ -1351,7 +1346,7 @@ async fn capture_node(
     };
     let entries = capture.entries_of(&cut)?;
     let mut record = source_record(source, &cut, capture.take_wal_findings());
-    carry_absences(&mut record, &capture.absences, &cut);
+    capture.carry_absences(&mut record, &cut);
     record.parquet_listed_at = match capture.earlier_parquet.take() {
         Some(earlier) if cut.parquet_followed => Some(earlier.listed_at),
         _ => Some(humantime::format_rfc3339_seconds(settings.started_at).to_string()),
@@ -1406,6 +1401,14 @@ impl RepoCapture {
             out.push(entry);
         }
         Ok(out)
+    }
+
+    /// Add to `record`, the record of a cut at the current prefix, what the previous backup
+    /// found absent there and this cut did not report itself ([`carry_absences`]).
+    pub(super) fn carry_absences(&self, record: &mut SourceRecord, cut: &CutReport) {
+        if let Some(absences) = self.settled.get(&self.prefix) {
+            carry_absences(record, absences, cut);
+        }
     }
 
     /// The entries captured at the current prefix whose keys are in `keys`.
@@ -1496,7 +1499,7 @@ async fn previous_entries(
             previous.chunks.clone_from(&stored.entry_chunks);
             began = humantime::parse_rfc3339(&stored.manifest.started_at).ok();
             let record = BackupSource::parse(&stored.manifest.source).ok();
-            (previous.settled_prefixes, previous.absences) = settling(record.as_ref());
+            previous.settled = settling(record.as_ref());
             if let Some(BackupSource::Node(record)) = &record {
                 followed_from = follows_snapshots(record, source, settings);
             }
@@ -1520,8 +1523,7 @@ async fn previous_entries(
     }
     // A progress record's entries were never judged.
     if !previous.superseded.is_empty() {
-        previous.settled_prefixes.clear();
-        previous.absences = Absences::default();
+        previous.settled.clear();
         followed_from = None;
     }
     let began = began.filter(|_| wants_listing_hints(source));
@@ -1591,25 +1593,24 @@ fn unchanged_chunks(
 }
 
 /// The entry-path prefixes under which a backup's (parsed) snapshot files have every reference
-/// captured as recorded or found absent, with what a node backup found absent: a node backup's
-/// `""` when [`absences_of`] says so, a cluster backup's `<id>/` for each member whose cut
-/// ([`record_is_clean`]) says so; none for anything else.
-fn settling(source: Option<&BackupSource>) -> (Vec<String>, Absences) {
+/// captured as recorded or found absent, each with what was found absent ([`absences_of`]): a
+/// node backup's `""`, a cluster backup's `<id>/` for each member whose cut says so; none for
+/// anything else.
+fn settling(source: Option<&BackupSource>) -> Settled {
     match source {
-        Some(BackupSource::Node(record)) => match absences_of(record) {
-            Some(absences) => (vec![String::new()], absences),
-            None => (Vec::new(), Absences::default()),
-        },
-        Some(BackupSource::Cluster(record)) => {
-            let members = record
-                .members
-                .iter()
-                .filter(|member| member.node.as_ref().is_some_and(record_is_clean))
-                .map(|member| format!("{}/", member.node_id))
-                .collect();
-            (members, Absences::default())
-        }
-        None => (Vec::new(), Absences::default()),
+        Some(BackupSource::Node(record)) => absences_of(record)
+            .map(|absences| (String::new(), absences))
+            .into_iter()
+            .collect(),
+        Some(BackupSource::Cluster(record)) => record
+            .members
+            .iter()
+            .filter_map(|member| {
+                let absences = absences_of(member.node.as_ref()?)?;
+                Some((format!("{}/", member.node_id), absences))
+            })
+            .collect(),
+        None => Settled::new(),
     }
 }
 
@@ -1719,14 +1720,6 @@ fn severity_rank(severity: &serde_json::Value) -> u8 {
     }
 }
 
-/// Whether a node's (or cluster member's) cut was consistent, found nothing about any Parquet
-/// file and saw no removal by the server: every reference of its snapshot files was captured
-/// with its recorded size.
-fn record_is_clean(record: &SourceRecord) -> bool {
-    absences_of(record)
-        .is_some_and(|absences| absences.findings.is_empty() && absences.removed.is_empty())
-}
-
 /// What the previous backup's listing of a local node found under `dbs/` (the Parquet tree,
 /// where nearly all files are), as hints that spare re-reading its unchanged directories
 /// (`transfer::listing::ListingHints`; DESIGN §2): the server never changes a Parquet file in
@@ -1757,16 +1750,19 @@ struct Previous {
     /// its lock.
     chunks: Vec<EntryChunk>,
     /// Where `entries` are those of one backup (no progress record) whose snapshots' Parquet
-    /// references were all captured as recorded ([`settling`]): under these prefixes
-    /// its snapshot files, reused, have settled references ([`RepoCapture::settled_snapshots`]).
-    settled_prefixes: Vec<String>,
-    /// What that backup (of a node) found absent of its snapshot files' references.
-    absences: Absences,
+    /// references were all captured as recorded or found absent ([`settling`]): under these
+    /// prefixes its snapshot files, reused, have settled references
+    /// ([`RepoCapture::settled_snapshots`]); with what that backup found absent there.
+    settled: Settled,
     /// The latest [`Run::written_until`] of `entries`' runs: this run takes over entries of
     /// objects written until then, some unlisted (a followed Parquet tree), so its own record
     /// says no earlier time.
     written_until: Option<SystemTime>,
 }
+
+/// Prefix (a node's `""`, a cluster member's `<id>/`) → what the previous backup found absent
+/// there, for each prefix whose snapshot files settle ([`settling`]).
+type Settled = BTreeMap<String, Absences>;
 
 /// Referenced Parquet files a node backup's cut found absent, with its findings about them: a
 /// snapshot file that settles is judged without its references, so the next run would no

@@ -325,10 +325,9 @@ async fn cut_member(
     };
     let cut = take_consistent_cut(node.node.as_ref(), capture, &options).await?;
     let entries = capture.entries_of(&cut)?;
-    Ok((
-        entries,
-        source_record(&node, &cut, capture.take_wal_findings()),
-    ))
+    let mut record = source_record(&node, &cut, capture.take_wal_findings());
+    capture.carry_absences(&mut record, &cut);
+    Ok((entries, record))
 }
 
 /// The cluster catalog, after every node: at least `required` (what the nodes' data needs).
