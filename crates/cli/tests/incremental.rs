@@ -1079,3 +1079,51 @@ async fn a_node_restored_in_place_is_read_again() {
         counted.keys_read()
     );
 }
+
+/// A file copied in with its old modification time kept (`cp -a`, `rsync -a` from another node
+/// or an older copy of this one) still shows as written since the previous backup: a local
+/// listing takes the later of a file's modification and status-change times, and no copy tool
+/// sets the latter back. The next backup reads it and keeps its bytes.
+#[tokio::test]
+async fn a_file_copied_in_with_its_old_time_is_read_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generate(&data, &TreeSpec::new(20)).unwrap();
+    let node = data.join("node0");
+    let repo = tmp.path().join("repo");
+    let (first, _) = counted_create(&data, &repo).await;
+    assert!(first.consistent, "{}", first.source);
+
+    let (key, _) = newest_wal(&node);
+    let key = format!("wal/{key:011}.wal");
+    let path = node.join(&key);
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut other = std::fs::read(&path).unwrap();
+    let middle = other.len() / 2;
+    other[middle] ^= 0xff;
+    std::fs::write(&path, &other).unwrap();
+    let times = std::fs::FileTimes::new().set_modified(modified);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_times(times)
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        modified
+    );
+
+    let (second, counted) = counted_create(&data, &repo).await;
+    assert!(
+        counted.keys_read().contains_key(&key),
+        "{:?}",
+        counted.keys_read()
+    );
+    let blob = ib3_testkit::manifest_files::manifest_entries(&repo, &second.backup_id)
+        .into_iter()
+        .find(|e| e["path"] == key.as_str())
+        .unwrap()["blob"]
+        .clone();
+    assert_eq!(blob, ib3_repo::BlobId::of(&other).to_string());
+}

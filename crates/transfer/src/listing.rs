@@ -14,7 +14,9 @@
 //! It answers only where its keys are exactly `LocalFileSystem`'s: every name plain
 //! ([`crate::local::is_plain_key`]) and no symbolic link on the way; anything else is listed by
 //! `LocalFileSystem` itself. Files that `LocalFileSystem` hides (its in-flight `name#<digits>`
-//! writes) are hidden here too. Every other operation is `LocalFileSystem`'s.
+//! writes) are hidden here too. Every other operation is `LocalFileSystem`'s. Its times differ
+//! on purpose: a file's `last_modified` is the later of its modification and status-change
+//! times (`written`), which no copy tool can set back.
 
 use crate::local::{is_plain_key, store_error};
 use async_trait::async_trait;
@@ -656,7 +658,7 @@ mod walker {
         }
         // Not stat-ed: on a disk whose metadata is not cached, looking a name up reads the
         // directory's block, which cost nine tenths of a cold listing (DESIGN §2).
-        let modified = chrono::DateTime::<chrono::Utc>::from(modified(&dir));
+        let modified = chrono::DateTime::<chrono::Utc>::from(written(&dir));
         objects.extend(files.map(|(key, size)| ObjectMeta {
             location: plain_path(key),
             last_modified: modified,
@@ -681,7 +683,8 @@ mod walker {
         }
     }
 
-    /// The metadata `LocalFileSystem` reports for a file (its ETag scheme included).
+    /// The metadata `LocalFileSystem` reports for a file (its ETag scheme included), but for
+    /// `last_modified`: [`written`].
     fn object_meta(key: &str, stat: &Stat) -> ObjectMeta {
         let modified = modified(stat);
         let micros = modified
@@ -692,7 +695,7 @@ mod walker {
         let size = stat.st_size as u64;
         ObjectMeta {
             location: plain_path(key),
-            last_modified: chrono::DateTime::<chrono::Utc>::from(modified),
+            last_modified: chrono::DateTime::<chrono::Utc>::from(written(stat)),
             size,
             e_tag: Some(format!("\"{inode:x}-{micros:x}-{size:x}\"")),
             version: None,
@@ -703,6 +706,15 @@ mod walker {
     /// encoding, so the key is validated, not rebuilt.
     fn plain_path(key: &str) -> Path {
         Path::parse(key).unwrap_or_else(|_| Path::from(key))
+    }
+
+    /// When a file was last written as far as its inode tells: the later of its modification
+    /// and status-change times. A copy that keeps modification times (`cp -a`, `rsync -a`)
+    /// cannot set the status-change time, so a file copied in from another node or an older
+    /// life of this one shows as written when it was copied, and a backup does not take it for
+    /// the file its previous one read at that key and size.
+    fn written(stat: &Stat) -> std::time::SystemTime {
+        modified(stat).max(status_changed(stat))
     }
 
     /// A file's modification time.
