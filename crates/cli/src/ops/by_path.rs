@@ -136,31 +136,21 @@ impl PreviousEntries {
         also: impl Fn(&[Entry]) -> T + Sync,
     ) -> (Self, T) {
         let written_until: Vec<Option<SystemTime>> = runs.iter().map(|r| r.written_until).collect();
+        let single = runs.len() == 1;
         // One run is taken as it is: collected anew, its entries were copied to fresh memory.
-        let (entries, run_of, single) = match <[Run; 1]>::try_from(runs) {
-            Ok([run]) => (run.entries, Vec::new(), true),
-            Err(runs) => {
-                let (entries, run_of) = latest_of_each_path(runs);
-                (entries, run_of, false)
-            }
+        let (mut entries, mut run_of) = match <[Run; 1]>::try_from(runs) {
+            Ok([run]) => (run.entries, Vec::new()),
+            Err(runs) => flattened(runs),
         };
         // One run is almost always in order already (a manifest's entries are sorted): its
         // positions are tabled in the pass that checks the order, each path read once.
         let in_order = single.then(|| beside(&entries, positions_if_ordered, &also));
-        let (entries, positions, made, as_loaded) = match in_order {
-            Some((Some(positions), made)) => (entries, positions, made, true),
-            Some((None, _)) => {
-                let one = Run {
-                    entries,
-                    written_until: None,
-                };
-                let (entries, _) = latest_of_each_path(vec![one]);
+        let (positions, made, as_loaded) = match in_order {
+            Some((Some(positions), made)) => (positions, made, true),
+            _ => {
+                (entries, run_of) = latest_of_each_path(entries, run_of);
                 let (positions, made) = beside(&entries, positions_if_ordered, &also);
-                (entries, positions.unwrap_or_default(), made, false)
-            }
-            None => {
-                let (positions, made) = beside(&entries, positions_if_ordered, &also);
-                (entries, positions.unwrap_or_default(), made, false)
+                (positions.unwrap_or_default(), made, false)
             }
         };
         let reused = entries.iter().map(|_| AtomicBool::new(false)).collect();
@@ -453,23 +443,32 @@ fn first_where_not(range: Range<usize>, before: impl Fn(usize) -> bool) -> usize
     low
 }
 
-/// The entries of `runs` (oldest first) sorted by path, one per path: the latest run's. Beside
-/// them, the run each came from.
-fn latest_of_each_path(runs: Vec<Run>) -> (Vec<Entry>, Vec<u16>) {
-    let mut tagged: Vec<(Entry, u16)> = runs
-        .into_iter()
-        .enumerate()
-        .flat_map(|(run, r)| {
-            let run = u16::try_from(run).unwrap_or(u16::MAX);
-            r.entries.into_iter().map(move |entry| (entry, run))
-        })
-        .collect();
+/// The entries of `runs` (oldest first) one after another, and beside them the run each came
+/// from.
+fn flattened(runs: Vec<Run>) -> (Vec<Entry>, Vec<u16>) {
+    let mut run_of = Vec::with_capacity(runs.iter().map(|r| r.entries.len()).sum());
+    let mut entries = Vec::with_capacity(run_of.capacity());
+    for (run, r) in runs.into_iter().enumerate() {
+        let run = u16::try_from(run).unwrap_or(u16::MAX);
+        run_of.extend(std::iter::repeat_n(run, r.entries.len()));
+        entries.extend(r.entries);
+    }
+    (entries, run_of)
+}
+
+/// `entries` sorted by path, one per path: of those with one path, the last (the latest run's).
+/// `run_of` (the run of each, or empty) is kept beside them.
+fn latest_of_each_path(entries: Vec<Entry>, run_of: Vec<u16>) -> (Vec<Entry>, Vec<u16>) {
+    let tagged = !run_of.is_empty();
+    let runs = run_of.into_iter().chain(std::iter::repeat(0));
+    let mut both: Vec<(Entry, u16)> = entries.into_iter().zip(runs).collect();
     // Stable: of entries with one path, the last is the latest run's.
-    tagged.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-    tagged.reverse();
-    tagged.dedup_by(|later, earlier| later.0.path == earlier.0.path);
-    tagged.reverse();
-    tagged.into_iter().unzip()
+    both.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    both.reverse();
+    both.dedup_by(|later, earlier| later.0.path == earlier.0.path);
+    both.reverse();
+    let (entries, run_of): (Vec<Entry>, Vec<u16>) = both.into_iter().unzip();
+    (entries, if tagged { run_of } else { Vec::new() })
 }
 
 /// `first` and `second` of `entries`, on two threads.

@@ -995,7 +995,7 @@ impl Capture for RepoCapture {
         if let Some((key, _)) = changed {
             tracing::info!(
                 snapshot = %key,
-                "a snapshot file of the previous backup is gone, changed or written since: listing dbs/"
+                "a previous snapshot file is gone, changed or written since: listing dbs/"
             );
             self.earlier_parquet = None;
             return None;
