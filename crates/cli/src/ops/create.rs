@@ -1443,7 +1443,7 @@ async fn known_blobs(
 }
 
 /// Objects a capture stores at most for the index of known blobs to take only the blobs their
-/// paths had in the previous backup (see [`RepoCapture::known_blobs_ready`]).
+/// paths had in the previous backup (see `RepoCapture::known_blobs_ready`).
 pub const FEW_TO_STORE: usize = 1_000;
 
 /// Before committing: while this run's lock was held no prune could run. If the lock was lost
