@@ -98,7 +98,7 @@ struct RunArgs {
     /// Bucket of the local S3 server for `aws` (endpoint and keys from IB3_TEST_S3_*).
     #[arg(long, default_value = "bench")]
     s3_bucket: String,
-    /// Write the results here as JSON [default: <work>/results.json].
+    /// Write the results here as JSON [default: WORK/results.json].
     #[arg(long)]
     json: Option<PathBuf>,
     /// Rounds of the full backup, the restore and the no-change incremental by every tool but

@@ -24,7 +24,7 @@ pub enum Verdict {
     Met,
     /// It does not.
     NotMet,
-    /// Not judged: a job the ratio uses was [unsteady](unsteady), so the ratio measures the disk
+    /// Not judged: a job the ratio uses was [unsteady], so the ratio measures the disk
     /// (a full backup slowed by the disk makes the incrementals' ratios look met).
     Unsteady,
 }

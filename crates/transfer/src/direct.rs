@@ -13,7 +13,7 @@
 //! blocks of an aligned buffer are written directly; the first write that is not — the tail of a
 //! file, or anything a file system refuses — switches the file back to ordinary writes for the
 //! rest of it. Only files on local disk file systems are written directly (not NFS, SMB, FUSE or
-//! tmpfs: see [`DIRECT_FILE_SYSTEMS`]), and one that refuses the flag is written as before.
+//! tmpfs: see `DIRECT_FILE_SYSTEMS`), and one that refuses the flag is written as before.
 //! Nothing here changes what ends up in a file.
 
 use std::fs::File;

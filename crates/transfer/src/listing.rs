@@ -852,7 +852,7 @@ impl ObjectStore for FastListing {
         self.inner.list_with_offset(prefix, offset)
     }
 
-    /// One directory read like a level of the walk ([`read_level`]): without changing its access
+    /// One directory read like a level of the walk (`read_level`): without changing its access
     /// time, each file's status asked relative to the directory, not by its whole path. Anything
     /// the walk does not answer whole (a name not plain, an error) is `LocalFileSystem`'s to
     /// answer.

@@ -118,8 +118,8 @@ impl LocalCopy<'_> {
     /// index while copies go on (no batch waits for its slowest file). No file is started once
     /// `stop` is set.
     ///
-    /// Each thread hands over what it holds ([`Handover`]) every [`HANDOVER_FILES`] files, once
-    /// [`HANDOVER_AFTER`] has passed since the first of them was done, before a file larger than
+    /// Each thread hands over what it holds (`Handover`) every `HANDOVER_FILES` files, once
+    /// `HANDOVER_AFTER` has passed since the first of them was done, before a file larger than
     /// a block, and at the end. Handing each result over alone woke the consumer once per file:
     /// a full backup of 100 000 small files spent 7–8% of its CPU time in those wake-ups.
     pub fn run_each(

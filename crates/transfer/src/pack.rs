@@ -59,7 +59,7 @@ pub async fn prepare(
 }
 
 /// The items of `items` in groups, in the order they come: a group closes once its items
-/// `weigh` [`PACK_TARGET`] bytes, holds [`GROUP_ITEMS_MAX`] items, or the stream ends.
+/// `weigh` `PACK_TARGET` bytes, holds [`GROUP_ITEMS_MAX`] items, or the stream ends.
 pub fn gather<S>(items: S, weigh: fn(&S::Item) -> usize) -> impl Stream<Item = Vec<S::Item>>
 where
     S: Stream + Unpin,
