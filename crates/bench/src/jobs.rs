@@ -153,8 +153,9 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>> {
     let mut state = generate(&src, &settings.spec).context("generating the tree")?;
     let tree_bytes = du(&src)?;
     eprintln!(
-        "tree: {} files, {:.1} MiB",
-        state.files + state.snapshots,
+        "tree: {} files ({} Parquet files hard-deleted), {:.1} MiB",
+        state.files - state.removed + state.snapshots,
+        state.removed,
         tree_bytes as f64 / 1048576.0
     );
     trash.set_tree_bytes(tree_bytes);

@@ -68,6 +68,10 @@ struct TreeArgs {
     /// Parquet files per snapshot file.
     #[arg(long, default_value_t = 50)]
     files_per_snapshot: u64,
+    /// Parquet files the "server" then hard-deletes (the oldest snapshot files' whole), recorded
+    /// in a snapshot file: a node that lost files, whose old snapshot files still name them.
+    #[arg(long, default_value_t = 0)]
+    removals: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -113,6 +117,7 @@ impl TreeArgs {
     fn spec(&self) -> TreeSpec {
         TreeSpec {
             files_per_snapshot: self.files_per_snapshot,
+            removed: self.removals,
             sizes: match self.profile {
                 Profile::Tiny => SizeProfile::Tiny,
                 Profile::Small => SizeProfile::Small,

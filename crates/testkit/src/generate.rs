@@ -56,6 +56,11 @@ pub struct TreeSpec {
     pub sizes: SizeProfile,
     /// PRNG seed.
     pub seed: u64,
+    /// Parquet files the server then hard-deletes (at least this many: the files of the oldest
+    /// snapshot files, whole), recorded in one more snapshot file's `removed_files`: a node
+    /// that lost files, whose old snapshot files still reference them.
+    #[serde(default)]
+    pub removed: u64,
 }
 
 impl TreeSpec {
@@ -68,6 +73,7 @@ impl TreeSpec {
             wal_files: 5,
             sizes: SizeProfile::Small,
             seed: 1,
+            removed: 0,
         }
     }
 }
@@ -89,6 +95,9 @@ pub struct TreeState {
     pub wal: Vec<u64>,
     /// PRNG state for the next file.
     pub rng_seed: u64,
+    /// Parquet files hard-deleted ([`TreeSpec::removed`]).
+    #[serde(default)]
+    pub removed: u64,
 }
 
 /// The catalog sequence the fixture's v3 catalog reaches (logs 1–9).
@@ -107,8 +116,15 @@ pub fn generate(data_dir: &Path, spec: &TreeSpec) -> io::Result<TreeState> {
         next_wal: 1,
         wal: Vec::new(),
         rng_seed: spec.seed,
+        removed: 0,
     };
-    add_files(&node, &mut state, spec.files)?;
+    let mut rng = fastrand::Rng::with_seed(state.rng_seed);
+    add_snapshots(&node, &mut state, &mut rng, spec.files)?;
+    if spec.removed > 0 {
+        remove_oldest(&node, &mut state, spec.removed)?;
+    }
+    replace_wal(&node, &mut state, &mut rng)?;
+    state.rng_seed = rng.u64(..);
     Ok(state)
 }
 
@@ -116,18 +132,77 @@ pub fn generate(data_dir: &Path, spec: &TreeSpec) -> io::Result<TreeState> {
 /// snapshot, deleting the WAL files the snapshots cover, as a server does between two backups.
 pub fn grow(data_dir: &Path, state: &mut TreeState, files: u64) -> io::Result<()> {
     let node = data_dir.join(&state.spec.node_id);
-    add_files(&node, state, files)
+    let mut rng = fastrand::Rng::with_seed(state.rng_seed);
+    add_snapshots(&node, state, &mut rng, files)?;
+    replace_wal(&node, state, &mut rng)?;
+    state.rng_seed = rng.u64(..);
+    Ok(())
 }
 
-fn add_files(node: &Path, state: &mut TreeState, mut files: u64) -> io::Result<()> {
-    let mut rng = fastrand::Rng::with_seed(state.rng_seed);
+/// `files` new Parquet files, and the snapshot files that reference them.
+fn add_snapshots(
+    node: &Path,
+    state: &mut TreeState,
+    rng: &mut fastrand::Rng,
+    mut files: u64,
+) -> io::Result<()> {
     let per_snapshot = state.spec.files_per_snapshot.max(1);
     while files > 0 {
         let batch = files.min(per_snapshot);
-        write_snapshot(node, state, &mut rng, batch)?;
+        write_snapshot(node, state, rng, batch)?;
         files -= batch;
     }
-    // WAL after the newest snapshot; the covered ones are gone.
+    Ok(())
+}
+
+/// Delete the Parquet files of the oldest snapshot files not yet cleared, whole snapshots at a
+/// time until at least `files` are gone, and write the snapshot file that records them in
+/// `removed_files`, as the server does for a hard delete.
+fn remove_oldest(node: &Path, state: &mut TreeState, files: u64) -> io::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct References {
+        databases: Vec<(u32, DatabaseTables)>,
+    }
+    let mut removed: std::collections::BTreeMap<u32, std::collections::BTreeMap<u32, Vec<_>>> =
+        Default::default();
+    let mut count = 0;
+    let mut seq = 0;
+    while count < files && seq < state.snapshots {
+        let name = format!("snapshots/{:020}.info.json", u64::MAX - seq);
+        let refs: References = serde_json::from_slice(&std::fs::read(node.join(name))?)?;
+        for (db, tables) in refs.databases {
+            for (table, list) in tables.tables {
+                for file in list {
+                    let key = file.path.split_once('/').map_or("", |(_, key)| key);
+                    if node.join(key).exists() {
+                        remove(&node.join(key))?;
+                        count += 1;
+                        removed
+                            .entry(db)
+                            .or_default()
+                            .entry(table)
+                            .or_default()
+                            .push(file);
+                    }
+                }
+            }
+        }
+        seq += 1;
+    }
+    let removed_files = removed
+        .into_iter()
+        .map(|(db, tables)| {
+            let tables = tables.into_iter().collect();
+            (db, DatabaseTables { tables })
+        })
+        .collect();
+    publish_snapshot(node, state, Vec::new(), removed_files, (0, 0))?;
+    state.removed += count;
+    Ok(())
+}
+
+/// New WAL files after the newest snapshot; those it covers are gone.
+fn replace_wal(node: &Path, state: &mut TreeState, rng: &mut fastrand::Rng) -> io::Result<()> {
     for seq in std::mem::take(&mut state.wal) {
         remove(&node.join(format!("wal/{seq:011}.wal")))?;
     }
@@ -142,7 +217,6 @@ fn add_files(node: &Path, state: &mut TreeState, mut files: u64) -> io::Result<(
         state.wal.push(seq);
         state.next_wal += 1;
     }
-    state.rng_seed = rng.u64(..);
     Ok(())
 }
 
@@ -153,10 +227,6 @@ fn write_snapshot(
     rng: &mut fastrand::Rng,
     count: u64,
 ) -> io::Result<()> {
-    let seq = state.snapshots;
-    // Each snapshot covers two WAL files.
-    let wal_seq = state.next_wal + 1;
-    state.next_wal += 2;
     let mut databases: Vec<(u32, DatabaseTables)> = Vec::new();
     let mut total = (0u64, 0u64);
     for _ in 0..count {
@@ -197,6 +267,21 @@ fn write_snapshot(
         state.files += 1;
         state.parquet_bytes += size;
     }
+    publish_snapshot(node, state, databases, Vec::new(), total)
+}
+
+/// Write the next snapshot file: it references `databases` (`total`: their bytes and rows) and
+/// records `removed_files`, and covers two more WAL files.
+fn publish_snapshot(
+    node: &Path,
+    state: &mut TreeState,
+    databases: Vec<(u32, DatabaseTables)>,
+    removed_files: Vec<(u32, DatabaseTables)>,
+    total: (u64, u64),
+) -> io::Result<()> {
+    let seq = state.snapshots;
+    let wal_seq = state.next_wal + 1;
+    state.next_wal += 2;
     let snapshot = SnapshotJson {
         version: "1",
         node_id: state.spec.node_id.clone(),
@@ -209,7 +294,7 @@ fn write_snapshot(
         min_time: 1_790_000_000_000_000_000,
         max_time: 1_790_000_000_000_000_000 + (state.files as i64) * 60_000_000_000,
         databases,
-        removed_files: Vec::new(),
+        removed_files,
     };
     let json = serde_json::to_vec_pretty(&snapshot).map_err(io::Error::other)?;
     let name = format!("snapshots/{:020}.info.json", u64::MAX - seq);
@@ -303,5 +388,31 @@ mod tests {
         assert_eq!((state.files, state.snapshots), (130, 4));
         assert!(!node.join("wal/00000000007.wal").exists());
         assert!(node.join("wal/00000000014.wal").exists());
+    }
+
+    /// Removals delete the oldest snapshot files' Parquet files, whole, and one more snapshot
+    /// file records them; the WAL follows it.
+    #[test]
+    fn removals_are_recorded_in_a_snapshot_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = TreeSpec {
+            removed: 60,
+            ..TreeSpec::new(120)
+        };
+        let state = generate(dir.path(), &spec).expect("generate");
+        assert_eq!((state.files, state.snapshots, state.removed), (120, 4, 100));
+        let node = dir.path().join("node0");
+        let removal = node.join(format!("snapshots/{:020}.info.json", u64::MAX - 3));
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&removal).expect("snapshot")).expect("json");
+        let recorded = crate::snapshot_parquet_refs(&serde_json::json!({
+            "databases": json["removed_files"].clone()
+        }));
+        assert_eq!(recorded.len(), 100);
+        assert!(recorded
+            .iter()
+            .all(|(path, _)| !dir.path().join(path).exists()));
+        assert_eq!(json["wal_file_sequence_number"], 8);
+        assert!(node.join("wal/00000000009.wal").exists());
     }
 }

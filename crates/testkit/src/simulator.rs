@@ -292,7 +292,7 @@ impl Drop for ServerSimulator {
 }
 
 /// `ParquetFile` of the snapshot JSON (format doc §2.2), in the server's field order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub(crate) struct ParquetFile {
     pub(crate) id: u64,
     pub(crate) path: String,
@@ -304,7 +304,7 @@ pub(crate) struct ParquetFile {
 }
 
 /// `{"tables": [[table_id, [ParquetFile…]] …]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub(crate) struct DatabaseTables {
     pub(crate) tables: Vec<(u32, Vec<ParquetFile>)>,
 }
