@@ -182,34 +182,6 @@ fn members_snapshot_files_are_judged_from_their_kept_headers_unread() {
     assert!(reread.stderr.contains("snapshots/"), "{}", reread.stderr);
 }
 
-/// Have member `node` hard-delete the Parquet files of its newest snapshot file: delete them and
-/// write the next snapshot file, which records them in `removed_files`. Their paths.
-fn hard_delete_newest(data: &Path, node: &str) -> Vec<String> {
-    let snapshots = data.join(node).join("snapshots");
-    let newest = std::fs::read_dir(&snapshots)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .min()
-        .unwrap();
-    let newest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(newest).unwrap()).unwrap();
-    let removed: Vec<String> = ib3_testkit::snapshot_parquet_refs(&newest)
-        .into_iter()
-        .map(|(path, _)| path)
-        .collect();
-    for path in &removed {
-        std::fs::remove_file(data.join(path)).unwrap();
-    }
-    let seq = newest["snapshot_sequence_number"].as_u64().unwrap() + 1;
-    let mut removal = newest.clone();
-    removal["snapshot_sequence_number"] = seq.into();
-    removal["removed_files"] = newest["databases"].clone();
-    removal["databases"] = serde_json::json!([]);
-    let name = snapshots.join(format!("{:020}.info.json", u64::MAX - seq));
-    std::fs::write(name, serde_json::to_vec_pretty(&removal).unwrap()).unwrap();
-    removed
-}
-
 /// A member whose snapshot files reference Parquet files the server removed settles them as a
 /// node does (DESIGN §4.3): with the blob of every snapshot file that has a kept header damaged
 /// in the repository, the next incremental judges the cluster unread and carries the member's
@@ -218,7 +190,7 @@ fn hard_delete_newest(data: &Path, node: &str) -> Vec<String> {
 fn a_member_that_lost_parquet_files_still_settles_its_snapshot_files() {
     let tmp = tempfile::tempdir().unwrap();
     let data = build(tmp.path(), &ClusterSpec::standard("core-3.10.0-basic"));
-    let removed = hard_delete_newest(&data, "node2");
+    let removed = ib3_testkit::hard_delete_newest_snapshot(&data.join("node2"));
     assert!(!removed.is_empty());
     let repo = tmp.path().join("repo");
     let member = |report: &serde_json::Value, field: &str| -> serde_json::Value {

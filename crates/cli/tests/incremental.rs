@@ -800,30 +800,48 @@ fn manifest_paths(repo: &Path, report: &CreateReport) -> Vec<String> {
         .collect()
 }
 
-/// Have the "server" hard-delete the Parquet files of the newest snapshot file: delete them and
-/// write a snapshot file that records them in `removed_files`. Their keys, relative to the node.
+/// [`ib3_testkit::hard_delete_newest_snapshot`] in a generated tree, which counts the snapshot
+/// file it writes.
 fn remove_newest_snapshot_files(node: &Path, state: &mut TreeState) -> Vec<String> {
-    let snapshot_path = |seq: u64| node.join(format!("snapshots/{:020}.info.json", u64::MAX - seq));
-    let newest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(snapshot_path(state.snapshots - 1)).unwrap())
-            .unwrap();
-    let mut removed = Vec::new();
-    for (path, _) in ib3_testkit::snapshot_parquet_refs(&newest) {
-        let key = path.strip_prefix("node0/").unwrap();
-        std::fs::remove_file(node.join(key)).unwrap();
-        removed.push(key.to_string());
-    }
-    let mut removal = newest.clone();
-    removal["snapshot_sequence_number"] = state.snapshots.into();
-    removal["removed_files"] = newest["databases"].clone();
-    removal["databases"] = serde_json::json!([]);
-    std::fs::write(
-        snapshot_path(state.snapshots),
-        serde_json::to_vec_pretty(&removal).unwrap(),
-    )
-    .unwrap();
+    let removed = ib3_testkit::hard_delete_newest_snapshot(node);
     state.snapshots += 1;
     removed
+}
+
+/// A generated node of `files` Parquet files and its first, consistent backup: the temporary
+/// directory holding both, the data dir, the repository and the backup's report.
+async fn generated_backup(
+    files: u64,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    CreateReport,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generate(&data, &TreeSpec::new(files)).unwrap();
+    let repo = tmp.path().join("repo");
+    let (first, _) = counted_create(&data, &repo).await;
+    assert!(first.consistent, "{}", first.source);
+    (tmp, data, repo, first)
+}
+
+/// Rewrite the file at `path` with other bytes at the same size (its middle byte flipped);
+/// those bytes.
+fn with_other_bytes(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+/// The blob a backup's manifest gives `path`.
+fn blob_at(repo: &Path, report: &CreateReport, path: &str) -> String {
+    let entries = ib3_testkit::manifest_files::manifest_entries(repo, &report.backup_id);
+    let entry = entries.iter().find(|e| e["path"] == path).unwrap();
+    entry["blob"].as_str().unwrap().to_string()
 }
 
 /// An incremental of a Core node whose previous backup listed the Parquet tree recently takes
@@ -928,13 +946,8 @@ async fn an_incremental_follows_the_snapshot_files_instead_of_listing_parquet() 
 /// started afresh), and an incremental lists `dbs/` instead of following the snapshot files.
 #[tokio::test]
 async fn a_node_whose_snapshot_files_changed_is_listed_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    generate(&data, &TreeSpec::new(100)).unwrap();
+    let (_tmp, data, repo, _) = generated_backup(100).await;
     let node = data.join("node0");
-    let repo = tmp.path().join("repo");
-    let (first, _) = counted_create(&data, &repo).await;
-    assert!(first.consistent);
 
     let unrecorded = "dbs/9/9/2030-01-02/00-00/0000000002.parquet";
     std::fs::create_dir_all(node.join(unrecorded).parent().unwrap()).unwrap();
@@ -1012,13 +1025,8 @@ async fn settled_snapshot_files_carry_the_removals_they_no_longer_show() {
 /// as little as ever.
 #[tokio::test]
 async fn a_node_restored_in_place_is_read_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    generate(&data, &TreeSpec::new(100)).unwrap();
+    let (_tmp, data, repo, first) = generated_backup(100).await;
     let node = data.join("node0");
-    let repo = tmp.path().join("repo");
-    let (first, _) = counted_create(&data, &repo).await;
-    assert!(first.consistent, "{}", first.source);
     assert!(
         first.source["newest_modified"].is_string(),
         "{}",
@@ -1031,19 +1039,9 @@ async fn a_node_restored_in_place_is_read_again() {
     for (key, bytes) in &files {
         std::fs::write(node.join(key), bytes).unwrap();
     }
-    let other_bytes = |key: &str| -> Vec<u8> {
-        let mut bytes = files[key].clone();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0xff;
-        std::fs::write(node.join(key), &bytes).unwrap();
-        bytes
-    };
     let key_of = |suffix: &str| files.keys().find(|k| k.ends_with(suffix)).unwrap().clone();
-    let (wal, parquet) = (key_of(".wal"), key_of(".parquet"));
-    let changed = [
-        (wal.clone(), other_bytes(&wal)),
-        (parquet.clone(), other_bytes(&parquet)),
-    ];
+    let changed = [key_of(".wal"), key_of(".parquet")]
+        .map(|key| (key.clone(), with_other_bytes(&node.join(&key))));
 
     let (second, counted) = counted_create(&data, &repo).await;
     assert!(second.consistent, "{}", second.source);
@@ -1056,18 +1054,9 @@ async fn a_node_restored_in_place_is_read_again() {
     let read = counted.keys_read();
     let unread: Vec<&String> = files.keys().filter(|k| !read.contains_key(*k)).collect();
     assert!(unread.is_empty(), "{unread:?}");
-    let blobs: BTreeMap<String, String> =
-        ib3_testkit::manifest_files::manifest_entries(&repo, &second.backup_id)
-            .iter()
-            .map(|e| {
-                (
-                    e["path"].as_str().unwrap().into(),
-                    e["blob"].as_str().unwrap().into(),
-                )
-            })
-            .collect();
     for (key, bytes) in &changed {
-        assert_eq!(blobs[key], ib3_repo::BlobId::of(bytes).to_string(), "{key}");
+        let blob = blob_at(&repo, &second, key);
+        assert_eq!(blob, ib3_repo::BlobId::of(bytes).to_string(), "{key}");
     }
     assert_eq!(second.blobs_uploaded, 2, "the rest is stored already");
 
@@ -1086,22 +1075,14 @@ async fn a_node_restored_in_place_is_read_again() {
 /// sets the latter back. The next backup reads it and keeps its bytes.
 #[tokio::test]
 async fn a_file_copied_in_with_its_old_time_is_read_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    generate(&data, &TreeSpec::new(20)).unwrap();
+    let (_tmp, data, repo, _) = generated_backup(20).await;
     let node = data.join("node0");
-    let repo = tmp.path().join("repo");
-    let (first, _) = counted_create(&data, &repo).await;
-    assert!(first.consistent, "{}", first.source);
 
     let (key, _) = newest_wal(&node);
     let key = format!("wal/{key:011}.wal");
     let path = node.join(&key);
     let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
-    let mut other = std::fs::read(&path).unwrap();
-    let middle = other.len() / 2;
-    other[middle] ^= 0xff;
-    std::fs::write(&path, &other).unwrap();
+    let other = with_other_bytes(&path);
     let times = std::fs::FileTimes::new().set_modified(modified);
     std::fs::File::options()
         .write(true)
@@ -1120,10 +1101,6 @@ async fn a_file_copied_in_with_its_old_time_is_read_again() {
         "{:?}",
         counted.keys_read()
     );
-    let blob = ib3_testkit::manifest_files::manifest_entries(&repo, &second.backup_id)
-        .into_iter()
-        .find(|e| e["path"] == key.as_str())
-        .unwrap()["blob"]
-        .clone();
+    let blob = blob_at(&repo, &second, &key);
     assert_eq!(blob, ib3_repo::BlobId::of(&other).to_string());
 }

@@ -128,8 +128,8 @@ pub trait Capture: Reader {
     /// its Parquet files, so what is new since that cut is referenced by a snapshot file new
     /// since, and is captured by reference (step 3). `rest` is the node's listing without
     /// `dbs/`, for the caller to decline when it shows another node than that cut's (a snapshot
-    /// file of that cut gone, or of another size). Asked once, at the first round. `None` (the
-    /// default): list `dbs/`.
+    /// file of that cut gone, of another size, or written since). Asked once, at the first
+    /// round. `None` (the default): list `dbs/`.
     fn earlier_parquet(&mut self, rest: &[SourceObject]) -> Option<Vec<(String, u64)>> {
         let _ = rest;
         None

@@ -115,6 +115,43 @@ pub fn snapshot_parquet_refs(snapshot: &serde_json::Value) -> Vec<(String, u64)>
     refs
 }
 
+/// Have the "server" of the node directory `node` hard-delete the Parquet files its newest
+/// snapshot file adds: delete them and write the next snapshot file, which records them in
+/// `removed_files` (as a hard delete does). Their keys, relative to the node. A node that cannot
+/// be read or written panics, naming what failed (a test's own tree).
+pub fn hard_delete_newest_snapshot(node: &Path) -> Vec<String> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
+        panic!("hard delete in {}: {what}: {e}", node.display())
+    };
+    let snapshots = node.join("snapshots");
+    // Names count down from `u64::MAX`: the newest sorts first.
+    let newest = files_under(&snapshots)
+        .into_iter()
+        .min()
+        .unwrap_or_else(|| fail("no snapshot file", &snapshots.display()));
+    let bytes = std::fs::read(&newest).unwrap_or_else(|e| fail("reading the newest", &e));
+    let newest: serde_json::Value =
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| fail("parsing the newest", &e));
+    let mut removed = Vec::new();
+    for (path, _) in snapshot_parquet_refs(&newest) {
+        let key = path.split_once('/').map_or(path.as_str(), |(_, key)| key);
+        std::fs::remove_file(node.join(key)).unwrap_or_else(|e| fail(key, &e));
+        removed.push(key.to_string());
+    }
+    let seq = newest["snapshot_sequence_number"]
+        .as_u64()
+        .unwrap_or_else(|| fail("no snapshot_sequence_number", &"in the newest"))
+        + 1;
+    let mut removal = newest.clone();
+    removal["snapshot_sequence_number"] = seq.into();
+    removal["removed_files"] = newest["databases"].clone();
+    removal["databases"] = serde_json::json!([]);
+    let name = snapshots.join(format!("{:020}.info.json", u64::MAX - seq));
+    let json = serde_json::to_vec_pretty(&removal).unwrap_or_else(|e| fail("encoding", &e));
+    std::fs::write(&name, json).unwrap_or_else(|e| fail("writing the removal", &e));
+    removed
+}
+
 /// `value` as an array; anything else panics, naming `what` it should be.
 fn json_array<'v>(value: &'v serde_json::Value, what: &str) -> &'v [serde_json::Value] {
     value

@@ -1490,8 +1490,6 @@ async fn previous_entries(
     let mut began = None;
     // When that backup's Parquet tree was last listed, if this run may follow the snapshots.
     let mut followed_from = None;
-    // When that backup's objects had last been written ([`Run::written_until`]).
-    let mut backup_written_until = None;
     for id in repo.list_backups().await?.iter().rev() {
         // Headers first: only the matching backup's entries are read.
         let stored = repo.load_stored_manifest(id).await?;
@@ -1503,11 +1501,9 @@ async fn previous_entries(
             if let Some(BackupSource::Node(record)) = &record {
                 followed_from = follows_snapshots(record, source, settings);
             }
-            backup_written_until =
-                written_until(&stored.manifest.source, &stored.manifest.finished_at);
             runs.push(Run {
+                written_until: written_until(&stored.manifest.source, &stored.manifest.finished_at),
                 entries: repo.load_entries(stored).await?.entries,
-                written_until: backup_written_until,
             });
             break;
         }
@@ -1540,7 +1536,8 @@ async fn previous_entries(
                     .map(|entry| (entry.path.clone(), entry.size))
                     .collect(),
                 listed_at: listed_at.clone(),
-                written_until: backup_written_until,
+                // One run: the backup's (a progress record stops the following).
+                written_until: previous.written_until,
             })),
             None => began.map(|began| EarlierListing::Hints(listing_hints(entries, began))),
         });
