@@ -17,8 +17,14 @@ use args::{Cli, Command, SourceArgs};
 use exit::{Failure, USAGE};
 use progress::Bar;
 
-/// Run a parsed command line; returns the exit code for a command that completed.
+/// Run a parsed command line; returns the exit code for a command that completed and reported.
 pub async fn run(cli: Cli) -> Result<u8> {
+    let code = run_command(cli).await?;
+    output::written()?;
+    Ok(code)
+}
+
+async fn run_command(cli: Cli) -> Result<u8> {
     let bar = Bar::new(!cli.json && !cli.quiet);
     let json = cli.json;
     match cli.command {

@@ -1,7 +1,7 @@
 //! Printing reports: one JSON document on stdout with `--json`, otherwise text for people.
 //! Each printer returns the command's exit code.
 
-use crate::exit::{FINDINGS, OK, VERIFY_FAILED};
+use crate::exit::{Failure, FAILURE, FINDINGS, OK, VERIFY_FAILED};
 use crate::ops::copy::CopyReport;
 use crate::ops::create::CreateReport;
 use crate::ops::inspect::ClusterInspection;
@@ -15,9 +15,59 @@ use anyhow::Result;
 use ib3_influx::inspect::Inspection;
 use ib3_influx::rules::{Finding, Severity};
 use serde::Serialize;
+use std::io::Write;
+use std::sync::Mutex;
+
+/// Prints one line of the report on stdout, like `println!`, without its panic when stdout
+/// fails (see [`line`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        line(format_args!($($arg)*))
+    };
+}
+
+/// The first error writing the report on stdout, other than a reader that went away.
+static WRITE_FAILED: Mutex<Option<std::io::Error>> = Mutex::new(None);
+
+/// Write one line on stdout. A reader that went away (`… --json | head`) is not a failure of
+/// the command, whose work is done by the time it reports: the rest of the report is dropped
+/// quietly. Any other error (a full disk under a redirect) is kept for [`written`].
+fn line(args: std::fmt::Arguments) {
+    let mut stdout = std::io::stdout().lock();
+    let result = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            let mut failed = WRITE_FAILED.lock().unwrap_or_else(|p| p.into_inner());
+            failed.get_or_insert(e);
+        }
+        _ => {}
+    }
+}
+
+/// Whether the report reached stdout: an error names what failed, the work itself being done.
+pub fn written() -> Result<()> {
+    let failed = WRITE_FAILED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    match failed {
+        None => Ok(()),
+        Some(e) => Err(
+            Failure::new(FAILURE, format!("cannot write the report on stdout: {e}"))
+                .hint(
+                    "the command itself completed (a backup it created is committed: `list` \
+                   shows it); give stdout a writable file or a terminal to see the report",
+                )
+                .into(),
+        ),
+    }
+}
 
 fn print_json<T: Serialize>(report: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(report)?);
+    say!("{}", serde_json::to_string_pretty(report)?);
     Ok(())
 }
 
@@ -48,7 +98,7 @@ fn print_findings(findings: &[Finding]) {
             Severity::Warning => "warning",
             Severity::Info => "note",
         };
-        println!("  {tag} [{}] {}", f.code, f.message);
+        say!("  {tag} [{}] {}", f.code, f.message);
     }
 }
 
@@ -85,13 +135,15 @@ pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
         return Ok(code);
     }
     if r.repository_created {
-        println!("initialised repository {}", r.repository);
+        say!("initialised repository {}", r.repository);
     }
     let findings = match BackupSource::parse(&r.source) {
         Ok(BackupSource::Node(node)) => {
-            println!(
+            say!(
                 "backup {} of node {} ({})",
-                r.backup_id, node.node_id, node.location
+                r.backup_id,
+                node.node_id,
+                node.location
             );
             print_cut("", &node);
             print_parquet_tree(&node);
@@ -103,24 +155,25 @@ pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
         }
         Err(_) => Vec::new(),
     };
-    println!("  objects        {} ({})", r.entries, human_bytes(r.bytes),);
-    println!(
+    say!("  objects        {} ({})", r.entries, human_bytes(r.bytes),);
+    say!(
         "  read           {} from the source; {} entries reused unread",
         human_bytes(r.bytes_read),
         r.entries_reused
     );
-    println!(
+    say!(
         "  uploaded       {} in {} new blobs, stored as {} (compression {:.1}x)",
         human_bytes(r.bytes_uploaded),
         r.blobs_uploaded,
         human_bytes(r.bytes_stored),
         r.compression_ratio
     );
-    println!(
+    say!(
         "  manifest       {} entry chunks, {} new",
-        r.entry_chunks, r.entry_chunks_written
+        r.entry_chunks,
+        r.entry_chunks_written
     );
-    println!("  took           {:.1}s", r.duration_seconds);
+    say!("  took           {:.1}s", r.duration_seconds);
     print_findings(&findings);
     Ok(code)
 }
@@ -129,9 +182,9 @@ pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
 fn print_parquet_tree(node: &SourceRecord) {
     match (&node.parquet_listed_at, node.parquet_followed) {
         (Some(listed_at), true) => {
-            println!("  parquet tree   followed the snapshot files (listed at {listed_at})")
+            say!("  parquet tree   followed the snapshot files (listed at {listed_at})")
         }
-        (Some(_), false) => println!("  parquet tree   listed"),
+        (Some(_), false) => say!("  parquet tree   listed"),
         (None, _) => {}
     }
 }
@@ -141,7 +194,7 @@ fn print_cut(indent: &str, node: &SourceRecord) {
     let p = &node.point;
     let get = |k: &str| p.get(k).and_then(|v| v.as_u64());
     if node.active_catalog.is_some() {
-        println!(
+        say!(
             "{indent}  layout         catalog {} (InfluxDB {})",
             node.layout
                 .get("active_catalog")
@@ -151,45 +204,45 @@ fn print_cut(indent: &str, node: &SourceRecord) {
         );
     }
     if get("snapshot_count").unwrap_or(0) > 0 || get("wal_count").unwrap_or(0) > 0 {
-        println!(
+        say!(
             "{indent}  snapshot       {} (covers WAL up to {})",
             opt(get("snapshot_sequence_number")),
             opt(get("wal_file_sequence_number"))
         );
-        println!(
+        say!(
             "{indent}  WAL replayed   {}..{} ({} WAL files in backup)",
             opt(get("wal_first")),
             opt(get("wal_last")),
             opt(get("wal_count"))
         );
-        println!(
+        say!(
             "{indent}  data           {} Parquet files, {} snapshots",
             opt(get("parquet_count")),
             opt(get("snapshot_count"))
         );
     }
     if node.active_catalog.is_some() {
-        println!(
+        say!(
             "{indent}  catalog        sequence {} (data needs {}), checkpoint {}",
             opt(get("catalog_sequence")),
             opt(get("catalog_sequence_required")),
             opt(get("catalog_checkpoint_sequence"))
         );
     } else {
-        println!(
+        say!(
             "{indent}  catalog needed sequence {} (in the cluster catalog)",
             opt(get("catalog_sequence_required"))
         );
     }
     if !node.replan_reasons.is_empty() {
-        println!(
+        say!(
             "{indent}  re-plans       {}: {}",
             node.replan_reasons.len(),
             node.replan_reasons.join("; ")
         );
     }
     if node.derived_skipped > 0 {
-        println!(
+        say!(
             "{indent}  left out       {} derived table-index objects (the server rebuilds them)",
             node.derived_skipped
         );
@@ -198,24 +251,26 @@ fn print_cut(indent: &str, node: &SourceRecord) {
 
 fn print_cluster_backup(backup_id: &str, c: &ClusterRecord) {
     if let Some(name) = &c.builtin_backup {
-        println!(
+        say!(
             "backup {backup_id}: copy of cluster {}'s built-in backup {name} ({})",
-            c.cluster_id, c.location
+            c.cluster_id,
+            c.location
         );
         return;
     }
-    println!(
+    say!(
         "backup {backup_id} of cluster {} ({}): {} nodes",
         c.cluster_id,
         c.location,
         c.members.len()
     );
     for m in &c.members {
-        println!("  node {} ({}, {})", m.node_id, m.role, m.registration);
+        say!("  node {} ({}, {})", m.node_id, m.role, m.registration);
         if m.compaction_objects > 0 || m.role == "compactor" {
-            println!(
+            say!(
                 "      compactor output  {} files (cs/, cd/, c/) in {} round(s)",
-                m.compaction_objects, m.compaction_rounds
+                m.compaction_objects,
+                m.compaction_rounds
             );
         }
         if let Some(node) = &m.node {
@@ -223,10 +278,10 @@ fn print_cluster_backup(backup_id: &str, c: &ClusterRecord) {
         }
     }
     if let Some(catalog) = &c.catalog {
-        println!("  cluster catalog {}/ (captured last)", c.cluster_id);
+        say!("  cluster catalog {}/ (captured last)", c.cluster_id);
         print_cut("    ", catalog);
     }
-    println!(
+    say!(
         "  cluster files  {}",
         if c.cluster_files.is_empty() {
             "none".to_string()
@@ -235,7 +290,7 @@ fn print_cluster_backup(backup_id: &str, c: &ClusterRecord) {
         }
     );
     for skipped in c.skipped.as_array().into_iter().flatten() {
-        println!(
+        say!(
             "  left out       {}/: {}",
             skipped
                 .get("prefix")
@@ -270,7 +325,7 @@ pub fn list(r: &ListReport, json: bool) -> Result<u8> {
         return Ok(OK);
     }
     if r.backups.is_empty() {
-        println!("no backups in {}", r.repository);
+        say!("no backups in {}", r.repository);
         return Ok(OK);
     }
     let width = r
@@ -280,9 +335,16 @@ pub fn list(r: &ListReport, json: bool) -> Result<u8> {
         .max()
         .unwrap_or(0)
         .max(8);
-    println!(
+    say!(
         "{:<29} {:<21} {:<width$} {:>9} {:>15} {:>8} {:>8} {:>10}",
-        "ID", "STARTED", "NODE", "SNAPSHOT", "WAL", "CATALOG", "OBJECTS", "SIZE"
+        "ID",
+        "STARTED",
+        "NODE",
+        "SNAPSHOT",
+        "WAL",
+        "CATALOG",
+        "OBJECTS",
+        "SIZE"
     );
     for b in &r.backups {
         let wal = match (b.wal_first, b.wal_last) {
@@ -294,7 +356,7 @@ pub fn list(r: &ListReport, json: bool) -> Result<u8> {
         } else {
             ""
         };
-        println!(
+        say!(
             "{:<29} {:<21} {:<width$} {:>9} {:>15} {:>8} {:>8} {:>10}{flag}",
             b.backup_id,
             b.started_at,
@@ -317,7 +379,7 @@ pub fn verify(r: &VerifyReport, json: bool) -> Result<u8> {
         return Ok(code);
     }
     if r.backups.is_empty() {
-        println!("no backups in {}", r.repository);
+        say!("no backups in {}", r.repository);
     }
     for b in &r.backups {
         let how = if b.read_data {
@@ -326,17 +388,17 @@ pub fn verify(r: &VerifyReport, json: bool) -> Result<u8> {
             "structure, blobs, consistency"
         };
         let verdict = if b.ok { "ok" } else { "FAILED" };
-        println!(
+        say!(
             "{} {verdict} ({how}; {} objects, {})",
             b.backup_id,
             b.entries,
             human_bytes(b.bytes)
         );
         for p in &b.structure {
-            println!("  error [manifest] {p}");
+            say!("  error [manifest] {p}");
         }
         for p in &b.blobs {
-            println!(
+            say!(
                 "  error [blob] {} (blob {}): {}",
                 p.path,
                 p.blob,
@@ -364,40 +426,42 @@ pub fn inspect(r: &Inspection, json: bool) -> Result<u8> {
         .active_catalog
         .map(|g| format!("{g:?}").to_lowercase())
         .unwrap_or_else(|| "none".into());
-    println!(
+    say!(
         "node {} — catalog {generation} (InfluxDB {}), Parquet paths: {:?}",
-        r.node_prefix, r.server_versions, r.layout.parquet_naming
+        r.node_prefix,
+        r.server_versions,
+        r.layout.parquet_naming
     );
     if !r.layout.stale_catalogs.is_empty() {
-        println!(
+        say!(
             "  stale catalog generations kept from an upgrade: {:?}",
             r.layout.stale_catalogs
         );
     }
     for (class, stats) in &r.classes {
-        println!(
+        say!(
             "  {class:<20} {:>8} objects {:>12}",
             stats.objects,
             human_bytes(stats.bytes)
         );
     }
     if let Some(s) = &r.snapshots {
-        println!("  snapshots {}..{} ({} files)", s.first, s.last, s.count);
+        say!("  snapshots {}..{} ({} files)", s.first, s.last, s.count);
     }
     if let Some(w) = &r.wal {
-        println!("  WAL files {}..{} ({} files)", w.first, w.last, w.count);
+        say!("  WAL files {}..{} ({} files)", w.first, w.last, w.count);
     }
     let p = &r.judgement.point;
-    println!("  consistent point: snapshot {}, WAL to replay {}..{}, catalog sequence {} (data needs {})", opt(p.snapshot_sequence_number), opt(p.wal_first), opt(p.wal_last), opt(p.catalog_sequence), opt(p.catalog_sequence_required));
+    say!("  consistent point: snapshot {}, WAL to replay {}..{}, catalog sequence {} (data needs {})", opt(p.snapshot_sequence_number), opt(p.wal_first), opt(p.wal_last), opt(p.catalog_sequence), opt(p.catalog_sequence_required));
     for db in &r.databases {
         let deleted = if db.deleted { " (deleted)" } else { "" };
-        println!(
+        say!(
             "  database {} [{}]{deleted}",
             db.name.as_deref().unwrap_or("?"),
             db.id
         );
         for t in &db.tables {
-            println!(
+            say!(
                 "    table {} [{}]: {} Parquet files, {}",
                 t.name.as_deref().unwrap_or("?"),
                 t.id,
@@ -407,7 +471,7 @@ pub fn inspect(r: &Inspection, json: bool) -> Result<u8> {
         }
     }
     if r.judgement.findings.is_empty() {
-        println!("  no consistency problem found");
+        say!("  no consistency problem found");
     }
     print_findings(&r.judgement.findings);
     Ok(code)
@@ -426,11 +490,12 @@ pub fn restore(r: &RestoreReport, json: bool) -> Result<u8> {
         "restored"
     };
     match &plan.node_id {
-        Some(node) => println!(
+        Some(node) => say!(
             "{verb} backup {} into {}/{node}",
-            plan.backup_id, plan.target
+            plan.backup_id,
+            plan.target
         ),
-        None => println!(
+        None => say!(
             "{verb} backup {} ({}) into {}: {}",
             plan.backup_id,
             plan.subject,
@@ -447,7 +512,7 @@ pub fn restore(r: &RestoreReport, json: bool) -> Result<u8> {
         } else {
             format!("  ({})", phase.prefixes.join(", "))
         };
-        println!(
+        say!(
             "  {}. {:<36} {:>8} objects {:>12}{prefixes}",
             i + 1,
             crate::ops::phase_label(phase.phase),
@@ -456,17 +521,17 @@ pub fn restore(r: &RestoreReport, json: bool) -> Result<u8> {
         );
     }
     if !plan.replaces.is_empty() || !plan.deletes.is_empty() {
-        println!(
+        say!(
             "  replaces {} existing objects and deletes {} not in the backup",
             plan.replaces.len(),
             plan.deletes.len()
         );
         for key in plan.deletes.iter().take(10) {
-            println!("    delete {key}");
+            say!("    delete {key}");
         }
     }
     if !r.dry_run {
-        println!(
+        say!(
             "  wrote {} objects ({}), read back and verified {} in {:.1}s",
             r.objects_written,
             human_bytes(r.bytes_written),
@@ -489,7 +554,7 @@ pub fn inspect_cluster(r: &ClusterInspection, json: bool) -> Result<u8> {
         .catalog_generation
         .map(|g| format!("{g:?}").to_lowercase())
         .unwrap_or_else(|| "none".into());
-    println!(
+    say!(
         "cluster {} — catalog {generation} (InfluxDB {}), storage engine {}",
         c.cluster_id,
         r.catalog.server_versions,
@@ -498,7 +563,7 @@ pub fn inspect_cluster(r: &ClusterInspection, json: bool) -> Result<u8> {
             .unwrap_or("?")
     );
     if !r.file_backup_supported {
-        println!(
+        say!(
             "  not on the Parquet engine{}: back it up with `influxdb3 create backup`, then keep a copy with `create --cluster-id {} --builtin-backup NAME`",
             c.storage_mode_set_by
                 .as_deref()
@@ -507,7 +572,7 @@ pub fn inspect_cluster(r: &ClusterInspection, json: bool) -> Result<u8> {
             c.cluster_id
         );
     }
-    println!(
+    say!(
         "  cluster files  {}",
         if c.cluster_files.is_empty() {
             "none".to_string()
@@ -516,10 +581,10 @@ pub fn inspect_cluster(r: &ClusterInspection, json: bool) -> Result<u8> {
         }
     );
     if !c.builtin_backups.is_empty() {
-        println!("  built-in backups  {}", c.builtin_backups.join(", "));
+        say!("  built-in backups  {}", c.builtin_backups.join(", "));
     }
     let p = &r.catalog.judgement.point;
-    println!(
+    say!(
         "  catalog        sequence {} (the nodes' data needs {})",
         opt(p.catalog_sequence),
         opt(p.catalog_sequence_required)
@@ -539,7 +604,7 @@ pub fn inspect_cluster(r: &ClusterInspection, json: bool) -> Result<u8> {
                 )
             },
         );
-        println!(
+        say!(
             "  node {:<12} {:<9} {:<13} {detail}",
             m.node_id,
             crate::ops::inspect::role_label(m.role),
@@ -549,10 +614,10 @@ pub fn inspect_cluster(r: &ClusterInspection, json: bool) -> Result<u8> {
         );
     }
     for s in &c.skipped {
-        println!("  left out {}/: {}", s.prefix, s.reason);
+        say!("  left out {}/: {}", s.prefix, s.reason);
     }
     if !c.registered_without_files.is_empty() {
-        println!(
+        say!(
             "  registered in the catalog, no files: {}",
             c.registered_without_files.join(", ")
         );
@@ -565,7 +630,7 @@ pub fn inspect_cluster(r: &ClusterInspection, json: bool) -> Result<u8> {
         }
     }
     if findings.is_empty() {
-        println!("  no consistency problem found");
+        say!("  no consistency problem found");
     }
     print_findings(&findings);
     Ok(code)
@@ -581,17 +646,17 @@ pub fn prune(r: &PruneReport, json: bool) -> Result<u8> {
     let mut group = "";
     for d in &r.decisions {
         if d.group != group {
-            println!("{}:", d.group);
+            say!("{}:", d.group);
             group = &d.group;
         }
         if d.keep {
-            println!("  keep   {}  ({})", d.id, d.reasons.join(", "));
+            say!("  keep   {}  ({})", d.id, d.reasons.join(", "));
         } else {
-            println!("  remove {}", d.id);
+            say!("  remove {}", d.id);
         }
     }
     let gc = &r.gc;
-    println!(
+    say!(
         "{verb} {} backups and {} unreferenced blobs and {} packs ({}); {} younger unreferenced blobs or packs kept for the grace period; repository {} -> {}",
         gc.remove_backups.len(),
         gc.remove_blobs.len(),
@@ -602,7 +667,7 @@ pub fn prune(r: &PruneReport, json: bool) -> Result<u8> {
         human_bytes(gc.bytes_before - gc.bytes_freed)
     );
     if r.local_leftovers_removed > 0 {
-        println!(
+        say!(
             "removed {} files that killed writes had left in the local repository",
             r.local_leftovers_removed
         );
@@ -617,12 +682,15 @@ pub fn unlock(r: &UnlockReport, json: bool) -> Result<u8> {
         return Ok(OK);
     }
     if r.removed.is_empty() {
-        println!("no lock removed from {}", r.repository);
+        say!("no lock removed from {}", r.repository);
     }
     for l in &r.removed {
-        println!(
+        say!(
             "removed {:?} lock of `{}` (pid {} on {})",
-            l.kind, l.command, l.pid, l.host
+            l.kind,
+            l.command,
+            l.pid,
+            l.host
         );
     }
     Ok(OK)
@@ -635,12 +703,12 @@ pub fn copy(r: &CopyReport, json: bool) -> Result<u8> {
         return Ok(OK);
     }
     for id in &r.copied {
-        println!("copied {id}");
+        say!("copied {id}");
     }
     for id in &r.skipped {
-        println!("skipped {id} (already in {})", r.to);
+        say!("skipped {id} (already in {})", r.to);
     }
-    println!(
+    say!(
         "{} backups copied to {}: {} blobs and {} packs sent ({}), {} blobs already there; every blob and pack verified on arrival",
         r.copied.len(),
         r.to,
@@ -663,13 +731,13 @@ pub fn init(repo: &ib3_repo::Repository, json: bool) -> Result<u8> {
         }))?;
         return Ok(OK);
     }
-    println!(
+    say!(
         "initialised repository {} ({})",
         repo.location(),
         config.repository_id
     );
     if let Some(e) = &config.encryption {
-        println!("  encrypted to {} ({}); keep the key file and/or passphrase safe: without them the backups cannot be read", e.recipient, e.scheme);
+        say!("  encrypted to {} ({}); keep the key file and/or passphrase safe: without them the backups cannot be read", e.recipient, e.scheme);
     }
     Ok(OK)
 }

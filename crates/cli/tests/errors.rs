@@ -607,3 +607,57 @@ fn dry_run_into_a_new_directory_creates_nothing() {
     assert!(plan["plan"]["phases"].as_array().unwrap().len() >= 3);
     assert!(!target.exists(), "a dry run created the target directory");
 }
+
+/// The backups `list --json` shows.
+fn backups_listed(repo: &Path) -> usize {
+    let list = run(&["list", "--json", "--repo", s(repo)]).ok().json();
+    list["backups"].as_array().unwrap().len()
+}
+
+#[test]
+fn a_report_nobody_reads_is_dropped_quietly_and_the_backup_stays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let data = data_dir("core-3.10.0-basic");
+    let args = [
+        "create",
+        "--json",
+        "--data-dir",
+        s(&data),
+        "--node-id",
+        "node0",
+        "--repo",
+        s(&repo),
+    ];
+    // The reader is gone before the command reports (`… --json | head -c0`).
+    let mut child = command::<&str, &str>(&args, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(backups_listed(&repo), 1);
+
+    // A report that cannot be written (a full disk under a redirect) fails the command, and
+    // says that its work is done.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = command::<&str, &str>(&args, &[])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the report on stdout: No space left on device"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the command itself completed"), "{stderr}");
+    assert_eq!(backups_listed(&repo), 2);
+}

@@ -127,6 +127,20 @@ pub fn run_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
     args: &[&str],
     env: &[(K, V)],
 ) -> Run {
+    let output = command(args, env).output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The command `influxdb3-backup args…`, its environment clean of the variables it reads but
+/// for `env`.
+pub fn command<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+    args: &[&str],
+    env: &[(K, V)],
+) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_influxdb3-backup"));
     cmd.args(args);
     for var in [
@@ -147,12 +161,7 @@ pub fn run_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let output = cmd.output().unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    cmd
 }
 
 /// Every file under `root` (relative path → bytes), skipping the derived table-index state.
