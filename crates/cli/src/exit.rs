@@ -31,8 +31,10 @@ pub const KEY: u8 = 17;
 /// The source is an Enterprise cluster on the PachaTree storage engine, whose files cannot be
 /// copied consistently: use the server's own backup (and `create --builtin-backup`).
 pub const PACHA_TREE: u8 = 18;
-/// Interrupted (Ctrl-C); nothing was committed.
+/// Interrupted (Ctrl-C, SIGINT); nothing was committed.
 pub const INTERRUPTED: u8 = 130;
+/// Stopped by SIGTERM (systemd, Kubernetes, `kill`), handled as an interrupt.
+pub const TERMINATED: u8 = 143;
 
 /// An error that carries its exit code and, optionally, the fix.
 #[derive(Debug)]

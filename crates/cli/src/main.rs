@@ -35,28 +35,73 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         tokio::select! {
-            result = run(cli) => Some(result),
-            _ = tokio::signal::ctrl_c() => {
+            result = run(cli) => Ok(result),
+            signal = stop_signal() => {
                 // The work is dropped here; its repository locks must not outlive it.
                 ib3_repo::lock::release_all_held().await;
-                None
+                Err(signal)
             }
         }
     });
     match outcome {
-        Some(Ok(code)) => ExitCode::from(code),
-        Some(Err(error)) => {
+        Ok(Ok(code)) => ExitCode::from(code),
+        Ok(Err(error)) => {
             eprintln!("error: {error:#}");
             if let Some(hint) = exit::hint_of(&error) {
                 eprintln!("hint: {hint}");
             }
             ExitCode::from(exit::code_of(&error))
         }
-        None => {
+        Err(Stop::Interrupt) => {
             eprintln!("interrupted: {}", what_was_committed());
             ExitCode::from(exit::INTERRUPTED)
         }
+        Err(Stop::Terminate) => {
+            eprintln!("terminated (SIGTERM): {}", what_was_committed());
+            ExitCode::from(exit::TERMINATED)
+        }
     }
+}
+
+/// A signal that stops a run cleanly.
+enum Stop {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM: what systemd and Kubernetes send first, before they kill. Unhandled, it left
+    /// the run's lock behind, and a lock from a pod that is gone blocks for 30 minutes.
+    Terminate,
+}
+
+/// The first stop signal to arrive. A handler that cannot be installed never fires: the run
+/// then goes on, as it would without one.
+async fn stop_signal() -> Stop {
+    let interrupt = async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => Stop::Interrupt,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        stop = interrupt => stop,
+        stop = terminate() => stop,
+    }
+}
+
+#[cfg(unix)]
+async fn terminate() -> Stop {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+            Stop::Terminate
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() -> Stop {
+    std::future::pending().await
 }
 
 /// What an interrupted run leaves: the backups it committed before the signal (complete), or

@@ -187,6 +187,18 @@ fn killed_creates_and_prunes_leave_a_valid_repository_and_reruns_upload_only_wha
 /// Ctrl-C (SIGINT) stops a run cleanly: exit code 130, its lock removed, nothing committed.
 #[test]
 fn ctrl_c_stops_cleanly_and_releases_the_lock() {
+    a_signal_stops_cleanly_and_releases_the_lock("-INT", 130, "interrupted");
+}
+
+/// SIGTERM (systemd, Kubernetes) likewise, with exit code 143.
+#[test]
+fn sigterm_stops_cleanly_and_releases_the_lock() {
+    a_signal_stops_cleanly_and_releases_the_lock("-TERM", 143, "terminated (SIGTERM)");
+}
+
+/// `kill <signal>` at a few points of a run: one of them stops it before its commit, with
+/// `code` and `said` on stderr, leaving no lock and nothing committed.
+fn a_signal_stops_cleanly_and_releases_the_lock(signal: &str, code: i32, said: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     copy_fixture("core-3.10.0-basic", &data);
@@ -225,13 +237,13 @@ fn ctrl_c_stops_cleanly_and_releases_the_lock() {
             .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
+            .args([signal, &child.id().to_string()])
             .status()
             .unwrap();
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        if out.status.code() == Some(130) {
-            assert!(stderr.contains("interrupted"), "{stderr}");
+        if out.status.code() == Some(code) {
+            assert!(stderr.contains(said), "{stderr}");
             if stderr.contains("nothing was committed") {
                 interrupted = true;
                 break;
