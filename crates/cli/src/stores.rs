@@ -245,6 +245,17 @@ pub async fn repo_store_in(
     let Some(path) = local_repo_dir(spec) else {
         return cloud_repo(env_prefix, spec).await;
     };
+    if path.exists() && !path.is_dir() {
+        return Err(Failure::new(
+            REPOSITORY,
+            format!(
+                "no backup repository at {}: it is a file, not a directory",
+                path.display()
+            ),
+        )
+        .hint("check --repo (or INFLUXDB3_BACKUP_REPO): a repository is a directory or a URL")
+        .into());
+    }
     if create {
         std::fs::create_dir_all(&path).map_err(|e| {
             anyhow::anyhow!("cannot create repository directory {}: {e}", path.display())
@@ -309,18 +320,30 @@ pub async fn discover_nodes(root: &dyn ObjectStore) -> Vec<String> {
         let Ok(inner) = root.list_with_delimiter(Some(&prefix)).await else {
             continue;
         };
-        let looks_like_node = inner.common_prefixes.iter().any(|p| {
-            matches!(
-                p.filename(),
-                Some("wal" | "snapshots" | "dbs" | "catalog" | "catalogs")
-            )
-        }) || inner
-            .objects
-            .iter()
-            .any(|o| o.location.filename() == Some("_catalog_checkpoint"));
-        if looks_like_node {
+        if looks_like_a_node(&inner) {
             nodes.push(prefix.to_string());
         }
     }
     nodes
+}
+
+/// Whether the store's root is itself a node prefix: `--data-dir` given the node's directory
+/// (`~/.influxdb3/node0`) instead of the server's data dir.
+pub async fn root_is_a_node(root: &dyn ObjectStore) -> bool {
+    root.list_with_delimiter(None)
+        .await
+        .is_ok_and(|listing| looks_like_a_node(&listing))
+}
+
+/// A listing one level down a prefix that holds what only a node prefix holds.
+fn looks_like_a_node(listing: &object_store::ListResult) -> bool {
+    listing.common_prefixes.iter().any(|p| {
+        matches!(
+            p.filename(),
+            Some("wal" | "snapshots" | "dbs" | "catalog" | "catalogs")
+        )
+    }) || listing
+        .objects
+        .iter()
+        .any(|o| o.location.filename() == Some("_catalog_checkpoint"))
 }

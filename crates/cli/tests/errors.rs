@@ -71,8 +71,15 @@ fn empty_missing_and_foreign_data_dirs_are_refused() {
         "{}",
         out.stderr
     );
+    // The node's own directory in place of the data dir: the fix names the data dir.
+    let data = data_dir("core-3.10.0-basic");
+    let out = create(&data.join("node0"), &tmp.path().join("r4"));
+    assert_eq!(out.code, 13, "{out:?}");
+    let parent = std::fs::canonicalize(&data).unwrap();
+    let fix = format!("`--data-dir {} --node-id node0`", parent.display());
+    assert!(out.stderr.contains(&fix), "{}", out.stderr);
     // Nothing was committed: no manifest in the repositories.
-    for r in ["r1", "r2", "r3"] {
+    for r in ["r1", "r2", "r3", "r4"] {
         assert!(!tmp.path().join(r).join("manifests").exists());
     }
 }
@@ -99,6 +106,19 @@ fn missing_and_foreign_repositories() {
         1,
         "nothing written into a foreign directory"
     );
+    // A file where the repository should be: said so, by `create` and by a reader alike.
+    let file = not_repo.join("notes.txt");
+    for out in [
+        create(&data_dir("core-3.10.0-wal-only"), &file),
+        run(&["list", "--repo", s(&file)]),
+    ] {
+        assert_eq!(out.code, 10, "{out:?}");
+        assert!(
+            out.stderr.contains("it is a file, not a directory"),
+            "{out:?}"
+        );
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }
 
 #[test]

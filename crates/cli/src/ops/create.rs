@@ -1848,8 +1848,11 @@ pub async fn not_a_node(source: &NodeStore, message: String) -> anyhow::Error {
     };
     let hint = match nodes.as_slice() {
         [only] => format!("pass --node-id {only}"),
-        [] => "check --data-dir: it must be the directory `influxdb3 serve --data-dir` uses"
-            .to_string(),
+        [] => match node_dir_given(source).await {
+            Some(hint) => hint,
+            None => "check --data-dir: it must be the directory `influxdb3 serve --data-dir` uses"
+                .to_string(),
+        },
         _ => "pass one of them with --node-id".to_string(),
     };
     Failure::new(
@@ -1861,6 +1864,24 @@ pub async fn not_a_node(source: &NodeStore, message: String) -> anyhow::Error {
     )
     .hint(hint)
     .into()
+}
+
+/// The fix when `--data-dir` names a node's own directory rather than the data dir holding it.
+async fn node_dir_given(source: &NodeStore) -> Option<String> {
+    let given = source.data_dir.as_ref()?;
+    if !crate::stores::root_is_a_node(source.root.as_ref()).await {
+        return None;
+    }
+    // Absolute, so that `--data-dir node0` or `.` still has a parent and a name to show.
+    let dir = std::fs::canonicalize(given).unwrap_or_else(|_| given.clone());
+    let parent = dir.parent()?;
+    let name = dir.file_name()?.to_string_lossy();
+    Some(format!(
+        "{} is a node's own directory: pass the data dir that holds it, `--data-dir {} \
+         --node-id {name}`",
+        dir.display(),
+        parent.display()
+    ))
 }
 
 #[cfg(test)]
