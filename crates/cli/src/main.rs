@@ -1,6 +1,7 @@
 //! Entry point: parse, run, map the outcome to a documented exit code (see `exit`).
 
 use clap::Parser;
+use influxdb3_backup::output::tell;
 use influxdb3_backup::{args::Cli, exit, run};
 use std::process::ExitCode;
 
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            tell(format_args!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(exit::FAILURE);
         }
     };
@@ -46,18 +47,21 @@ fn main() -> ExitCode {
     match outcome {
         Ok(Ok(code)) => ExitCode::from(code),
         Ok(Err(error)) => {
-            eprintln!("error: {error:#}");
+            tell(format_args!("error: {error:#}"));
             if let Some(hint) = exit::hint_of(&error) {
-                eprintln!("hint: {hint}");
+                tell(format_args!("hint: {hint}"));
             }
             ExitCode::from(exit::code_of(&error))
         }
         Err(Stop::Interrupt) => {
-            eprintln!("interrupted: {}", what_was_committed());
+            tell(format_args!("interrupted: {}", what_was_committed()));
             ExitCode::from(exit::INTERRUPTED)
         }
         Err(Stop::Terminate) => {
-            eprintln!("terminated (SIGTERM): {}", what_was_committed());
+            tell(format_args!(
+                "terminated (SIGTERM): {}",
+                what_was_committed()
+            ));
             ExitCode::from(exit::TERMINATED)
         }
     }

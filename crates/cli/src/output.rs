@@ -47,6 +47,12 @@ fn line(args: std::fmt::Arguments) {
     }
 }
 
+/// Write one line on stderr. Unlike `eprintln!`, a stderr that is closed or gone does not
+/// panic: the exit code, which scripts rely on, stays the command's.
+pub fn tell(args: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "{args}");
+}
+
 /// Whether the report reached stdout: an error names what failed, the work itself being done.
 pub fn written() -> Result<()> {
     let failed = WRITE_FAILED
@@ -504,7 +510,7 @@ pub fn restore(r: &RestoreReport, json: bool) -> Result<u8> {
         ),
     }
     for w in &plan.warnings {
-        eprintln!("warning: {w}");
+        tell(format_args!("warning: {w}"));
     }
     for (i, phase) in plan.phases.iter().enumerate() {
         let prefixes = if plan.node_id.is_some() {

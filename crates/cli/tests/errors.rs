@@ -680,4 +680,14 @@ fn a_report_nobody_reads_is_dropped_quietly_and_the_backup_stays() {
     );
     assert!(stderr.contains("the command itself completed"), "{stderr}");
     assert_eq!(backups_listed(&repo), 2);
+
+    // An error said on a stderr nobody reads keeps its exit code (a panic's was 101).
+    let missing = tmp.path().join("no-repo");
+    let mut child = command::<&str, &str>(&["list", "--repo", s(&missing)], &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    assert_eq!(child.wait().unwrap().code(), Some(10));
 }
