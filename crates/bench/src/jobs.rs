@@ -102,8 +102,8 @@ pub struct Settings {
     pub ours: PathBuf,
     /// The S3 server for `aws`.
     pub s3: Option<S3>,
-    /// Rounds of the jobs whose ratios sit close to their goals (full backup and restore by
-    /// ours and `cp`, no-change incremental by every tool).
+    /// Rounds of the jobs whose ratios sit close to their goals (full backup by every tool,
+    /// into S3 too; restore by ours and `cp`; no-change incremental by every local tool).
     pub rounds: u32,
 }
 
@@ -164,6 +164,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>> {
         log: w.join("bench.log"),
         rows: Vec::new(),
         trash,
+        s3_round: 0,
     };
     b.setup_tools()?;
     b.backups(FULL, tree_bytes)?;
@@ -226,6 +227,8 @@ struct Bench<'a> {
     log: PathBuf,
     rows: Vec<Row>,
     trash: Trash,
+    /// The round of the full backups into S3 whose prefixes the S3 jobs use ([`Bench::s3_dest`]).
+    s3_round: u32,
 }
 
 impl Bench<'_> {
@@ -286,6 +289,12 @@ impl Bench<'_> {
     fn s3_url(&self, what: &str) -> String {
         let bucket = self.settings.s3.as_ref().map_or("", |s| s.bucket.as_str());
         format!("s3://{bucket}/{what}")
+    }
+
+    /// The S3 prefix a tool writes (`repo`, ours; `sync`, the AWS CLI's) in the current round of
+    /// full backups, which the later S3 jobs then use.
+    fn s3_dest(&self, what: &str) -> String {
+        self.s3_url(&format!("{what}-{}", self.s3_round))
     }
 
     fn setup_tools(&self) -> Result<()> {
@@ -417,7 +426,8 @@ impl Bench<'_> {
     /// A full or no-change backup by every tool. Both go in rounds (their ratios are close to
     /// their goals): a full backup with each tool's repository or copy retired, and restic's
     /// initialised again, between rounds; later jobs run on what the last round left. The S3
-    /// tools run once.
+    /// tools' full backups go in rounds of their own ([`Bench::s3_full_backups`]); their
+    /// no-change incrementals run once.
     fn backups(&mut self, job: &'static str, bytes: u64) -> Result<()> {
         let full = job == FULL;
         let (ours, others) = self.local_backups(full);
@@ -429,8 +439,37 @@ impl Bench<'_> {
         };
         contenders.extend(others);
         self.record_rounds(job, contenders, bytes)?;
+        if full {
+            return self.s3_full_backups(bytes);
+        }
         let s3 = self.s3_backups();
         self.record_once(job, s3, bytes)
+    }
+
+    /// The full backups into the local S3 server, in rounds: the one ratio bound by the server's
+    /// CPU, which drifts from run to run (`aws s3 sync` of one tree took 29–38 s). Each round
+    /// writes fresh prefixes (a removal would leave the server reclaiming space during the next
+    /// timed run), and the tool that goes first alternates; later S3 jobs use the last round's.
+    fn s3_full_backups(&mut self, bytes: u64) -> Result<()> {
+        let mut runs: Vec<(&'static str, Vec<Measured>)> = Vec::new();
+        for round in 0..self.settings.rounds {
+            self.s3_round = round;
+            let mut contenders = self.s3_backups();
+            if round % 2 == 1 {
+                contenders.reverse();
+            }
+            for c in contenders {
+                let measured = self.measure_settled(FULL, c.tool, &c.cmd, c.start)?;
+                match runs.iter_mut().find(|(tool, _)| *tool == c.tool) {
+                    Some((_, tool_runs)) => tool_runs.push(measured),
+                    None => runs.push((c.tool, vec![measured])),
+                }
+            }
+        }
+        for (tool, tool_runs) in runs {
+            self.push(FULL, tool, tool_runs, bytes);
+        }
+        Ok(())
     }
 
     /// The no-change incremental by every local tool again, in rounds, each run after the
@@ -523,11 +562,11 @@ impl Bench<'_> {
         if !self.on(Tool::Aws) {
             return contenders;
         }
-        let (src, repo) = (self.path("src"), self.s3_url("repo"));
+        let (src, repo) = (self.path("src"), self.s3_dest("repo"));
         if let Some(cmd) = self.ours_s3(&create_args(&src, &repo)) {
             contenders.push(Contender::new(OURS_S3, cmd, None));
         }
-        if let Some(cmd) = self.aws(&["sync", &src, &self.s3_url("sync")]) {
+        if let Some(cmd) = self.aws(&["sync", &src, &self.s3_dest("sync")]) {
             contenders.push(Contender::new("aws s3 sync", cmd, None));
         }
         contenders
@@ -552,12 +591,12 @@ impl Bench<'_> {
         }
         self.record_rounds(RESTORE, contenders, bytes)?;
         if self.on(Tool::Aws) {
-            let (repo, into) = (self.s3_url("repo"), self.path("restore-ours-s3"));
+            let (repo, into) = (self.s3_dest("repo"), self.path("restore-ours-s3"));
             if let Some(cmd) = self.ours_s3(&["restore", "--repo", &repo, "--data-dir", &into]) {
                 self.record(RESTORE, OURS_S3, cmd, bytes)?;
             }
-            if let Some(cmd) = self.aws(&["sync", &self.s3_url("sync"), &self.path("restore-aws")])
-            {
+            let sync = self.s3_dest("sync");
+            if let Some(cmd) = self.aws(&["sync", &sync, &self.path("restore-aws")]) {
                 self.record(RESTORE, "aws s3 sync", cmd, bytes)?;
             }
         }

@@ -105,10 +105,11 @@ struct RunArgs {
     /// Write the results here as JSON [default: WORK/results.json].
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Rounds of the full backup, the restore and the no-change incremental by every tool but
-    /// the S3 ones, and of the incremental after 1% new files by every tool (1% more before
-    /// each round), taken in turn (the median is reported): these ratios are close to their
-    /// goals and a disk's speed drifts between runs.
+    /// Rounds of the full backup by every tool (into S3: fresh prefixes each round, the first
+    /// tool alternating), of the restore and the no-change incremental by every tool but the S3
+    /// ones, and of the incremental after 1% new files by every tool (1% more before each
+    /// round), taken in turn (the median is reported): these ratios are close to their goals
+    /// and a disk's (and the local S3 server's) speed drifts between runs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
     rounds: u32,
 }
