@@ -373,6 +373,9 @@ pub struct UnlockArgs {
     /// lock is removed: make sure no other influxdb3-backup process uses the repository.
     #[arg(long)]
     pub stale_only: bool,
+    /// List the locks that would be removed and remove none.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `copy`.
@@ -394,6 +397,10 @@ pub struct CopyArgs {
     /// INFLUXDB3_BACKUP_TO_PASSPHRASE unlocks it.
     #[arg(long, env = "INFLUXDB3_BACKUP_TO_KEY_FILE")]
     pub to_key_file: Option<PathBuf>,
+    /// Print which backups would be copied and what would be sent; write nothing (not even the
+    /// target repository or a lock).
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     /// Transfer tuning.
     pub transfer: TransferArgs,

@@ -160,9 +160,20 @@ async fn run_command(cli: Cli) -> Result<u8> {
         }
         Command::Copy(args) => {
             let from = open_repo(&args.repo).await?;
+            let to_keys = key_source(args.to_key_file.clone(), "INFLUXDB3_BACKUP_TO_PASSPHRASE");
+            let backup = if args.all {
+                None
+            } else {
+                Some(args.backup.clone().unwrap_or_else(|| "latest".into()))
+            };
+            if args.dry_run {
+                let (to, location) = copy_target_if_any(&args.to_repo, &to_keys).await?;
+                let report =
+                    ops::copy::plan(&from, to.as_ref(), &location, backup.as_deref()).await?;
+                return output::copy(&report, json);
+            }
             let (store, location) =
                 stores::repo_store_in(cloud::TO_REPO_ENV_PREFIX, &args.to_repo, true).await?;
-            let to_keys = key_source(args.to_key_file.clone(), "INFLUXDB3_BACKUP_TO_PASSPHRASE");
             let (to, _) = ib3_repo::Repository::open_or_init_with(
                 store,
                 location,
@@ -170,11 +181,6 @@ async fn run_command(cli: Cli) -> Result<u8> {
                 &to_keys,
             )
             .await?;
-            let backup = if args.all {
-                None
-            } else {
-                Some(args.backup.unwrap_or_else(|| "latest".into()))
-            };
             let report = ops::copy::copy(
                 &from,
                 &to,
@@ -201,9 +207,24 @@ async fn run_command(cli: Cli) -> Result<u8> {
         }
         Command::Unlock(args) => {
             let repo = open_repo(&args.repo).await?;
-            output::unlock(&ops::unlock::unlock(&repo, args.stale_only).await?, json)
+            let report = ops::unlock::unlock(&repo, args.stale_only, args.dry_run).await?;
+            output::unlock(&report, json)
         }
     }
+}
+
+/// The target of `copy --dry-run`, opened without writing anything: `None` where no repository
+/// exists yet (a directory not made yet, or an empty location). Also its location.
+async fn copy_target_if_any(
+    spec: &str,
+    keys: &ib3_repo::keys::KeySource,
+) -> Result<(Option<ib3_repo::Repository>, String)> {
+    if let Some(dir) = stores::local_repo_dir(spec).filter(|dir| !dir.exists()) {
+        return Ok((None, dir.display().to_string()));
+    }
+    let (store, location) = stores::repo_store_in(cloud::TO_REPO_ENV_PREFIX, spec, false).await?;
+    let repo = ib3_repo::Repository::open_if_any_with(store, location.clone(), keys).await?;
+    Ok((repo, location))
 }
 
 async fn open_repo(args: &args::RepoArgs) -> Result<ib3_repo::Repository> {

@@ -687,17 +687,25 @@ pub fn unlock(r: &UnlockReport, json: bool) -> Result<u8> {
         print_json(r)?;
         return Ok(OK);
     }
+    let (removed, none) = if r.dry_run {
+        ("would remove", "no lock to remove from")
+    } else {
+        ("removed", "no lock removed from")
+    };
     if r.removed.is_empty() {
-        say!("no lock removed from {}", r.repository);
+        say!("{none} {}", r.repository);
     }
     for l in &r.removed {
         say!(
-            "removed {:?} lock of `{}` (pid {} on {})",
+            "{removed} {:?} lock of `{}` (pid {} on {})",
             l.kind,
             l.command,
             l.pid,
             l.host
         );
+    }
+    if r.dry_run {
+        say!("dry run: nothing removed");
     }
     Ok(OK)
 }
@@ -707,6 +715,9 @@ pub fn copy(r: &CopyReport, json: bool) -> Result<u8> {
     if json {
         print_json(r)?;
         return Ok(OK);
+    }
+    if r.dry_run {
+        return copy_plan(r);
     }
     for id in &r.copied {
         say!("copied {id}");
@@ -723,6 +734,27 @@ pub fn copy(r: &CopyReport, json: bool) -> Result<u8> {
         human_bytes(r.bytes_copied),
         r.blobs_present
     );
+    Ok(OK)
+}
+
+/// `copy --dry-run`.
+fn copy_plan(r: &CopyReport) -> Result<u8> {
+    for id in &r.copied {
+        say!("would copy {id}");
+    }
+    for id in &r.skipped {
+        say!("would skip {id} (already in {})", r.to);
+    }
+    say!(
+        "{} backups would be copied to {}: {} blobs and {} packs to send ({} as stored here), {} blobs already there",
+        r.copied.len(),
+        r.to,
+        r.blobs_copied,
+        r.packs_copied,
+        human_bytes(r.bytes_copied),
+        r.blobs_present
+    );
+    say!("dry run: nothing written");
     Ok(OK)
 }
 

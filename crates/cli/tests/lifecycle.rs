@@ -247,6 +247,22 @@ fn live_exclusive_lock_refuses_stale_one_does_not_and_unlock_clears() {
         11
     );
 
+    // A dry run names the lock it would remove and removes none.
+    let planned = run(&[
+        "unlock",
+        "--json",
+        "--dry-run",
+        "--stale-only",
+        "--repo",
+        s(&repo),
+    ])
+    .ok()
+    .json();
+    assert_eq!(planned["dry_run"], true);
+    assert_eq!(planned["removed"].as_array().unwrap().len(), 1);
+    assert_eq!(planned["removed"][0]["id"], "stale");
+    assert!(repo.join("locks/stale.json").exists());
+
     let removed = run(&["unlock", "--json", "--stale-only", "--repo", s(&repo)])
         .ok()
         .json();
@@ -422,4 +438,60 @@ fn concurrent_creates_both_succeed() {
     let listed = run(&["list", "--json", "--repo", s(&repo)]).ok().json();
     assert_eq!(listed["backups"].as_array().unwrap().len(), 2);
     run(&["verify", "--read-data", "--repo", s(&repo)]).ok();
+}
+
+#[test]
+fn copy_dry_run_writes_nothing_and_foretells_the_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let offsite = tmp.path().join("offsite");
+    for fixture in ["core-3.10.0-basic", "core-3.9.6-basic"] {
+        create(&data_dir(fixture), &repo);
+    }
+    let copy = |extra: &[&str]| {
+        let mut args = vec!["copy", "--json", "--all", "--repo", s(&repo)];
+        args.extend(["--to-repo", s(&offsite)]);
+        args.extend(extra);
+        run(&args)
+    };
+    let plan = copy(&["--dry-run"]).ok().json();
+    assert!(!offsite.exists(), "a dry run made the target");
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["copied"].as_array().unwrap().len(), 2);
+
+    let done = copy(&[]).ok().json();
+    assert_eq!(done["dry_run"], false);
+    for figure in [
+        "copied",
+        "skipped",
+        "blobs_copied",
+        "packs_copied",
+        "bytes_copied",
+        "blobs_present",
+    ] {
+        assert_eq!(plan[figure], done[figure], "{figure}: {plan} vs {done}");
+    }
+    assert!(done["blobs_copied"].as_u64().unwrap() + done["packs_copied"].as_u64().unwrap() > 0);
+
+    // Against a target that holds them: nothing to send, and nothing written (no lock either).
+    let before = tree(&offsite);
+    let again = copy(&["--dry-run"]).ok().json();
+    assert_eq!(again["copied"].as_array().unwrap().len(), 0);
+    assert_eq!(again["skipped"].as_array().unwrap().len(), 2);
+    assert_eq!(again["bytes_copied"], 0);
+    assert_eq!(tree(&offsite), before);
+
+    // A foreign target is refused as by the copy itself.
+    let foreign = tmp.path().join("photos");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("cat.jpg"), b"meow").unwrap();
+    let out = run(&[
+        "copy",
+        "--dry-run",
+        "--repo",
+        s(&repo),
+        "--to-repo",
+        s(&foreign),
+    ]);
+    assert_eq!(out.code, 10, "{out:?}");
 }

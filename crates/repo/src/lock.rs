@@ -213,13 +213,17 @@ impl Repository {
         })
     }
 
+    /// The locks [`Repository::unlock`] would remove: the stale ones, or every one.
+    pub async fn unlockable(&self, stale_only: bool, now: SystemTime) -> Result<Vec<LockInfo>> {
+        let mut locks = self.locks().await?;
+        locks.retain(|lock| !stale_only || lock.is_stale(now));
+        Ok(locks)
+    }
+
     /// Remove locks: the stale ones, or every one. Returns what was removed.
     pub async fn unlock(&self, stale_only: bool, now: SystemTime) -> Result<Vec<LockInfo>> {
         let mut removed = Vec::new();
-        for lock in self.locks().await? {
-            if stale_only && !lock.is_stale(now) {
-                continue;
-            }
+        for lock in self.unlockable(stale_only, now).await? {
             let key = lock_key(&lock.id);
             match self.store().delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => removed.push(lock),

@@ -345,6 +345,24 @@ impl Repository {
         }
     }
 
+    /// Open the repository at `location` if there is one; `None` where the location is empty
+    /// (a repository would be initialised there). A location that holds other things is
+    /// [`Error::Foreign`]. Writes nothing.
+    pub async fn open_if_any_with(
+        store: Arc<dyn ObjectStore>,
+        location: impl Into<String>,
+        keys: &KeySource,
+    ) -> Result<Option<Self>> {
+        let location = location.into();
+        if read_config(store.as_ref(), &location).await?.is_some() {
+            return Ok(Some(Self::open_with(store, location, keys).await?));
+        }
+        match first_object(store.as_ref()).await? {
+            None => Ok(None),
+            Some(example) => Err(Error::Foreign { location, example }),
+        }
+    }
+
     /// Initialise a repository in an empty location; encrypted when `encrypt` gives the key
     /// source (a key file, created if missing, and/or a passphrase).
     pub async fn init(

@@ -26,13 +26,15 @@ pub struct CopySettings {
     pub bar: Bar,
 }
 
-/// What `copy` did.
+/// What `copy` did, or would do.
 #[derive(Debug, Serialize)]
 pub struct CopyReport {
     /// Source repository.
     pub from: String,
     /// Target repository.
     pub to: String,
+    /// Nothing was written: the figures say what would be sent ([`plan`]).
+    pub dry_run: bool,
     /// Backups copied.
     pub copied: Vec<String>,
     /// Backups the target already held.
@@ -41,7 +43,7 @@ pub struct CopyReport {
     pub blobs_copied: u64,
     /// Packs sent (each holds many small blobs).
     pub packs_copied: u64,
-    /// Stored bytes sent.
+    /// Stored bytes sent (in a dry run, as the source stores them).
     pub bytes_copied: u64,
     /// Blobs the target already held.
     pub blobs_present: u64,
@@ -74,23 +76,10 @@ async fn copy_locked(
     to: &Repository,
     options: &CopySettings,
 ) -> Result<CopyReport> {
-    let ids = match &options.backup {
-        Some(spec) => vec![from.resolve(spec).await?],
-        None => from.list_backups().await?,
-    };
+    let ids = backups_to_copy(from, options.backup.as_deref()).await?;
     let present: BTreeSet<BackupId> = to.list_backups().await?.into_iter().collect();
     let mut index = to.blob_index().await?;
-    let mut report = CopyReport {
-        from: from.location().to_string(),
-        to: to.location().to_string(),
-        copied: Vec::new(),
-        skipped: Vec::new(),
-        blobs_copied: 0,
-        packs_copied: 0,
-        bytes_copied: 0,
-        blobs_present: 0,
-        entry_chunks_written: 0,
-    };
+    let mut report = CopyReport::new(from, to.location(), false);
     for id in ids {
         if present.contains(&id) {
             report.skipped.push(id.to_string());
@@ -105,6 +94,127 @@ async fn copy_locked(
     Ok(report)
 }
 
+impl CopyReport {
+    fn new(from: &Repository, to: &str, dry_run: bool) -> Self {
+        CopyReport {
+            from: from.location().to_string(),
+            to: to.to_string(),
+            dry_run,
+            copied: Vec::new(),
+            skipped: Vec::new(),
+            blobs_copied: 0,
+            packs_copied: 0,
+            bytes_copied: 0,
+            blobs_present: 0,
+            entry_chunks_written: 0,
+        }
+    }
+}
+
+/// The backups `spec` names in `from` (an id or `latest`), or every one (`None`).
+async fn backups_to_copy(from: &Repository, spec: Option<&str>) -> Result<Vec<BackupId>> {
+    Ok(match spec {
+        Some(spec) => vec![from.resolve(spec).await?],
+        None => from.list_backups().await?,
+    })
+}
+
+/// What `copy` would send, writing nothing (and taking no lock): the backups `to` lacks, and
+/// the packs and blobs of theirs it does not hold, counted as `from` stores them. A target that
+/// does not exist yet (`None`, at `to_location`) counts as an empty, unencrypted repository,
+/// which is what `copy` would initialise there.
+pub async fn plan(
+    from: &Repository,
+    to: Option<&Repository>,
+    to_location: &str,
+    backup: Option<&str>,
+) -> Result<CopyReport> {
+    let ids = backups_to_copy(from, backup).await?;
+    let (present, mut index, whole_packs) = match to {
+        Some(to) => (
+            to.list_backups().await?.into_iter().collect(),
+            to.blob_index().await?,
+            to.keys().is_none(),
+        ),
+        None => (BTreeSet::new(), BlobIndex::default(), true),
+    };
+    let stored = from.blob_index().await?;
+    let mut report = CopyReport::new(from, to_location, true);
+    for id in ids {
+        if present.contains(&id) {
+            report.skipped.push(id.to_string());
+            continue;
+        }
+        let manifest = from.load_manifest(&id).await?;
+        let sending = Sending::of(&manifest, &index, whole_packs);
+        report.blobs_present += sending.present;
+        for pack in sending.packs {
+            let size = stored.pack_size(&pack).unwrap_or(0);
+            index.insert_pack(pack, size);
+            report.packs_copied += 1;
+            report.bytes_copied += size;
+        }
+        for (blob, encoding, pack) in sending.blobs {
+            let size = match pack {
+                Some(slice) => slice.length,
+                None => stored.size(&blob, encoding).unwrap_or(0),
+            };
+            index.insert(blob, encoding, size);
+            report.blobs_copied += 1;
+            report.bytes_copied += size;
+        }
+        report.copied.push(id.to_string());
+    }
+    Ok(report)
+}
+
+/// What of one backup's stored blobs a target lacks, and how it is sent.
+struct Sending {
+    /// Packs sent whole.
+    packs: BTreeSet<BlobId>,
+    /// Blobs sent as objects of their own (from a pack, for an encrypted target).
+    blobs: Vec<StoredBlob>,
+    /// Distinct stored blobs the target holds already.
+    present: u64,
+    /// Plaintext bytes of the entries whose blobs are sent.
+    bytes: u64,
+}
+
+impl Sending {
+    /// Against the target's `index`. Packs go whole to a target that stores blobs as this one
+    /// does (`whole_packs`: unencrypted, where packs exist); to an encrypted one each blob goes
+    /// as its own object.
+    fn of(manifest: &Manifest, index: &BlobIndex, whole_packs: bool) -> Self {
+        let all: BTreeSet<StoredBlob> = manifest.entries.iter().map(codecs::stored_blob).collect();
+        let wanted: BTreeSet<StoredBlob> = all
+            .iter()
+            .filter(|(id, _, pack)| index.find(id).is_none() && !holds_pack(index, pack))
+            .copied()
+            .collect();
+        let bytes = manifest
+            .entries
+            .iter()
+            .filter(|e| wanted.contains(&codecs::stored_blob(e)))
+            .map(|e| e.size)
+            .sum();
+        let packs = wanted
+            .iter()
+            .filter_map(|(_, _, pack)| pack.filter(|_| whole_packs).map(|p| p.pack))
+            .collect();
+        let blobs = wanted
+            .iter()
+            .filter(|(_, _, pack)| !(whole_packs && pack.is_some()))
+            .copied()
+            .collect();
+        Sending {
+            packs,
+            blobs,
+            present: (all.len() - wanted.len()) as u64,
+            bytes,
+        }
+    }
+}
+
 async fn copy_blobs(
     from: &Repository,
     to: &Repository,
@@ -113,34 +223,16 @@ async fn copy_blobs(
     options: &CopySettings,
     report: &mut CopyReport,
 ) -> Result<()> {
-    let all: BTreeSet<StoredBlob> = manifest.entries.iter().map(codecs::stored_blob).collect();
-    let wanted: BTreeSet<StoredBlob> = all
-        .iter()
-        .filter(|(id, _, pack)| index.find(id).is_none() && !holds_pack(index, pack))
-        .copied()
-        .collect();
-    report.blobs_present += (all.len() - wanted.len()) as u64;
-    let bytes: u64 = manifest
-        .entries
-        .iter()
-        .filter(|e| wanted.contains(&codecs::stored_blob(e)))
-        .map(|e| e.size)
-        .sum();
+    let Sending {
+        packs,
+        blobs,
+        present,
+        bytes,
+    } = Sending::of(manifest, index, to.keys().is_none());
+    report.blobs_present += present;
     options
         .bar
         .phase(&format!("copying {}", manifest.id), bytes);
-    // Packs go whole to a target that stores blobs as this one does (unencrypted: packs exist
-    // in unencrypted repositories only); to an encrypted one each blob goes as its own object.
-    let whole_packs = to.keys().is_none();
-    let packs: BTreeSet<BlobId> = wanted
-        .iter()
-        .filter_map(|(_, _, pack)| pack.filter(|_| whole_packs).map(|p| p.pack))
-        .collect();
-    let blobs: Vec<StoredBlob> = wanted
-        .iter()
-        .filter(|(_, _, pack)| !(whole_packs && pack.is_some()))
-        .copied()
-        .collect();
     let copy = CopyOptions::default();
     let copied_packs = for_each_bounded(packs.into_iter().collect(), options.concurrency, |pack| {
         let copy = &copy;
