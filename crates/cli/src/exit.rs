@@ -83,7 +83,8 @@ pub fn code_of(error: &anyhow::Error) -> u8 {
                 ib3_repo::Error::NotFound { .. }
                 | ib3_repo::Error::Foreign { .. }
                 | ib3_repo::Error::UnsupportedVersion { .. }
-                | ib3_repo::Error::NoSuchBackup { .. } => REPOSITORY,
+                | ib3_repo::Error::NoSuchBackup { .. }
+                | ib3_repo::Error::NoBackups { .. } => REPOSITORY,
                 ib3_repo::Error::Corrupt { .. } => VERIFY_FAILED,
                 ib3_repo::Error::Locked { .. } => LOCKED,
                 ib3_repo::Error::Key { .. } => KEY,

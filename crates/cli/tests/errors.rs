@@ -119,6 +119,15 @@ fn missing_and_foreign_repositories() {
         );
     }
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
+
+    // A repository with no backup yet: `latest` names none, and the error says so.
+    let fresh = tmp.path().join("fresh");
+    run(&["init", "--repo", s(&fresh)]).ok();
+    let target = tmp.path().join("target");
+    let out = run(&["restore", "--repo", s(&fresh), "--data-dir", s(&target)]);
+    assert_eq!(out.code, 10, "{out:?}");
+    let said = format!("the repository at {} holds no backup yet", fresh.display());
+    assert!(out.stderr.contains(&said), "{out:?}");
 }
 
 #[test]

@@ -35,6 +35,12 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// `latest` of a repository that holds no backup.
+    #[error("the repository at {location} holds no backup yet")]
+    NoBackups {
+        /// The repository.
+        location: String,
+    },
     /// No backup has this id.
     #[error("no backup {id} in the repository (run `list` to see the backups)")]
     NoSuchBackup {

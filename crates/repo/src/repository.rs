@@ -542,8 +542,8 @@ impl Repository {
     pub async fn resolve(&self, spec: &str) -> Result<BackupId> {
         let ids = self.list_backups().await?;
         if spec == "latest" {
-            return ids.last().cloned().ok_or_else(|| Error::NoSuchBackup {
-                id: "latest (the repository holds no backup yet)".into(),
+            return ids.last().cloned().ok_or_else(|| Error::NoBackups {
+                location: self.location().to_string(),
             });
         }
         let id: BackupId = spec
