@@ -369,6 +369,14 @@ pub async fn preflight(store: &dyn ObjectStore, location: &str, role: &str) -> R
             "create it, or check --bucket / the repository URL",
         ),
         StoreFailure::Refused => ("access was refused", "check the credentials (access key and secret, account key, service account) and their permissions"),
+        StoreFailure::NoCredentials => (
+            "no credentials were given, and no cloud instance's metadata service offered any",
+            "give the store's credentials (S3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; \
+             Azure: AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_ACCESS_KEY; GCS: \
+             GOOGLE_SERVICE_ACCOUNT; a repository also reads them with the prefix \
+             INFLUXDB3_BACKUP_REPO_, a copy's target with INFLUXDB3_BACKUP_TO_REPO_), or run \
+             where an instance role provides them",
+        ),
     };
     Err(Failure::new(
         STORE_ACCESS,
@@ -384,16 +392,26 @@ enum StoreFailure {
     Unreachable,
     Missing,
     Refused,
+    /// Given no credentials, the client asked a cloud instance's metadata service for them.
+    NoCredentials,
 }
+
+/// Where `object_store` asks for an instance's credentials when none were given (AWS and Azure
+/// at the link-local address, Google by name). Off a cloud instance the request times out or is
+/// refused, which said "could not be reached" of a store that was never asked.
+const METADATA_SERVICES: [&str; 2] = ["169.254.169.254", "metadata.google.internal"];
 
 /// Sort a failed listing by its cause. The connection is judged from the error's type, not its
 /// text: the text carries a bucket name and a duration (`in 253.401µs`), so a bare number such
 /// as `401` in it proves nothing. Status codes are only taken with their reason phrase.
 fn classify(error: &object_store::Error) -> StoreFailure {
+    let text = error.to_string();
+    if METADATA_SERVICES.iter().any(|m| text.contains(m)) {
+        return StoreFailure::NoCredentials;
+    }
     if never_answered(error) {
         return StoreFailure::Unreachable;
     }
-    let text = error.to_string();
     let says = |markers: &[&str]| markers.iter().any(|m| text.contains(m));
     if matches!(error, object_store::Error::NotFound { .. })
         || says(&[
@@ -471,9 +489,15 @@ mod tests {
     /// An error shaped like object_store's after a request: the retry layer's text around an
     /// HTTP error of the given kind.
     fn failed_request(kind: HttpErrorKind, text: &str) -> object_store::Error {
+        failed_request_to("http://127.0.0.1:9/ib3-err-5316261d", kind, text)
+    }
+
+    /// [`failed_request`] of a GET of `url`.
+    fn failed_request_to(url: &str, kind: HttpErrorKind, text: &str) -> object_store::Error {
         #[derive(Debug, thiserror::Error)]
-        #[error("Error performing GET http://127.0.0.1:9/ib3-err-5316261d in 253.401µs - {text}")]
+        #[error("Error performing GET {url} in 253.401µs - {text}")]
         struct Request {
+            url: String,
             text: String,
             #[source]
             source: HttpError,
@@ -482,6 +506,7 @@ mod tests {
         object_store::Error::Generic {
             store: "S3",
             source: Box::new(Request {
+                url: url.into(),
                 text: text.into(),
                 source: HttpError::new(kind, io),
             }),
@@ -509,5 +534,19 @@ mod tests {
         assert_eq!(classify(&missing), StoreFailure::Missing);
         let other = answered("Server returned non-2xx status code: 500 Internal Server Error: ");
         assert_eq!(classify(&other), StoreFailure::Unreachable);
+    }
+
+    /// No credentials given: the request that failed went to the instance metadata service, which
+    /// a laptop does not answer (a timeout) and a sandbox may refuse (403) — neither is the store.
+    #[test]
+    fn a_failed_metadata_request_means_no_credentials() {
+        let aws = "http://169.254.169.254/latest/api/token";
+        let timed_out = failed_request_to(aws, HttpErrorKind::Timeout, "HTTP error: timed out");
+        assert_eq!(classify(&timed_out), StoreFailure::NoCredentials);
+        let refused = failed_request_to(aws, HttpErrorKind::Unknown, "403 Forbidden: denied");
+        assert_eq!(classify(&refused), StoreFailure::NoCredentials);
+        let google = "http://metadata.google.internal/computeMetadata/v1/instance";
+        let google = failed_request_to(google, HttpErrorKind::Connect, "HTTP error: dns error");
+        assert_eq!(classify(&google), StoreFailure::NoCredentials);
     }
 }
