@@ -156,6 +156,45 @@ async fn concurrency_bounds_packed_and_alone_reads_together() {
     assert_eq!(counting.peak_gets(), 4, "reads in flight at once");
 }
 
+/// `--concurrency` also bounds the parts of large objects uploaded at once: each large object
+/// keeps up to 4 parts in flight, so a quarter as many of them stream together. Unbounded, 4
+/// objects of 3 parts each put 12 parts (and their 8 MiB buffers) in flight at `--concurrency 4`.
+#[tokio::test]
+async fn concurrency_bounds_the_parts_of_large_objects_in_flight() {
+    let (tmp, data) = fixture_copy("core-3.10.0-basic");
+    for i in 0..5u8 {
+        let parquet = data.join(format!(
+            "node0/dbs/9/9/2030-01-01/00-0{i}/0000000001.parquet"
+        ));
+        std::fs::create_dir_all(parquet.parent().unwrap()).unwrap();
+        // 17 MiB, distinct: three parts of at most 8 MiB each.
+        std::fs::write(&parquet, [i, 1, 2, 3].repeat(17 << 18)).unwrap();
+    }
+    let (store, location) = repo_store(tmp.path().join("repo").to_str().unwrap(), true)
+        .await
+        .unwrap();
+    let delay = Duration::from_millis(50);
+    let counting = Arc::new(CountingStore::with_delay(store, delay));
+    let report = create(CreateOptions {
+        source: influxdb3_backup::ops::create::CreateSource::Node(local_node(&data).await),
+        repo: (counting.clone(), location),
+        concurrency: 4,
+        max_replans: 3,
+        allow_inconsistent: false,
+        reread_snapshots: false,
+        rescan_after: DEFAULT_RESCAN_AFTER,
+        compression: Some(3),
+        keys: Default::default(),
+        bar: Bar::new(false),
+        local: None,
+    })
+    .await
+    .unwrap();
+    assert!(report.blobs_uploaded >= 5, "{report:?}");
+    let peak = counting.peak_parts();
+    assert!((1..=4).contains(&peak), "parts in flight at once: {peak}");
+}
+
 /// With a single turn in flight a capture into more packs than are written at once still
 /// finishes, one read at a time: reads wait on pack writes there (their stream is not polled
 /// while four packs are being written), and those writes take no turn.

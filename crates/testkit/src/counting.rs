@@ -1,14 +1,14 @@
 //! [`CountingStore`]: an `ObjectStore` wrapper that counts what is read through it (GET requests
 //! and body bytes), to prove independently of the tool's own counters which source objects a
 //! run read — and that can run a hook before a read, to act in the middle of a run, or hold each
-//! GET a while and report how many were in flight at once.
+//! GET (or uploaded part) a while and report how many were in flight at once.
 
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -28,6 +28,15 @@ pub struct CountingStore {
     delay: Option<std::time::Duration>,
     gets_in_flight: AtomicUsize,
     peak_gets: AtomicUsize,
+    /// Parts of multipart uploads being written, of every upload, and the most at once.
+    parts: Arc<PartsInFlight>,
+}
+
+/// Parts of multipart uploads in flight, across uploads.
+#[derive(Debug, Default)]
+struct PartsInFlight {
+    now: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 impl std::fmt::Debug for CountingStore {
@@ -48,6 +57,7 @@ impl CountingStore {
             delay: None,
             gets_in_flight: AtomicUsize::new(0),
             peak_gets: AtomicUsize::new(0),
+            parts: Arc::default(),
         }
     }
 
@@ -63,6 +73,12 @@ impl CountingStore {
     /// The most GETs that were waiting for their answer at once.
     pub fn peak_gets(&self) -> usize {
         self.peak_gets.load(Ordering::SeqCst)
+    }
+
+    /// The most parts of multipart uploads (of all uploads together) being written at once.
+    /// With a delay ([`CountingStore::with_delay`]) each part also waits that long.
+    pub fn peak_parts(&self) -> usize {
+        self.parts.peak.load(Ordering::SeqCst)
     }
 
     /// Wrap `inner`, calling `hook` with the key before every GET.
@@ -119,7 +135,12 @@ impl ObjectStore for CountingStore {
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
         self.record_put(location);
-        self.inner.put_multipart_opts(location, opts).await
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(CountedUpload {
+            inner,
+            parts: self.parts.clone(),
+            delay: self.delay,
+        }))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
@@ -197,5 +218,39 @@ impl ObjectStore for CountingStore {
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A multipart upload whose parts [`PartsInFlight`] counts while they are written.
+#[derive(Debug)]
+struct CountedUpload {
+    inner: Box<dyn MultipartUpload>,
+    parts: Arc<PartsInFlight>,
+    delay: Option<std::time::Duration>,
+}
+
+#[async_trait]
+impl MultipartUpload for CountedUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let (parts, delay) = (self.parts.clone(), self.delay);
+        let now = parts.now.fetch_add(1, Ordering::SeqCst) + 1;
+        parts.peak.fetch_max(now, Ordering::SeqCst);
+        let written = self.inner.put_part(data);
+        Box::pin(async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            let result = written.await;
+            parts.now.fetch_sub(1, Ordering::SeqCst);
+            result
+        })
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.inner.abort().await
     }
 }

@@ -201,6 +201,12 @@ pub(super) struct RepoCapture {
     /// `concurrency`, shared by the objects stored alone and the small ones read for packs
     /// (packs are written a few at a time beside them: `store_packs::PACKS_IN_FLIGHT`).
     in_flight: ib3_transfer::InFlight,
+    /// Turns of the objects that stream in parts ([`RepoCapture::capture_streamed`]): each keeps
+    /// up to `copy.part_concurrency` parts in flight, so a `part_concurrency`-th of
+    /// `concurrency` of them stream at once. Parts then stay within `--concurrency` too, and
+    /// their buffers within `--concurrency` × part size (12 parts of 8 MiB at `--concurrency
+    /// 4`, and 64 at the default 16, before).
+    streams: ib3_transfer::InFlight,
     copy: CopyOptions,
     compression: Option<i32>,
     bar: Bar,
@@ -668,19 +674,28 @@ impl RepoCapture {
             hash_before_upload: self.copy.hash_before_upload && object.class.is_immutable(),
             ..self.copy.clone()
         };
-        let stored = copy_content_addressed(
-            self.source.as_ref(),
-            key,
-            object.size,
-            self.repo.store().as_ref(),
-            &layout::staging_key(),
-            &|h, compressed| codecs::blob_key(h, compressed, self.repo.keys().is_some()),
-            &|h| lock(&self.index).contains(&BlobId::from(*h)),
-            &self.encode_for(&object.class),
-            &copy,
-            &self.bar,
-        )
-        .await?;
+        let copied = async {
+            copy_content_addressed(
+                self.source.as_ref(),
+                key,
+                object.size,
+                self.repo.store().as_ref(),
+                &layout::staging_key(),
+                &|h, compressed| codecs::blob_key(h, compressed, self.repo.keys().is_some()),
+                &|h| lock(&self.index).contains(&BlobId::from(*h)),
+                &self.encode_for(&object.class),
+                &copy,
+                &self.bar,
+            )
+            .await
+        };
+        // Its turn is held inside the object's own (`in_flight`), and never waits on one: no
+        // cycle between the two bounds.
+        let stored = if object.size > copy.small_object_threshold {
+            self.streams.run(copied).await?
+        } else {
+            copied.await?
+        };
         Ok(self.record(stored, None))
     }
 
@@ -1238,6 +1253,9 @@ async fn capture_and_commit(
         stats: Stats::default(),
         concurrency: settings.concurrency,
         in_flight: ib3_transfer::InFlight::new(settings.concurrency),
+        streams: ib3_transfer::InFlight::new(
+            settings.concurrency / CopyOptions::default().part_concurrency,
+        ),
         copy: CopyOptions {
             // A local file costs little to read twice; a bucket's object, a second GET.
             hash_before_upload: source.data_dir().is_some(),
