@@ -716,45 +716,26 @@ pub fn copy(r: &CopyReport, json: bool) -> Result<u8> {
         print_json(r)?;
         return Ok(OK);
     }
+    let (copied, skipped) = if r.dry_run {
+        ("would copy", "would skip")
+    } else {
+        ("copied", "skipped")
+    };
+    for id in &r.copied {
+        say!("{copied} {id}");
+    }
+    for id in &r.skipped {
+        say!("{skipped} {id} (already in {})", r.to);
+    }
+    let (backups, to, present) = (r.copied.len(), &r.to, r.blobs_present);
+    let sent = format!("{} blobs and {} packs", r.blobs_copied, r.packs_copied);
+    let bytes = human_bytes(r.bytes_copied);
     if r.dry_run {
-        return copy_plan(r);
+        say!("{backups} backups would be copied to {to}: {sent} to send ({bytes} as stored here), {present} blobs already there");
+        say!("dry run: nothing written");
+    } else {
+        say!("{backups} backups copied to {to}: {sent} sent ({bytes}), {present} blobs already there; every blob and pack verified on arrival");
     }
-    for id in &r.copied {
-        say!("copied {id}");
-    }
-    for id in &r.skipped {
-        say!("skipped {id} (already in {})", r.to);
-    }
-    say!(
-        "{} backups copied to {}: {} blobs and {} packs sent ({}), {} blobs already there; every blob and pack verified on arrival",
-        r.copied.len(),
-        r.to,
-        r.blobs_copied,
-        r.packs_copied,
-        human_bytes(r.bytes_copied),
-        r.blobs_present
-    );
-    Ok(OK)
-}
-
-/// `copy --dry-run`.
-fn copy_plan(r: &CopyReport) -> Result<u8> {
-    for id in &r.copied {
-        say!("would copy {id}");
-    }
-    for id in &r.skipped {
-        say!("would skip {id} (already in {})", r.to);
-    }
-    say!(
-        "{} backups would be copied to {}: {} blobs and {} packs to send ({} as stored here), {} blobs already there",
-        r.copied.len(),
-        r.to,
-        r.blobs_copied,
-        r.packs_copied,
-        human_bytes(r.bytes_copied),
-        r.blobs_present
-    );
-    say!("dry run: nothing written");
     Ok(OK)
 }
 

@@ -648,16 +648,7 @@ fn a_report_nobody_reads_is_dropped_quietly_and_the_backup_stays() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     let data = data_dir("core-3.10.0-basic");
-    let args = [
-        "create",
-        "--json",
-        "--data-dir",
-        s(&data),
-        "--node-id",
-        "node0",
-        "--repo",
-        s(&repo),
-    ];
+    let args = create_node0_args(&data, &repo);
     // The reader is gone before the command reports (`… --json | head -c0`).
     let mut child = command::<&str, &str>(&args, &[])
         .stdout(std::process::Stdio::piped())

@@ -13,6 +13,7 @@ use influxdb3_backup::args::{CloudArgs, ObjectStoreKind, SourceArgs};
 use influxdb3_backup::ops::create::{create, CreateOptions, CreateReport, DEFAULT_RESCAN_AFTER};
 use influxdb3_backup::progress::Bar;
 use influxdb3_backup::stores::{open_node, repo_store, NodeStore};
+use object_store::ObjectStore;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -87,20 +88,33 @@ async fn create_with(
     concurrency: usize,
     rescan_after: Duration,
 ) -> anyhow::Result<CreateReport> {
+    let repo = repo_store(repo.to_str().unwrap(), true).await.unwrap();
     create(CreateOptions {
-        source: influxdb3_backup::ops::create::CreateSource::Node(source),
-        repo: repo_store(repo.to_str().unwrap(), true).await.unwrap(),
         concurrency,
         max_replans,
-        allow_inconsistent: false,
         reread_snapshots,
         rescan_after,
+        ..options(source, repo)
+    })
+    .await
+}
+
+/// The `create` options of these tests, of `source` into `repo` (a store and its location):
+/// 4 objects at a time, 3 re-plans, compression level 3, no progress bar, through the stores.
+fn options(source: NodeStore, repo: (Arc<dyn ObjectStore>, String)) -> CreateOptions {
+    CreateOptions {
+        source: influxdb3_backup::ops::create::CreateSource::Node(source),
+        repo,
+        concurrency: 4,
+        max_replans: 3,
+        allow_inconsistent: false,
+        reread_snapshots: false,
+        rescan_after: DEFAULT_RESCAN_AFTER,
         compression: Some(3),
         keys: Default::default(),
         bar: Bar::new(false),
         local: None,
-    })
-    .await
+    }
 }
 
 async fn counted_create(data: &Path, repo: &Path) -> (CreateReport, Arc<CountingStore>) {
@@ -175,21 +189,10 @@ async fn concurrency_bounds_the_parts_of_large_objects_in_flight() {
         .unwrap();
     let delay = Duration::from_millis(50);
     let counting = Arc::new(CountingStore::with_delay(store, delay));
-    let report = create(CreateOptions {
-        source: influxdb3_backup::ops::create::CreateSource::Node(local_node(&data).await),
-        repo: (counting.clone(), location),
-        concurrency: 4,
-        max_replans: 3,
-        allow_inconsistent: false,
-        reread_snapshots: false,
-        rescan_after: DEFAULT_RESCAN_AFTER,
-        compression: Some(3),
-        keys: Default::default(),
-        bar: Bar::new(false),
-        local: None,
-    })
-    .await
-    .unwrap();
+    let repo = (counting.clone() as Arc<dyn ObjectStore>, location);
+    let report = create(options(local_node(&data).await, repo))
+        .await
+        .unwrap();
     assert!(report.blobs_uploaded >= 5, "{report:?}");
     let peak = counting.peak_parts();
     assert!((1..=4).contains(&peak), "parts in flight at once: {peak}");
@@ -771,21 +774,13 @@ async fn local_copies_store_what_the_store_path_stores() {
         let mut manifests = Vec::new();
         for (name, local) in [("through-stores", false), ("local", true)] {
             let repo = tmp.path().join(name);
+            let store = repo_store(repo.to_str().unwrap(), true).await.unwrap();
             let report = create(CreateOptions {
-                source: influxdb3_backup::ops::create::CreateSource::Node(local_node(&data).await),
-                repo: repo_store(repo.to_str().unwrap(), true).await.unwrap(),
-                concurrency: 4,
-                max_replans: 3,
-                allow_inconsistent: false,
-                reread_snapshots: false,
-                rescan_after: DEFAULT_RESCAN_AFTER,
-                compression: Some(3),
-                keys: Default::default(),
-                bar: Bar::new(false),
                 local: local.then(|| influxdb3_backup::ops::create::LocalDirs {
                     data_dir: data.clone(),
                     repo_dir: repo.clone(),
                 }),
+                ..options(local_node(&data).await, store)
             })
             .await
             .unwrap();

@@ -1222,6 +1222,11 @@ async fn capture_and_commit(
         CreateSource::Node(node) => (node.node.clone(), String::new()),
         CreateSource::Cluster(cluster) => (cluster.root.store.clone(), String::new()),
     };
+    let copy = CopyOptions {
+        // A local file costs little to read twice; a bucket's object, a second GET.
+        hash_before_upload: source.data_dir().is_some(),
+        ..CopyOptions::default()
+    };
     let mut capture = RepoCapture {
         source: first_store,
         prefix: first_prefix,
@@ -1253,14 +1258,8 @@ async fn capture_and_commit(
         stats: Stats::default(),
         concurrency: settings.concurrency,
         in_flight: ib3_transfer::InFlight::new(settings.concurrency),
-        streams: ib3_transfer::InFlight::new(
-            settings.concurrency / CopyOptions::default().part_concurrency,
-        ),
-        copy: CopyOptions {
-            // A local file costs little to read twice; a bucket's object, a second GET.
-            hash_before_upload: source.data_dir().is_some(),
-            ..CopyOptions::default()
-        },
+        streams: ib3_transfer::InFlight::new(settings.concurrency / copy.part_concurrency),
+        copy,
         compression: settings.compression,
         bar: settings.bar.clone(),
         progress_record: ProgressRecord {

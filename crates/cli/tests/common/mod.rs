@@ -99,7 +99,12 @@ pub fn create_node0_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
     repo: &Path,
     env: &[(K, V)],
 ) -> Run {
-    let args = [
+    run_env(&create_node0_args(data, repo), env)
+}
+
+/// The arguments of [`create_node0`].
+pub fn create_node0_args<'a>(data: &'a Path, repo: &'a Path) -> [&'a str; 8] {
+    [
         "create",
         "--json",
         "--data-dir",
@@ -108,8 +113,7 @@ pub fn create_node0_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
         "node0",
         "--repo",
         s(repo),
-    ];
-    run_env(&args, env)
+    ]
 }
 
 /// [`create_node0`], which must succeed; its report.
