@@ -271,10 +271,25 @@ fn local_blocks(
     })
 }
 
+/// `n` bytes of `file` from `offset`, read into fresh capacity: `read_to_end` leaves it
+/// unzeroed, where a `vec![0; n]` spent 3.5% of a backup's CPU time in `memset` (`perf`, a
+/// backup into a bucket) writing zeros the read then overwrote.
 fn read_block(file: &std::fs::File, offset: u64, n: u64) -> std::io::Result<Bytes> {
-    use std::os::unix::fs::FileExt;
-    let mut block = vec![0; n as usize];
-    file.read_exact_at(&mut block, offset)?;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(offset))?;
+    let mut block = Vec::with_capacity(n as usize);
+    reader.take(n).read_to_end(&mut block)?;
+    if (block.len() as u64) < n {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!(
+                "the file ended {} bytes into a block of {n} at offset {offset} (it shrank \
+                 while it was read)",
+                block.len()
+            ),
+        ));
+    }
     Ok(block.into())
 }
 
