@@ -7,6 +7,9 @@
 //! Run: `cargo test -p influxdb3-backup --test incremental`.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::add_large_parquet_files;
 use ib3_testkit::counting::CountingStore;
 use ib3_testkit::generate::{generate, grow, TreeSpec, TreeState};
 use influxdb3_backup::args::{CloudArgs, ObjectStoreKind, SourceArgs};
@@ -176,14 +179,7 @@ async fn concurrency_bounds_packed_and_alone_reads_together() {
 #[tokio::test]
 async fn concurrency_bounds_the_parts_of_large_objects_in_flight() {
     let (tmp, data) = fixture_copy("core-3.10.0-basic");
-    for i in 0..5u8 {
-        let parquet = data.join(format!(
-            "node0/dbs/9/9/2030-01-01/00-0{i}/0000000001.parquet"
-        ));
-        std::fs::create_dir_all(parquet.parent().unwrap()).unwrap();
-        // 17 MiB, distinct: three parts of at most 8 MiB each.
-        std::fs::write(&parquet, [i, 1, 2, 3].repeat(17 << 18)).unwrap();
-    }
+    add_large_parquet_files(&data, 5);
     let (store, location) = repo_store(tmp.path().join("repo").to_str().unwrap(), true)
         .await
         .unwrap();

@@ -495,3 +495,37 @@ fn copy_dry_run_writes_nothing_and_foretells_the_copy() {
     ]);
     assert_eq!(out.code, 10, "{out:?}");
 }
+
+/// `--concurrency` bounds the parts of the large blobs `copy` streams to its target: each
+/// streams up to four parts, so a quarter of the turns stream at once (five blobs of three
+/// parts, four at a time, kept 12 parts in flight before).
+#[tokio::test]
+async fn copy_keeps_the_parts_of_large_blobs_within_concurrency() {
+    use ib3_testkit::counting::CountingStore;
+    use influxdb3_backup::ops::copy::{copy, CopySettings};
+    use influxdb3_backup::stores::repo_store;
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, data) = (tmp.path().join("repo"), tmp.path().join("data"));
+    ib3_testkit::copy_fixture("core-3.10.0-basic", &data);
+    add_large_parquet_files(&data, 5);
+    create_json(&data, &repo);
+    let (store, location) = repo_store(s(&repo), false).await.unwrap();
+    let from = ib3_repo::Repository::open(store, location).await.unwrap();
+    let offsite = tmp.path().join("offsite");
+    let (store, location) = repo_store(s(&offsite), true).await.unwrap();
+    let delay = std::time::Duration::from_millis(50);
+    let counting = Arc::new(CountingStore::with_delay(store, delay));
+    let (to, _) = ib3_repo::Repository::open_or_init(counting.clone(), location, "test")
+        .await
+        .unwrap();
+    let settings = CopySettings {
+        backup: None,
+        concurrency: 4,
+        bar: influxdb3_backup::progress::Bar::new(false),
+    };
+    let report = copy(&from, &to, settings).await.unwrap();
+    assert!(report.blobs_copied >= 5, "{report:?}");
+    let peak = counting.peak_parts();
+    assert!((1..=4).contains(&peak), "parts in flight at once: {peak}");
+}

@@ -1,6 +1,7 @@
 //! Restore writes in the server's order, proven by a store that records every write: the
 //! in-progress marker first, then Parquet, snapshot files and checkpoints, WAL, catalog logs, and
-//! the active catalog checkpoint last.
+//! the active catalog checkpoint last; and with as many requests in flight as `--concurrency`
+//! allows, parts of large objects included.
 //!
 //! Run: `cargo test -p influxdb3-backup --test restore_order`.
 #![allow(clippy::unwrap_used)]
@@ -27,7 +28,8 @@ async fn restore_writes_in_the_servers_order() {
     ib3_testkit::copy_fixture("core-3.9.6-upgraded-3.10.0", &data);
     let report = create_json(&data, &repo);
 
-    let recording = restore_recorded(&repo, &report, &tmp.path().join("target"), 8).await;
+    let target = tmp.path().join("target");
+    let recording = restore_recorded(&repo, &report, &target, 8, None).await;
 
     let written: Vec<String> = recording
         .keys_written()
@@ -62,13 +64,14 @@ async fn restore_writes_in_the_servers_order() {
 }
 
 /// Restore the backup `report` names from the local repository `repo` into the data dir
-/// `target` through the stores (no local fast path), `concurrency` objects at a time; the store
-/// that recorded the writes.
+/// `target` through the stores (no local fast path), `concurrency` objects at a time, each part
+/// of a multipart upload taking `part_delay` longer; the store that recorded the writes.
 async fn restore_recorded(
     repo: &std::path::Path,
     report: &serde_json::Value,
     target: &std::path::Path,
     concurrency: usize,
+    part_delay: Option<std::time::Duration>,
 ) -> Arc<CountingStore> {
     let (store, location) = repo_store(repo.to_str().unwrap(), false).await.unwrap();
     let repository = ib3_repo::Repository::open(store, location).await.unwrap();
@@ -84,7 +87,10 @@ async fn restore_recorded(
         cloud: CloudArgs::default(),
     };
     let mut target = open_root(&args, true).await.unwrap();
-    let recording = Arc::new(CountingStore::new(target.store.clone()));
+    let recording = Arc::new(match part_delay {
+        Some(delay) => CountingStore::with_delay(target.store.clone(), delay),
+        None => CountingStore::new(target.store.clone()),
+    });
     target.store = recording.clone();
     influxdb3_backup::ops::restore::restore(influxdb3_backup::ops::restore::RestoreOptions {
         repo: repository,
@@ -119,7 +125,7 @@ async fn a_single_turn_in_flight_restores_from_many_packs() {
         "{packs} packs: more than the reads in flight at once"
     );
     let target = tmp.path().join("target");
-    let restored = restore_recorded(&repo, &report, &target, 1);
+    let restored = restore_recorded(&repo, &report, &target, 1, None);
     let recording = tokio::time::timeout(std::time::Duration::from_secs(300), restored)
         .await
         .expect("restore with one turn in flight finished");
@@ -128,4 +134,23 @@ async fn a_single_turn_in_flight_restores_from_many_packs() {
         report["entries"].as_u64().unwrap() + 1,
         "every object and the marker written"
     );
+}
+
+/// `--concurrency` bounds the parts of large objects a restore writes through the stores: each
+/// streams up to four parts, so a quarter of the turns stream at once (five files of three
+/// parts, four at a time, kept 12 parts in flight before).
+#[tokio::test]
+async fn concurrency_bounds_the_parts_of_large_objects_restored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, data) = (tmp.path().join("repo"), tmp.path().join("data"));
+    ib3_testkit::copy_fixture("core-3.10.0-basic", &data);
+    add_large_parquet_files(&data, 5);
+    let report = create_json(&data, &repo);
+    let target = tmp.path().join("target");
+    let delay = Some(std::time::Duration::from_millis(50));
+    let recording = restore_recorded(&repo, &report, &target, 4, delay).await;
+    let peak = recording.peak_parts();
+    assert!((1..=4).contains(&peak), "parts in flight at once: {peak}");
+    let restored = target.join("node0/dbs/9/9/2030-01-01/00-04/0000000001.parquet");
+    assert_eq!(std::fs::metadata(restored).unwrap().len(), 17 << 20);
 }

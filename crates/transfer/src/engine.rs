@@ -43,6 +43,37 @@ impl InFlight {
     }
 }
 
+/// Turns of the copies that stream in parts: each keeps up to `part_concurrency` parts in
+/// flight, so a `part_concurrency`-th of `concurrency` of them stream at once. Their parts then
+/// stay within `concurrency` too, and their buffers within `concurrency` × part size (without
+/// it, `concurrency` large objects at once kept four parts of 8 MiB each in flight). Smaller
+/// copies, one request each, pass without a turn.
+#[derive(Clone, Debug)]
+pub struct StreamTurns {
+    turns: InFlight,
+    threshold: u64,
+}
+
+impl StreamTurns {
+    /// Turns for a run of `concurrency` copies made with `copy`.
+    pub fn new(concurrency: usize, copy: &crate::CopyOptions) -> Self {
+        StreamTurns {
+            turns: InFlight::new(concurrency / copy.part_concurrency.max(1)),
+            threshold: copy.small_object_threshold,
+        }
+    }
+
+    /// Run the copy `job` of an object of `size` bytes, after a turn if it streams in parts.
+    /// Hold no other turn that these turns' holders wait on (see [`InFlight`]).
+    pub async fn run<F: Future>(&self, size: u64, job: F) -> F::Output {
+        if size > self.threshold {
+            self.turns.run(job).await
+        } else {
+            job.await
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

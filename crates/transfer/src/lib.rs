@@ -27,7 +27,7 @@ pub use copy::{
     copy_content_addressed, hash_object, put_content_addressed, read_hashed, read_plain,
     read_plain_range, stream_copy, CasCopy, Copied, CopyOptions, NameFor,
 };
-pub use engine::{for_each_bounded, InFlight};
+pub use engine::{for_each_bounded, InFlight, StreamTurns};
 pub use error::{Error, Result};
 pub use progress::{NoProgress, Progress};
 

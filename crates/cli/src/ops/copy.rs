@@ -11,10 +11,12 @@ use anyhow::{Context, Result};
 use ib3_repo::lock::LockKind;
 use ib3_repo::manifest::PackSlice;
 use ib3_repo::{layout, BackupId, BlobId, BlobIndex, Encoding, Manifest, Repository};
-use ib3_transfer::{for_each_bounded, hash_object, stream_copy, Codec, CopyOptions, NoProgress};
+use ib3_transfer::{
+    for_each_bounded, hash_object, stream_copy, Codec, CopyOptions, NoProgress, StreamTurns,
+};
 use object_store::ObjectStoreExt;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Options of `copy`, resolved.
 pub struct CopySettings {
@@ -154,7 +156,7 @@ pub async fn plan(
             report.packs_copied += 1;
             report.bytes_copied += size;
         }
-        for (blob, encoding, pack) in sending.blobs {
+        for ((blob, encoding, pack), _) in sending.blobs {
             let size = match pack {
                 Some(slice) => slice.length,
                 None => stored.size(&blob, encoding).unwrap_or(0),
@@ -172,8 +174,9 @@ pub async fn plan(
 struct Sending {
     /// Packs sent whole.
     packs: BTreeSet<BlobId>,
-    /// Blobs sent as objects of their own (from a pack, for an encrypted target).
-    blobs: Vec<StoredBlob>,
+    /// Blobs sent as objects of their own (from a pack, for an encrypted target), each with
+    /// its plaintext size.
+    blobs: Vec<(StoredBlob, u64)>,
     /// Distinct stored blobs the target holds already.
     present: u64,
     /// Plaintext bytes of the entries whose blobs are sent.
@@ -186,30 +189,31 @@ impl Sending {
     /// as its own object.
     fn of(manifest: &Manifest, index: &BlobIndex, whole_packs: bool) -> Self {
         let all: BTreeSet<StoredBlob> = manifest.entries.iter().map(codecs::stored_blob).collect();
-        let wanted: BTreeSet<StoredBlob> = all
+        let wanted: BTreeMap<StoredBlob, u64> = manifest
+            .entries
             .iter()
-            .filter(|(id, _, pack)| index.find(id).is_none() && !holds_pack(index, pack))
-            .copied()
+            .map(|e| (codecs::stored_blob(e), e.size))
+            .filter(|((id, _, pack), _)| index.find(id).is_none() && !holds_pack(index, pack))
             .collect();
         let bytes = manifest
             .entries
             .iter()
-            .filter(|e| wanted.contains(&codecs::stored_blob(e)))
+            .filter(|e| wanted.contains_key(&codecs::stored_blob(e)))
             .map(|e| e.size)
             .sum();
         let packs = wanted
-            .iter()
+            .keys()
             .filter_map(|(_, _, pack)| pack.filter(|_| whole_packs).map(|p| p.pack))
             .collect();
+        let present = (all.len() - wanted.len()) as u64;
         let blobs = wanted
-            .iter()
-            .filter(|(_, _, pack)| !(whole_packs && pack.is_some()))
-            .copied()
+            .into_iter()
+            .filter(|((_, _, pack), _)| !(whole_packs && pack.is_some()))
             .collect();
         Sending {
             packs,
             blobs,
-            present: (all.len() - wanted.len()) as u64,
+            present,
             bytes,
         }
     }
@@ -245,16 +249,28 @@ async fn copy_blobs(
         report.packs_copied += 1;
         report.bytes_copied += stored;
     }
-    let results = for_each_bounded(blobs, options.concurrency, |(id, encoding, pack)| {
-        let copy = &copy;
-        async move {
-            let copied = match pack {
-                Some(slice) => copy_packed_blob(from, to, id, encoding, slice, &options.bar).await,
-                None => copy_blob(from, to, id, encoding, copy, &options.bar).await,
-            };
-            copied.map(|stored| (id, stored))
-        }
-    })
+    // A blob of its own streams in parts when large: those take turns, so that parts too stay
+    // within `concurrency`.
+    let streams = StreamTurns::new(options.concurrency, &copy);
+    let results = for_each_bounded(
+        blobs,
+        options.concurrency,
+        |((id, encoding, pack), size)| {
+            let (copy, streams) = (&copy, &streams);
+            async move {
+                let copied = match pack {
+                    Some(slice) => {
+                        copy_packed_blob(from, to, id, encoding, slice, &options.bar).await
+                    }
+                    None => {
+                        let copied = copy_blob(from, to, id, encoding, copy, &options.bar);
+                        streams.run(size, copied).await
+                    }
+                };
+                copied.map(|stored| (id, stored))
+            }
+        },
+    )
     .await;
     for result in results {
         let (id, (encoding, stored)) = result?;

@@ -201,12 +201,10 @@ pub(super) struct RepoCapture {
     /// `concurrency`, shared by the objects stored alone and the small ones read for packs
     /// (packs are written a few at a time beside them: `store_packs::PACKS_IN_FLIGHT`).
     in_flight: ib3_transfer::InFlight,
-    /// Turns of the objects that stream in parts ([`RepoCapture::capture_streamed`]): each keeps
-    /// up to `copy.part_concurrency` parts in flight, so a `part_concurrency`-th of
-    /// `concurrency` of them stream at once. Parts then stay within `--concurrency` too, and
-    /// their buffers within `--concurrency` × part size (12 parts of 8 MiB at `--concurrency
-    /// 4`, and 64 at the default 16, before).
-    streams: ib3_transfer::InFlight,
+    /// Turns of the objects that stream in parts ([`RepoCapture::capture_streamed`]), so that
+    /// their parts stay within `--concurrency` too (12 parts of 8 MiB at `--concurrency 4`, and
+    /// 64 at the default 16, before).
+    streams: ib3_transfer::StreamTurns,
     copy: CopyOptions,
     compression: Option<i32>,
     bar: Bar,
@@ -691,11 +689,7 @@ impl RepoCapture {
         };
         // Its turn is held inside the object's own (`in_flight`), and never waits on one: no
         // cycle between the two bounds.
-        let stored = if object.size > copy.small_object_threshold {
-            self.streams.run(copied).await?
-        } else {
-            copied.await?
-        };
+        let stored = self.streams.run(object.size, copied).await?;
         Ok(self.record(stored, None))
     }
 
@@ -1258,7 +1252,7 @@ async fn capture_and_commit(
         stats: Stats::default(),
         concurrency: settings.concurrency,
         in_flight: ib3_transfer::InFlight::new(settings.concurrency),
-        streams: ib3_transfer::InFlight::new(settings.concurrency / copy.part_concurrency),
+        streams: ib3_transfer::StreamTurns::new(settings.concurrency, &copy),
         copy,
         compression: settings.compression,
         bar: settings.bar.clone(),

@@ -19,7 +19,9 @@ use futures::TryStreamExt;
 use ib3_influx::path::{classify, classify_cluster, CatalogGeneration, ObjectClass, Phase};
 use ib3_repo::{layout, Entry, Manifest};
 use ib3_transfer::local::BlobToFile;
-use ib3_transfer::{for_each_bounded, hash_object, stream_copy, Codec, CopyOptions, InFlight};
+use ib3_transfer::{
+    for_each_bounded, hash_object, stream_copy, Codec, CopyOptions, InFlight, StreamTurns,
+};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
@@ -233,6 +235,7 @@ pub async fn restore(mut options: RestoreOptions) -> Result<RestoreReport> {
         delete_others(unit).await?;
     }
     let copy = CopyOptions::default();
+    let streams = StreamTurns::new(options.concurrency, &copy);
     let mut written = (0u64, 0u64);
     let mut verified = 0u64;
     let mut to_read_back = Vec::new();
@@ -249,13 +252,16 @@ pub async fn restore(mut options: RestoreOptions) -> Result<RestoreReport> {
         let (packed, alone): (Writes, Writes) = through_stores
             .into_iter()
             .partition(|(_, entry)| entry.pack.is_some());
-        // `concurrency` objects written at a time, alone or from packs.
+        // `concurrency` objects written at a time, alone or from packs; large ones also take
+        // turns for their parts (inside their object's turn, never waiting on one).
         let in_flight = InFlight::new(options.concurrency);
         let alone = for_each_bounded(alone, options.concurrency, |(unit, entry)| {
             let target = units[unit].store.clone();
-            let (repo, copy, bar) = (&options.repo, &copy, &options.bar);
-            let restored =
-                async move { restore_one(repo, target.as_ref(), entry, copy, bar).await };
+            let (repo, copy, bar, streams) = (&options.repo, &copy, &options.bar, &streams);
+            let restored = async move {
+                let restored = restore_one(repo, target.as_ref(), entry, copy, bar);
+                streams.run(entry.size, restored).await
+            };
             in_flight.run(restored)
         });
         let packed = from_packs::restore_from_packs(&options, &units, packed, &in_flight);

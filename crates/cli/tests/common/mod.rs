@@ -201,3 +201,15 @@ fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// Add `count` distinct Parquet files of 17 MiB (three parts of at most 8 MiB each when
+/// streamed) to the node `node0` of the data dir `data`, each in a directory of its own.
+pub fn add_large_parquet_files(data: &Path, count: u8) {
+    for i in 0..count {
+        let parquet = data.join(format!(
+            "node0/dbs/9/9/2030-01-01/00-{i:02}/0000000001.parquet"
+        ));
+        std::fs::create_dir_all(parquet.parent().unwrap()).unwrap();
+        std::fs::write(&parquet, [i, 1, 2, 3].repeat(17 << 18)).unwrap();
+    }
+}
