@@ -30,6 +30,11 @@ fn wrong_node_id_names_the_nodes_present() {
     assert_eq!(out.code, 13, "{out:?}");
     assert!(out.stderr.contains("\"node1\""), "{}", out.stderr);
     assert!(
+        out.stderr.contains("the node prefixes it holds: node0"),
+        "{}",
+        out.stderr
+    );
+    assert!(
         out.stderr.contains("hint: pass --node-id node0"),
         "{}",
         out.stderr
@@ -52,7 +57,7 @@ fn empty_missing_and_foreign_data_dirs_are_refused() {
     let out = create(&empty, &tmp.path().join("r1"));
     assert_eq!(out.code, 13, "{out:?}");
     assert!(
-        out.stderr.contains("holds no InfluxDB 3 node"),
+        out.stderr.contains("holds no InfluxDB 3 node at all"),
         "{}",
         out.stderr
     );

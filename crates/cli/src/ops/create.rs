@@ -1849,13 +1849,9 @@ pub(super) fn source_record(
 pub async fn not_a_node(source: &NodeStore, message: String) -> anyhow::Error {
     let nodes = discover_nodes(source.root.as_ref()).await;
     let found = if nodes.is_empty() {
-        format!("{} holds no InfluxDB 3 node", source.location)
+        "it holds no InfluxDB 3 node at all".to_string()
     } else {
-        format!(
-            "node prefixes found in {}: {}",
-            source.location,
-            nodes.join(", ")
-        )
+        format!("the node prefixes it holds: {}", nodes.join(", "))
     };
     let hint = match nodes.as_slice() {
         [only] => format!("pass --node-id {only}"),
