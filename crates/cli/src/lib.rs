@@ -30,6 +30,16 @@ async fn run_command(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Create(args) => {
             let source = create_source(&args).await?;
+            if args.dry_run {
+                let keys = key_source(args.repo.key_file.clone(), "INFLUXDB3_BACKUP_PASSPHRASE");
+                let (repo, location) =
+                    repo_if_any(cloud::REPO_ENV_PREFIX, &args.repo.repo, &keys).await?;
+                let concurrency = args.transfer.concurrency as usize;
+                let plan =
+                    ops::create::plan(source, repo, location, args.rescan_after, concurrency)
+                        .await?;
+                return output::create_plan(&plan, json);
+            }
             let local = source
                 .data_dir()
                 .zip(stores::local_repo_dir(&args.repo.repo))
@@ -167,7 +177,8 @@ async fn run_command(cli: Cli) -> Result<u8> {
                 Some(args.backup.clone().unwrap_or_else(|| "latest".into()))
             };
             if args.dry_run {
-                let (to, location) = copy_target_if_any(&args.to_repo, &to_keys).await?;
+                let (to, location) =
+                    repo_if_any(cloud::TO_REPO_ENV_PREFIX, &args.to_repo, &to_keys).await?;
                 let report =
                     ops::copy::plan(&from, to.as_ref(), &location, backup.as_deref()).await?;
                 return output::copy(&report, json);
@@ -213,16 +224,18 @@ async fn run_command(cli: Cli) -> Result<u8> {
     }
 }
 
-/// The target of `copy --dry-run`, opened without writing anything: `None` where no repository
-/// exists yet (a directory not made yet, or an empty location). Also its location.
-async fn copy_target_if_any(
+/// A repository for a dry run (`create`'s, or `copy`'s target), opened without writing anything:
+/// `None` where none exists yet (a directory not made yet, or an empty location); its
+/// credentials from the variables with `env_prefix`. Also its location.
+async fn repo_if_any(
+    env_prefix: &str,
     spec: &str,
     keys: &ib3_repo::keys::KeySource,
 ) -> Result<(Option<ib3_repo::Repository>, String)> {
     if let Some(dir) = stores::local_repo_dir(spec).filter(|dir| !dir.exists()) {
         return Ok((None, dir.display().to_string()));
     }
-    let (store, location) = stores::repo_store_in(cloud::TO_REPO_ENV_PREFIX, spec, false).await?;
+    let (store, location) = stores::repo_store_in(env_prefix, spec, false).await?;
     let repo = ib3_repo::Repository::open_if_any_with(store, location.clone(), keys).await?;
     Ok((repo, location))
 }

@@ -3,7 +3,7 @@
 
 use crate::exit::{Failure, FAILURE, FINDINGS, OK, VERIFY_FAILED};
 use crate::ops::copy::CopyReport;
-use crate::ops::create::CreateReport;
+use crate::ops::create::{CreatePlan, CreateReport};
 use crate::ops::inspect::ClusterInspection;
 use crate::ops::list::ListReport;
 use crate::ops::prune::PruneReport;
@@ -182,6 +182,73 @@ pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
     say!("  took           {:.1}s", r.duration_seconds);
     print_findings(&findings);
     Ok(code)
+}
+
+/// `create --dry-run`. Exit code as `inspect`'s: findings when the node breaks a rule now.
+pub fn create_plan(r: &CreatePlan, json: bool) -> Result<u8> {
+    let code = if r.consistent { OK } else { FINDINGS };
+    if json {
+        print_json(r)?;
+        return Ok(code);
+    }
+    match (&r.previous_backup, r.repository_exists) {
+        (Some(previous), _) => say!(
+            "would back up node {} into {}, building on backup {previous}",
+            r.node.node_prefix,
+            r.repository
+        ),
+        (None, true) => say!(
+            "would back up node {} into {} (its first backup there)",
+            r.node.node_prefix,
+            r.repository
+        ),
+        (None, false) => say!(
+            "would initialise repository {} and back up node {} into it",
+            r.repository,
+            r.node.node_prefix
+        ),
+    }
+    say!(
+        "  objects        {} ({})",
+        objects(r.objects),
+        human_bytes(r.bytes)
+    );
+    say!(
+        "  to read        {} ({}): new or changed, or rewritten in place by the server; at \
+         most that is uploaded",
+        objects(r.objects_to_read),
+        human_bytes(r.bytes_to_read)
+    );
+    say!(
+        "  unchanged      {}, taken over from the previous backup unread",
+        objects(r.objects_unchanged)
+    );
+    let p = &r.node.judgement.point;
+    say!(
+        "  consistent point now: snapshot {}, WAL to replay {}..{}, catalog sequence {}",
+        opt(p.snapshot_sequence_number),
+        opt(p.wal_first),
+        opt(p.wal_last),
+        opt(p.catalog_sequence)
+    );
+    if r.consistent {
+        say!("  no consistency problem found: nothing written (dry run)");
+    } else {
+        say!(
+            "  the node breaks a consistency rule now: a backup re-plans (the server may be \
+             snapshotting) and fails if it still does; nothing written (dry run)"
+        );
+    }
+    print_findings(&r.node.judgement.findings);
+    Ok(code)
+}
+
+/// `n` objects, in words.
+fn objects(n: u64) -> String {
+    match n {
+        1 => "1 object".to_string(),
+        n => format!("{n} objects"),
+    }
 }
 
 /// How a node backup came by its Parquet tree: listed, or followed from an earlier listing.

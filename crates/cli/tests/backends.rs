@@ -375,26 +375,24 @@ fn a_node_in_a_bucket_backs_up_and_restores_across_stores() {
         let local_repo = tmp.path().join("repo");
         let flag = backend.object_store_flag();
         let env = backend.source_env();
-        // `create` of the node in the bucket into `repo`.
-        let create = |repo: &str, env: &[(String, String)]| {
-            run_env(
-                &[
-                    "create",
-                    "--json",
-                    "--object-store",
-                    flag,
-                    "--bucket",
-                    &source_bucket,
-                    "--node-id",
-                    "node0",
-                    "--repo",
-                    repo,
-                ],
-                env,
-            )
-            .ok()
-            .json()
+        // `create` of the node in the bucket into `repo`, with `extra` arguments.
+        let create_with = |repo: &str, env: &[(String, String)], extra: &[&str]| {
+            let mut args = vec![
+                "create",
+                "--json",
+                "--object-store",
+                flag,
+                "--bucket",
+                &source_bucket,
+                "--node-id",
+                "node0",
+                "--repo",
+                repo,
+            ];
+            args.extend_from_slice(extra);
+            run_env(&args, env).ok().json()
         };
+        let create = |repo: &str, env: &[(String, String)]| create_with(repo, env, &[]);
         // Cloud → local repository.
         let created = create(s(&local_repo), &env);
         assert_eq!(created["source"]["consistent"], true);
@@ -450,9 +448,13 @@ fn a_node_in_a_bucket_backs_up_and_restores_across_stores() {
         runtime()
             .block_on(client.put(&ObjPath::from(parquet.as_str()), other.clone().into()))
             .unwrap();
+        // A dry run sees it too, from the bucket's own times, and foretells the reads.
+        let plan = create_with(s(&local_repo), &env, &["--dry-run"]);
         let rewritten = create(s(&local_repo), &env);
         let name = backend.name();
         assert_eq!(rewritten["entries_reused"], 0, "{name}: {rewritten}");
+        assert_eq!(plan["objects_unchanged"], 0, "{name}: {plan}");
+        assert_eq!(plan["bytes_to_read"], rewritten["bytes_read"], "{name}");
         assert!(
             rewritten["source"].get("parquet_followed").is_none(),
             "{name}"

@@ -567,6 +567,23 @@ fn a_cluster_catalog_behind_the_nodes_is_caught() {
     assert!(consistency.contains("catalog-behind-data"), "{consistency}");
 }
 
+/// `create --dry-run` foretells a node's backup only: for a cluster it says so, points at
+/// `inspect --cluster-id`, and writes nothing.
+#[test]
+fn a_cluster_dry_run_is_refused_with_the_way_to_inspect_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = build(tmp.path(), &ClusterSpec::standard("core-3.9.6-basic"));
+    let repo = tmp.path().join("repo");
+    let refused = create(&data, &repo, &["--dry-run"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("inspect --cluster-id"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!repo.exists());
+}
+
 /// One node out of a cluster backup: into an empty store it comes with the cluster's catalog
 /// and files; into a store whose catalog is sufficient, alone; a catalog behind its data is
 /// refused.

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::add_large_parquet_files;
+use common::{add_large_parquet_files, create_json, create_node0_args, run, tree};
 use ib3_testkit::counting::CountingStore;
 use ib3_testkit::generate::{generate, grow, TreeSpec, TreeState};
 use influxdb3_backup::args::{CloudArgs, ObjectStoreKind, SourceArgs};
@@ -738,24 +738,6 @@ async fn a_run_that_lost_its_lock_checks_its_blobs_before_committing() {
     }
 }
 
-/// Every file under `dir`, relative path → bytes.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                let relative = path.strip_prefix(dir).unwrap().display().to_string();
-                files.insert(relative, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
-}
-
 /// The local-to-local path (plain threads, `ib3_transfer::local`) stores exactly what the path
 /// through the object stores stores: the same manifest entries and the same stored bytes for
 /// each; both put small blobs into packs (DESIGN §3.4b), each gathering them its own way.
@@ -1133,4 +1115,49 @@ async fn a_file_copied_in_with_its_old_time_is_read_again() {
     );
     let blob = blob_at(&repo, &second, &key);
     assert_eq!(blob, ib3_repo::BlobId::of(&other).to_string());
+}
+
+/// `create --dry-run` foretells what `create` then reads, to the byte: everything for a first
+/// backup, and after the "server" added files, those and the files it rewrites in place. It
+/// writes nothing: no repository made, none changed.
+#[test]
+fn a_dry_run_foretells_what_the_backup_reads_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo) = (tmp.path().join("data"), tmp.path().join("repo"));
+    let mut state = generate(&data, &TreeSpec::new(300)).unwrap();
+    let dry_run = |repo: &Path| {
+        let mut args = create_node0_args(&data, repo).to_vec();
+        args.push("--dry-run");
+        let out = run(&args);
+        assert_eq!(out.code, 0, "{out:?}");
+        out.json()
+    };
+
+    let plan = dry_run(&repo);
+    assert!(!repo.exists(), "a dry run makes no repository");
+    assert_eq!(plan["repository_exists"], false);
+    assert_eq!(plan["consistent"], true);
+    assert_eq!(plan["objects_to_read"], plan["objects"]);
+    let first = create_json(&data, &repo);
+    assert_eq!(plan["objects"], first["entries"]);
+    assert_eq!(plan["bytes_to_read"], first["bytes_read"]);
+
+    grow(&data, &mut state, 7).unwrap();
+    let before = tree(&repo);
+    let plan = dry_run(&repo);
+    assert_eq!(
+        tree(&repo),
+        before,
+        "a dry run changes nothing in the repository"
+    );
+    assert_eq!(plan["previous_backup"], first["backup_id"]);
+    let second = create_json(&data, &repo);
+    assert_eq!(plan["objects"], second["entries"]);
+    assert_eq!(plan["objects_unchanged"], second["entries_reused"]);
+    assert_eq!(plan["bytes_to_read"], second["bytes_read"]);
+    let added = plan["objects_to_read"].as_u64().unwrap();
+    assert!(
+        (7..50).contains(&added),
+        "{added} objects to read after 7 new files"
+    );
 }

@@ -140,7 +140,9 @@ pub async fn inspect_cluster_catalog(
     inspect_listing(source, cluster_id, listing, scope, concurrency).await
 }
 
-async fn inspect_listing(
+/// Inspect the node prefix `source` is rooted at from its `listing` (taken by the caller, who
+/// needs it too: `create --dry-run` matches it with a previous backup).
+pub async fn inspect_listing(
     source: &dyn ObjectStore,
     node_prefix: &str,
     listing: Vec<crate::cut::SourceObject>,

@@ -45,7 +45,10 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
+mod plan;
 mod store_packs;
+
+pub use plan::{plan, CreatePlan};
 
 /// Objects, each with its position in a phase's list.
 type Numbered = Vec<(usize, SourceObject)>;
@@ -1193,6 +1196,7 @@ async fn capture_and_commit(
         chunks,
         settled,
         written_until,
+        ..
     } = previous_entries(repo, &identity, &source, &settings).await?;
     let (hints, earlier_parquet) = match earlier {
         Some(EarlierListing::Hints(hints)) => (Some(hints), None),
@@ -1505,6 +1509,7 @@ async fn previous_entries(
         // Headers first: only the matching backup's entries are read.
         let stored = repo.load_stored_manifest(id).await?;
         if same_source(&stored.manifest.source, identity) {
+            previous.newest = Some(id.clone());
             previous.chunks.clone_from(&stored.entry_chunks);
             began = humantime::parse_rfc3339(&stored.manifest.started_at).ok();
             let record = BackupSource::parse(&stored.manifest.source).ok();
@@ -1750,6 +1755,8 @@ fn wants_listing_hints(source: &CreateSource) -> bool {
 struct Previous {
     /// Entries by path.
     entries: PreviousEntries,
+    /// The newest committed backup of the source, whose entries `entries` holds.
+    newest: Option<BackupId>,
     /// What the newest backup's listing of the Parquet tree gives this run's.
     earlier: Option<EarlierListing>,
     /// Progress records this run's backup supersedes.
