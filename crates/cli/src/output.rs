@@ -208,11 +208,7 @@ pub fn create_plan(r: &CreatePlan, json: bool) -> Result<u8> {
             r.node.node_prefix
         ),
     }
-    say!(
-        "  objects        {} ({})",
-        objects(r.objects),
-        human_bytes(r.bytes)
-    );
+    say!("  objects        {} ({})", r.objects, human_bytes(r.bytes));
     say!(
         "  to read        {} ({}): new or changed, or rewritten in place by the server; at \
          most that is uploaded",
