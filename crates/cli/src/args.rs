@@ -286,6 +286,10 @@ pub struct VerifyArgs {
     /// Also read every blob back and check its hash.
     #[arg(long)]
     pub read_data: bool,
+    /// Read back and check only part of the blobs: slice `N/T` (`1/7` … `7/7` on successive
+    /// nights read each blob once a week) or about `P%`, drawn afresh each run.
+    #[arg(long, value_name = "N/T|P%", conflicts_with = "read_data")]
+    pub read_data_subset: Option<crate::ops::verify::Subset>,
     #[command(flatten)]
     /// Transfer tuning.
     pub transfer: TransferArgs,

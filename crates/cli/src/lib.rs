@@ -72,7 +72,8 @@ async fn run_command(cli: Cli) -> Result<u8> {
             let report = ops::verify::verify(ops::verify::VerifyOptions {
                 repo,
                 backup: args.backup,
-                read_data: args.read_data,
+                read_data: args.read_data || args.read_data_subset.is_some(),
+                subset: args.read_data_subset,
                 concurrency: args.transfer.concurrency as usize,
                 bar,
             })

@@ -451,10 +451,13 @@ pub fn verify(r: &VerifyReport, json: bool) -> Result<u8> {
         say!("no backups in {}", r.repository);
     }
     for b in &r.backups {
-        let how = if b.read_data {
-            "structure, blobs, consistency, content"
-        } else {
-            "structure, blobs, consistency"
+        let how = match (&b.read_data_subset, b.read_data) {
+            (Some(subset), _) => format!(
+                "structure, blobs, consistency, content of subset {subset}: {} blobs read",
+                b.blobs_read
+            ),
+            (None, true) => "structure, blobs, consistency, content".to_string(),
+            (None, false) => "structure, blobs, consistency".to_string(),
         };
         let verdict = if b.ok { "ok" } else { "FAILED" };
         say!(

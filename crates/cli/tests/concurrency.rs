@@ -377,6 +377,7 @@ async fn run_create(
         repo: repository.clone(),
         backup: Some(report.backup_id.clone()),
         read_data: true,
+        subset: None,
         concurrency: 4,
         bar: Bar::new(false),
     })

@@ -450,6 +450,57 @@ fn verify_reads_each_blob_once_and_blames_every_backup() {
     }
 }
 
+/// `verify --read-data-subset N/T`: the slices 1/T … T/T read every blob once between them,
+/// and only the slice that holds a corrupt blob fails; `100%` reads them all; a wrong subset is
+/// a usage error.
+#[test]
+fn verify_reads_a_subset_and_its_slices_cover_every_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    create(&data_dir("core-3.3.0-basic"), &repo).ok();
+    let read = |subset: &str| {
+        let mut args = vec!["verify", "--json", "--repo", s(&repo)];
+        match subset {
+            "" => args.push("--read-data"),
+            subset => args.extend(["--read-data-subset", subset]),
+        }
+        run(&args)
+    };
+    let figures = |out: Run| {
+        let backup = out.json()["backups"][0].clone();
+        (
+            backup["blobs_read"].as_u64().unwrap(),
+            backup["bytes_read"].as_u64().unwrap(),
+        )
+    };
+    let all = figures(read("").ok());
+    let slices: Vec<(u64, u64)> = (1..=3)
+        .map(|k| figures(read(&format!("{k}/3")).ok()))
+        .collect();
+    assert!(slices.iter().all(|(blobs, _)| *blobs > 0), "{slices:?}");
+    let summed = slices
+        .iter()
+        .fold((0, 0), |(b, n), (blobs, bytes)| (b + blobs, n + bytes));
+    assert_eq!(summed, all, "the slices read every blob once: {slices:?}");
+    assert_eq!(figures(read("100%").ok()), all);
+
+    flip_first_byte(&raw_blobs(&repo)[0].0);
+    let codes: Vec<i32> = (1..=3).map(|k| read(&format!("{k}/3")).code).collect();
+    let failed = codes.iter().filter(|&&code| code == 12).count();
+    assert_eq!(failed, 1, "one slice holds the corrupt blob: {codes:?}");
+    assert!(
+        codes.iter().all(|&code| code == 12 || code == 0),
+        "{codes:?}"
+    );
+    assert_eq!(read("100%").code, 12);
+
+    for wrong in ["0/3", "4/3", "5", "0%", "150%"] {
+        assert_eq!(read(wrong).code, 2, "{wrong}");
+    }
+    let both = ["verify", "--read-data", "--read-data-subset", "1/2"];
+    assert_eq!(run(&[&both[..], &["--repo", s(&repo)]].concat()).code, 2);
+}
+
 /// A blob corrupted in a local repository stops a restore into a local data dir (the direct
 /// file-to-file path) with the verification exit code, naming the blob and the file.
 #[test]

@@ -25,12 +25,102 @@ pub struct VerifyOptions {
     pub repo: Repository,
     /// `None`: every backup.
     pub backup: Option<String>,
-    /// Re-hash every blob.
+    /// Re-hash blobs: every one, or those of `subset`.
     pub read_data: bool,
+    /// With `read_data`, only these blobs (`--read-data-subset`).
+    pub subset: Option<Subset>,
     /// Objects in flight.
     pub concurrency: usize,
     /// Progress.
     pub bar: Bar,
+}
+
+/// A part of the stored blobs for `verify --read-data-subset` to read: a nightly check of a
+/// repository too large to read whole each night.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Subset {
+    /// Slice `n` of `of` (1-based): the blobs whose id, as a number, leaves `n - 1` when
+    /// divided by `of`. Ids are BLAKE3 hashes, so the slices are even, and `1/T` … `T/T` on
+    /// successive runs read every blob once.
+    Slice {
+        /// Which slice, from 1.
+        n: u32,
+        /// Slices in all.
+        of: u32,
+    },
+    /// About this percentage of the blobs, drawn afresh each run.
+    Percent(f64),
+}
+
+impl std::str::FromStr for Subset {
+    type Err = String;
+
+    /// `N/T` (1 ≤ N ≤ T) or `P%` (0 < P ≤ 100).
+    fn from_str(spec: &str) -> std::result::Result<Self, String> {
+        let wrong =
+            || format!("{spec:?}: give a slice N/T (such as 2/7) or a percentage P% (such as 5%)");
+        if let Some(percent) = spec.strip_suffix('%') {
+            let percent: f64 = percent.trim().parse().map_err(|_| wrong())?;
+            return if percent > 0.0 && percent <= 100.0 {
+                Ok(Subset::Percent(percent))
+            } else {
+                Err(format!("{spec:?}: a percentage above 0 and at most 100"))
+            };
+        }
+        let (n, of) = spec.split_once('/').ok_or_else(wrong)?;
+        let (n, of): (u32, u32) = (
+            n.trim().parse().map_err(|_| wrong())?,
+            of.trim().parse().map_err(|_| wrong())?,
+        );
+        if n == 0 || n > of {
+            return Err(format!("{spec:?}: the slice N/T needs 1 <= N <= T"));
+        }
+        Ok(Subset::Slice { n, of })
+    }
+}
+
+impl std::fmt::Display for Subset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subset::Slice { n, of } => write!(f, "{n}/{of}"),
+            Subset::Percent(percent) => write!(f, "{percent}%"),
+        }
+    }
+}
+
+/// Decides which blobs a run reads: all, or those of a [`Subset`]. A percentage draws with a
+/// hasher keyed afresh by each process, so successive runs read different blobs.
+struct Sampler {
+    subset: Option<Subset>,
+    draw: std::collections::hash_map::RandomState,
+}
+
+impl Sampler {
+    fn new(subset: Option<Subset>) -> Self {
+        Sampler {
+            subset,
+            draw: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn reads(&self, id: &BlobId) -> bool {
+        use std::hash::BuildHasher;
+        match self.subset {
+            None => true,
+            Some(Subset::Slice { n, of }) => id_number(id) % u64::from(of) == u64::from(n - 1),
+            Some(Subset::Percent(percent)) => {
+                let drawn = self.draw.hash_one(id.0) as f64 / u64::MAX as f64;
+                drawn * 100.0 < percent
+            }
+        }
+    }
+}
+
+/// The first 8 bytes of a blob id as a number.
+fn id_number(id: &BlobId) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&id.0[..8]);
+    u64::from_le_bytes(first)
 }
 
 /// The verdict on one backup.
@@ -52,6 +142,11 @@ pub struct BackupVerification {
     pub consistency: Vec<Finding>,
     /// Whether blob content was re-hashed.
     pub read_data: bool,
+    /// The part of the blobs re-hashed (`--read-data-subset`); `None`: all of them.
+    pub read_data_subset: Option<String>,
+    /// Blobs re-hashed for this backup (those an earlier backup of the run shared are not
+    /// counted again).
+    pub blobs_read: u64,
     /// Bytes read for --read-data.
     pub bytes_read: u64,
 }
@@ -91,26 +186,29 @@ impl Reader for ManifestReader<'_> {
 /// each is read once however many backups reference it.
 type Verdicts = HashMap<StoredBlob, Option<BlobProblem>>;
 
-/// Re-read every distinct blob of `manifest` not judged yet in this run (at most `concurrency`
-/// at a time), streaming and decompressing, and check that the plaintext hashes to its id.
-/// Returns the problems per entry and the number of plaintext bytes read.
+/// Re-read every distinct blob of `manifest` that `sampler` reads and that is not judged yet in
+/// this run (at most `concurrency` at a time), streaming and decompressing, and check that the
+/// plaintext hashes to its id. Returns the problems per entry, and the blobs and plaintext bytes
+/// read.
 async fn check_content(
     repo: &Repository,
     manifest: &Manifest,
     concurrency: usize,
     bar: &Bar,
+    sampler: &Sampler,
     verdicts: &mut Verdicts,
-) -> (Vec<EntryProblem>, u64) {
+) -> (Vec<EntryProblem>, u64, u64) {
     // Each distinct stored blob once: a map from each blob to its paths held a third of a
     // gigabyte at 2 000 000 entries.
     let entries = &manifest.entries;
     let mut keys: Vec<StoredBlob> = entries
         .iter()
         .map(codecs::stored_blob)
-        .filter(|k| !verdicts.contains_key(k))
+        .filter(|k| !verdicts.contains_key(k) && sampler.reads(&k.0))
         .collect();
     keys.sort_unstable();
     keys.dedup();
+    let blobs_read = keys.len() as u64;
     let (packed, alone): (Vec<StoredBlob>, Vec<StoredBlob>) =
         keys.into_iter().partition(|stored| stored.2.is_some());
     // `concurrency` reads at a time, of blobs alone or of runs of packs.
@@ -148,7 +246,7 @@ async fn check_content(
         });
     }
     problems.sort_by(|a, b| a.path.cmp(&b.path));
-    (problems, bytes_read)
+    (problems, blobs_read, bytes_read)
 }
 
 /// What hashing a stored blob's plaintext found: its size and hash, or why it cannot be read.
@@ -257,10 +355,11 @@ async fn verify_locked(options: &VerifyOptions) -> Result<VerifyReport> {
     let index = options.repo.blob_index().await?;
     let mut backups = Vec::new();
     let mut verdicts = Verdicts::new();
+    let sampler = Sampler::new(options.subset);
     for id in ids {
         match options.repo.load_manifest(&id).await {
             Ok(manifest) => {
-                backups.push(verify_one(options, &index, &manifest, &mut verdicts).await?)
+                backups.push(verify_one(options, &index, &manifest, &sampler, &mut verdicts).await?)
             }
             // A damaged manifest or entry chunk fails that backup; the others are still checked.
             Err(e @ ib3_repo::Error::Corrupt { .. }) => backups.push(unreadable(&id, &e)),
@@ -279,6 +378,7 @@ async fn verify_one(
     options: &VerifyOptions,
     index: &BlobIndex,
     manifest: &Manifest,
+    sampler: &Sampler,
     verdicts: &mut Verdicts,
 ) -> Result<BackupVerification> {
     let structure = manifest.structural_problems();
@@ -293,20 +393,21 @@ async fn verify_one(
             message: "consistency not checked: blobs are missing".into(),
         }]
     };
-    let mut bytes_read = 0;
+    let (mut blobs_read, mut bytes_read) = (0, 0);
     if options.read_data {
         options
             .bar
             .phase(&format!("reading {}", manifest.id), manifest.summary.bytes);
-        let (problems, read) = check_content(
+        let (problems, read, bytes) = check_content(
             &options.repo,
             manifest,
             options.concurrency,
             &options.bar,
+            sampler,
             verdicts,
         )
         .await;
-        bytes_read = read;
+        (blobs_read, bytes_read) = (read, bytes);
         let fresh: Vec<EntryProblem> = problems
             .into_iter()
             .filter(|p| !blobs_contains(&blobs, p))
@@ -325,6 +426,11 @@ async fn verify_one(
         blobs,
         consistency,
         read_data: options.read_data,
+        read_data_subset: options
+            .subset
+            .filter(|_| options.read_data)
+            .map(|s| s.to_string()),
+        blobs_read,
         bytes_read,
     })
 }
@@ -340,6 +446,8 @@ fn unreadable(id: &ib3_repo::BackupId, error: &ib3_repo::Error) -> BackupVerific
         blobs: Vec::new(),
         consistency: Vec::new(),
         read_data: false,
+        read_data_subset: None,
+        blobs_read: 0,
         bytes_read: 0,
     }
 }
@@ -520,4 +628,57 @@ fn prefixed(prefix: &str, findings: Vec<Finding>) -> Vec<Finding> {
             f
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn id(i: u32) -> BlobId {
+        BlobId::from(blake3::hash(&i.to_le_bytes()))
+    }
+
+    #[test]
+    fn subsets_parse_and_print_back() {
+        for spec in ["1/1", "2/7", "7/7", "5%", "0.5%", "100%"] {
+            assert_eq!(spec.parse::<Subset>().unwrap().to_string(), spec);
+        }
+        for wrong in ["0/7", "8/7", "7", "1/0", "a/b", "0%", "101%", "x%", ""] {
+            assert!(wrong.parse::<Subset>().is_err(), "{wrong}");
+        }
+    }
+
+    /// Every blob is in exactly one slice of any count, and the slices are about even.
+    #[test]
+    fn slices_split_the_blobs_evenly_and_exactly() {
+        let ids: Vec<BlobId> = (0..7_000).map(id).collect();
+        let samplers: Vec<Sampler> = (1..=7)
+            .map(|n| Sampler::new(Some(Subset::Slice { n, of: 7 })))
+            .collect();
+        for id in &ids {
+            assert_eq!(samplers.iter().filter(|s| s.reads(id)).count(), 1);
+        }
+        for sampler in &samplers {
+            let read = ids.iter().filter(|id| sampler.reads(id)).count();
+            assert!((850..1150).contains(&read), "{read} of 7 000 in a seventh");
+        }
+    }
+
+    /// A percentage reads about that share, and another run draws other blobs.
+    #[test]
+    fn a_percentage_reads_about_that_share_drawn_afresh() {
+        let ids: Vec<BlobId> = (0..10_000).map(id).collect();
+        let drawn =
+            |sampler: &Sampler| -> Vec<bool> { ids.iter().map(|id| sampler.reads(id)).collect() };
+        let first = drawn(&Sampler::new(Some(Subset::Percent(10.0))));
+        let second = drawn(&Sampler::new(Some(Subset::Percent(10.0))));
+        let count = |d: &[bool]| d.iter().filter(|&&r| r).count();
+        assert!((800..1200).contains(&count(&first)), "{}", count(&first));
+        assert_ne!(first, second, "each run draws afresh");
+        assert!(Sampler::new(None).reads(&ids[0]));
+        assert!(ids
+            .iter()
+            .all(|id| Sampler::new(Some(Subset::Percent(100.0))).reads(id)));
+    }
 }
