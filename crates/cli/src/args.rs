@@ -212,6 +212,16 @@ pub struct RepoArgs {
     pub key_file: Option<PathBuf>,
 }
 
+/// Where a run leaves its outcome for monitoring.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Write the run's outcome to this file in Prometheus' text format (for node_exporter's
+    /// textfile collector: a path ending in `.prom` in its directory), replaced after every run
+    /// that completes or fails: last run and last success times, exit code, duration, figures.
+    #[arg(long, env = "INFLUXDB3_BACKUP_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+}
+
 /// Transfer tuning shared by commands that move bytes.
 #[derive(Debug, Clone, Args)]
 pub struct TransferArgs {
@@ -265,6 +275,9 @@ pub struct CreateArgs {
     /// nothing, take no lock.
     #[arg(long, conflicts_with = "builtin_backup")]
     pub dry_run: bool,
+    #[command(flatten)]
+    /// Monitoring.
+    pub metrics: MetricsArgs,
 }
 
 /// `list`.
@@ -290,6 +303,9 @@ pub struct VerifyArgs {
     /// nights read each blob once a week) or about `P%`, drawn afresh each run.
     #[arg(long, value_name = "N/T|P%", conflicts_with = "read_data")]
     pub read_data_subset: Option<crate::ops::verify::Subset>,
+    #[command(flatten)]
+    /// Monitoring.
+    pub metrics: MetricsArgs,
     #[command(flatten)]
     /// Transfer tuning.
     pub transfer: TransferArgs,

@@ -7,6 +7,7 @@
 pub mod args;
 pub mod cloud;
 pub mod exit;
+pub mod metrics;
 pub mod ops;
 pub mod output;
 pub mod progress;
@@ -19,12 +20,58 @@ use progress::Bar;
 
 /// Run a parsed command line; returns the exit code for a command that completed and reported.
 pub async fn run(cli: Cli) -> Result<u8> {
-    let code = run_command(cli).await?;
+    let recorder = metrics_of(&cli.command);
+    let started = std::time::Instant::now();
+    let outcome = run_command(cli, recorder.as_ref()).await;
+    if let Some(recorder) = &recorder {
+        let code = match &outcome {
+            Ok(code) => *code,
+            Err(e) => exit::code_of(e),
+        };
+        if let Err(e) = recorder.write(code, started.elapsed().as_secs_f64()) {
+            let failure = Failure::new(
+                exit::FAILURE,
+                format!(
+                    "cannot write the metrics file {}: {e}; the command itself ended with exit \
+                     code {code}",
+                    recorder.path().display()
+                ),
+            )
+            .hint("check that --metrics-file names a file in a directory this user can write");
+            match outcome {
+                Ok(_) => return Err(failure.into()),
+                Err(_) => output::tell(format_args!("warning: {failure}")),
+            }
+        }
+    }
+    let code = outcome?;
     output::written()?;
     Ok(code)
 }
 
-async fn run_command(cli: Cli) -> Result<u8> {
+/// What a run leaves for monitoring (`--metrics-file`), if asked: a backup (not a dry run) or
+/// a verification.
+fn metrics_of(command: &Command) -> Option<metrics::Recorder> {
+    match command {
+        Command::Create(args) if !args.dry_run => {
+            let path = args.metrics.metrics_file.clone()?;
+            let subject = match &args.source.cluster_id {
+                Some(cluster) => ("cluster", cluster.clone()),
+                None => ("node", stores::node_ids(&args.source).join(",")),
+            };
+            let labels = vec![("repository", args.repo.repo.clone()), subject];
+            Some(metrics::Recorder::new(path, "create", labels))
+        }
+        Command::Verify(args) => {
+            let path = args.metrics.metrics_file.clone()?;
+            let labels = vec![("repository", args.repo.repo.clone())];
+            Some(metrics::Recorder::new(path, "verify", labels))
+        }
+        _ => None,
+    }
+}
+
+async fn run_command(cli: Cli, recorder: Option<&metrics::Recorder>) -> Result<u8> {
     let bar = Bar::new(!cli.json && !cli.quiet);
     let json = cli.json;
     match cli.command {
@@ -61,6 +108,9 @@ async fn run_command(cli: Cli) -> Result<u8> {
                 local,
             })
             .await?;
+            if let Some(recorder) = recorder {
+                recorder.create_figures(&report);
+            }
             output::create(&report, json)
         }
         Command::List(args) => {
@@ -78,6 +128,9 @@ async fn run_command(cli: Cli) -> Result<u8> {
                 bar,
             })
             .await?;
+            if let Some(recorder) = recorder {
+                recorder.verify_figures(&report);
+            }
             output::verify(&report, json)
         }
         Command::Inspect(args) => {

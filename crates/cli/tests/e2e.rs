@@ -1,6 +1,7 @@
 //! End-to-end proof over every real fixture: `create` → `verify --read-data` → `restore` into an
 //! empty directory → the restored tree equals the source minus the derived table-index files,
-//! byte for byte; and a second `create` reads no immutable file again.
+//! byte for byte; a second `create` reads no immutable file again; and `--metrics-file` leaves
+//! each run's outcome for monitoring.
 //!
 //! Run: `cargo test -p influxdb3-backup --test e2e`.
 #![allow(clippy::unwrap_used)]
@@ -162,4 +163,87 @@ fn second_create_reads_and_uploads_only_the_mutable_checkpoint() {
     let listed = run(&["list", "--json", "--repo", s(&repo)]).ok().json();
     assert_eq!(listed["backups"].as_array().unwrap().len(), 2);
     assert_eq!(listed["backups"][1]["backup_id"], second["backup_id"]);
+}
+
+/// `--metrics-file` leaves each run's outcome for monitoring: a backup's figures and the time of
+/// its success; a failed run's exit code, with the earlier success kept; a verification's
+/// verdict. A metrics file that cannot be written fails a run that did its work (exit 1).
+#[test]
+fn the_metrics_file_records_successes_and_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo) = (tmp.path().join("data"), tmp.path().join("repo"));
+    copy_fixture("core-3.10.0-basic", &data);
+    let metrics = tmp.path().join("backup.prom");
+    let create = |metrics: &std::path::Path| {
+        let mut args = create_node0_args(&data, &repo).to_vec();
+        args.extend(["--metrics-file", s(metrics)]);
+        run(&args)
+    };
+    let sample_in = |file: &std::path::Path, name: &str| -> Option<f64> {
+        let text = std::fs::read_to_string(file).unwrap();
+        let series = format!("influxdb3_backup_{name}{{");
+        let line = text.lines().find(|line| line.starts_with(&series))?;
+        line.rsplit(' ').next()?.parse().ok()
+    };
+    let sample = |name: &str| sample_in(&metrics, name);
+
+    let report = create(&metrics).ok().json();
+    assert_eq!(sample("create_last_exit_code"), Some(0.0));
+    assert_eq!(sample("create_last_bytes"), report["bytes"].as_f64());
+    assert_eq!(sample("create_last_consistent"), Some(1.0));
+    let success = sample("create_last_success_timestamp_seconds").unwrap();
+    assert_eq!(sample("create_last_run_timestamp_seconds"), Some(success));
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains(r#"node="node0""#), "{text}");
+
+    // The node gone: the run fails, and the file says so while keeping the last success.
+    std::fs::rename(data.join("node0"), tmp.path().join("away")).unwrap();
+    assert_eq!(create(&metrics).code, 13);
+    assert_eq!(sample("create_last_exit_code"), Some(13.0));
+    assert_eq!(
+        sample("create_last_success_timestamp_seconds"),
+        Some(success)
+    );
+    assert!(sample("create_last_run_timestamp_seconds").unwrap() >= success);
+    assert_eq!(
+        sample("create_last_bytes"),
+        None,
+        "no figures of a failed run"
+    );
+    std::fs::rename(tmp.path().join("away"), data.join("node0")).unwrap();
+
+    // One file per job: a verification writes its own.
+    let verify_metrics = tmp.path().join("verify.prom");
+    let verified = run(&[
+        "verify",
+        "--repo",
+        s(&repo),
+        "--metrics-file",
+        s(&verify_metrics),
+    ]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+    assert_eq!(
+        sample_in(&verify_metrics, "verify_last_exit_code"),
+        Some(0.0)
+    );
+    assert_eq!(sample_in(&verify_metrics, "verify_last_backups"), Some(1.0));
+    assert_eq!(
+        sample_in(&verify_metrics, "verify_last_backups_failed"),
+        Some(0.0)
+    );
+
+    let nowhere = tmp.path().join("no-such-dir/backup.prom");
+    let out = create(&nowhere);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("cannot write the metrics file"),
+        "{}",
+        out.stderr
+    );
+    let listed = run(&["list", "--json", "--repo", s(&repo)]).ok().json();
+    assert_eq!(
+        listed["backups"].as_array().unwrap().len(),
+        2,
+        "the backup was committed"
+    );
 }
