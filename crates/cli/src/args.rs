@@ -212,7 +212,7 @@ pub struct RepoArgs {
     pub key_file: Option<PathBuf>,
 }
 
-/// Where a run leaves its outcome for monitoring.
+/// Where a run leaves its outcome for monitoring (`create`, `verify`, `prune`, `copy`).
 #[derive(Debug, Clone, Args)]
 pub struct MetricsArgs {
     /// Write the run's outcome to this file in Prometheus' text format (for node_exporter's
@@ -386,6 +386,9 @@ pub struct PruneArgs {
     /// Print the plan (which backups are kept, by which rule) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    /// Monitoring.
+    pub metrics: MetricsArgs,
 }
 
 /// `unlock`.
@@ -429,6 +432,9 @@ pub struct CopyArgs {
     #[command(flatten)]
     /// Transfer tuning.
     pub transfer: TransferArgs,
+    #[command(flatten)]
+    /// Monitoring.
+    pub metrics: MetricsArgs,
 }
 
 /// `init`.

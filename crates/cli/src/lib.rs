@@ -49,9 +49,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
     Ok(code)
 }
 
-/// What a run leaves for monitoring (`--metrics-file`), if asked: a backup (not a dry run) or
-/// a verification.
+/// What a run leaves for monitoring (`--metrics-file`), if asked: the jobs an operator schedules
+/// (a backup, a verification, retention, an off-site copy), not their dry runs.
 fn metrics_of(command: &Command) -> Option<metrics::Recorder> {
+    let repository = |repo: &args::RepoArgs| ("repository", repo.repo.clone());
     match command {
         Command::Create(args) if !args.dry_run => {
             let path = args.metrics.metrics_file.clone()?;
@@ -59,13 +60,29 @@ fn metrics_of(command: &Command) -> Option<metrics::Recorder> {
                 Some(cluster) => ("cluster", cluster.clone()),
                 None => ("node", stores::node_ids(&args.source).join(",")),
             };
-            let labels = vec![("repository", args.repo.repo.clone()), subject];
+            let labels = vec![repository(&args.repo), subject];
             Some(metrics::Recorder::new(path, "create", labels))
         }
         Command::Verify(args) => {
             let path = args.metrics.metrics_file.clone()?;
-            let labels = vec![("repository", args.repo.repo.clone())];
-            Some(metrics::Recorder::new(path, "verify", labels))
+            Some(metrics::Recorder::new(
+                path,
+                "verify",
+                vec![repository(&args.repo)],
+            ))
+        }
+        Command::Prune(args) if !args.dry_run => {
+            let path = args.metrics.metrics_file.clone()?;
+            Some(metrics::Recorder::new(
+                path,
+                "prune",
+                vec![repository(&args.repo)],
+            ))
+        }
+        Command::Copy(args) if !args.dry_run => {
+            let path = args.metrics.metrics_file.clone()?;
+            let labels = vec![repository(&args.repo), ("target", args.to_repo.clone())];
+            Some(metrics::Recorder::new(path, "copy", labels))
         }
         _ => None,
     }
@@ -220,6 +237,9 @@ async fn run_command(cli: Cli, recorder: Option<&metrics::Recorder>) -> Result<u
                 args.dry_run,
             )
             .await?;
+            if let Some(recorder) = recorder {
+                recorder.prune_figures(&report);
+            }
             output::prune(&report, json)
         }
         Command::Copy(args) => {
@@ -256,6 +276,9 @@ async fn run_command(cli: Cli, recorder: Option<&metrics::Recorder>) -> Result<u
                 },
             )
             .await?;
+            if let Some(recorder) = recorder {
+                recorder.copy_figures(&report);
+            }
             output::copy(&report, json)
         }
         Command::Init(args) => {

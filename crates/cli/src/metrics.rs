@@ -1,7 +1,8 @@
-//! `--metrics-file`: the outcome of a `create` or `verify` run in Prometheus' text format, for
-//! node_exporter's textfile collector (or any scraper of such files), so that an alert can fire
-//! when the last successful backup grows old. The file is replaced whole (written beside it,
-//! then renamed) after every run that completes or fails; an interrupted run leaves it as it was.
+//! `--metrics-file`: the outcome of a `create`, `verify`, `prune` or `copy` run in
+//! Prometheus' text format, for node_exporter's textfile collector (or any scraper of such
+//! files), so that an alert can fire when the last successful run grows old. The file is
+//! replaced whole (written beside it, then renamed) after every run that completes or fails;
+//! an interrupted run leaves it as it was.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -149,6 +150,27 @@ impl Recorder {
         let read: u64 = r.backups.iter().map(|b| b.bytes_read).sum();
         let help = "Bytes the last verification read back (--read-data, --read-data-subset).";
         self.figure("bytes_read", help, read as f64);
+    }
+
+    /// The figures of a retention run.
+    pub fn prune_figures(&self, r: &crate::ops::prune::PruneReport) {
+        let kept = r.decisions.iter().filter(|d| d.keep).count();
+        let help = "Backups the last retention run removed.";
+        self.figure("backups_removed", help, (r.decisions.len() - kept) as f64);
+        let help = "Backups the last retention run kept.";
+        self.figure("backups_kept", help, kept as f64);
+        let help = "Bytes the last retention run freed.";
+        self.figure("bytes_freed", help, r.gc.bytes_freed as f64);
+    }
+
+    /// The figures of an off-site copy.
+    pub fn copy_figures(&self, r: &crate::ops::copy::CopyReport) {
+        let help = "Backups the last copy sent.";
+        self.figure("backups_copied", help, r.copied.len() as f64);
+        let help = "Backups the last copy found the target holding already.";
+        self.figure("backups_present", help, r.skipped.len() as f64);
+        let help = "Bytes the last copy sent.";
+        self.figure("bytes_copied", help, r.bytes_copied as f64);
     }
 }
 

@@ -246,4 +246,24 @@ fn the_metrics_file_records_successes_and_failures() {
         2,
         "the backup was committed"
     );
+
+    // The other scheduled jobs: retention and the off-site copy.
+    let (prune, copy) = (tmp.path().join("prune.prom"), tmp.path().join("copy.prom"));
+    let repo_args = ["--repo", s(&repo), "--metrics-file"];
+    let pruned = [&["prune", "--keep-last", "1"], &repo_args[..], &[s(&prune)]].concat();
+    run(&pruned).ok();
+    assert_eq!(sample_in(&prune, "prune_last_exit_code"), Some(0.0));
+    assert_eq!(sample_in(&prune, "prune_last_backups_removed"), Some(1.0));
+    assert_eq!(sample_in(&prune, "prune_last_backups_kept"), Some(1.0));
+    let offsite = tmp.path().join("offsite");
+    let sent = [
+        &["copy", "--to-repo", s(&offsite)],
+        &repo_args[..],
+        &[s(&copy)],
+    ]
+    .concat();
+    run(&sent).ok();
+    assert_eq!(sample_in(&copy, "copy_last_exit_code"), Some(0.0));
+    assert_eq!(sample_in(&copy, "copy_last_backups_copied"), Some(1.0));
+    assert!(sample_in(&copy, "copy_last_bytes_copied").unwrap() > 0.0);
 }
