@@ -334,8 +334,8 @@ impl Repository {
         keys: &KeySource,
     ) -> Result<(Self, bool)> {
         let location = location.into();
-        if read_config(store.as_ref(), &location).await?.is_some() {
-            return Ok((Self::open_with(store, location, keys).await?, false));
+        if let Some(repo) = Self::open_if_any_with(store.clone(), location.clone(), keys).await? {
+            return Ok((repo, false));
         }
         match Self::init(store.clone(), location.clone(), tool, None).await {
             Ok(repo) => Ok((repo, true)),
