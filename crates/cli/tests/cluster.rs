@@ -409,29 +409,19 @@ async fn create_reads_in_the_documented_order() {
         Box::new(move |key| log.lock().unwrap().push(key.to_string())),
     ));
     let repo = repo_store(s(&tmp.path().join("repo")), true).await.unwrap();
-    let report =
-        influxdb3_backup::ops::create::create(influxdb3_backup::ops::create::CreateOptions {
-            source: influxdb3_backup::ops::create::CreateSource::Cluster(
-                influxdb3_backup::ops::create_cluster::ClusterSource {
-                    root,
-                    cluster_id: CLUSTER.into(),
-                    nodes: Vec::new(),
-                    builtin_backup: None,
-                },
-            ),
-            repo,
-            concurrency: 4,
-            max_replans: 3,
-            allow_inconsistent: false,
-            reread_snapshots: false,
-            rescan_after: influxdb3_backup::ops::create::DEFAULT_RESCAN_AFTER,
-            compression: Some(3),
-            keys: Default::default(),
-            bar: Bar::new(false),
-            local: None,
-        })
-        .await
-        .unwrap();
+    use influxdb3_backup::ops::create::{create, CreateOptions, CreateSource};
+    let source = CreateSource::Cluster(influxdb3_backup::ops::create_cluster::ClusterSource {
+        root,
+        cluster_id: CLUSTER.into(),
+        nodes: Vec::new(),
+        builtin_backup: None,
+    });
+    let options = CreateOptions {
+        concurrency: 4,
+        max_replans: 3,
+        ..CreateOptions::new(source, repo)
+    };
+    let report = create(options).await.unwrap();
     assert!(report.consistent);
     let reads = reads.lock().unwrap().clone();
     // The survey reads the catalog first (storage engine, registrations); the backup proper

@@ -314,21 +314,14 @@ async fn run_create(
     let catalog_at_start = sim.catalog_sequence_at(mark);
 
     let started = Instant::now();
+    let source = influxdb3_backup::ops::create::CreateSource::Node(source);
     let result = create(CreateOptions {
-        source: influxdb3_backup::ops::create::CreateSource::Node(source),
-        repo: repo.clone(),
         concurrency,
         // The simulated server snapshots every 3–75 ms, hundreds of times faster than a real one
         // (10 minutes by default): on a loaded machine a round of capture can take longer than
         // that, so this test allows more re-plans than the command's default of 10.
         max_replans: TEST_MAX_REPLANS,
-        allow_inconsistent: false,
-        reread_snapshots: false,
-        rescan_after: influxdb3_backup::ops::create::DEFAULT_RESCAN_AFTER,
-        compression: Some(3),
-        keys: Default::default(),
-        bar: Bar::new(false),
-        local: None,
+        ..CreateOptions::new(source, repo.clone())
     })
     .await;
     let seconds = started.elapsed().as_secs_f64();

@@ -14,7 +14,6 @@ use ib3_testkit::counting::CountingStore;
 use ib3_testkit::generate::{generate, grow, TreeSpec, TreeState};
 use influxdb3_backup::args::{CloudArgs, ObjectStoreKind, SourceArgs};
 use influxdb3_backup::ops::create::{create, CreateOptions, CreateReport, DEFAULT_RESCAN_AFTER};
-use influxdb3_backup::progress::Bar;
 use influxdb3_backup::stores::{open_node, repo_store, NodeStore};
 use object_store::ObjectStore;
 use std::collections::BTreeMap;
@@ -105,18 +104,11 @@ async fn create_with(
 /// The `create` options of these tests, of `source` into `repo` (a store and its location):
 /// 4 objects at a time, 3 re-plans, compression level 3, no progress bar, through the stores.
 fn options(source: NodeStore, repo: (Arc<dyn ObjectStore>, String)) -> CreateOptions {
+    let source = influxdb3_backup::ops::create::CreateSource::Node(source);
     CreateOptions {
-        source: influxdb3_backup::ops::create::CreateSource::Node(source),
-        repo,
         concurrency: 4,
         max_replans: 3,
-        allow_inconsistent: false,
-        reread_snapshots: false,
-        rescan_after: DEFAULT_RESCAN_AFTER,
-        compression: Some(3),
-        keys: Default::default(),
-        bar: Bar::new(false),
-        local: None,
+        ..CreateOptions::new(source, repo)
     }
 }
 

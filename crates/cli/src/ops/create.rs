@@ -107,6 +107,27 @@ pub struct CreateOptions {
     pub local: Option<LocalDirs>,
 }
 
+impl CreateOptions {
+    /// A backup of `source` into `repo` with the command line's defaults: 16 objects in flight,
+    /// 10 re-plans, zstd level 3, `--rescan-after` 24 h, an unencrypted repository, no progress
+    /// bar, every byte through the stores.
+    pub fn new(source: CreateSource, repo: (Arc<dyn ObjectStore>, String)) -> Self {
+        CreateOptions {
+            source,
+            repo,
+            concurrency: 16,
+            max_replans: 10,
+            allow_inconsistent: false,
+            reread_snapshots: false,
+            rescan_after: DEFAULT_RESCAN_AFTER,
+            compression: Some(3),
+            keys: ib3_repo::keys::KeySource::default(),
+            bar: Bar::new(false),
+            local: None,
+        }
+    }
+}
+
 /// A local data dir and a local repository directory.
 #[derive(Debug, Clone)]
 pub struct LocalDirs {
