@@ -270,8 +270,8 @@ pub struct CreateArgs {
     /// instead of backing up the cluster's files.
     #[arg(long, value_name = "NAME", requires = "cluster_id")]
     pub builtin_backup: Option<String>,
-    /// Say what a backup of the node would hold and read (new or changed since its previous
-    /// backup) and whether the node is consistent now; read no Parquet or WAL file, write
+    /// Say what a backup of the node (or cluster) would hold and read (new or changed since its
+    /// previous backup) and whether it is consistent now; read no Parquet or WAL file, write
     /// nothing, take no lock.
     #[arg(long, conflicts_with = "builtin_backup")]
     pub dry_run: bool,

@@ -184,28 +184,30 @@ pub fn create(r: &CreateReport, json: bool) -> Result<u8> {
     Ok(code)
 }
 
-/// `create --dry-run`. Exit code as `inspect`'s: findings when the node breaks a rule now.
+/// `create --dry-run`. Exit code as `inspect`'s: findings when the source breaks a rule now.
 pub fn create_plan(r: &CreatePlan, json: bool) -> Result<u8> {
     let code = if r.consistent { OK } else { FINDINGS };
     if json {
         print_json(r)?;
         return Ok(code);
     }
+    let subject = match (&r.node, &r.cluster) {
+        (Some(node), _) => format!("node {}", node.node_prefix),
+        (None, Some(cluster)) => format!("cluster {}", cluster.cluster.cluster_id),
+        (None, None) => "the source".to_string(),
+    };
     match (&r.previous_backup, r.repository_exists) {
         (Some(previous), _) => say!(
-            "would back up node {} into {}, building on backup {previous}",
-            r.node.node_prefix,
+            "would back up {subject} into {}, building on backup {previous}",
             r.repository
         ),
         (None, true) => say!(
-            "would back up node {} into {} (its first backup there)",
-            r.node.node_prefix,
+            "would back up {subject} into {} (its first backup there)",
             r.repository
         ),
         (None, false) => say!(
-            "would initialise repository {} and back up node {} into it",
-            r.repository,
-            r.node.node_prefix
+            "would initialise repository {} and back up {subject} into it",
+            r.repository
         ),
     }
     say!("  objects        {} ({})", r.objects, human_bytes(r.bytes));
@@ -219,23 +221,38 @@ pub fn create_plan(r: &CreatePlan, json: bool) -> Result<u8> {
         "  unchanged      {}, taken over from the previous backup unread",
         objects(r.objects_unchanged)
     );
-    let p = &r.node.judgement.point;
-    say!(
-        "  consistent point now: snapshot {}, WAL to replay {}..{}, catalog sequence {}",
-        opt(p.snapshot_sequence_number),
-        opt(p.wal_first),
-        opt(p.wal_last),
-        opt(p.catalog_sequence)
-    );
+    let findings = match (&r.node, &r.cluster) {
+        (Some(node), _) => {
+            let p = &node.judgement.point;
+            say!(
+                "  consistent point now: snapshot {}, WAL to replay {}..{}, catalog sequence {}",
+                opt(p.snapshot_sequence_number),
+                opt(p.wal_first),
+                opt(p.wal_last),
+                opt(p.catalog_sequence)
+            );
+            node.judgement.findings.clone()
+        }
+        (None, Some(cluster)) => {
+            let p = &cluster.catalog.judgement.point;
+            say!(
+                "  catalog now: sequence {} (the nodes' data needs {})",
+                opt(p.catalog_sequence),
+                opt(p.catalog_sequence_required)
+            );
+            cluster_inspection_findings(cluster)
+        }
+        (None, None) => Vec::new(),
+    };
     if r.consistent {
         say!("  no consistency problem found: nothing written (dry run)");
     } else {
         say!(
-            "  the node breaks a consistency rule now: a backup re-plans (the server may be \
+            "  the source breaks a consistency rule now: a backup re-plans (the server may be \
              snapshotting) and fails if it still does; nothing written (dry run)"
         );
     }
-    print_findings(&r.node.judgement.findings);
+    print_findings(&findings);
     Ok(code)
 }
 
@@ -694,6 +711,16 @@ pub fn inspect_cluster(r: &ClusterInspection, json: bool) -> Result<u8> {
             c.registered_without_files.join(", ")
         );
     }
+    let findings = cluster_inspection_findings(r);
+    if findings.is_empty() {
+        say!("  no consistency problem found");
+    }
+    print_findings(&findings);
+    Ok(code)
+}
+
+/// The findings of a cluster's members and catalog, each object named from the store root.
+fn cluster_inspection_findings(r: &ClusterInspection) -> Vec<Finding> {
     let mut findings = Vec::new();
     for part in r.members.iter().chain([&r.catalog]) {
         for mut f in part.judgement.findings.clone() {
@@ -701,11 +728,7 @@ pub fn inspect_cluster(r: &ClusterInspection, json: bool) -> Result<u8> {
             findings.push(f);
         }
     }
-    if findings.is_empty() {
-        say!("  no consistency problem found");
-    }
-    print_findings(&findings);
-    Ok(code)
+    findings
 }
 
 /// `prune`.

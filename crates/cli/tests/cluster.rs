@@ -557,21 +557,39 @@ fn a_cluster_catalog_behind_the_nodes_is_caught() {
     assert!(consistency.contains("catalog-behind-data"), "{consistency}");
 }
 
-/// `create --dry-run` foretells a node's backup only: for a cluster it says so, points at
-/// `inspect --cluster-id`, and writes nothing.
+/// `create --dry-run` of a cluster foretells what the backup then reads, to the byte, first
+/// and incremental (compactor output, members, catalog, cluster files), and writes nothing.
 #[test]
-fn a_cluster_dry_run_is_refused_with_the_way_to_inspect_it() {
+fn a_cluster_dry_run_foretells_what_the_backup_reads() {
+    for compactor_ingests in [false, true] {
+        let mut spec = ClusterSpec::standard("core-3.9.6-basic");
+        spec.compactor_ingests = compactor_ingests;
+        foretells_the_cluster_backup(&spec);
+    }
+}
+
+fn foretells_the_cluster_backup(spec: &ClusterSpec<'_>) {
     let tmp = tempfile::tempdir().unwrap();
-    let data = build(tmp.path(), &ClusterSpec::standard("core-3.9.6-basic"));
+    let data = build(tmp.path(), spec);
     let repo = tmp.path().join("repo");
-    let refused = create(&data, &repo, &["--dry-run"]);
-    assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(
-        refused.stderr.contains("inspect --cluster-id"),
-        "{}",
-        refused.stderr
-    );
-    assert!(!repo.exists());
+    let dry_run = || {
+        let out = create(&data, &repo, &["--dry-run"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.json()
+    };
+    let plan = dry_run();
+    assert!(!repo.exists(), "a dry run makes no repository");
+    assert_eq!(plan["cluster"]["cluster"]["cluster_id"], CLUSTER);
+    let first = create(&data, &repo, &[]).ok().json();
+    assert_eq!(plan["objects"], first["entries"]);
+    assert_eq!(plan["bytes_to_read"], first["bytes_read"]);
+
+    let plan = dry_run();
+    assert_eq!(plan["previous_backup"], first["backup_id"]);
+    let second = create(&data, &repo, &[]).ok().json();
+    assert_eq!(plan["objects"], second["entries"]);
+    assert_eq!(plan["objects_unchanged"], second["entries_reused"]);
+    assert_eq!(plan["bytes_to_read"], second["bytes_read"]);
 }
 
 /// One node out of a cluster backup: into an empty store it comes with the cluster's catalog

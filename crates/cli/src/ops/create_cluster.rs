@@ -164,7 +164,7 @@ fn strip(source: &ClusterSource, entry: &Entry) -> String {
 
 /// A PachaTree cluster's files cannot be copied consistently by file: refuse, and name the
 /// server's own backup and how to keep a copy of it.
-fn refuse_pacha_tree(survey: &ClusterSurvey) -> Result<()> {
+pub(super) fn refuse_pacha_tree(survey: &ClusterSurvey) -> Result<()> {
     if survey.storage_mode.is_parquet() {
         return Ok(());
     }
@@ -204,7 +204,7 @@ fn refuse_pacha_tree(survey: &ClusterSurvey) -> Result<()> {
 
 /// The members to back up: `requested` (each must be a node prefix of the cluster), or every
 /// member found. Compactors first.
-fn select_members(survey: &ClusterSurvey, requested: &[String]) -> Result<Vec<Member>> {
+pub(super) fn select_members(survey: &ClusterSurvey, requested: &[String]) -> Result<Vec<Member>> {
     let found = || {
         survey
             .members

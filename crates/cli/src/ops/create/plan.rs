@@ -1,17 +1,22 @@
-//! `create --dry-run`: what a backup of a node would hold and read, from a listing of the node,
-//! the consistency rules applied to it as it stands, and the node's previous backup in the
-//! repository. It reads the node's state files (snapshots, catalog) but no Parquet or WAL
-//! file, and writes nothing: no repository is initialised and no lock is taken.
+//! `create --dry-run`: what a backup of a node or a cluster would hold and read, from a listing
+//! of what it would capture, the consistency rules applied to the source as it stands (as
+//! `inspect` applies them), and the source's previous backup in the repository. It reads the
+//! state files (snapshots, catalog) but no Parquet or WAL file, and writes nothing: no
+//! repository is initialised and no lock is taken.
 
 use super::{not_a_node, previous_entries, CreateSource, Settings};
-use crate::exit::{Failure, USAGE};
+use crate::ops::create_cluster::{refuse_pacha_tree, select_members, ClusterSource};
+use crate::ops::inspect::{inspect_cluster, ClusterInspection};
 use crate::progress::Bar;
+use crate::stores::NodeStore;
 use anyhow::Result;
+use ib3_influx::cluster::{ClusterSurvey, Role};
 use ib3_influx::cut::{list_classified, SourceObject};
 use ib3_influx::inspect::{inspect_listing, Inspection};
-use ib3_influx::path::ObjectClass;
+use ib3_influx::path::{classify_cluster, ObjectClass, ENTERPRISE_FILE, LICENSE_FILES};
 use ib3_influx::rules::CatalogScope;
 use ib3_repo::Repository;
+use object_store::ObjectStoreExt;
 use serde::Serialize;
 use std::time::{Duration, SystemTime};
 
@@ -24,14 +29,18 @@ pub struct CreatePlan {
     pub repository: String,
     /// Whether the repository exists (a backup would initialise it otherwise).
     pub repository_exists: bool,
-    /// The backup of this node the run would build on, if any.
+    /// The backup of this source the run would build on, if any.
     pub previous_backup: Option<String>,
-    /// The node, its layout and what the consistency rules find in it now.
-    pub node: Inspection,
-    /// Whether the node as it stands is consistent: a backup would commit without re-plans
+    /// A node: its layout and what the consistency rules find in it now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<Inspection>,
+    /// A cluster: its members, each judged, and its catalog judged against their data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterInspection>,
+    /// Whether the source as it stands is consistent: a backup would commit without re-plans
     /// (one taken while the server snapshots re-plans until it is).
     pub consistent: bool,
-    /// Objects the backup would hold, and their bytes (derived table indexes left out).
+    /// Objects the backup would hold (derived table indexes left out).
     pub objects: u64,
     /// Bytes of those objects.
     pub bytes: u64,
@@ -54,22 +63,16 @@ pub async fn plan(
     rescan_after: Duration,
     concurrency: usize,
 ) -> Result<CreatePlan> {
-    let CreateSource::Node(node) = &source else {
-        return Err(Failure::new(
-            USAGE,
-            "create --dry-run foretells the backup of one node; with --cluster-id it is not \
-             available",
-        )
-        .hint(
-            "run `inspect --cluster-id …` to see what a cluster holds and whether it is consistent",
-        )
-        .into());
+    let (listing, cluster) = match &source {
+        CreateSource::Node(node) => (node_listing(node).await?, None),
+        CreateSource::Cluster(cluster) => {
+            let judged = judge_cluster(cluster, concurrency).await?;
+            (
+                cluster_listing(cluster, &judged.cluster).await?,
+                Some(judged),
+            )
+        }
     };
-    let listing = list_classified(node.node.as_ref(), None).await?;
-    if listing.is_empty() {
-        let message = format!("no objects under the node prefix {}/", node.node_id);
-        return Err(not_a_node(node, message).await);
-    }
     let (reads, previous_backup) = match &repo {
         Some(repo) => {
             let settings = Settings {
@@ -88,31 +91,128 @@ pub async fn plan(
         }
         None => (Reads::all(&listing), None),
     };
-    let inspection = inspect_listing(
-        node.node.as_ref(),
-        &node.node_id,
-        listing,
-        CatalogScope::Here,
-        concurrency,
-    )
-    .await;
-    let inspection = match inspection {
-        Err(ib3_influx::Error::NotANode { message }) => return Err(not_a_node(node, message).await),
-        other => other?,
+    let node = match &source {
+        CreateSource::Node(node) => Some(judge_node(node, listing, concurrency).await?),
+        CreateSource::Cluster(_) => None,
+    };
+    let consistent = match (&node, &cluster) {
+        (Some(node), _) => !node.judgement.has_errors(),
+        (None, Some(cluster)) => !cluster.has_errors(),
+        (None, None) => true,
     };
     Ok(CreatePlan {
         dry_run: true,
         repository: location,
         repository_exists: repo.is_some(),
         previous_backup: previous_backup.map(|id| id.to_string()),
-        consistent: !inspection.judgement.has_errors(),
-        node: inspection,
+        node,
+        cluster,
+        consistent,
         objects: reads.objects,
         bytes: reads.bytes,
         objects_to_read: reads.objects_to_read,
         bytes_to_read: reads.bytes_to_read,
         objects_unchanged: reads.objects - reads.objects_to_read,
     })
+}
+
+/// Everything under the node prefix.
+async fn node_listing(node: &NodeStore) -> Result<Vec<SourceObject>> {
+    let listing = list_classified(node.node.as_ref(), None).await?;
+    if listing.is_empty() {
+        let message = format!("no objects under the node prefix {}/", node.node_id);
+        return Err(not_a_node(node, message).await);
+    }
+    Ok(listing)
+}
+
+/// The node's `listing` judged by the consistency rules, as `inspect` does.
+async fn judge_node(
+    node: &NodeStore,
+    listing: Vec<SourceObject>,
+    concurrency: usize,
+) -> Result<Inspection> {
+    let catalog = CatalogScope::Here;
+    let root = node.node.as_ref();
+    match inspect_listing(root, &node.node_id, listing, catalog, concurrency).await {
+        Err(ib3_influx::Error::NotANode { message }) => Err(not_a_node(node, message).await),
+        other => Ok(other?),
+    }
+}
+
+/// The cluster judged as `inspect --cluster-id` does; a PachaTree cluster is refused as
+/// `create` refuses it.
+async fn judge_cluster(cluster: &ClusterSource, concurrency: usize) -> Result<ClusterInspection> {
+    let judged = inspect_cluster(&cluster.root, &cluster.cluster_id, concurrency).await?;
+    refuse_pacha_tree(&judged.cluster)?;
+    Ok(judged)
+}
+
+/// What a backup of the cluster captures, keyed from the store root as its entries are: each
+/// chosen member's compactor output (`cs/`, `cd/`, `c/`) and node files, then the cluster
+/// catalog's files and the cluster files.
+async fn cluster_listing(
+    cluster: &ClusterSource,
+    survey: &ClusterSurvey,
+) -> Result<Vec<SourceObject>> {
+    let mut listing = Vec::new();
+    for member in select_members(survey, &cluster.nodes)? {
+        let store = cluster.root.node(&member.node_id).node;
+        let mut objects = Vec::new();
+        if member.role == Role::Compactor {
+            for dir in COMPACTION_DIRS {
+                objects.extend(list_classified(store.as_ref(), Some(dir)).await?);
+            }
+        }
+        if member.has_node_files {
+            let node_files = list_classified(store.as_ref(), None).await?;
+            objects.extend(node_files.into_iter().filter(|o| !is_compaction(&o.key)));
+        }
+        listing.extend(under(&member.node_id, objects));
+    }
+    let store = cluster.root.node(&cluster.cluster_id).node;
+    let catalog = list_classified(store.as_ref(), None).await?;
+    let catalog = catalog.into_iter().filter(|o| {
+        matches!(
+            classify_cluster(&o.key),
+            ObjectClass::CatalogLog { .. } | ObjectClass::CatalogCheckpoint { .. }
+        )
+    });
+    listing.extend(under(&cluster.cluster_id, catalog));
+    let mut files = Vec::new();
+    for name in [ENTERPRISE_FILE].into_iter().chain(LICENSE_FILES) {
+        match store.head(&object_store::path::Path::from(name)).await {
+            Ok(meta) => files.push(SourceObject {
+                class: ObjectClass::ClusterConfig,
+                ..SourceObject::listed(meta)
+            }),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    listing.extend(under(&cluster.cluster_id, files));
+    Ok(listing)
+}
+
+/// A compactor's output directories.
+const COMPACTION_DIRS: [&str; 3] = ["cs", "cd", "c"];
+
+fn is_compaction(key: &str) -> bool {
+    COMPACTION_DIRS.iter().any(|dir| {
+        key.strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// `objects` keyed from the store root: under `prefix/`.
+fn under(prefix: &str, objects: impl IntoIterator<Item = SourceObject>) -> Vec<SourceObject> {
+    objects
+        .into_iter()
+        .map(|object| SourceObject {
+            key: format!("{prefix}/{}", object.key),
+            ..object
+        })
+        .collect()
 }
 
 /// The objects a backup would hold, and those of them it would read.
