@@ -374,6 +374,14 @@ async fn capture_cluster_files(
 ) -> Result<Vec<Entry>> {
     let cluster = source.prefix(&source.cluster_id).node;
     capture.switch_to(cluster.clone(), &source.cluster_id);
+    let objects = cluster_files(cluster.as_ref()).await?;
+    let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
+    capture.capture(Phase::ClusterConfig, &objects).await?;
+    Ok(capture.entries_for(&keys))
+}
+
+/// The `enterprise` file and the license files under the cluster prefix (`cluster`) now.
+pub(super) async fn cluster_files(cluster: &dyn ObjectStore) -> Result<Vec<SourceObject>> {
     let mut objects = Vec::new();
     for name in [ENTERPRISE_FILE].into_iter().chain(LICENSE_FILES) {
         match cluster.head(&Path::from(name)).await {
@@ -385,9 +393,7 @@ async fn capture_cluster_files(
             Err(e) => return Err(e.into()),
         }
     }
-    let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
-    capture.capture(Phase::ClusterConfig, &objects).await?;
-    Ok(capture.entries_for(&keys))
+    Ok(objects)
 }
 
 /// Copy the server's own backup `<cluster>/backups/<name>/` (opaque files), repeated until two

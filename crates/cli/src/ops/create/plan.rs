@@ -5,7 +5,7 @@
 //! repository is initialised and no lock is taken.
 
 use super::{not_a_node, previous_entries, CreateSource, Settings};
-use crate::ops::create_cluster::{refuse_pacha_tree, select_members, ClusterSource};
+use crate::ops::create_cluster::{cluster_files, refuse_pacha_tree, select_members, ClusterSource};
 use crate::ops::inspect::{inspect_cluster, ClusterInspection};
 use crate::progress::Bar;
 use crate::stores::NodeStore;
@@ -13,10 +13,9 @@ use anyhow::Result;
 use ib3_influx::cluster::{ClusterSurvey, Role};
 use ib3_influx::cut::{list_classified, SourceObject};
 use ib3_influx::inspect::{inspect_listing, Inspection};
-use ib3_influx::path::{classify_cluster, ObjectClass, ENTERPRISE_FILE, LICENSE_FILES};
+use ib3_influx::path::{classify_cluster, ObjectClass};
 use ib3_influx::rules::CatalogScope;
 use ib3_repo::Repository;
-use object_store::ObjectStoreExt;
 use serde::Serialize;
 use std::time::{Duration, SystemTime};
 
@@ -179,17 +178,7 @@ async fn cluster_listing(
         )
     });
     listing.extend(under(&cluster.cluster_id, catalog));
-    let mut files = Vec::new();
-    for name in [ENTERPRISE_FILE].into_iter().chain(LICENSE_FILES) {
-        match store.head(&object_store::path::Path::from(name)).await {
-            Ok(meta) => files.push(SourceObject {
-                class: ObjectClass::ClusterConfig,
-                ..SourceObject::listed(meta)
-            }),
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let files = cluster_files(store.as_ref()).await?;
     listing.extend(under(&cluster.cluster_id, files));
     Ok(listing)
 }
