@@ -257,7 +257,7 @@ pub fn create_plan(r: &CreatePlan, json: bool) -> Result<u8> {
 }
 
 /// `n` objects, in words.
-fn objects(n: u64) -> String {
+pub fn objects(n: u64) -> String {
     match n {
         1 => "1 object".to_string(),
         n => format!("{n} objects"),

@@ -267,3 +267,40 @@ fn the_metrics_file_records_successes_and_failures() {
     assert_eq!(sample_in(&copy, "copy_last_backups_copied"), Some(1.0));
     assert!(sample_in(&copy, "copy_last_bytes_copied").unwrap() > 0.0);
 }
+
+/// Rolling back an upgrade (the 3.10 catalog migration is one-way: 3.9 cannot read catalog v3,
+/// format doc §2.7; README, "Before an upgrade"): a backup taken
+/// before it, restored with `--force` over the node as the new version left it, gives back the
+/// node as it was, byte for byte — the new version's catalog, WAL and snapshot files gone.
+#[test]
+fn an_upgrade_rolls_back_to_the_backup_taken_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo) = (tmp.path().join("data"), tmp.path().join("repo"));
+    copy_fixture("core-3.9.6-basic", &data);
+    let before = create_json(&data, &repo);
+    let as_it_was = tree(&data.join("node0"));
+
+    // The upgrade: the node as 3.10.0 leaves it (catalog v3 beside v2, its own WAL and snapshots).
+    std::fs::remove_dir_all(&data).unwrap();
+    copy_fixture("core-3.9.6-upgraded-3.10.0", &data);
+    assert!(data.join("node0/catalog/v3/snapshot").exists());
+
+    let id = before["backup_id"].as_str().unwrap();
+    let restore = [
+        "restore",
+        "--force",
+        "--live-check",
+        "10ms",
+        "--repo",
+        s(&repo),
+        id,
+        "--data-dir",
+        s(&data),
+    ];
+    run(&restore).ok();
+    assert_eq!(tree(&data.join("node0")), as_it_was);
+    assert!(
+        !data.join("node0/catalog/v3").exists(),
+        "no v3 catalog left"
+    );
+}

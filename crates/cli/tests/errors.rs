@@ -165,7 +165,7 @@ fn restore_refuses_a_non_empty_target_and_force_replaces_it() {
     let out = run(&["restore", "--repo", s(&repo), "--data-dir", s(&target)]);
     assert_eq!(out.code, 15, "{out:?}");
     assert!(
-        out.stderr.contains("already holds 1 objects"),
+        out.stderr.contains("already holds 1 object (e.g."),
         "{}",
         out.stderr
     );

@@ -446,8 +446,8 @@ async fn refuse_unsafe_target(options: &RestoreOptions, units: &[Unit]) -> Resul
             return Err(Failure::new(
                 TARGET_REFUSED,
                 format!(
-                    "{where_} already holds {} objects (e.g. {}); restore writes only into an empty prefix",
-                    unit.existing.len(),
+                    "{where_} already holds {} (e.g. {}); restore writes only into an empty prefix",
+                    crate::output::objects(unit.existing.len() as u64),
                     unit.existing[0].location
                 ),
             )
