@@ -255,6 +255,13 @@ pub(super) fn select_members(survey: &ClusterSurvey, requested: &[String]) -> Re
     Ok(chosen)
 }
 
+/// A compactor's output directories, in the order a backup captures them, with their phases.
+pub(super) const COMPACTION: [(&str, Phase); 3] = [
+    ("cs", Phase::CompactionSummaries),
+    ("cd", Phase::CompactionDetails),
+    ("c", Phase::CompactedData),
+];
+
 /// Capture a compactor's `cs/`, `cd/` and `c/` in that order, repeated until a round in which no
 /// listed file vanished (the compactor removes superseded output): the result is then exactly
 /// the files listed at that round's start. Returns the entries and the rounds taken.
@@ -271,11 +278,7 @@ async fn capture_compaction(
         round += 1;
         let mut listed = Vec::new();
         let mut vanished = 0;
-        for (dir, phase) in [
-            ("cs", Phase::CompactionSummaries),
-            ("cd", Phase::CompactionDetails),
-            ("c", Phase::CompactedData),
-        ] {
+        for (dir, phase) in COMPACTION {
             let objects = list_classified(store.as_ref(), Some(dir)).await?;
             let outcomes = capture.capture(phase, &objects).await?;
             vanished += outcomes

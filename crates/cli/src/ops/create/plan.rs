@@ -5,7 +5,9 @@
 //! repository is initialised and no lock is taken.
 
 use super::{not_a_node, previous_entries, CreateSource, Settings};
-use crate::ops::create_cluster::{cluster_files, refuse_pacha_tree, select_members, ClusterSource};
+use crate::ops::create_cluster::{
+    cluster_files, refuse_pacha_tree, select_members, ClusterSource, COMPACTION,
+};
 use crate::ops::inspect::{inspect_cluster, ClusterInspection};
 use crate::progress::Bar;
 use crate::stores::NodeStore;
@@ -159,7 +161,7 @@ async fn cluster_listing(
         let store = cluster.root.node(&member.node_id).node;
         let mut objects = Vec::new();
         if member.role == Role::Compactor {
-            for dir in COMPACTION_DIRS {
+            for (dir, _) in COMPACTION {
                 objects.extend(list_classified(store.as_ref(), Some(dir)).await?);
             }
         }
@@ -183,11 +185,9 @@ async fn cluster_listing(
     Ok(listing)
 }
 
-/// A compactor's output directories.
-const COMPACTION_DIRS: [&str; 3] = ["cs", "cd", "c"];
-
+/// Whether `key` (from a member's prefix) is compactor output.
 fn is_compaction(key: &str) -> bool {
-    COMPACTION_DIRS.iter().any(|dir| {
+    COMPACTION.iter().any(|(dir, _)| {
         key.strip_prefix(dir)
             .is_some_and(|rest| rest.starts_with('/'))
     })
