@@ -212,7 +212,8 @@ pub struct RepoArgs {
     pub key_file: Option<PathBuf>,
 }
 
-/// Where a run leaves its outcome for monitoring (`create`, `verify`, `prune`, `copy`).
+/// Where a run leaves its outcome for monitoring (`create`, `verify`, `restore`, `prune`,
+/// `copy`).
 #[derive(Debug, Clone, Args)]
 pub struct MetricsArgs {
     /// Write the run's outcome to this file in Prometheus' text format (for node_exporter's
@@ -351,6 +352,9 @@ pub struct RestoreArgs {
     #[command(flatten)]
     /// Transfer tuning.
     pub transfer: TransferArgs,
+    #[command(flatten)]
+    /// Monitoring (of a scheduled restore drill).
+    pub metrics: MetricsArgs,
 }
 
 /// `prune`.

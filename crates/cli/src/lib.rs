@@ -50,7 +50,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
 }
 
 /// What a run leaves for monitoring (`--metrics-file`), if asked: the jobs an operator schedules
-/// (a backup, a verification, retention, an off-site copy), not their dry runs.
+/// (a backup, a verification, a restore drill, retention, an off-site copy), not their dry runs.
 fn metrics_of(command: &Command) -> Option<metrics::Recorder> {
     let repository = |repo: &args::RepoArgs| ("repository", repo.repo.clone());
     match command {
@@ -70,6 +70,11 @@ fn metrics_of(command: &Command) -> Option<metrics::Recorder> {
                 "verify",
                 vec![repository(&args.repo)],
             ))
+        }
+        Command::Restore(args) if !args.dry_run => {
+            let path = args.metrics.metrics_file.clone()?;
+            let labels = vec![repository(&args.repo), ("backup", args.backup.clone())];
+            Some(metrics::Recorder::new(path, "restore", labels))
         }
         Command::Prune(args) if !args.dry_run => {
             let path = args.metrics.metrics_file.clone()?;
@@ -215,6 +220,9 @@ async fn run_command(cli: Cli, recorder: Option<&metrics::Recorder>) -> Result<u
             let released = lock.release().await;
             let report = result?;
             released?;
+            if let Some(recorder) = recorder {
+                recorder.restore_figures(&report);
+            }
             output::restore(&report, json)
         }
         Command::Prune(args) => {

@@ -1,4 +1,4 @@
-//! `--metrics-file`: the outcome of a `create`, `verify`, `prune` or `copy` run in
+//! `--metrics-file`: the outcome of a `create`, `verify`, `restore`, `prune` or `copy` run in
 //! Prometheus' text format, for node_exporter's textfile collector (or any scraper of such
 //! files), so that an alert can fire when the last successful run grows old. The file is
 //! replaced whole (written beside it, then renamed) after every run that completes or fails;
@@ -150,6 +150,16 @@ impl Recorder {
         let read: u64 = r.backups.iter().map(|b| b.bytes_read).sum();
         let help = "Bytes the last verification read back (--read-data, --read-data-subset).";
         self.figure("bytes_read", help, read as f64);
+    }
+
+    /// The figures of a restore (a drill, scheduled to prove the backups restore).
+    pub fn restore_figures(&self, r: &crate::ops::restore::RestoreReport) {
+        let help = "Objects the last restore wrote.";
+        self.figure("objects_written", help, r.objects_written as f64);
+        let help = "Bytes the last restore wrote.";
+        self.figure("bytes_written", help, r.bytes_written as f64);
+        let help = "Objects the last restore read back and found as the backup holds them.";
+        self.figure("objects_verified", help, r.objects_verified as f64);
     }
 
     /// The figures of a retention run.

@@ -247,6 +247,26 @@ fn the_metrics_file_records_successes_and_failures() {
         "the backup was committed"
     );
 
+    // A restore drill into a scratch directory.
+    let (drill, scratch) = (tmp.path().join("restore.prom"), tmp.path().join("scratch"));
+    let restored = [
+        "restore",
+        "--repo",
+        s(&repo),
+        "--data-dir",
+        s(&scratch),
+        "--metrics-file",
+        s(&drill),
+    ];
+    run(&restored).ok();
+    assert_eq!(sample_in(&drill, "restore_last_exit_code"), Some(0.0));
+    let written = sample_in(&drill, "restore_last_objects_written").unwrap();
+    assert!(written > 0.0);
+    assert_eq!(
+        sample_in(&drill, "restore_last_objects_verified"),
+        Some(written)
+    );
+
     // The other scheduled jobs: retention and the off-site copy.
     let (prune, copy) = (tmp.path().join("prune.prom"), tmp.path().join("copy.prom"));
     let repo_args = ["--repo", s(&repo), "--metrics-file"];
