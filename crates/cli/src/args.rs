@@ -217,8 +217,9 @@ pub struct RepoArgs {
 #[derive(Debug, Clone, Args)]
 pub struct MetricsArgs {
     /// Write the run's outcome to this file in Prometheus' text format (for node_exporter's
-    /// textfile collector: a path ending in `.prom` in its directory), replaced after every run
+    /// textfile collector: a path ending in `.prom` in its directory), rewritten after every run
     /// that completes or fails: last run and last success times, exit code, duration, figures.
+    /// Jobs may share a file: each rewrites its own series only.
     #[arg(long, env = "INFLUXDB3_BACKUP_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
 }

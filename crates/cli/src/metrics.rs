@@ -1,8 +1,9 @@
 //! `--metrics-file`: the outcome of a `create`, `verify`, `restore`, `prune` or `copy` run in
 //! Prometheus' text format, for node_exporter's textfile collector (or any scraper of such
-//! files), so that an alert can fire when the last successful run grows old. The file is
-//! replaced whole (written beside it, then renamed) after every run that completes or fails;
-//! an interrupted run leaves it as it was.
+//! files), so that an alert can fire when the last successful run grows old. After every run
+//! that completes or fails the file is rewritten (beside it, then renamed): this job's series
+//! anew, other jobs' series (another command, another node) as they were. An interrupted run
+//! leaves it as it was.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -55,46 +56,43 @@ impl Recorder {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
+        let earlier = std::fs::read_to_string(&self.path).unwrap_or_default();
         let last_success = if exit_code == 0 {
             Some(now)
         } else {
-            std::fs::read_to_string(&self.path)
-                .ok()
-                .and_then(|text| self.sample_in(&text, "success_timestamp_seconds"))
+            self.sample_in(&earlier, "success_timestamp_seconds")
         };
-        let mut text = String::new();
-        self.gauge(
-            &mut text,
-            "run_timestamp_seconds",
-            "When the last run ended (Unix time).",
-            now,
-        );
+        // Other jobs' series in the same file stay; this job's are written anew.
+        let mut families = Families::parse(&earlier);
+        let labels = self.label_text();
+        families.drop_series(&format!("{PREFIX}_{}_last_", self.command), &labels);
+        let help = "When the last run ended (Unix time).";
+        self.gauge(&mut families, "run_timestamp_seconds", help, now);
         if let Some(success) = last_success {
             let help = "When the last successful run ended (Unix time).";
-            self.gauge(&mut text, "success_timestamp_seconds", help, success);
+            self.gauge(&mut families, "success_timestamp_seconds", help, success);
         }
         let help = "Exit code of the last run (0: success; see the README's table).";
-        self.gauge(&mut text, "exit_code", help, f64::from(exit_code));
+        self.gauge(&mut families, "exit_code", help, f64::from(exit_code));
         let help = "How long the last run took.";
-        self.gauge(&mut text, "duration_seconds", help, duration_seconds);
+        self.gauge(&mut families, "duration_seconds", help, duration_seconds);
         if exit_code == 0 || exit_code == crate::exit::FINDINGS {
             let figures = self
                 .figures
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             for (name, help, value) in figures.iter() {
-                self.gauge(&mut text, name, help, *value);
+                self.gauge(&mut families, name, help, *value);
             }
         }
-        replace(&self.path, &text)
+        replace(&self.path, &families.render())
     }
 
-    /// Append one gauge with this run's labels.
-    fn gauge(&self, text: &mut String, name: &str, help: &str, value: f64) {
+    /// Set one gauge of this run, with its labels.
+    fn gauge(&self, families: &mut Families, name: &str, help: &str, value: f64) {
         let name = format!("{PREFIX}_{}_last_{name}", self.command);
-        let _ = writeln!(text, "# HELP {name} {help}");
-        let _ = writeln!(text, "# TYPE {name} gauge");
-        let _ = writeln!(text, "{name}{{{}}} {value}", self.label_text());
+        let sample = format!("{name}{{{}}} {value}", self.label_text());
+        families.add(&name, help, sample);
     }
 
     /// `name="value",…`, values escaped as the text format requires.
@@ -184,6 +182,91 @@ impl Recorder {
     }
 }
 
+/// A file in the text format as its metric families, in order: each with its `# HELP` and
+/// `# TYPE` lines and its samples (a family's samples stay together, as the format requires).
+#[derive(Debug, Default)]
+struct Families(Vec<Family>);
+
+#[derive(Debug)]
+struct Family {
+    name: String,
+    header: Vec<String>,
+    samples: Vec<String>,
+}
+
+impl Families {
+    /// The families of `text`; lines of no family (blank, other comments) are dropped.
+    fn parse(text: &str) -> Self {
+        let mut families = Families::default();
+        for line in text.lines() {
+            let header = line
+                .strip_prefix("# HELP ")
+                .or_else(|| line.strip_prefix("# TYPE "));
+            let name = match header {
+                Some(rest) => rest.split(' ').next(),
+                None if line.starts_with('#') => None,
+                None => line.split(['{', ' ']).next(),
+            };
+            let Some(name) = name.filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            let family = families.family(name);
+            match header {
+                Some(_) => family.header.push(line.to_string()),
+                None => family.samples.push(line.to_string()),
+            }
+        }
+        families
+    }
+
+    fn family(&mut self, name: &str) -> &mut Family {
+        let at = match self.0.iter().position(|f| f.name == name) {
+            Some(at) => at,
+            None => {
+                self.0.push(Family {
+                    name: name.to_string(),
+                    header: Vec::new(),
+                    samples: Vec::new(),
+                });
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at]
+    }
+
+    /// Remove the samples with exactly `labels` of the families named `prefix…`.
+    fn drop_series(&mut self, prefix: &str, labels: &str) {
+        let series = |family: &Family| format!("{}{{{labels}}} ", family.name);
+        for family in self.0.iter_mut().filter(|f| f.name.starts_with(prefix)) {
+            let own = series(family);
+            family.samples.retain(|sample| !sample.starts_with(&own));
+        }
+    }
+
+    /// Add `sample` to the gauge family `name` (made with `help` if new).
+    fn add(&mut self, name: &str, help: &str, sample: String) {
+        let family = self.family(name);
+        if family.header.is_empty() {
+            family.header = vec![
+                format!("# HELP {name} {help}"),
+                format!("# TYPE {name} gauge"),
+            ];
+        }
+        family.samples.push(sample);
+    }
+
+    /// The text of every family that has samples.
+    fn render(&self) -> String {
+        let mut text = String::new();
+        for family in self.0.iter().filter(|f| !f.samples.is_empty()) {
+            for line in family.header.iter().chain(&family.samples) {
+                let _ = writeln!(text, "{line}");
+            }
+        }
+        text
+    }
+}
+
 /// A label value as the text format writes it.
 fn escape(value: &str) -> String {
     value
@@ -246,6 +329,50 @@ mod tests {
         assert!(failed.sample_in(&text, "run_timestamp_seconds").unwrap() > success);
         assert_eq!(failed.sample_in(&text, "bytes"), None, "{text}");
         assert!(!dir.path().join("backup.prom.tmp").exists());
+    }
+
+    /// Jobs may share a file: another command's series and another node's stay, each family's
+    /// samples together; a run replaces only its own series.
+    #[test]
+    fn jobs_sharing_a_file_keep_each_others_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.prom");
+        let job = |command: &'static str, node: &str| {
+            let labels = vec![("repository", "/b".to_string()), ("node", node.to_string())];
+            Recorder::new(path.clone(), command, labels)
+        };
+        let (node0, node1, verify) = (
+            job("create", "node0"),
+            job("create", "node1"),
+            job("verify", "node0"),
+        );
+        node0.figure("bytes", "Bytes.", 1.0);
+        node0.write(0, 1.0).unwrap();
+        node1.figure("bytes", "Bytes.", 2.0);
+        node1.write(0, 1.0).unwrap();
+        verify.write(0, 1.0).unwrap();
+        node0.write(13, 1.0).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(node0.sample_in(&text, "exit_code"), Some(13.0));
+        assert_eq!(node0.sample_in(&text, "bytes"), None, "{text}");
+        assert_eq!(node1.sample_in(&text, "bytes"), Some(2.0), "{text}");
+        assert_eq!(verify.sample_in(&text, "exit_code"), Some(0.0), "{text}");
+        // One HELP per family, its samples right after it.
+        let name = "influxdb3_backup_create_last_exit_code";
+        assert_eq!(
+            text.matches(&format!("# HELP {name} ")).count(),
+            1,
+            "{text}"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        let help = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("# HELP {name} ")))
+            .unwrap();
+        assert!(
+            lines[help + 2].starts_with(name) && lines[help + 3].starts_with(name),
+            "{text}"
+        );
     }
 
     #[test]
