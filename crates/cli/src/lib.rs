@@ -53,44 +53,38 @@ pub async fn run(cli: Cli) -> Result<u8> {
 /// (a backup, a verification, a restore drill, retention, an off-site copy), not their dry runs.
 fn metrics_of(command: &Command) -> Option<metrics::Recorder> {
     let repository = |repo: &args::RepoArgs| ("repository", repo.repo.clone());
-    match command {
+    let (metrics, name, labels) = match command {
         Command::Create(args) if !args.dry_run => {
-            let path = args.metrics.metrics_file.clone()?;
             let subject = match &args.source.cluster_id {
                 Some(cluster) => ("cluster", cluster.clone()),
                 None => ("node", stores::node_ids(&args.source).join(",")),
             };
-            let labels = vec![repository(&args.repo), subject];
-            Some(metrics::Recorder::new(path, "create", labels))
+            (
+                &args.metrics,
+                "create",
+                vec![repository(&args.repo), subject],
+            )
         }
-        Command::Verify(args) => {
-            let path = args.metrics.metrics_file.clone()?;
-            Some(metrics::Recorder::new(
-                path,
-                "verify",
-                vec![repository(&args.repo)],
-            ))
-        }
+        Command::Verify(args) => (&args.metrics, "verify", vec![repository(&args.repo)]),
         Command::Restore(args) if !args.dry_run => {
-            let path = args.metrics.metrics_file.clone()?;
-            let labels = vec![repository(&args.repo), ("backup", args.backup.clone())];
-            Some(metrics::Recorder::new(path, "restore", labels))
+            let backup = ("backup", args.backup.clone());
+            (
+                &args.metrics,
+                "restore",
+                vec![repository(&args.repo), backup],
+            )
         }
         Command::Prune(args) if !args.dry_run => {
-            let path = args.metrics.metrics_file.clone()?;
-            Some(metrics::Recorder::new(
-                path,
-                "prune",
-                vec![repository(&args.repo)],
-            ))
+            (&args.metrics, "prune", vec![repository(&args.repo)])
         }
         Command::Copy(args) if !args.dry_run => {
-            let path = args.metrics.metrics_file.clone()?;
-            let labels = vec![repository(&args.repo), ("target", args.to_repo.clone())];
-            Some(metrics::Recorder::new(path, "copy", labels))
+            let target = ("target", args.to_repo.clone());
+            (&args.metrics, "copy", vec![repository(&args.repo), target])
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    let path = metrics.metrics_file.clone()?;
+    Some(metrics::Recorder::new(path, name, labels))
 }
 
 async fn run_command(cli: Cli, recorder: Option<&metrics::Recorder>) -> Result<u8> {

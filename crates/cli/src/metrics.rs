@@ -17,7 +17,7 @@ const PREFIX: &str = "influxdb3_backup";
 #[derive(Debug)]
 pub struct Recorder {
     path: PathBuf,
-    /// `create` or `verify`: part of every name.
+    /// The command (`create`, `verify`, …): part of every name.
     command: &'static str,
     /// Labels of every sample (the repository, the node).
     labels: Vec<(&'static str, String)>,
