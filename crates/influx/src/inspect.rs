@@ -109,13 +109,23 @@ pub async fn inspect(
     catalog: CatalogScope,
     concurrency: usize,
 ) -> Result<Inspection> {
+    let listing = list_node(source, node_prefix).await?;
+    inspect_listing(source, node_prefix, listing, catalog, concurrency).await
+}
+
+/// Every object under the node prefix `source` is rooted at; none at all is
+/// [`Error::NotANode`].
+pub async fn list_node(
+    source: &dyn ObjectStore,
+    node_prefix: &str,
+) -> Result<Vec<crate::cut::SourceObject>> {
     let listing = list_classified(source, None).await?;
     if listing.is_empty() {
         return Err(Error::NotANode {
             message: format!("no objects under the node prefix {node_prefix}/"),
         });
     }
-    inspect_listing(source, node_prefix, listing, catalog, concurrency).await
+    Ok(listing)
 }
 
 /// Inspect an Enterprise cluster catalog (`source` rooted at the cluster prefix): its catalog

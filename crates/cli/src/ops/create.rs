@@ -1374,12 +1374,7 @@ async fn capture_node(
     if let Some(listing) = &source.listing {
         listing.set_hints(None);
     }
-    let cut = match cut {
-        Err(ib3_influx::Error::NotANode { message }) => {
-            return Err(not_a_node(source, message).await)
-        }
-        other => other?,
-    };
+    let cut = as_node(source, cut).await?;
     let entries = capture.entries_of(&cut)?;
     let mut record = source_record(source, &cut, capture.take_wal_findings());
     capture.carry_absences(&mut record, &cut);
@@ -1899,6 +1894,14 @@ pub async fn not_a_node(source: &NodeStore, message: String) -> anyhow::Error {
     )
     .hint(hint)
     .into()
+}
+
+/// `result`, where a source that is not a node is reported as [`not_a_node`] reports it.
+pub(super) async fn as_node<T>(source: &NodeStore, result: ib3_influx::Result<T>) -> Result<T> {
+    match result {
+        Err(ib3_influx::Error::NotANode { message }) => Err(not_a_node(source, message).await),
+        other => Ok(other?),
+    }
 }
 
 /// The fix when `--data-dir` names a node's own directory rather than the data dir holding it.

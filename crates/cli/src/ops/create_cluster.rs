@@ -11,7 +11,7 @@ use super::record::{ClusterBackupKind, ClusterRecord, MemberRecord, PRODUCT_ENTE
 use crate::exit::{Failure, INCONSISTENT, NOT_A_NODE, PACHA_TREE, USAGE};
 use crate::stores::{NodeStore, RootStore};
 use anyhow::Result;
-use ib3_influx::cluster::{survey, ClusterSurvey, Member, Registration, Role, StorageMode};
+use ib3_influx::cluster::{ClusterSurvey, Member, Registration, Role, StorageMode};
 use ib3_influx::cut::{
     list_classified, take_catalog_cut, take_consistent_cut, Capture, Captured, CutOptions,
     SourceObject,
@@ -56,14 +56,7 @@ pub(super) async fn capture(
     source: &ClusterSource,
     settings: &Settings,
 ) -> Result<Outcome> {
-    let survey = match survey(source.root.store.as_ref(), &source.cluster_id).await {
-        Err(ib3_influx::Error::NotANode { message }) => return Err(Failure::new(
-            NOT_A_NODE, message,
-        )
-        .hint("check --cluster-id and the store options (--object-store, --data-dir, --bucket)")
-        .into()),
-        other => other?,
-    };
+    let survey = super::inspect::survey_cluster(&source.root, &source.cluster_id).await?;
     if let Some(name) = &source.builtin_backup {
         return copy_builtin_backup(capture, source, &survey, name, settings).await;
     }

@@ -4,19 +4,17 @@
 //! state files (snapshots, catalog) but no Parquet or WAL file, and writes nothing: no
 //! repository is initialised and no lock is taken.
 
-use super::{not_a_node, previous_entries, CreateSource, Settings};
+use super::{previous_entries, CreateSource, Settings};
 use crate::ops::create_cluster::{
     cluster_files, refuse_pacha_tree, select_members, ClusterSource, COMPACTION,
 };
-use crate::ops::inspect::{inspect_cluster, ClusterInspection};
+use crate::ops::inspect::{inspect_cluster, inspect_listed, list_node, ClusterInspection};
 use crate::progress::Bar;
-use crate::stores::NodeStore;
 use anyhow::Result;
 use ib3_influx::cluster::{ClusterSurvey, Role};
 use ib3_influx::cut::{list_classified, SourceObject};
-use ib3_influx::inspect::{inspect_listing, Inspection};
+use ib3_influx::inspect::Inspection;
 use ib3_influx::path::{classify_cluster, ObjectClass};
-use ib3_influx::rules::CatalogScope;
 use ib3_repo::Repository;
 use serde::Serialize;
 use std::time::{Duration, SystemTime};
@@ -65,7 +63,7 @@ pub async fn plan(
     concurrency: usize,
 ) -> Result<CreatePlan> {
     let (listing, cluster) = match &source {
-        CreateSource::Node(node) => (node_listing(node).await?, None),
+        CreateSource::Node(node) => (list_node(node).await?, None),
         CreateSource::Cluster(cluster) => {
             let judged = judge_cluster(cluster, concurrency).await?;
             (
@@ -93,7 +91,7 @@ pub async fn plan(
         None => (Reads::all(&listing), None),
     };
     let node = match &source {
-        CreateSource::Node(node) => Some(judge_node(node, listing, concurrency).await?),
+        CreateSource::Node(node) => Some(inspect_listed(node, listing, concurrency).await?),
         CreateSource::Cluster(_) => None,
     };
     let consistent = match (&node, &cluster) {
@@ -115,30 +113,6 @@ pub async fn plan(
         bytes_to_read: reads.bytes_to_read,
         objects_unchanged: reads.objects - reads.objects_to_read,
     })
-}
-
-/// Everything under the node prefix.
-async fn node_listing(node: &NodeStore) -> Result<Vec<SourceObject>> {
-    let listing = list_classified(node.node.as_ref(), None).await?;
-    if listing.is_empty() {
-        let message = format!("no objects under the node prefix {}/", node.node_id);
-        return Err(not_a_node(node, message).await);
-    }
-    Ok(listing)
-}
-
-/// The node's `listing` judged by the consistency rules, as `inspect` does.
-async fn judge_node(
-    node: &NodeStore,
-    listing: Vec<SourceObject>,
-    concurrency: usize,
-) -> Result<Inspection> {
-    let catalog = CatalogScope::Here;
-    let root = node.node.as_ref();
-    match inspect_listing(root, &node.node_id, listing, catalog, concurrency).await {
-        Err(ib3_influx::Error::NotANode { message }) => Err(not_a_node(node, message).await),
-        other => Ok(other?),
-    }
 }
 
 /// The cluster judged as `inspect --cluster-id` does; a PachaTree cluster is refused as
