@@ -138,8 +138,9 @@ async fn run_command(cli: Cli, recorder: Option<&metrics::Recorder>) -> Result<u
             let report = ops::verify::verify(ops::verify::VerifyOptions {
                 repo,
                 backup: args.backup,
-                read_data: args.read_data || args.read_data_subset.is_some(),
-                subset: args.read_data_subset,
+                read_data: args
+                    .read_data_subset
+                    .or(args.read_data.then_some(ops::verify::Subset::All)),
                 concurrency: args.transfer.concurrency as usize,
                 bar,
             })

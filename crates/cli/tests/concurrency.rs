@@ -369,8 +369,7 @@ async fn run_create(
     let verification = verify(VerifyOptions {
         repo: repository.clone(),
         backup: Some(report.backup_id.clone()),
-        read_data: true,
-        subset: None,
+        read_data: Some(influxdb3_backup::ops::verify::Subset::All),
         concurrency: 4,
         bar: Bar::new(false),
     })

@@ -25,10 +25,9 @@ pub struct VerifyOptions {
     pub repo: Repository,
     /// `None`: every backup.
     pub backup: Option<String>,
-    /// Re-hash blobs: every one, or those of `subset`.
-    pub read_data: bool,
-    /// With `read_data`, only these blobs (`--read-data-subset`).
-    pub subset: Option<Subset>,
+    /// Re-hash blobs: every one (`Subset::All`, `--read-data`), or part of them
+    /// (`--read-data-subset`); `None`: read no content.
+    pub read_data: Option<Subset>,
     /// Objects in flight.
     pub concurrency: usize,
     /// Progress.
@@ -39,6 +38,8 @@ pub struct VerifyOptions {
 /// repository too large to read whole each night.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Subset {
+    /// Every blob (`--read-data`).
+    All,
     /// Slice `n` of `of` (1-based): the blobs whose id, as a number, leaves `n - 1` when
     /// divided by `of`. Ids are BLAKE3 hashes, so the slices are even, and `1/T` … `T/T` on
     /// successive runs read every blob once.
@@ -82,21 +83,22 @@ impl std::str::FromStr for Subset {
 impl std::fmt::Display for Subset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Subset::All => write!(f, "all"),
             Subset::Slice { n, of } => write!(f, "{n}/{of}"),
             Subset::Percent(percent) => write!(f, "{percent}%"),
         }
     }
 }
 
-/// Decides which blobs a run reads: all, or those of a [`Subset`]. A percentage draws with a
-/// hasher keyed afresh by each process, so successive runs read different blobs.
+/// Decides which blobs a run reads: those of a [`Subset`]. A percentage draws with a hasher
+/// keyed afresh by each process, so successive runs read different blobs.
 struct Sampler {
-    subset: Option<Subset>,
+    subset: Subset,
     draw: std::collections::hash_map::RandomState,
 }
 
 impl Sampler {
-    fn new(subset: Option<Subset>) -> Self {
+    fn new(subset: Subset) -> Self {
         Sampler {
             subset,
             draw: std::collections::hash_map::RandomState::new(),
@@ -106,9 +108,9 @@ impl Sampler {
     fn reads(&self, id: &BlobId) -> bool {
         use std::hash::BuildHasher;
         match self.subset {
-            None => true,
-            Some(Subset::Slice { n, of }) => id_number(id) % u64::from(of) == u64::from(n - 1),
-            Some(Subset::Percent(percent)) => {
+            Subset::All => true,
+            Subset::Slice { n, of } => id_number(id) % u64::from(of) == u64::from(n - 1),
+            Subset::Percent(percent) => {
                 let drawn = self.draw.hash_one(id.0) as f64 / u64::MAX as f64;
                 drawn * 100.0 < percent
             }
@@ -355,12 +357,12 @@ async fn verify_locked(options: &VerifyOptions) -> Result<VerifyReport> {
     let index = options.repo.blob_index().await?;
     let mut backups = Vec::new();
     let mut verdicts = Verdicts::new();
-    let sampler = Sampler::new(options.subset);
+    let sampler = options.read_data.map(Sampler::new);
     for id in ids {
         match options.repo.load_manifest(&id).await {
-            Ok(manifest) => {
-                backups.push(verify_one(options, &index, &manifest, &sampler, &mut verdicts).await?)
-            }
+            Ok(manifest) => backups.push(
+                verify_one(options, &index, &manifest, sampler.as_ref(), &mut verdicts).await?,
+            ),
             // A damaged manifest or entry chunk fails that backup; the others are still checked.
             Err(e @ ib3_repo::Error::Corrupt { .. }) => backups.push(unreadable(&id, &e)),
             Err(e) => return Err(e.into()),
@@ -378,7 +380,7 @@ async fn verify_one(
     options: &VerifyOptions,
     index: &BlobIndex,
     manifest: &Manifest,
-    sampler: &Sampler,
+    sampler: Option<&Sampler>,
     verdicts: &mut Verdicts,
 ) -> Result<BackupVerification> {
     let structure = manifest.structural_problems();
@@ -394,7 +396,7 @@ async fn verify_one(
         }]
     };
     let (mut blobs_read, mut bytes_read) = (0, 0);
-    if options.read_data {
+    if let Some(sampler) = sampler {
         options
             .bar
             .phase(&format!("reading {}", manifest.id), manifest.summary.bytes);
@@ -425,11 +427,11 @@ async fn verify_one(
         structure,
         blobs,
         consistency,
-        read_data: options.read_data,
+        read_data: options.read_data.is_some(),
         read_data_subset: options
-            .subset
-            .filter(|_| options.read_data)
-            .map(|s| s.to_string()),
+            .read_data
+            .filter(|subset| *subset != Subset::All)
+            .map(|subset| subset.to_string()),
         blobs_read,
         bytes_read,
     })
@@ -654,7 +656,7 @@ mod tests {
     fn slices_split_the_blobs_evenly_and_exactly() {
         let ids: Vec<BlobId> = (0..7_000).map(id).collect();
         let samplers: Vec<Sampler> = (1..=7)
-            .map(|n| Sampler::new(Some(Subset::Slice { n, of: 7 })))
+            .map(|n| Sampler::new(Subset::Slice { n, of: 7 }))
             .collect();
         for id in &ids {
             assert_eq!(samplers.iter().filter(|s| s.reads(id)).count(), 1);
@@ -671,14 +673,14 @@ mod tests {
         let ids: Vec<BlobId> = (0..10_000).map(id).collect();
         let drawn =
             |sampler: &Sampler| -> Vec<bool> { ids.iter().map(|id| sampler.reads(id)).collect() };
-        let first = drawn(&Sampler::new(Some(Subset::Percent(10.0))));
-        let second = drawn(&Sampler::new(Some(Subset::Percent(10.0))));
+        let first = drawn(&Sampler::new(Subset::Percent(10.0)));
+        let second = drawn(&Sampler::new(Subset::Percent(10.0)));
         let count = |d: &[bool]| d.iter().filter(|&&r| r).count();
         assert!((800..1200).contains(&count(&first)), "{}", count(&first));
         assert_ne!(first, second, "each run draws afresh");
-        assert!(Sampler::new(None).reads(&ids[0]));
+        assert!(Sampler::new(Subset::All).reads(&ids[0]));
         assert!(ids
             .iter()
-            .all(|id| Sampler::new(Some(Subset::Percent(100.0))).reads(id)));
+            .all(|id| Sampler::new(Subset::Percent(100.0)).reads(id)));
     }
 }
