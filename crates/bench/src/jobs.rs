@@ -88,6 +88,8 @@ pub struct S3 {
     pub secret_key: String,
     /// Bucket to use (created by the caller).
     pub bucket: String,
+    /// The server's process, whose CPU time each S3 job also reports (none: not reported).
+    pub server_pid: Option<u32>,
 }
 
 /// How to run.
@@ -131,12 +133,13 @@ const OURS: &str = "influxdb3-backup";
 /// The least any incremental of the generated tree must do: look at each leaf directory once
 /// (one `statx`), reading none ([`Bench::floor`]).
 pub const FLOOR: &str = "find: stat each leaf dir";
-const OURS_S3: &str = "influxdb3-backup (s3)";
-const FULL: &str = "full backup";
+pub const OURS_S3: &str = "influxdb3-backup (s3)";
+pub const AWS: &str = "aws s3 sync";
+pub const FULL: &str = "full backup";
 const NO_CHANGE: &str = "incremental, no change";
 const NO_CHANGE_COLD: &str = "incremental, no change, cold";
 const ONE_PERCENT: &str = "incremental, 1% new files";
-const RESTORE: &str = "restore";
+pub const RESTORE: &str = "restore";
 const VERIFY: &str = "verify, reading all data";
 
 /// Generate the tree and run every job of every tool; returns the rows in run order.
@@ -345,7 +348,17 @@ impl Bench<'_> {
             Start::Cold => settle_cold()?,
             Start::Warm => settle(&self.settings.work.join("src"))?,
         }
-        measure(cmd, &self.log)
+        measure(cmd, &self.log, self.server_of(tool))
+    }
+
+    /// The local S3 server's process, for the tools that talk to it.
+    fn server_of(&self, tool: &str) -> Option<u32> {
+        let s3 = self.settings.s3.as_ref()?;
+        if [OURS_S3, AWS].contains(&tool) {
+            s3.server_pid
+        } else {
+            None
+        }
     }
 
     /// Run `contenders` in turn for `rounds` rounds, each round after retiring what the
@@ -567,7 +580,7 @@ impl Bench<'_> {
             contenders.push(Contender::new(OURS_S3, cmd, None));
         }
         if let Some(cmd) = self.aws(&["sync", &src, &self.s3_dest("sync")]) {
-            contenders.push(Contender::new("aws s3 sync", cmd, None));
+            contenders.push(Contender::new(AWS, cmd, None));
         }
         contenders
     }
@@ -597,7 +610,7 @@ impl Bench<'_> {
             }
             let sync = self.s3_dest("sync");
             if let Some(cmd) = self.aws(&["sync", &sync, &self.path("restore-aws")]) {
-                self.record(RESTORE, "aws s3 sync", cmd, bytes)?;
+                self.record(RESTORE, AWS, cmd, bytes)?;
             }
         }
         Ok(())
@@ -640,11 +653,7 @@ pub fn compare(rows: &mut [Row]) {
         if row.tool == OURS || row.tool == OURS_S3 {
             continue;
         }
-        let mine = if row.tool == "aws s3 sync" {
-            OURS_S3
-        } else {
-            OURS
-        };
+        let mine = if row.tool == AWS { OURS_S3 } else { OURS };
         row.ours_over_this = ours
             .iter()
             .find(|(job, tool, _)| *job == row.job && *tool == mine)

@@ -45,7 +45,7 @@ enum Command {
         #[arg(long)]
         files: u64,
     },
-    /// Internal: run a command and report its exit status and peak RSS as JSON.
+    /// Internal: run a command and report its exit status, peak RSS and CPU time as JSON.
     #[command(hide = true)]
     MeasureChild {
         /// Where the command's output goes.
@@ -189,7 +189,7 @@ fn run(args: RunArgs) -> Result<()> {
     let mut rows = jobs::run(&settings)?;
     jobs::compare(&mut rows);
     let targets = report::targets(&rows);
-    report::print(&rows, &targets);
+    report::print(&rows, &targets, cores());
     let json = args.json.unwrap_or_else(|| args.work.join("results.json"));
     let document = serde_json::json!({
         "tree": settings.spec,
@@ -198,6 +198,7 @@ fn run(args: RunArgs) -> Result<()> {
         "targets": targets,
         "unsteady": report::unsteady(&rows),
         "floors": report::floors(&rows),
+        "s3_cpu": report::s3_cpu(&rows, cores()),
     });
     std::fs::write(&json, serde_json::to_vec_pretty(&document)?)
         .with_context(|| format!("writing {}", json.display()))?;
@@ -230,9 +231,15 @@ fn s3(bucket: &str) -> Option<jobs::S3> {
         access_key: var("IB3_TEST_S3_ACCESS_KEY")?,
         secret_key: var("IB3_TEST_S3_SECRET_KEY")?,
         bucket: bucket.to_string(),
+        server_pid: var("IB3_TEST_S3_SERVER_PID").and_then(|p| p.parse().ok()),
     });
     if found.is_none() {
         eprintln!("skipping aws: no local S3 server (IB3_TEST_S3_* unset; ./bench.sh starts one)");
     }
     found
+}
+
+/// The cores the machine offers (that the S3 server and its client share).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }

@@ -1,6 +1,6 @@
 //! The results: a table on stdout, the issue's targets as ratios, and the same as JSON.
 
-use crate::jobs::{Row, FLOOR};
+use crate::jobs::{Row, AWS, FLOOR, FULL, OURS_S3, RESTORE};
 use serde::Serialize;
 
 /// One target and where this run stands.
@@ -114,22 +114,18 @@ pub fn targets<'a>(rows: &'a [Row]) -> Vec<Target> {
         ">= 10",
         |r| r >= 10.0,
     );
-    let s3 = "influxdb3-backup (s3)";
     push(
         "backup to S3: aws s3 sync / ours".into(),
         over(
-            row(rows, "full backup", "aws s3 sync"),
-            row(rows, "full backup", s3),
+            row(rows, "full backup", AWS),
+            row(rows, "full backup", OURS_S3),
         ),
         ">= 1.5",
         |r| r >= 1.5,
     );
     push(
         "restore from S3: aws s3 sync / ours".into(),
-        over(
-            row(rows, "restore", "aws s3 sync"),
-            row(rows, "restore", s3),
-        ),
+        over(row(rows, "restore", AWS), row(rows, "restore", OURS_S3)),
         ">= 1.5",
         |r| r >= 1.5,
     );
@@ -194,24 +190,72 @@ pub fn floors(rows: &[Row]) -> Vec<String> {
         .collect()
 }
 
+/// The S3 jobs that both tools ran with the server's CPU time taken, each described: the CPU
+/// time of client and server, per GiB for the client (what counts where the server has machines
+/// of its own), the floor the two set on `cores` shared cores, and the most any client could
+/// gain over `aws s3 sync` on this machine, whose server alone needs `server CPU / cores`.
+pub fn s3_cpu(rows: &[Row], cores: usize) -> Vec<String> {
+    [FULL, RESTORE]
+        .into_iter()
+        .filter_map(|job| {
+            let (ours, aws) = (row(rows, job, OURS_S3)?, row(rows, job, AWS)?);
+            let (ours_server, aws_server) = (
+                ours.measured.server_cpu_seconds?,
+                aws.measured.server_cpu_seconds?,
+            );
+            let cores = cores.max(1) as f64;
+            let per_gib = |r: &Row| r.measured.cpu_seconds / (r.bytes.max(1) as f64 / GIB);
+            let floor = |r: &Row, server: f64| (r.measured.cpu_seconds + server) / cores;
+            Some(format!(
+                "{job}, S3: client CPU ours {:.1} s ({:.2} s/GiB), aws {:.1} s ({:.2} s/GiB): \
+                 aws {:.1}x ours; server CPU {ours_server:.1} s and {aws_server:.1} s; \
+                 (client + server) / {cores} cores {:.1} s and {:.1} s (wall {:.1} s and \
+                 {:.1} s); a client costing nothing: at most {:.2}x aws here",
+                ours.measured.cpu_seconds,
+                per_gib(ours),
+                aws.measured.cpu_seconds,
+                per_gib(aws),
+                aws.measured.cpu_seconds / ours.measured.cpu_seconds.max(1e-9),
+                floor(ours, ours_server),
+                floor(aws, aws_server),
+                ours.measured.seconds,
+                aws.measured.seconds,
+                aws.measured.seconds / (ours_server / cores).max(1e-9),
+            ))
+        })
+        .collect()
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// A row's CPU time: the command's, and the server's after a `+` where it was taken.
+fn cpu_cell(r: &Row) -> String {
+    match r.measured.server_cpu_seconds {
+        Some(server) => format!("{:.2}+{server:.2}", r.measured.cpu_seconds),
+        None => format!("{:.2}", r.measured.cpu_seconds),
+    }
+}
+
 /// Print the table and the targets.
-pub fn print(rows: &[Row], targets: &[Target]) {
+pub fn print(rows: &[Row], targets: &[Target], cores: usize) {
     println!(
-        "{:<28} {:<24} {:>10} {:>10} {:>12} {:>10}",
-        "JOB", "TOOL", "SECONDS", "MiB/s", "PEAK RSS", "OURS/THIS"
+        "{:<28} {:<24} {:>10} {:>10} {:>12} {:>11} {:>10}",
+        "JOB", "TOOL", "SECONDS", "MiB/s", "PEAK RSS", "CPU s", "OURS/THIS"
     );
     for r in rows {
         println!(
-            "{:<28} {:<24} {:>10.3} {:>10.1} {:>8.1} MiB {:>10}",
+            "{:<28} {:<24} {:>10.3} {:>10.1} {:>8.1} MiB {:>11} {:>10}",
             r.job,
             r.tool,
             r.measured.seconds,
             r.mib_per_second,
             r.measured.peak_rss_mib,
+            cpu_cell(r),
             r.ours_over_this
                 .map_or_else(|| "-".to_string(), |x| format!("{x:.2}"))
         );
     }
+    println!("(CPU s: user + system of the command; for S3 jobs + the local S3 server's)");
     println!();
     for t in targets {
         println!(
@@ -221,6 +265,13 @@ pub fn print(rows: &[Row], targets: &[Target]) {
             t.goal,
             t.verdict.words()
         );
+    }
+    let s3_cpu = s3_cpu(rows, cores);
+    if !s3_cpu.is_empty() {
+        println!();
+        for line in s3_cpu {
+            println!("{line}");
+        }
     }
     let floors = floors(rows);
     if !floors.is_empty() {
@@ -256,6 +307,8 @@ mod tests {
             measured: Measured {
                 seconds: rounds[rounds.len() / 2],
                 peak_rss_mib: 1.0,
+                cpu_seconds: 1.0,
+                server_cpu_seconds: None,
             },
             rounds: rounds.to_vec(),
             bytes: 1,
@@ -329,5 +382,37 @@ mod tests {
             floors[0]
         );
         assert!(floors[0].ends_with("ours took 1.5x that"), "{}", floors[0]);
+    }
+
+    #[test]
+    fn the_s3_jobs_cpu_is_set_beside_the_floor_it_puts_on_the_wall_time() {
+        let s3 = |tool, seconds, cpu, server| {
+            let mut r = by(tool, "full backup", &[seconds]);
+            r.bytes = 3 * 1024 * 1024 * 1024;
+            r.measured.cpu_seconds = cpu;
+            r.measured.server_cpu_seconds = server;
+            r
+        };
+        let rows = [
+            s3(OURS_S3, 20.0, 6.0, Some(32.0)),
+            s3(AWS, 27.0, 18.0, Some(33.0)),
+        ];
+        let lines = s3_cpu(&rows, 2);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        for part in [
+            "client CPU ours 6.0 s (2.00 s/GiB), aws 18.0 s (6.00 s/GiB): aws 3.0x ours",
+            "server CPU 32.0 s and 33.0 s",
+            "(client + server) / 2 cores 19.0 s and 25.5 s (wall 20.0 s and 27.0 s)",
+            "a client costing nothing: at most 1.69x aws here",
+        ] {
+            assert!(line.contains(part), "{part:?} not in {line}");
+        }
+        // Without the server's figure (an emulator the bench did not start) there is no line.
+        let rows = [
+            s3(OURS_S3, 20.0, 6.0, None),
+            s3(AWS, 27.0, 18.0, Some(33.0)),
+        ];
+        assert!(s3_cpu(&rows, 2).is_empty());
     }
 }
