@@ -219,7 +219,7 @@ pub struct MetricsArgs {
     /// Write the run's outcome to this file in Prometheus' text format (for node_exporter's
     /// textfile collector: a path ending in `.prom` in its directory), rewritten after every run
     /// that completes or fails: last run and last success times, exit code, duration, figures.
-    /// Jobs may share a file: each rewrites its own series only.
+    /// Jobs may share a file: each rewrites its own series only, under a lock on `PATH.lock`.
     #[arg(long, env = "INFLUXDB3_BACKUP_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
 }

@@ -2,7 +2,8 @@
 //! Prometheus' text format, for node_exporter's textfile collector (or any scraper of such
 //! files), so that an alert can fire when the last successful run grows old. After every run
 //! that completes or fails the file is rewritten (beside it, then renamed): this job's series
-//! anew, other jobs' series (another command, another node) as they were. An interrupted run
+//! anew, other jobs' series (another command, another node) as they were, under an exclusive
+//! lock on `<file>.lock` so that jobs ending together each keep their update. An interrupted run
 //! leaves it as it was.
 
 use std::fmt::Write as _;
@@ -53,6 +54,7 @@ impl Recorder {
     /// Write the file for a run that ended with `exit_code` after `duration_seconds`. The time of
     /// the last success is this run's when it succeeded, else the one the file held before.
     pub fn write(&self, exit_code: u8, duration_seconds: f64) -> std::io::Result<()> {
+        let _lock = lock_beside(&self.path)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -275,6 +277,22 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// An exclusive lock on `<path>.lock`, held until the file returned is dropped: two jobs that end
+/// at the same moment (two timers firing together) would otherwise each rewrite `path` from what
+/// it held before either, and one's series would be lost. The lock file stays; a textfile
+/// collector reads only `*.prom` files.
+fn lock_beside(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(file)
+}
+
 /// Replace `path` with `text` whole: a scraper never reads half a file.
 fn replace(path: &Path, text: &str) -> std::io::Result<()> {
     let mut staged = path.as_os_str().to_owned();
@@ -384,5 +402,38 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(failed.sample_in(&text, "success_timestamp_seconds"), None);
         assert_eq!(failed.sample_in(&text, "exit_code"), Some(16.0));
+    }
+
+    /// Jobs that end at the same moment each keep their series: without the lock, one rewrote
+    /// the file from what it held before the other's update and lost it.
+    #[test]
+    fn jobs_ending_together_each_keep_their_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.prom");
+        let nodes: Vec<String> = (0..8).map(|n| format!("node{n}")).collect();
+        for round in 0..20 {
+            let start = std::sync::Barrier::new(nodes.len());
+            std::thread::scope(|scope| {
+                for node in &nodes {
+                    let (path, start) = (&path, &start);
+                    scope.spawn(move || {
+                        let labels = vec![("node", format!("{node}-{round}"))];
+                        let job = Recorder::new(path.clone(), "create", labels);
+                        start.wait();
+                        job.write(0, 1.0).unwrap();
+                    });
+                }
+            });
+            let text = std::fs::read_to_string(&path).unwrap();
+            for node in &nodes {
+                let labels = vec![("node", format!("{node}-{round}"))];
+                let job = Recorder::new(path.clone(), "create", labels);
+                assert_eq!(
+                    job.sample_in(&text, "exit_code"),
+                    Some(0.0),
+                    "round {round}: {node}'s series lost:\n{text}"
+                );
+            }
+        }
     }
 }
