@@ -233,6 +233,52 @@ pub struct TransferArgs {
     pub concurrency: u32,
 }
 
+/// A cap on what a command uploads to S3, Azure Blob Storage and Google Cloud Storage.
+#[derive(Debug, Clone, Args)]
+pub struct UploadArgs {
+    /// At most RATE bytes per second uploaded to S3, Azure or GCS (the repository, or a restore's
+    /// target bucket), on average over a few requests: `500KiB`, `20MiB`, `1GiB` (`K`, `M`, `G`
+    /// the same; `kB`, `MB`, `GB` powers of 1000; an optional `/s`). Local directories and
+    /// downloads are not limited.
+    #[arg(long, env = "INFLUXDB3_BACKUP_LIMIT_UPLOAD", value_name = "RATE", value_parser = parse_rate)]
+    pub limit_upload: Option<u64>,
+}
+
+/// A rate in bytes per second: a number, a unit (`B`, `K`/`KiB`, `M`/`MiB`, `G`/`GiB`, or
+/// `kB`/`MB`/`GB` for powers of 1000) and an optional `/s`.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let trimmed = trimmed.strip_suffix("/s").unwrap_or(trimmed);
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a rate: expected a number and a unit, as 20MiB"))?;
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "K" | "k" | "KiB" => 1024.0,
+        "M" | "MiB" => 1024.0 * 1024.0,
+        "G" | "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        other => {
+            return Err(format!(
+                "unit {other:?} of {text:?} is not understood: use B, KiB, MiB, GiB (or kB, MB, GB)"
+            ))
+        }
+    };
+    let rate = number * scale;
+    if !(1.0..=1e15).contains(&rate) {
+        return Err(format!(
+            "{text:?} is out of range: at least 1 byte per second"
+        ));
+    }
+    Ok(rate as u64)
+}
+
 /// `create`.
 #[derive(Debug, Clone, Args)]
 pub struct CreateArgs {
@@ -245,6 +291,9 @@ pub struct CreateArgs {
     #[command(flatten)]
     /// Transfer tuning.
     pub transfer: TransferArgs,
+    #[command(flatten)]
+    /// Upload cap.
+    pub uploads: UploadArgs,
     /// Re-plans allowed when the server snapshots during the backup.
     #[arg(long, default_value_t = 10)]
     pub max_replans: u32,
@@ -354,6 +403,9 @@ pub struct RestoreArgs {
     /// Transfer tuning.
     pub transfer: TransferArgs,
     #[command(flatten)]
+    /// Upload cap.
+    pub uploads: UploadArgs,
+    #[command(flatten)]
     /// Monitoring (of a scheduled restore drill).
     pub metrics: MetricsArgs,
 }
@@ -438,6 +490,9 @@ pub struct CopyArgs {
     /// Transfer tuning.
     pub transfer: TransferArgs,
     #[command(flatten)]
+    /// Upload cap.
+    pub uploads: UploadArgs,
+    #[command(flatten)]
     /// Monitoring.
     pub metrics: MetricsArgs,
 }
@@ -452,4 +507,23 @@ pub struct InitArgs {
     /// and/or sealed in the repository with the passphrase in INFLUXDB3_BACKUP_PASSPHRASE.
     #[arg(long)]
     pub encrypt: bool,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_take_binary_and_decimal_units() {
+        assert_eq!(parse_rate("500KiB"), Ok(500 * 1024));
+        assert_eq!(parse_rate("20M"), Ok(20 << 20));
+        assert_eq!(parse_rate("1.5GiB/s"), Ok(3 << 29));
+        assert_eq!(parse_rate("10MB"), Ok(10_000_000));
+        assert_eq!(parse_rate("64"), Ok(64));
+        for wrong in ["", "fast", "10 parsecs", "0MiB", "-1M", "1.2.3M"] {
+            let error = parse_rate(wrong).unwrap_err();
+            assert!(error.contains(&format!("{wrong:?}")), "{wrong}: {error}");
+        }
+    }
 }

@@ -14,6 +14,7 @@
 use crate::args::{CloudArgs, ObjectStoreKind};
 use crate::exit::{Failure, STORE_ACCESS, USAGE};
 use anyhow::Result;
+use ib3_transfer::pace::{Pace, PacedUploads};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
@@ -152,7 +153,7 @@ pub fn source_store(
         cloud.object_store_connection_limit.max(1),
     ));
     Ok(CloudStore {
-        store: limited,
+        store: paced(limited),
         location,
         kind,
     })
@@ -350,7 +351,24 @@ pub fn repo_store_from_url(
             .into())
         }
     };
-    Ok((store, path))
+    Ok((paced(store), path))
+}
+
+/// The cap on this run's uploads (`--limit-upload`), shared by every cloud store it opens.
+static UPLOAD_PACE: std::sync::OnceLock<Arc<Pace>> = std::sync::OnceLock::new();
+
+/// Pace the uploads to every cloud store this process opens from now on: at most
+/// `bytes_per_second` among them all. Set once, before the stores are opened.
+pub fn limit_uploads(bytes_per_second: u64) {
+    let _ = UPLOAD_PACE.set(Arc::new(Pace::new(bytes_per_second)));
+}
+
+/// `store` with its uploads paced when the run has a cap.
+fn paced(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    match UPLOAD_PACE.get() {
+        Some(pace) => Arc::new(PacedUploads::new(store, pace.clone())),
+        None => store,
+    }
 }
 
 /// Check that a store answers before using it, turning the usual failures into messages that

@@ -87,7 +87,20 @@ fn metrics_of(command: &Command) -> Option<metrics::Recorder> {
     Some(metrics::Recorder::new(path, name, labels))
 }
 
+/// The upload cap a command was given (`--limit-upload`).
+fn upload_limit(command: &Command) -> Option<u64> {
+    match command {
+        Command::Create(args) => args.uploads.limit_upload,
+        Command::Restore(args) => args.uploads.limit_upload,
+        Command::Copy(args) => args.uploads.limit_upload,
+        _ => None,
+    }
+}
+
 async fn run_command(cli: Cli, recorder: Option<&metrics::Recorder>) -> Result<u8> {
+    if let Some(rate) = upload_limit(&cli.command) {
+        cloud::limit_uploads(rate);
+    }
     let bar = Bar::new(!cli.json && !cli.quiet);
     let json = cli.json;
     match cli.command {

@@ -747,6 +747,88 @@ fn large_objects_stream_through_multipart_on_every_backend() {
     }
 }
 
+/// `--limit-upload` holds a backup into every cloud, and a restore into a bucket, to the rate:
+/// 10 MiB that does not compress, at 2 MiB/s, cannot all have gone before 5 s less the two
+/// seconds of burst the cap allows (unpaced, the emulators take it in well under a second). Only
+/// a lower bound is asserted: a slow machine cannot fail it. The backup is whole.
+#[test]
+fn uploads_keep_to_the_cap_on_every_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_fixture("core-3.10.0-wal-only", &data);
+    let big = data.join("node0/dbs/1/0/2026-11-25/09-59/0000009999.parquet");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    let content: Vec<u8> = (0..10u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&big, &content).unwrap();
+    let at_least = std::time::Duration::from_secs(3);
+    for backend in ALL {
+        if !backend.available() {
+            continue;
+        }
+        let bucket = backend.new_bucket("cap");
+        let repo = backend.url(&bucket, "r");
+        let env = backend.repo_env();
+        let began = std::time::Instant::now();
+        let args = ["create", "--data-dir", s(&data), "--node-id", "node0"];
+        let created = run_env(
+            &[
+                &args[..],
+                &["--json", "--repo", &repo, "--limit-upload", "2MiB"],
+            ]
+            .concat(),
+            &env,
+        )
+        .ok()
+        .json();
+        let took = began.elapsed();
+        assert!(took >= at_least, "{}: took {took:?}", backend.name());
+        assert!(created["bytes_uploaded"].as_u64().unwrap() > 10 << 20);
+        run_env(&["verify", "--read-data", "--repo", &repo], &env).ok();
+    }
+    // A restore into a bucket: its uploads are the target's.
+    let backend = Backend::S3;
+    if !backend.available() {
+        return;
+    }
+    let local_repo = tmp.path().join("repo");
+    run(&[
+        "create",
+        "--data-dir",
+        s(&data),
+        "--node-id",
+        "node0",
+        "--repo",
+        s(&local_repo),
+    ])
+    .ok();
+    let target = backend.new_bucket("capdst");
+    let began = std::time::Instant::now();
+    run_env(
+        &[
+            "restore",
+            "--repo",
+            s(&local_repo),
+            "--object-store",
+            backend.object_store_flag(),
+            "--bucket",
+            &target,
+            "--limit-upload",
+            "2MiB/s",
+        ],
+        &backend.source_env(),
+    )
+    .ok();
+    let took = began.elapsed();
+    assert!(took >= at_least, "restore into a bucket took {took:?}");
+    let restored = bucket_tree(backend.client(&target).as_ref());
+    assert!(
+        restored.get("dbs/1/0/2026-11-25/09-59/0000009999.parquet") == Some(&content),
+        "the large file differs after a paced restore"
+    );
+}
+
 /// `copy` to a repository on every cloud, with the target's own credential family, then from
 /// that cloud to the next one: deduplicated, verified, restorable.
 #[test]

@@ -19,6 +19,7 @@ mod error;
 pub mod listing;
 pub mod local;
 mod noatime;
+pub mod pace;
 pub mod pack;
 mod progress;
 

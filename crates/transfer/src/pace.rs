@@ -1,0 +1,269 @@
+//! Upload pacing: a cap on the bytes per second a run sends to a store, shared by every request
+//! of the run ([`Pace`]), and a store wrapper that waits its turn before each upload
+//! ([`PacedUploads`]).
+//!
+//! Each upload request (a PUT, or one part of a multipart upload) reserves the time its bytes
+//! take at the chosen rate, right after the reservations before it, and is sent once no more
+//! than [`BURST`] of its reservation lies ahead; its body then goes at the link's speed. So by
+//! any moment a run has sent at most the rate times (the seconds since it began + 2 × `BURST`):
+//! the rate holds on average over a few requests, not within one, and no request is slowed
+//! down while in flight, where the store's request timeout would cut it. Time left idle is not
+//! saved up beyond `BURST`. Downloads are not paced: slowing a response body down would run
+//! into that timeout.
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result, UploadPart,
+};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How much sending a run that has been idle may do at once, in seconds of the rate.
+pub const BURST: Duration = Duration::from_secs(1);
+
+/// A rate shared by the requests of a run: each reserves its bytes' share of time in turn.
+#[derive(Debug)]
+pub struct Pace {
+    bytes_per_second: f64,
+    /// When the bytes reserved so far have had their time.
+    free_at: Mutex<Option<Instant>>,
+}
+
+impl Pace {
+    /// At most `bytes_per_second` (at least 1) on average.
+    pub fn new(bytes_per_second: u64) -> Self {
+        Pace {
+            bytes_per_second: bytes_per_second.max(1) as f64,
+            free_at: Mutex::new(None),
+        }
+    }
+
+    /// The rate, in bytes per second.
+    pub fn bytes_per_second(&self) -> u64 {
+        self.bytes_per_second as u64
+    }
+
+    /// Reserve the time `bytes` take after everything reserved before, and return when they may
+    /// go: the end of the reservations before them, less the [`BURST`] an idle run has in hand.
+    fn reserve(&self, bytes: u64) -> Instant {
+        let now = Instant::now();
+        let mut free_at = self.free_at.lock().unwrap_or_else(|p| p.into_inner());
+        let earliest = now.checked_sub(BURST).unwrap_or(now);
+        let start = free_at.map_or(earliest, |at| at.max(earliest));
+        let end = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_second);
+        *free_at = Some(end);
+        // What is reserved beyond the burst waits for its time to come.
+        end.checked_sub(BURST).unwrap_or(end).max(now)
+    }
+
+    /// Wait until `bytes` may be sent.
+    pub async fn wait_for(&self, bytes: u64) {
+        tokio::time::sleep_until(self.reserve(bytes)).await;
+    }
+}
+
+/// A store whose uploads (PUTs and multipart parts) wait their turn at a [`Pace`]; everything
+/// else passes through.
+#[derive(Debug)]
+pub struct PacedUploads {
+    inner: Arc<dyn ObjectStore>,
+    pace: Arc<Pace>,
+}
+
+impl PacedUploads {
+    /// `inner` with its uploads paced by `pace` (which other stores of the run may share).
+    pub fn new(inner: Arc<dyn ObjectStore>, pace: Arc<Pace>) -> Self {
+        PacedUploads { inner, pace }
+    }
+}
+
+impl std::fmt::Display for PacedUploads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+/// The parts of one multipart upload, each sent in its turn.
+#[derive(Debug)]
+struct PacedParts {
+    inner: Box<dyn MultipartUpload>,
+    pace: Arc<Pace>,
+}
+
+#[async_trait]
+impl MultipartUpload for PacedParts {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let bytes = data.content_length() as u64;
+        // The part takes its number now, in the caller's order; its request waits for its turn.
+        let send = self.inner.put_part(data);
+        let pace = self.pace.clone();
+        let paced: BoxFuture<'static, Result<()>> = Box::pin(async move {
+            pace.wait_for(bytes).await;
+            send.await
+        });
+        paced
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.inner.abort().await
+    }
+}
+
+#[async_trait]
+impl ObjectStore for PacedUploads {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.pace.wait_for(payload.content_length() as u64).await;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(PacedParts {
+            inner,
+            pace: self.pace.clone(),
+        }))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::ObjectStoreExt;
+
+    const MIB: u64 = 1024 * 1024;
+
+    /// 10 MiB of PUTs and parts at 1 MiB/s: the last request goes after 8 s of (tokio's paused)
+    /// time, the rate's 10 s less twice the burst, and at no moment had more than the rate
+    /// times (the time since the start + 2 s) gone.
+    #[tokio::test(start_paused = true)]
+    async fn puts_and_parts_go_at_the_rate_on_average() {
+        let store = PacedUploads::new(Arc::new(InMemory::new()), Arc::new(Pace::new(MIB)));
+        let began = Instant::now();
+        let within_bound = |sent: u64| {
+            let allowed = MIB as f64 * (began.elapsed().as_secs_f64() + 2.0);
+            assert!(
+                sent as f64 <= allowed,
+                "{sent} B sent by {:?}",
+                began.elapsed()
+            );
+        };
+        let mut sent = 0;
+        for i in 0..4 {
+            let payload = PutPayload::from(vec![0u8; MIB as usize]);
+            store
+                .put(&Path::from(format!("small/{i}")), payload)
+                .await
+                .unwrap();
+            sent += MIB;
+            within_bound(sent);
+        }
+        let mut upload = store.put_multipart(&Path::from("large")).await.unwrap();
+        let parts: Vec<_> = (0..3)
+            .map(|_| upload.put_part(PutPayload::from(vec![1u8; 2 * MIB as usize])))
+            .collect();
+        for part in parts {
+            part.await.unwrap();
+            sent += 2 * MIB;
+            within_bound(sent);
+        }
+        upload.complete().await.unwrap();
+        let took = began.elapsed();
+        assert_eq!(took.as_secs(), 8, "{took:?}");
+        let large = store.get(&Path::from("large")).await.unwrap();
+        assert_eq!(large.bytes().await.unwrap().len(), 6 * MIB as usize);
+    }
+
+    /// Time left idle is not saved up beyond the burst: after a pause the rate holds again.
+    #[tokio::test(start_paused = true)]
+    async fn idle_time_is_not_saved_up() {
+        let pace = Pace::new(MIB);
+        pace.wait_for(MIB).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let began = Instant::now();
+        for _ in 0..5 {
+            pace.wait_for(MIB).await;
+        }
+        // 5 MiB: 1 s of burst in hand, then one each second with a second's lead.
+        assert_eq!(began.elapsed().as_secs(), 3);
+    }
+
+    /// Reads pass through unpaced.
+    #[tokio::test(start_paused = true)]
+    async fn downloads_are_not_paced() {
+        let inner = Arc::new(InMemory::new());
+        let key = Path::from("k");
+        inner
+            .put(&key, vec![0u8; 8 * MIB as usize].into())
+            .await
+            .unwrap();
+        let store = PacedUploads::new(inner, Arc::new(Pace::new(MIB)));
+        let began = Instant::now();
+        for _ in 0..3 {
+            store.get(&key).await.unwrap().bytes().await.unwrap();
+        }
+        assert_eq!(began.elapsed().as_secs(), 0);
+    }
+}
