@@ -8,8 +8,10 @@
 //! any moment a run has sent at most the rate times (the seconds since it began + 2 × `BURST`):
 //! the rate holds on average over a few requests, not within one, and no request is slowed
 //! down while in flight, where the store's request timeout would cut it. Time left idle is not
-//! saved up beyond `BURST`. Downloads are not paced: slowing a response body down would run
-//! into that timeout.
+//! saved up beyond `BURST`. A PUT under [`PROMPT_BELOW`] (a lock's refresh, a small record) goes
+//! at once, its bytes counted all the same: a lock must not wait behind minutes of data until it
+//! looks abandoned. Downloads are not paced: slowing a response body down would run into that
+//! timeout.
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -25,6 +27,9 @@ use tokio::time::Instant;
 
 /// How much sending a run that has been idle may do at once, in seconds of the rate.
 pub const BURST: Duration = Duration::from_secs(1);
+
+/// PUTs smaller than this go at once (their bytes counted): locks and small records.
+pub const PROMPT_BELOW: u64 = 64 * 1024;
 
 /// A rate shared by the requests of a run: each reserves its bytes' share of time in turn.
 #[derive(Debug)]
@@ -64,6 +69,11 @@ impl Pace {
     /// Wait until `bytes` may be sent.
     pub async fn wait_for(&self, bytes: u64) {
         tokio::time::sleep_until(self.reserve(bytes)).await;
+    }
+
+    /// Count `bytes` sent without waiting: later requests wait for them instead.
+    pub fn count(&self, bytes: u64) {
+        self.reserve(bytes);
     }
 }
 
@@ -126,7 +136,12 @@ impl ObjectStore for PacedUploads {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        self.pace.wait_for(payload.content_length() as u64).await;
+        let bytes = payload.content_length() as u64;
+        if bytes < PROMPT_BELOW {
+            self.pace.count(bytes);
+        } else {
+            self.pace.wait_for(bytes).await;
+        }
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -248,6 +263,29 @@ mod tests {
         }
         // 5 MiB: 1 s of burst in hand, then one each second with a second's lead.
         assert_eq!(began.elapsed().as_secs(), 3);
+    }
+
+    /// A small PUT (a lock's refresh) goes at once behind 10 s of queued data; the data after
+    /// it waits for its bytes too.
+    #[tokio::test(start_paused = true)]
+    async fn small_puts_go_at_once_and_count() {
+        let pace = Arc::new(Pace::new(MIB));
+        let store = PacedUploads::new(Arc::new(InMemory::new()), pace.clone());
+        pace.count(10 * MIB);
+        let began = Instant::now();
+        store
+            .put(&Path::from("lock"), vec![0u8; 1000].into())
+            .await
+            .unwrap();
+        assert_eq!(began.elapsed(), Duration::ZERO);
+        let payload = vec![0u8; 64 * 1024];
+        store
+            .put(&Path::from("data"), payload.into())
+            .await
+            .unwrap();
+        // 10 MiB, 1000 B and 64 KiB reserved from a second before the start end after ~9.06 s;
+        // the last goes a second before its end.
+        assert_eq!(began.elapsed().as_secs(), 8);
     }
 
     /// Reads pass through unpaced.
