@@ -273,7 +273,7 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     let rate = number * scale;
     if !(1.0..=1e15).contains(&rate) {
         return Err(format!(
-            "{text:?} is out of range: at least 1 byte per second"
+            "{text:?} is out of range: from 1 byte to 1 PB per second"
         ));
     }
     Ok(rate as u64)
