@@ -694,18 +694,28 @@ fn store_assumptions_hold_on_every_backend() {
     }
 }
 
+/// The large Parquet file [`node_with_large_parquet`] adds, relative to the node.
+const LARGE_PARQUET: &str = "dbs/1/0/2026-11-25/09-59/0000009999.parquet";
+
+/// Copy a small Core node to `data` and add a Parquet file of `size` bytes that do not compress
+/// ([`LARGE_PARQUET`]); its content.
+fn node_with_large_parquet(data: &Path, size: u32) -> Vec<u8> {
+    copy_fixture("core-3.10.0-wal-only", data);
+    let big = data.join("node0").join(LARGE_PARQUET);
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    let content: Vec<u8> = (0..size)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&big, &content).unwrap();
+    content
+}
+
 /// A large object goes through multipart upload to the repository and back, byte for byte.
 #[test]
 fn large_objects_stream_through_multipart_on_every_backend() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    copy_fixture("core-3.10.0-wal-only", &data);
-    let big = data.join("node0/dbs/1/0/2026-11-25/09-59/0000009999.parquet");
-    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
-    let content: Vec<u8> = (0..(40u32 << 20) + 12345)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    std::fs::write(&big, &content).unwrap();
+    let content = node_with_large_parquet(&data, (40 << 20) + 12345);
     for backend in ALL {
         if !backend.available() {
             continue;
@@ -736,9 +746,7 @@ fn large_objects_stream_through_multipart_on_every_backend() {
             &env,
         )
         .ok();
-        let back =
-            std::fs::read(restored.join("node0/dbs/1/0/2026-11-25/09-59/0000009999.parquet"))
-                .unwrap();
+        let back = std::fs::read(restored.join("node0").join(LARGE_PARQUET)).unwrap();
         assert!(
             back == content,
             "{}: large object differs after the round trip",
@@ -755,13 +763,7 @@ fn large_objects_stream_through_multipart_on_every_backend() {
 fn uploads_keep_to_the_cap_on_every_backend() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    copy_fixture("core-3.10.0-wal-only", &data);
-    let big = data.join("node0/dbs/1/0/2026-11-25/09-59/0000009999.parquet");
-    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
-    let content: Vec<u8> = (0..10u32 << 20)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    std::fs::write(&big, &content).unwrap();
+    let content = node_with_large_parquet(&data, 10 << 20);
     let at_least = std::time::Duration::from_secs(3);
     for backend in ALL {
         if !backend.available() {
@@ -793,16 +795,7 @@ fn uploads_keep_to_the_cap_on_every_backend() {
         return;
     }
     let local_repo = tmp.path().join("repo");
-    run(&[
-        "create",
-        "--data-dir",
-        s(&data),
-        "--node-id",
-        "node0",
-        "--repo",
-        s(&local_repo),
-    ])
-    .ok();
+    create_node0(&data, &local_repo).ok();
     let target = backend.new_bucket("capdst");
     let began = std::time::Instant::now();
     run_env(
@@ -824,7 +817,7 @@ fn uploads_keep_to_the_cap_on_every_backend() {
     assert!(took >= at_least, "restore into a bucket took {took:?}");
     let restored = bucket_tree(backend.client(&target).as_ref());
     assert!(
-        restored.get("dbs/1/0/2026-11-25/09-59/0000009999.parquet") == Some(&content),
+        restored.get(LARGE_PARQUET) == Some(&content),
         "the large file differs after a paced restore"
     );
 }
