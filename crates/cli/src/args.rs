@@ -238,10 +238,21 @@ pub struct TransferArgs {
 pub struct UploadArgs {
     /// At most RATE bytes per second uploaded to S3, Azure or GCS (the repository, or a restore's
     /// target bucket), on average over a few requests: `500KiB`, `20MiB`, `1GiB` (`K`, `M`, `G`
-    /// the same; `kB`, `MB`, `GB` powers of 1000; an optional `/s`). Local directories and
-    /// downloads are not limited.
+    /// the same; `kB`, `MB`, `GB` powers of 1000; an optional `/s`). Local directories are not
+    /// limited; reads have --limit-download.
     #[arg(long, env = "INFLUXDB3_BACKUP_LIMIT_UPLOAD", value_name = "RATE", value_parser = parse_rate)]
     pub limit_upload: Option<u64>,
+}
+
+/// A cap on what a command downloads from S3, Azure Blob Storage and Google Cloud Storage.
+#[derive(Debug, Clone, Args)]
+pub struct DownloadArgs {
+    /// At most RATE bytes per second read from S3, Azure or GCS (the repository, or a source
+    /// bucket), on average over a few requests: `500KiB`, `20MiB`, `1GiB` (`kB`, `MB`, `GB`
+    /// powers of 1000; an optional `/s`). Reads of whole objects first ask for their size;
+    /// reads over 8 MiB go in ranges of 8 MiB. Local directories are not limited.
+    #[arg(long, env = "INFLUXDB3_BACKUP_LIMIT_DOWNLOAD", value_name = "RATE", value_parser = parse_rate)]
+    pub limit_download: Option<u64>,
 }
 
 /// A rate in bytes per second: a number, a unit (`B`, `K`/`KiB`, `M`/`MiB`, `G`/`GiB`, or
@@ -294,6 +305,9 @@ pub struct CreateArgs {
     #[command(flatten)]
     /// Upload cap.
     pub uploads: UploadArgs,
+    #[command(flatten)]
+    /// Download cap.
+    pub downloads: DownloadArgs,
     /// Re-plans allowed when the server snapshots during the backup.
     #[arg(long, default_value_t = 10)]
     pub max_replans: u32,
@@ -360,6 +374,9 @@ pub struct VerifyArgs {
     #[command(flatten)]
     /// Transfer tuning.
     pub transfer: TransferArgs,
+    #[command(flatten)]
+    /// Download cap.
+    pub downloads: DownloadArgs,
 }
 
 /// `inspect`.
@@ -405,6 +422,9 @@ pub struct RestoreArgs {
     #[command(flatten)]
     /// Upload cap.
     pub uploads: UploadArgs,
+    #[command(flatten)]
+    /// Download cap.
+    pub downloads: DownloadArgs,
     #[command(flatten)]
     /// Monitoring (of a scheduled restore drill).
     pub metrics: MetricsArgs,
@@ -492,6 +512,9 @@ pub struct CopyArgs {
     #[command(flatten)]
     /// Upload cap.
     pub uploads: UploadArgs,
+    #[command(flatten)]
+    /// Download cap.
+    pub downloads: DownloadArgs,
     #[command(flatten)]
     /// Monitoring.
     pub metrics: MetricsArgs,

@@ -14,7 +14,7 @@
 use crate::args::{CloudArgs, ObjectStoreKind};
 use crate::exit::{Failure, STORE_ACCESS, USAGE};
 use anyhow::Result;
-use ib3_transfer::pace::{Pace, PacedUploads};
+use ib3_transfer::pace::{Pace, PacedStore};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
@@ -354,8 +354,10 @@ pub fn repo_store_from_url(
     Ok((paced(store), path))
 }
 
-/// The cap on this run's uploads (`--limit-upload`), shared by every cloud store it opens.
+/// The caps on this run's uploads and downloads (`--limit-upload`, `--limit-download`), each
+/// shared by every cloud store it opens.
 static UPLOAD_PACE: std::sync::OnceLock<Arc<Pace>> = std::sync::OnceLock::new();
+static DOWNLOAD_PACE: std::sync::OnceLock<Arc<Pace>> = std::sync::OnceLock::new();
 
 /// Pace the uploads to every cloud store this process opens from now on: at most
 /// `bytes_per_second` among them all. Set once, before the stores are opened.
@@ -363,12 +365,19 @@ pub fn limit_uploads(bytes_per_second: u64) {
     let _ = UPLOAD_PACE.set(Arc::new(Pace::new(bytes_per_second)));
 }
 
-/// `store` with its uploads paced when the run has a cap.
+/// Pace the reads from every cloud store this process opens from now on, as
+/// [`limit_uploads`] does the uploads.
+pub fn limit_downloads(bytes_per_second: u64) {
+    let _ = DOWNLOAD_PACE.set(Arc::new(Pace::new(bytes_per_second)));
+}
+
+/// `store` with its uploads and reads paced where the run has caps.
 fn paced(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
-    match UPLOAD_PACE.get() {
-        Some(pace) => Arc::new(PacedUploads::new(store, pace.clone())),
-        None => store,
+    let (uploads, downloads) = (UPLOAD_PACE.get().cloned(), DOWNLOAD_PACE.get().cloned());
+    if uploads.is_none() && downloads.is_none() {
+        return store;
     }
+    Arc::new(PacedStore::new(store, uploads, downloads))
 }
 
 /// Check that a store answers before using it, turning the usual failures into messages that

@@ -87,19 +87,25 @@ fn metrics_of(command: &Command) -> Option<metrics::Recorder> {
     Some(metrics::Recorder::new(path, name, labels))
 }
 
-/// The upload cap a command was given (`--limit-upload`).
-fn upload_limit(command: &Command) -> Option<u64> {
+/// The caps on uploads and downloads a command was given (`--limit-upload`,
+/// `--limit-download`).
+fn bandwidth_limits(command: &Command) -> (Option<u64>, Option<u64>) {
     match command {
-        Command::Create(args) => args.uploads.limit_upload,
-        Command::Restore(args) => args.uploads.limit_upload,
-        Command::Copy(args) => args.uploads.limit_upload,
-        _ => None,
+        Command::Create(args) => (args.uploads.limit_upload, args.downloads.limit_download),
+        Command::Restore(args) => (args.uploads.limit_upload, args.downloads.limit_download),
+        Command::Copy(args) => (args.uploads.limit_upload, args.downloads.limit_download),
+        Command::Verify(args) => (None, args.downloads.limit_download),
+        _ => (None, None),
     }
 }
 
 async fn run_command(cli: Cli, recorder: Option<&metrics::Recorder>) -> Result<u8> {
-    if let Some(rate) = upload_limit(&cli.command) {
+    let (uploads, downloads) = bandwidth_limits(&cli.command);
+    if let Some(rate) = uploads {
         cloud::limit_uploads(rate);
+    }
+    if let Some(rate) = downloads {
+        cloud::limit_downloads(rate);
     }
     let bar = Bar::new(!cli.json && !cli.quiet);
     let json = cli.json;

@@ -755,12 +755,13 @@ fn large_objects_stream_through_multipart_on_every_backend() {
     }
 }
 
-/// `--limit-upload` holds a backup into every cloud, and a restore into a bucket, to the rate:
-/// 10 MiB that does not compress, at 2 MiB/s, cannot all have gone before 5 s less the two
-/// seconds of burst the cap allows (unpaced, the emulators take it in well under a second). Only
-/// a lower bound is asserted: a slow machine cannot fail it. The backup is whole.
+/// `--limit-upload` holds a backup into every cloud, and a restore into a bucket, to the rate;
+/// `--limit-download` a full read-back of every cloud repository and a restore from one: 10 MiB
+/// that does not compress, at 2 MiB/s, cannot all have gone before 5 s less the two seconds of
+/// burst a cap allows (unpaced, the emulators take it in well under a second). Only a lower
+/// bound is asserted: a slow machine cannot fail it. What is read or written is whole.
 #[test]
-fn uploads_keep_to_the_cap_on_every_backend() {
+fn transfers_keep_to_their_caps_on_every_backend() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let content = node_with_large_parquet(&data, 10 << 20);
@@ -787,7 +788,32 @@ fn uploads_keep_to_the_cap_on_every_backend() {
         let took = began.elapsed();
         assert!(took >= at_least, "{}: took {took:?}", backend.name());
         assert!(created["bytes_uploaded"].as_u64().unwrap() > 10 << 20);
-        run_env(&["verify", "--read-data", "--repo", &repo], &env).ok();
+        let began = std::time::Instant::now();
+        let verify = ["verify", "--read-data", "--repo", &repo];
+        run_env(&[&verify[..], &["--limit-download", "2MiB"]].concat(), &env).ok();
+        let took = began.elapsed();
+        assert!(
+            took >= at_least,
+            "{}: read back in {took:?}",
+            backend.name()
+        );
+        if backend == Backend::S3 {
+            let restored = tmp.path().join("restored");
+            let began = std::time::Instant::now();
+            let restore = ["restore", "--repo", &repo, "--data-dir", s(&restored)];
+            run_env(
+                &[&restore[..], &["--limit-download", "2MiB"]].concat(),
+                &env,
+            )
+            .ok();
+            let took = began.elapsed();
+            assert!(took >= at_least, "restore from S3 took {took:?}");
+            let back = std::fs::read(restored.join("node0").join(LARGE_PARQUET)).unwrap();
+            assert!(
+                back == content,
+                "the large file differs after a paced restore"
+            );
+        }
     }
     // A restore into a bucket: its uploads are the target's.
     let backend = Backend::S3;
