@@ -153,6 +153,9 @@ impl PacedStore {
         };
         pace.wait_for(first.end - first.start).await;
         let opening = self.inner.get_opts(location, ranged(first)).await?;
+        if opening.meta.size != meta.size {
+            return Err(changed_while_read(location, meta.size, opening.meta.size));
+        }
         let (attributes, extensions) = (opening.attributes.clone(), opening.extensions.clone());
         let (inner, at, pace, size) = (
             self.inner.clone(),
