@@ -44,7 +44,15 @@ fn files_in_fans(dir: &Path) -> usize {
 /// The ids of the blobs a repository is known to hold: its blob files, and the blobs in packs
 /// that its backups' entries and its runs' progress records name.
 fn stored_blob_ids(repo: &Path) -> std::collections::BTreeSet<String> {
-    let mut ids: std::collections::BTreeSet<String> = tree(&repo.join("blobs"))
+    // A run killed soon after it initialised the repository may have stored nothing outside
+    // packs: no `blobs/` yet.
+    let blobs = repo.join("blobs");
+    let blob_files = if blobs.is_dir() {
+        tree(&blobs)
+    } else {
+        Default::default()
+    };
+    let mut ids: std::collections::BTreeSet<String> = blob_files
         .into_keys()
         .filter(|name| !name.contains('#'))
         .filter_map(|name| Some(name.split('/').nth(1)?.split('.').next()?.to_string()))
