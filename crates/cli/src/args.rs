@@ -233,15 +233,26 @@ pub struct TransferArgs {
     pub concurrency: u32,
 }
 
-/// A cap on what a command uploads to S3, Azure Blob Storage and Google Cloud Storage.
+/// Caps on what a command uploads to and downloads from S3, Azure Blob Storage and Google Cloud
+/// Storage.
 #[derive(Debug, Clone, Args)]
-pub struct UploadArgs {
+pub struct BandwidthArgs {
     /// At most RATE bytes per second uploaded to S3, Azure or GCS (the repository, or a restore's
     /// target bucket), on average over a few requests: `500KiB`, `20MiB`, `1GiB` (`K`, `M`, `G`
     /// the same; `kB`, `MB`, `GB` powers of 1000; an optional `/s`). Local directories are not
     /// limited; reads have --limit-download.
     #[arg(long, env = "INFLUXDB3_BACKUP_LIMIT_UPLOAD", value_name = "RATE", value_parser = parse_rate)]
     pub limit_upload: Option<u64>,
+    #[command(flatten)]
+    /// Download cap.
+    pub downloads: DownloadArgs,
+}
+
+impl BandwidthArgs {
+    /// The upload and download caps, in bytes per second.
+    pub fn caps(&self) -> (Option<u64>, Option<u64>) {
+        (self.limit_upload, self.downloads.limit_download)
+    }
 }
 
 /// A cap on what a command downloads from S3, Azure Blob Storage and Google Cloud Storage.
@@ -303,11 +314,8 @@ pub struct CreateArgs {
     /// Transfer tuning.
     pub transfer: TransferArgs,
     #[command(flatten)]
-    /// Upload cap.
-    pub uploads: UploadArgs,
-    #[command(flatten)]
-    /// Download cap.
-    pub downloads: DownloadArgs,
+    /// Upload and download caps.
+    pub bandwidth: BandwidthArgs,
     /// Re-plans allowed when the server snapshots during the backup.
     #[arg(long, default_value_t = 10)]
     pub max_replans: u32,
@@ -420,11 +428,8 @@ pub struct RestoreArgs {
     /// Transfer tuning.
     pub transfer: TransferArgs,
     #[command(flatten)]
-    /// Upload cap.
-    pub uploads: UploadArgs,
-    #[command(flatten)]
-    /// Download cap.
-    pub downloads: DownloadArgs,
+    /// Upload and download caps.
+    pub bandwidth: BandwidthArgs,
     #[command(flatten)]
     /// Monitoring (of a scheduled restore drill).
     pub metrics: MetricsArgs,
@@ -510,11 +515,8 @@ pub struct CopyArgs {
     /// Transfer tuning.
     pub transfer: TransferArgs,
     #[command(flatten)]
-    /// Upload cap.
-    pub uploads: UploadArgs,
-    #[command(flatten)]
-    /// Download cap.
-    pub downloads: DownloadArgs,
+    /// Upload and download caps.
+    pub bandwidth: BandwidthArgs,
     #[command(flatten)]
     /// Monitoring.
     pub metrics: MetricsArgs,

@@ -359,16 +359,15 @@ pub fn repo_store_from_url(
 static UPLOAD_PACE: std::sync::OnceLock<Arc<Pace>> = std::sync::OnceLock::new();
 static DOWNLOAD_PACE: std::sync::OnceLock<Arc<Pace>> = std::sync::OnceLock::new();
 
-/// Pace the uploads to every cloud store this process opens from now on: at most
-/// `bytes_per_second` among them all. Set once, before the stores are opened.
-pub fn limit_uploads(bytes_per_second: u64) {
-    let _ = UPLOAD_PACE.set(Arc::new(Pace::new(bytes_per_second)));
-}
-
-/// Pace the reads from every cloud store this process opens from now on, as
-/// [`limit_uploads`] does the uploads.
-pub fn limit_downloads(bytes_per_second: u64) {
-    let _ = DOWNLOAD_PACE.set(Arc::new(Pace::new(bytes_per_second)));
+/// Pace the uploads to and the reads from every cloud store this process opens from now on: at
+/// most `uploads` and `downloads` bytes per second among them all, where given. Set once, before
+/// the stores are opened.
+pub fn limit_bandwidth(uploads: Option<u64>, downloads: Option<u64>) {
+    for (pace, rate) in [(&UPLOAD_PACE, uploads), (&DOWNLOAD_PACE, downloads)] {
+        if let Some(rate) = rate {
+            let _ = pace.set(Arc::new(Pace::new(rate)));
+        }
+    }
 }
 
 /// `store` with its uploads and reads paced where the run has caps.

@@ -91,9 +91,9 @@ fn metrics_of(command: &Command) -> Option<metrics::Recorder> {
 /// `--limit-download`).
 fn bandwidth_limits(command: &Command) -> (Option<u64>, Option<u64>) {
     match command {
-        Command::Create(args) => (args.uploads.limit_upload, args.downloads.limit_download),
-        Command::Restore(args) => (args.uploads.limit_upload, args.downloads.limit_download),
-        Command::Copy(args) => (args.uploads.limit_upload, args.downloads.limit_download),
+        Command::Create(args) => args.bandwidth.caps(),
+        Command::Restore(args) => args.bandwidth.caps(),
+        Command::Copy(args) => args.bandwidth.caps(),
         Command::Verify(args) => (None, args.downloads.limit_download),
         _ => (None, None),
     }
@@ -101,12 +101,7 @@ fn bandwidth_limits(command: &Command) -> (Option<u64>, Option<u64>) {
 
 async fn run_command(cli: Cli, recorder: Option<&metrics::Recorder>) -> Result<u8> {
     let (uploads, downloads) = bandwidth_limits(&cli.command);
-    if let Some(rate) = uploads {
-        cloud::limit_uploads(rate);
-    }
-    if let Some(rate) = downloads {
-        cloud::limit_downloads(rate);
-    }
+    cloud::limit_bandwidth(uploads, downloads);
     let bar = Bar::new(!cli.json && !cli.quiet);
     let json = cli.json;
     match cli.command {
